@@ -1,0 +1,181 @@
+// Command erpstream runs the ERP integration pipeline.
+//
+//	erpstream serve                 all services in one process
+//	erpstream ingest|process|project|query   one service each, to scale them apart
+//	erpstream admin ensure-topics   create and verify the Kafka topics
+//	erpstream admin migrate         apply the ClickHouse migrations
+//
+// Configuration comes from the environment; see the README's table.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/erpstream/erpstream/internal/app"
+	"github.com/erpstream/erpstream/internal/chx"
+	"github.com/erpstream/erpstream/internal/kafkax"
+)
+
+const usage = `usage: erpstream <command>
+
+commands:
+  serve                  run every service in one process (ingest, process, project, query)
+  ingest                 HTTP API for events and configuration
+  process                map events into entity writes and monitoring events
+  project                write entities and monitoring events into ClickHouse
+  query                  HTTP monitoring API served from ClickHouse
+  admin ensure-topics    create and verify the Kafka topics
+  admin migrate          apply the ClickHouse schema migrations
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	log := newLogger()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := configFromEnv(log)
+	if err != nil {
+		log.Error("configuration", "err", err)
+		os.Exit(2)
+	}
+	switch cmd := os.Args[1]; cmd {
+	case "serve":
+		cfg.Services = app.AllServices
+	case app.Ingest, app.Process, app.Project, app.Query:
+		cfg.Services = []string{cmd}
+	case "admin":
+		err = admin(ctx, cfg, log, os.Args[2:])
+		exit(log, err)
+		return
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	exit(log, app.Run(ctx, cfg))
+}
+
+func admin(ctx context.Context, cfg app.Config, log *slog.Logger, args []string) error {
+	if len(args) != 1 {
+		return errors.New("admin needs one of: ensure-topics, migrate")
+	}
+	switch args[0] {
+	case "ensure-topics":
+		if len(cfg.Kafka.Brokers) == 0 {
+			return errors.New("KAFKA_BROKERS is required for admin ensure-topics")
+		}
+		return app.PrepareTopics(ctx, cfg.Kafka, log)
+	case "migrate":
+		return app.Migrate(ctx, cfg.ClickHouse, log)
+	default:
+		return fmt.Errorf("unknown admin command %q", args[0])
+	}
+}
+
+func exit(log *slog.Logger, err error) {
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("erpstream stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger() *slog.Logger {
+	level := slog.LevelInfo
+	if strings.EqualFold(os.Getenv("ERPSTREAM_LOG_LEVEL"), "debug") {
+		level = slog.LevelDebug
+	}
+	var h slog.Handler
+	if os.Getenv("ERPSTREAM_LOG_FORMAT") == "json" {
+		h = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	} else {
+		h = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	}
+	return slog.New(h)
+}
+
+func env(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func configFromEnv(log *slog.Logger) (app.Config, error) {
+	cfg := app.Config{
+		HTTPAddr: env("ERPSTREAM_HTTP_ADDR", "127.0.0.1:8080"),
+		Kafka: kafkax.Config{
+			TopicPrefix: env("ERPSTREAM_TOPIC_PREFIX", "erp"),
+		},
+		EmbeddedKafkaDir: env("ERPSTREAM_DATA_DIR", ".run") + "/kafka-embedded",
+		ClickHouse: chx.Config{
+			Addr:     env("CLICKHOUSE_ADDR", "127.0.0.1:19000"),
+			Database: env("CLICKHOUSE_DATABASE", "erpstream"),
+			User:     env("CLICKHOUSE_USER", "default"),
+			Password: os.Getenv("CLICKHOUSE_PASSWORD"),
+		},
+		DevToken:   env("ERPSTREAM_DEV_TOKEN", "dev-token"),
+		APITokens:  os.Getenv("ERPSTREAM_API_TOKENS"),
+		InstanceID: os.Getenv("ERPSTREAM_INSTANCE_ID"),
+		Log:        log,
+	}
+	if b := os.Getenv("KAFKA_BROKERS"); b != "" {
+		for _, s := range strings.Split(b, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				cfg.Kafka.Brokers = append(cfg.Kafka.Brokers, s)
+			}
+		}
+	}
+	var err error
+	if cfg.DevMode, err = boolEnv("ERPSTREAM_DEV_MODE"); err != nil {
+		return cfg, err
+	}
+	ints := []struct {
+		key string
+		def int
+		set func(int)
+	}{
+		{"ERPSTREAM_KAFKA_PARTITIONS", 12, func(v int) { cfg.Kafka.Partitions = int32(v) }},
+		{"ERPSTREAM_KAFKA_REPLICATION", 1, func(v int) { cfg.Kafka.Replication = int16(v) }},
+		{"ERPSTREAM_EMBEDDED_KAFKA_PORT", 29092, func(v int) { cfg.EmbeddedKafkaPort = v }},
+		{"ERPSTREAM_ACK_TIMEOUT_MS", 10000, func(v int) { cfg.AckTimeout = time.Duration(v) * time.Millisecond }},
+		{"ERPSTREAM_PROJECTOR_FLUSH_MS", 1000, func(v int) { cfg.ProjectorFlushInterval = time.Duration(v) * time.Millisecond }},
+	}
+	for _, i := range ints {
+		v, err := strconv.Atoi(env(i.key, strconv.Itoa(i.def)))
+		if err != nil || v <= 0 {
+			return cfg, fmt.Errorf("%s: want a positive integer", i.key)
+		}
+		i.set(v)
+	}
+	if cfg.DevMode && cfg.APITokens == "" && !strings.HasPrefix(cfg.HTTPAddr, "127.") && !strings.HasPrefix(cfg.HTTPAddr, "localhost") {
+		log.Warn("dev mode on a non-loopback address: anyone who can reach it can use the dev token", "addr", cfg.HTTPAddr)
+	}
+	return cfg, nil
+}
+
+func boolEnv(key string) (bool, error) {
+	v := os.Getenv(key)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s: want true or false", key)
+	}
+	return b, nil
+}

@@ -1,0 +1,284 @@
+// Package app is erpstream's composition root: it connects to Kafka and ClickHouse, prepares
+// topics and schema, and runs the chosen services in one process (all of them for `serve`).
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/gin-gonic/gin"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/configapi"
+	"github.com/erpstream/erpstream/ingest"
+	"github.com/erpstream/erpstream/internal/auth"
+	"github.com/erpstream/erpstream/internal/chx"
+	"github.com/erpstream/erpstream/internal/httpapi"
+	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/processor"
+	"github.com/erpstream/erpstream/projector"
+	"github.com/erpstream/erpstream/projector/schema"
+	"github.com/erpstream/erpstream/query"
+)
+
+// Service names, as the subcommands call them.
+const (
+	Ingest  = "ingest"
+	Process = "process"
+	Project = "project"
+	Query   = "query"
+)
+
+// AllServices is what `erpstream serve` runs.
+var AllServices = []string{Ingest, Process, Project, Query}
+
+// Config of one erpstream process.
+type Config struct {
+	Services []string
+	HTTPAddr string       // ERPSTREAM_HTTP_ADDR, default 127.0.0.1:8080
+	Listener net.Listener // tests pass their own; else HTTPAddr is listened on
+
+	Kafka kafkax.Config
+	// Without Kafka.Brokers an embedded broker (kfake) keeps its data in EmbeddedKafkaDir.
+	EmbeddedKafkaDir  string
+	EmbeddedKafkaPort int
+
+	ClickHouse chx.Config
+
+	DevMode   bool   // ERPSTREAM_DEV_MODE: DevToken acts for org dev-org with every permission
+	DevToken  string // ERPSTREAM_DEV_TOKEN, default dev-token
+	APITokens string // ERPSTREAM_API_TOKENS: token=org[:perm+perm],...
+
+	InstanceID string // ERPSTREAM_INSTANCE_ID, default a random id
+	AckTimeout time.Duration
+	// ProjectorFlushInterval bounds how long a projector batch waits for more rows.
+	ProjectorFlushInterval time.Duration
+
+	Log *slog.Logger
+	// OnReady is called with the HTTP address once every service is ready.
+	OnReady func(httpAddr string)
+}
+
+func (c *Config) has(s string) bool {
+	for _, x := range c.Services {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Run runs the configured services until ctx ends or one of them fails.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Log
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:8080"
+	}
+	if len(cfg.Kafka.Brokers) == 0 {
+		emb, err := kafkax.StartEmbedded(cfg.EmbeddedKafkaDir, cfg.EmbeddedKafkaPort)
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		cfg.Kafka.Brokers = emb.Brokers()
+		log.Info("embedded kafka (kfake) started", "brokers", cfg.Kafka.Brokers, "data_dir", cfg.EmbeddedKafkaDir)
+	}
+	topics := kafkax.NewTopics(cfg.Kafka.TopicPrefix)
+	if err := PrepareTopics(ctx, cfg.Kafka, log); err != nil {
+		return err
+	}
+
+	if (cfg.has(Ingest) || cfg.has(Query)) && !cfg.DevMode && cfg.APITokens == "" {
+		return errors.New("no way to authenticate API calls: set ERPSTREAM_API_TOKENS, or ERPSTREAM_DEV_MODE=1 for local use")
+	}
+	authn := &auth.StaticTokens{}
+	if cfg.DevMode {
+		if cfg.DevToken == "" {
+			cfg.DevToken = "dev-token"
+		}
+		authn.Add(cfg.DevToken, auth.DevPrincipal(cfg.DevToken))
+		log.Warn("dev mode: one token acts for org dev-org with every permission; never use in production")
+	}
+	if err := auth.ParseStaticTokens(cfg.APITokens, authn); err != nil {
+		return fmt.Errorf("ERPSTREAM_API_TOKENS: %w", err)
+	}
+
+	var ch driver.Conn
+	if cfg.has(Project) || cfg.has(Query) {
+		conn, err := chx.Open(ctx, cfg.ClickHouse)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if err := schema.Migrate(ctx, conn, log); err != nil {
+			return err
+		}
+		ch = conn
+		log.Info("clickhouse ready", "addr", cfg.ClickHouse.Addr, "database", cfg.ClickHouse.Database)
+	}
+
+	reg, err := registry.New(registry.Config{Topic: topics.Config, Opts: cfg.Kafka.BaseOpts(log), Log: log})
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g := &group{cancel: cancel}
+	g.Go("registry", func() error { return reg.Run(ctx) })
+	select {
+	case <-reg.Ready():
+	case <-ctx.Done():
+		return g.Wait()
+	}
+
+	if cfg.has(Process) {
+		p, err := processor.New(processor.Config{Kafka: cfg.Kafka, Topics: topics, InstanceID: cfg.InstanceID, Registry: reg, Log: log})
+		if err != nil {
+			return err
+		}
+		g.Go("processor", func() error { return p.Run(ctx) })
+	}
+	if cfg.has(Project) {
+		p, err := projector.New(projector.Config{Kafka: cfg.Kafka, Topics: topics, Sink: &projector.ClickHouseSink{Conn: ch},
+			FlushInterval: cfg.ProjectorFlushInterval, Log: log})
+		if err != nil {
+			return err
+		}
+		g.Go("projector", func() error { return p.Run(ctx) })
+	}
+
+	var ready atomic.Bool
+	if cfg.has(Ingest) || cfg.has(Query) {
+		engine := httpapi.NewEngine(log)
+		engine.GET("/healthz", func(c *gin.Context) {
+			if !ready.Load() {
+				httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "starting")
+				return
+			}
+			c.JSON(http.StatusOK, gin.H{"status": "ok", "services": cfg.Services})
+		})
+		api := engine.Group("/", httpapi.RequireAuth(authn))
+		var producer *kgo.Client
+		if cfg.has(Ingest) {
+			producer, err = kgo.NewClient(append(cfg.Kafka.BaseOpts(log), kafkax.ProducerOpts(30*time.Second)...)...)
+			if err != nil {
+				return fmt.Errorf("ingest producer: %w", err)
+			}
+			defer producer.Close()
+			svc, err := ingest.New(ingest.Config{Topics: topics, Producer: producer, Registry: reg, AckTimeout: cfg.AckTimeout, Log: log})
+			if err != nil {
+				return err
+			}
+			svc.Register(api)
+			(&configapi.API{Registry: reg}).Register(api)
+		}
+		if cfg.has(Query) {
+			(&query.Service{Store: &query.ClickHouseStore{Conn: ch}, Registry: reg, Log: log}).Register(api)
+		}
+		ln := cfg.Listener
+		if ln == nil {
+			if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+				return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+			}
+		}
+		srv := &http.Server{Handler: engine, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+			WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+		g.Go("http", func() error {
+			err := srv.Serve(ln)
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return err
+		})
+		g.Go("http-shutdown", func() error {
+			<-ctx.Done()
+			// In-flight requests finish (their events are acknowledged or answered 503) before exit.
+			sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer scancel()
+			return srv.Shutdown(sctx)
+		})
+		cfg.HTTPAddr = ln.Addr().String()
+	}
+	ready.Store(true)
+	log.Info("erpstream ready", "services", cfg.Services, "http", cfg.HTTPAddr)
+	if cfg.OnReady != nil {
+		cfg.OnReady(cfg.HTTPAddr)
+	}
+	return g.Wait()
+}
+
+// PrepareTopics creates missing topics and verifies them against the topic table.
+func PrepareTopics(ctx context.Context, kc kafkax.Config, log *slog.Logger) error {
+	cl, err := kgo.NewClient(kc.BaseOpts(log)...)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	defer cl.Close()
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := cl.Ping(pctx); err != nil {
+		return fmt.Errorf("kafka %v unreachable: %w", kc.Brokers, err)
+	}
+	partitions := kc.Partitions
+	if partitions <= 0 {
+		partitions = 12
+	}
+	replication := kc.Replication
+	if replication <= 0 {
+		replication = 1
+	}
+	specs := kafkax.NewTopics(kc.TopicPrefix).Specs(partitions)
+	if err := kafkax.EnsureTopics(pctx, kadm.NewClient(cl), specs, replication); err != nil {
+		return err
+	}
+	log.Info("kafka topics ready", "brokers", kc.Brokers, "prefix", kc.TopicPrefix)
+	return nil
+}
+
+// Migrate applies the ClickHouse migrations (erpstream admin migrate).
+func Migrate(ctx context.Context, cfg chx.Config, log *slog.Logger) error {
+	conn, err := chx.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return schema.Migrate(ctx, conn, log)
+}
+
+// group runs goroutines; the first failure cancels the others and is returned by Wait.
+type group struct {
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+	once   sync.Once
+	err    error
+}
+
+func (g *group) Go(name string, fn func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := fn(); err != nil {
+			g.once.Do(func() {
+				g.err = fmt.Errorf("%s: %w", name, err)
+				g.cancel()
+			})
+		}
+	}()
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	return g.err
+}

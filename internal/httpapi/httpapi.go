@@ -1,0 +1,146 @@
+// Package httpapi holds what every HTTP service of erpstream shares: the error shape of the
+// ERP Integration API (ErrorResponseBase), bearer authentication and request limits.
+package httpapi
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/erpstream/erpstream/internal/auth"
+)
+
+// Error codes used across the API (NOTES.md §3 and the monitoring taxonomy).
+const (
+	CodeValidation          = "VALIDATION_ERROR"
+	CodeUnauthorized        = "UNAUTHORIZED"
+	CodeForbidden           = "FORBIDDEN"
+	CodeNotFound            = "NOT_FOUND"
+	CodeIntegrationNotFound = "INTEGRATION_NOT_FOUND"
+	CodeUseCaseNotFound     = "USE_CASE_NOT_FOUND"
+	CodeConflict            = "CONFLICT"
+	CodePayloadTooLarge     = "PAYLOAD_TOO_LARGE"
+	CodeUnavailable         = "SERVICE_UNAVAILABLE"
+	CodeInternal            = "INTERNAL_ERROR"
+)
+
+// ErrorResponse is the API's ErrorResponseBase.
+type ErrorResponse struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Abort answers with an ErrorResponseBase and stops the handler chain.
+func Abort(c *gin.Context, status int, code, message string) {
+	c.AbortWithStatusJSON(status, ErrorResponse{Code: code, Message: message})
+}
+
+// MaxBodyBytes is the largest request body accepted (4 MB, NOTES.md §1).
+const MaxBodyBytes = 4 << 20
+
+// BindJSON decodes the body into v, answering 400 or 413 itself when it cannot; it reports
+// whether the handler may go on.
+func BindJSON(c *gin.Context, v any) bool {
+	dec := newDecoder(c.Request.Body)
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			Abort(c, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "request body exceeds 4 MB")
+		default:
+			Abort(c, http.StatusBadRequest, CodeValidation, "malformed JSON body: "+err.Error())
+		}
+		return false
+	}
+	if dec.More() {
+		Abort(c, http.StatusBadRequest, CodeValidation, "malformed JSON body: trailing data after the JSON value")
+		return false
+	}
+	return true
+}
+
+// NewEngine returns a gin engine with recovery that answers in the API's error shape,
+// a body size limit and request logging.
+func NewEngine(log *slog.Logger) *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	e.Use(func(c *gin.Context) {
+		start := time.Now()
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in handler", "path", c.FullPath(), "panic", r)
+				Abort(c, http.StatusInternalServerError, CodeInternal, "internal error")
+			}
+		}()
+		if c.Request.Body != nil {
+			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+		}
+		c.Next()
+		if c.Writer.Status() >= 500 {
+			log.Warn("request failed", "method", c.Request.Method, "path", c.FullPath(),
+				"status", c.Writer.Status(), "duration_ms", time.Since(start).Milliseconds())
+		} else {
+			log.Debug("request", "method", c.Request.Method, "path", c.FullPath(),
+				"status", c.Writer.Status(), "duration_ms", time.Since(start).Milliseconds())
+		}
+	})
+	e.NoRoute(func(c *gin.Context) { Abort(c, http.StatusNotFound, CodeNotFound, "no such route") })
+	e.NoMethod(func(c *gin.Context) {
+		Abort(c, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+	})
+	return e
+}
+
+// Authenticator resolves bearer tokens.
+type Authenticator interface {
+	Authenticate(token string) (*auth.Principal, error)
+}
+
+const principalKey = "erpstream.principal"
+
+// RequireAuth authenticates the bearer token; 401 in the API's error shape when it is
+// missing or unknown.
+func RequireAuth(a Authenticator) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		h := c.GetHeader("Authorization")
+		scheme, token, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+			Abort(c, http.StatusUnauthorized, CodeUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
+			return
+		}
+		p, err := a.Authenticate(strings.TrimSpace(token))
+		if err != nil {
+			Abort(c, http.StatusUnauthorized, CodeUnauthorized, "invalid bearer token")
+			return
+		}
+		c.Set(principalKey, p)
+		c.Next()
+	}
+}
+
+// Require checks one permission of the authenticated principal; 403 without it.
+func Require(perm string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if !Principal(c).Has(perm) {
+			Abort(c, http.StatusForbidden, CodeForbidden, "token lacks permission "+perm)
+			return
+		}
+		c.Next()
+	}
+}
+
+// Principal returns the caller; only valid behind RequireAuth.
+func Principal(c *gin.Context) *auth.Principal {
+	v, _ := c.Get(principalKey)
+	p, _ := v.(*auth.Principal)
+	if p == nil {
+		return &auth.Principal{}
+	}
+	return p
+}

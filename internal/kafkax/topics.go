@@ -1,0 +1,170 @@
+// Package kafkax declares erpstream's Kafka topics and builds clients for them.
+package kafkax
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// TopicSpec is one topic erpstream owns. Every service verifies its topics at start-up and
+// refuses to run against a topic whose partitioning or cleanup policy contradicts the spec.
+type TopicSpec struct {
+	Name       string
+	Partitions int32 // 0: the configured default for data topics
+	Configs    map[string]string
+	// ExactPartitions: the partition count is part of the design (the config log must be one
+	// ordered log), not a scaling knob, so any other count is refused.
+	ExactPartitions bool
+	Purpose         string
+}
+
+// Topic names. The prefix (default "erp") lets several deployments share one cluster.
+type Topics struct {
+	Events     string
+	Entities   string
+	Monitoring string
+	Config     string
+}
+
+// NewTopics names the topics under prefix.
+func NewTopics(prefix string) Topics {
+	if prefix == "" {
+		prefix = "erp"
+	}
+	return Topics{
+		Events:     prefix + ".events",
+		Entities:   prefix + ".entities",
+		Monitoring: prefix + ".monitoring",
+		Config:     prefix + ".config",
+	}
+}
+
+const day = 24 * 60 * 60 * 1000
+
+// Specs is the table of topics: their partitioning, retention and cleanup policy.
+//
+// The events topic is shared by all use cases and keyed "<org>/<integration>/<use case>/<spread>",
+// where spread is the event's deduplication id (else its event id). A hot use case therefore
+// spreads over every partition; re-sent copies of one ERP message (same deduplication id)
+// always meet in one partition, where the deduplication state for them lives. Per-entity order
+// is restored downstream: entity writes are keyed by entity id and versioned by receive time.
+func (t Topics) Specs(dataPartitions int32) []TopicSpec {
+	return []TopicSpec{
+		{Name: t.Events, Partitions: dataPartitions, Purpose: "accepted ERP events",
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(7 * day), "max.message.bytes": "8388608"}},
+		{Name: t.Entities, Partitions: dataPartitions, Purpose: "entity writes keyed by entity id",
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(7 * day), "max.message.bytes": "8388608"}},
+		{Name: t.Monitoring, Partitions: dataPartitions, Purpose: "monitoring events keyed by event id",
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(3 * day)}},
+		{Name: t.Config, Partitions: 1, ExactPartitions: true, Purpose: "integrations and use cases (compacted log)",
+			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(day)}},
+	}
+}
+
+// EnsureTopics creates missing topics with their configs and verifies existing ones.
+func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, replication int16) error {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	details, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	for _, s := range specs {
+		if d, ok := details[s.Name]; ok && d.Err == nil {
+			continue
+		}
+		cfg := make(map[string]*string, len(s.Configs)+1)
+		for k, v := range s.Configs {
+			cfg[k] = kadm.StringPtr(v)
+		}
+		if replication > 1 {
+			cfg["min.insync.replicas"] = kadm.StringPtr(strconv.Itoa(int(replication) - 1))
+		}
+		resp, err := adm.CreateTopic(ctx, s.Partitions, replication, cfg, s.Name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", s.Name, err)
+		}
+	}
+	// A created topic takes a moment to show in metadata; verify until it does.
+	var verr error
+	for attempt := 0; attempt < 50; attempt++ {
+		if verr = VerifyTopics(ctx, adm, specs); verr == nil {
+			return nil
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return verr
+		}
+	}
+	return verr
+}
+
+// VerifyTopics checks that every topic exists with the partitioning and cleanup policy its spec asks.
+func VerifyTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) error {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	details, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	configs, err := adm.DescribeTopicConfigs(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("describe topic configs: %w", err)
+	}
+	var problems []string
+	for _, s := range specs {
+		d, ok := details[s.Name]
+		if !ok || d.Err != nil {
+			problems = append(problems, fmt.Sprintf("%s: missing (run `erpstream admin ensure-topics`)", s.Name))
+			continue
+		}
+		if n := int32(len(d.Partitions)); s.ExactPartitions && n != s.Partitions {
+			problems = append(problems, fmt.Sprintf("%s: has %d partitions, must have exactly %d", s.Name, n, s.Partitions))
+		}
+		want := s.Configs["cleanup.policy"]
+		rc, err := configs.On(s.Name, nil)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: describe configs: %v", s.Name, err))
+			continue
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "cleanup.policy" && c.Value != nil && !samePolicy(*c.Value, want) {
+				problems = append(problems, fmt.Sprintf("%s: cleanup.policy is %q, must be %q", s.Name, *c.Value, want))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("kafka topics do not match erpstream's topic table: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func samePolicy(have, want string) bool {
+	norm := func(s string) string {
+		parts := strings.Split(strings.ReplaceAll(s, " ", ""), ",")
+		for i := 0; i < len(parts); i++ {
+			for j := i + 1; j < len(parts); j++ {
+				if parts[j] < parts[i] {
+					parts[i], parts[j] = parts[j], parts[i]
+				}
+			}
+		}
+		return strings.Join(parts, ",")
+	}
+	return norm(have) == norm(want)
+}

@@ -1,0 +1,81 @@
+package registry
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Use-case types of the ERP Integration API.
+const (
+	TypeInbound     = "inbound"
+	TypeOutbound    = "outbound"
+	TypeFileProxy   = "file_proxy"
+	TypeManagedCall = "managed_call"
+	TypeSecureProxy = "secure_proxy"
+)
+
+// Integration is one integration of an org. Fields holds the editable fields exactly as the
+// API received them (IntegrationEditableFields), so fields this version does not interpret
+// survive a round trip.
+type Integration struct {
+	ID        string                     `json:"id"`
+	OrgID     string                     `json:"orgId"`
+	Name      string                     `json:"name"`
+	Fields    map[string]json.RawMessage `json:"fields,omitempty"`
+	CreatedAt time.Time                  `json:"created_at"`
+	UpdatedAt time.Time                  `json:"updated_at"`
+}
+
+// UseCase is one use case of an integration. Version grows by one with every change and
+// identifies the configuration an event was mapped with.
+type UseCase struct {
+	ID                string          `json:"id"`
+	OrgID             string          `json:"orgId"`
+	IntegrationID     string          `json:"integrationId"`
+	Name              string          `json:"name"`
+	Slug              string          `json:"slug,omitempty"`
+	Type              string          `json:"type"`
+	Enabled           bool            `json:"enabled"`
+	Configuration     json.RawMessage `json:"configuration,omitempty"`
+	ChangeDescription string          `json:"change_description,omitempty"`
+	Version           int64           `json:"version"`
+	CreatedAt         time.Time       `json:"created_at"`
+	UpdatedAt         time.Time       `json:"updated_at"`
+}
+
+// APIView renders the integration in the API's Integration shape.
+func (i *Integration) APIView() map[string]any {
+	out := make(map[string]any, len(i.Fields)+5)
+	for k, v := range i.Fields {
+		out[k] = v
+	}
+	out["id"] = i.ID
+	out["orgId"] = i.OrgID
+	out["name"] = i.Name
+	out["created_at"] = i.CreatedAt.UTC().Format(time.RFC3339Nano)
+	out["updated_at"] = i.UpdatedAt.UTC().Format(time.RFC3339Nano)
+	return out
+}
+
+// APIView renders the use case in the API's UseCase shape.
+func (u *UseCase) APIView() map[string]any {
+	out := map[string]any{
+		"id":            u.ID,
+		"integrationId": u.IntegrationID,
+		"name":          u.Name,
+		"type":          u.Type,
+		"enabled":       u.Enabled,
+		"created_at":    u.CreatedAt.UTC().Format(time.RFC3339Nano),
+		"updated_at":    u.UpdatedAt.UTC().Format(time.RFC3339Nano),
+	}
+	if u.Slug != "" {
+		out["slug"] = u.Slug
+	}
+	if len(u.Configuration) > 0 {
+		out["configuration"] = u.Configuration
+	}
+	if u.ChangeDescription != "" {
+		out["change_description"] = u.ChangeDescription
+	}
+	return out
+}

@@ -1,0 +1,381 @@
+// Package registry is erpstream's configuration store: integrations and use cases live in one
+// compacted, single-partition Kafka topic (the log is the source of truth) and every service
+// materializes it in memory. Readers get immutable snapshots without locks; writers wait until
+// their own write is visible (read-your-writes), as Kafka Connect's and Schema Registry's stores do.
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Snapshot is an immutable view of all configuration. Never modify one that was published.
+type Snapshot struct {
+	integrations map[string]*Integration // id -> integration
+	useCases     map[string]*UseCase     // id -> use case
+	bySlug       map[string]*UseCase     // integration id + "/" + slug
+	byName       map[string]*UseCase     // integration id + "/" + name (legacy event_name routing)
+}
+
+func emptySnapshot() *Snapshot {
+	return &Snapshot{
+		integrations: map[string]*Integration{},
+		useCases:     map[string]*UseCase{},
+		bySlug:       map[string]*UseCase{},
+		byName:       map[string]*UseCase{},
+	}
+}
+
+// Integration returns the org's integration with that id; another org's id is "not found".
+func (s *Snapshot) Integration(org, id string) (*Integration, bool) {
+	i, ok := s.integrations[id]
+	if !ok || i.OrgID != org {
+		return nil, false
+	}
+	return i, true
+}
+
+// Integrations lists the org's integrations, oldest first.
+func (s *Snapshot) Integrations(org string) []*Integration {
+	var out []*Integration
+	for _, i := range s.integrations {
+		if i.OrgID == org {
+			out = append(out, i)
+		}
+	}
+	sortByCreated(out, func(i *Integration) (int64, string) { return i.CreatedAt.UnixNano(), i.ID })
+	return out
+}
+
+// UseCase returns the org's use case with that id.
+func (s *Snapshot) UseCase(org, id string) (*UseCase, bool) {
+	u, ok := s.useCases[id]
+	if !ok || u.OrgID != org {
+		return nil, false
+	}
+	return u, true
+}
+
+// UseCaseBySlug finds a use case of an integration by slug.
+func (s *Snapshot) UseCaseBySlug(org, integrationID, slug string) (*UseCase, bool) {
+	u, ok := s.bySlug[integrationID+"/"+slug]
+	if !ok || u.OrgID != org {
+		return nil, false
+	}
+	return u, true
+}
+
+// UseCaseByName finds a use case of an integration by name (legacy event_name routing).
+func (s *Snapshot) UseCaseByName(org, integrationID, name string) (*UseCase, bool) {
+	u, ok := s.byName[integrationID+"/"+name]
+	if !ok || u.OrgID != org {
+		return nil, false
+	}
+	return u, true
+}
+
+// UseCases lists an integration's use cases, oldest first.
+func (s *Snapshot) UseCases(org, integrationID string) []*UseCase {
+	var out []*UseCase
+	for _, u := range s.useCases {
+		if u.OrgID == org && u.IntegrationID == integrationID {
+			out = append(out, u)
+		}
+	}
+	sortByCreated(out, func(u *UseCase) (int64, string) { return u.CreatedAt.UnixNano(), u.ID })
+	return out
+}
+
+func sortByCreated[T any](xs []T, key func(T) (int64, string)) {
+	for i := 1; i < len(xs); i++ {
+		for j := i; j > 0; j-- {
+			a, aid := key(xs[j-1])
+			b, bid := key(xs[j])
+			if a < b || a == b && aid <= bid {
+				break
+			}
+			xs[j-1], xs[j] = xs[j], xs[j-1]
+		}
+	}
+}
+
+// Record keys of the config topic.
+func integrationKey(org, id string) string { return "integration/" + org + "/" + id }
+func useCaseKey(org, id string) string     { return "usecase/" + org + "/" + id }
+
+// apply folds one record into a private (not yet published) snapshot.
+func (s *Snapshot) apply(key string, value []byte) error {
+	kind, _, ok := strings.Cut(key, "/")
+	if !ok {
+		return fmt.Errorf("config record key %q: no kind", key)
+	}
+	id := key[strings.LastIndexByte(key, '/')+1:]
+	switch kind {
+	case "integration":
+		if value == nil {
+			delete(s.integrations, id)
+			return nil
+		}
+		var i Integration
+		if err := json.Unmarshal(value, &i); err != nil {
+			return fmt.Errorf("config record %q: %w", key, err)
+		}
+		s.integrations[id] = &i
+	case "usecase":
+		if old, ok := s.useCases[id]; ok {
+			s.unindex(old)
+			delete(s.useCases, id)
+		}
+		if value == nil {
+			return nil
+		}
+		var u UseCase
+		if err := json.Unmarshal(value, &u); err != nil {
+			return fmt.Errorf("config record %q: %w", key, err)
+		}
+		s.useCases[id] = &u
+		// The first use case to claim a slug keeps it, so that two writers racing on one slug
+		// resolve the same way in every service.
+		if u.Slug != "" {
+			if _, taken := s.bySlug[u.IntegrationID+"/"+u.Slug]; !taken {
+				s.bySlug[u.IntegrationID+"/"+u.Slug] = &u
+			}
+		}
+		if _, taken := s.byName[u.IntegrationID+"/"+u.Name]; !taken {
+			s.byName[u.IntegrationID+"/"+u.Name] = &u
+		}
+	default:
+		return fmt.Errorf("config record key %q: unknown kind", key)
+	}
+	return nil
+}
+
+func (s *Snapshot) unindex(u *UseCase) {
+	if u.Slug != "" && s.bySlug[u.IntegrationID+"/"+u.Slug] == u {
+		delete(s.bySlug, u.IntegrationID+"/"+u.Slug)
+	}
+	if s.byName[u.IntegrationID+"/"+u.Name] == u {
+		delete(s.byName, u.IntegrationID+"/"+u.Name)
+	}
+}
+
+func (s *Snapshot) clone() *Snapshot {
+	c := &Snapshot{
+		integrations: make(map[string]*Integration, len(s.integrations)+1),
+		useCases:     make(map[string]*UseCase, len(s.useCases)+1),
+		bySlug:       make(map[string]*UseCase, len(s.bySlug)+1),
+		byName:       make(map[string]*UseCase, len(s.byName)+1),
+	}
+	for k, v := range s.integrations {
+		c.integrations[k] = v
+	}
+	for k, v := range s.useCases {
+		c.useCases[k] = v
+	}
+	for k, v := range s.bySlug {
+		c.bySlug[k] = v
+	}
+	for k, v := range s.byName {
+		c.byName[k] = v
+	}
+	return c
+}
+
+// Registry tails the config topic and publishes snapshots.
+type Registry struct {
+	topic    string
+	consumer *kgo.Client
+	producer *kgo.Client
+	log      *slog.Logger
+
+	snap atomic.Pointer[Snapshot]
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced whenever applied moves
+	applied int64         // next offset to read: everything below it is in the snapshot
+	ready   chan struct{}
+	runErr  error
+}
+
+// Config for a registry.
+type Config struct {
+	Topic string
+	// Opts reach the Kafka cluster (seed brokers, client id, logger).
+	Opts []kgo.Opt
+	Log  *slog.Logger
+}
+
+// New creates a registry; call Run to start tailing, then WaitReady.
+func New(cfg Config) (*Registry, error) {
+	consumer, err := kgo.NewClient(append(cfg.Opts,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: {0: kgo.NewOffset().AtStart()}}),
+		kgo.FetchMaxWait(200_000_000), // 200 ms: config changes become visible quickly
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("registry consumer: %w", err)
+	}
+	producer, err := kgo.NewClient(append(cfg.Opts,
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.MaxProduceRequestsInflightPerBroker(1),
+		kgo.DefaultProduceTopic(cfg.Topic),
+	)...)
+	if err != nil {
+		consumer.Close()
+		return nil, fmt.Errorf("registry producer: %w", err)
+	}
+	r := &Registry{
+		topic:    cfg.Topic,
+		consumer: consumer,
+		producer: producer,
+		log:      cfg.Log.With("component", "registry", "topic", cfg.Topic),
+		changed:  make(chan struct{}),
+		ready:    make(chan struct{}),
+	}
+	r.snap.Store(emptySnapshot())
+	return r, nil
+}
+
+// Snapshot returns the current configuration.
+func (r *Registry) Snapshot() *Snapshot { return r.snap.Load() }
+
+// Ready is closed once the registry has read the config topic up to its end at start-up.
+func (r *Registry) Ready() <-chan struct{} { return r.ready }
+
+// Run tails the config topic until ctx ends.
+func (r *Registry) Run(ctx context.Context) error {
+	adm := kadm.NewClient(r.consumer)
+	ends, err := adm.ListEndOffsets(ctx, r.topic)
+	if err != nil {
+		return fmt.Errorf("registry: end offsets of %s: %w", r.topic, err)
+	}
+	end := int64(0)
+	if o, ok := ends.Lookup(r.topic, 0); ok && o.Err == nil {
+		end = o.Offset
+	} else if ok && o.Err != nil {
+		return fmt.Errorf("registry: end offset of %s: %w", r.topic, o.Err)
+	}
+	if end == 0 {
+		close(r.ready)
+	}
+	r.log.Info("registry loading", "end_offset", end)
+	for {
+		fetches := r.consumer.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var fetchErr error
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				fetchErr = err
+			}
+		})
+		if fetchErr != nil {
+			r.log.Warn("registry fetch error", "err", fetchErr)
+		}
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		next := r.snap.Load().clone()
+		var last int64
+		fetches.EachRecord(func(rec *kgo.Record) {
+			if err := next.apply(string(rec.Key), rec.Value); err != nil {
+				r.log.Error("skipping unreadable config record", "offset", rec.Offset, "err", err)
+			}
+			last = rec.Offset
+		})
+		r.snap.Store(next)
+		r.mu.Lock()
+		r.applied = last + 1
+		close(r.changed)
+		r.changed = make(chan struct{})
+		r.mu.Unlock()
+		select {
+		case <-r.ready:
+		default:
+			if last+1 >= end {
+				r.log.Info("registry ready", "integrations", len(next.integrations), "use_cases", len(next.useCases))
+				close(r.ready)
+			}
+		}
+	}
+}
+
+// writeTimeout bounds one configuration write, so an unreachable broker is an error, not a hang.
+const writeTimeout = 15 * time.Second
+
+// waitApplied blocks until the snapshot includes the record at offset.
+func (r *Registry) waitApplied(ctx context.Context, offset int64) error {
+	for {
+		r.mu.Lock()
+		applied, ch := r.applied, r.changed
+		r.mu.Unlock()
+		if applied > offset {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for configuration change to apply: %w", ctx.Err())
+		}
+	}
+}
+
+// put writes one record with acks=all and returns once every reader of this process sees it.
+func (r *Registry) put(ctx context.Context, key string, value []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	rec := &kgo.Record{Key: []byte(key), Value: value}
+	if err := r.producer.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return fmt.Errorf("write configuration: %w", err)
+	}
+	return r.waitApplied(ctx, rec.Offset)
+}
+
+// PutIntegration stores an integration.
+func (r *Registry) PutIntegration(ctx context.Context, i *Integration) error {
+	b, err := json.Marshal(i)
+	if err != nil {
+		return err
+	}
+	return r.put(ctx, integrationKey(i.OrgID, i.ID), b)
+}
+
+// PutUseCase stores a use case.
+func (r *Registry) PutUseCase(ctx context.Context, u *UseCase) error {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	return r.put(ctx, useCaseKey(u.OrgID, u.ID), b)
+}
+
+// DeleteUseCase writes a tombstone for a use case.
+func (r *Registry) DeleteUseCase(ctx context.Context, org, id string) error {
+	return r.put(ctx, useCaseKey(org, id), nil)
+}
+
+// DeleteIntegration writes tombstones for an integration and all its use cases.
+func (r *Registry) DeleteIntegration(ctx context.Context, org, id string) error {
+	for _, u := range r.Snapshot().UseCases(org, id) {
+		if err := r.DeleteUseCase(ctx, org, u.ID); err != nil {
+			return err
+		}
+	}
+	return r.put(ctx, integrationKey(org, id), nil)
+}
+
+// Close releases the clients.
+func (r *Registry) Close() {
+	r.consumer.Close()
+	r.producer.Close()
+}

@@ -1,0 +1,280 @@
+// Package processor consumes accepted events, maps them with their use case's configuration and
+// emits entity writes and monitoring events. Each poll is one Kafka transaction that also commits
+// the consumed offsets, so an event's outputs become visible exactly once or not at all.
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/internal/ids"
+	"github.com/erpstream/erpstream/internal/jsonata"
+	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/processor/mapping"
+)
+
+// Config of the processor.
+type Config struct {
+	Kafka      kafkax.Config
+	Topics     kafkax.Topics
+	Group      string // consumer group, default "erpstream-processor"
+	InstanceID string // makes the transactional id unique per running instance
+	MaxPoll    int    // records per transaction, default 2000
+	// EvalTimeout bounds one event's mapping.
+	EvalTimeout time.Duration
+	Registry    *registry.Registry
+	Engine      jsonata.Engine
+	Log         *slog.Logger
+	Now         func() time.Time
+}
+
+// Processor is the mapping service.
+type Processor struct {
+	cfg      Config
+	log      *slog.Logger
+	mappings sync.Map // use case id + "@" + version -> *compiledMapping
+}
+
+type compiledMapping struct {
+	m   *mapping.Mapping
+	err error
+}
+
+// New validates cfg and returns a processor.
+func New(cfg Config) (*Processor, error) {
+	if cfg.Registry == nil {
+		return nil, errors.New("processor: registry is required")
+	}
+	if cfg.Group == "" {
+		cfg.Group = "erpstream-processor"
+	}
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = 2000
+	}
+	if cfg.EvalTimeout <= 0 {
+		cfg.EvalTimeout = 2 * time.Second
+	}
+	if cfg.Engine == nil {
+		cfg.Engine = jsonata.Default
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = ids.NewUUID()
+	}
+	return &Processor{cfg: cfg, log: cfg.Log.With("component", "processor")}, nil
+}
+
+// Run consumes until ctx ends.
+func (p *Processor) Run(ctx context.Context) error {
+	select {
+	case <-p.cfg.Registry.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	sess, err := kgo.NewGroupTransactSession(append(p.cfg.Kafka.BaseOpts(p.log),
+		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.ConsumeTopics(p.cfg.Topics.Events),
+		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.TransactionTimeout(60*time.Second),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(2*time.Millisecond),
+	)...)
+	if err != nil {
+		return fmt.Errorf("processor: %w", err)
+	}
+	defer sess.Close()
+	p.log.Info("processor consuming", "topic", p.cfg.Topics.Events, "group", p.cfg.Group)
+
+	for {
+		fetches := sess.PollRecords(ctx, p.cfg.MaxPoll)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+		})
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			return fmt.Errorf("processor: begin transaction: %w", err)
+		}
+		promise := kgo.AbortingFirstErrPromise(sess.Client())
+		fetches.EachRecord(func(rec *kgo.Record) {
+			for _, out := range p.process(ctx, rec) {
+				sess.Produce(ctx, out, promise.Promise())
+			}
+		})
+		committed, err := sess.End(ctx, promise.Err() == nil)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("processor: end transaction: %w", err)
+		}
+		if !committed {
+			p.log.Warn("transaction aborted; the batch will be processed again", "records", fetches.NumRecords(), "produce_err", promise.Err())
+		}
+	}
+}
+
+// process maps one event record into the records to produce.
+func (p *Processor) process(ctx context.Context, rec *kgo.Record) []*kgo.Record {
+	var ev envelope.Event
+	if err := json.Unmarshal(rec.Value, &ev); err != nil {
+		p.log.Error("undecodable event record; skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		return nil
+	}
+	outs, outcome := p.mapEvent(ctx, &ev)
+	return append(outs, p.monitoringRecord(&ev, outcome))
+}
+
+type outcome struct {
+	useCaseType string
+	level       envelope.Level
+	code        string
+	message     string
+	detail      map[string]any
+}
+
+func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Record, outcome) {
+	snap := p.cfg.Registry.Snapshot()
+	uc, ok := snap.UseCase(ev.OrgID, ev.UseCaseID)
+	if !ok {
+		return nil, outcome{level: envelope.LevelError, code: "USE_CASE_NOT_FOUND",
+			message: fmt.Sprintf("use case %s was deleted before the event was processed", ev.UseCaseID)}
+	}
+	o := outcome{useCaseType: uc.Type}
+	if !uc.Enabled {
+		o.level, o.code, o.message = envelope.LevelSkipped, "USE_CASE_DISABLED", "use case "+uc.Slug+" is disabled"
+		return nil, o
+	}
+	m, err := p.compiled(uc)
+	if err != nil {
+		o.level, o.code, o.message = envelope.LevelError, "USE_CASE_MISSING_CONFIG", fmt.Sprintf("use case %s: %v", uc.Slug, err)
+		return nil, o
+	}
+	if ev.Format != "json" {
+		o.level, o.code, o.message = envelope.LevelError, "MALFORMED_PAYLOAD", "format "+ev.Format+" is not supported by this version"
+		return nil, o
+	}
+	var payload any
+	if err := json.Unmarshal([]byte(ev.Payload), &payload); err != nil {
+		o.level, o.code, o.message = envelope.LevelError, "MALFORMED_PAYLOAD", "payload is not valid JSON: "+err.Error()
+		return nil, o
+	}
+	evalCtx, cancel := context.WithTimeout(ctx, p.cfg.EvalTimeout)
+	defer cancel()
+	updates, err := m.Map(evalCtx, payload, &jsonata.Env{Now: ev.ReceivedAt()})
+	if err != nil {
+		var me *mapping.Error
+		code := "MAPPING_EXPRESSION_FAILED"
+		if errors.As(err, &me) {
+			code = me.Code
+		}
+		o.level, o.code, o.message = envelope.LevelError, code, fmt.Sprintf("use case %s: %v", uc.Slug, err)
+		return nil, o
+	}
+	now := p.cfg.Now().UnixMilli()
+	outs := make([]*kgo.Record, 0, len(updates))
+	entities := make([]map[string]string, 0, len(updates))
+	deleted := 0
+	for _, u := range updates {
+		op := envelope.OpUpsert
+		if u.Mode == "delete" || ev.EventType == "DELETE" {
+			op = envelope.OpDelete
+			deleted++
+		}
+		entityID := u.EntityID(ev.OrgID)
+		uids, _ := json.Marshal(u.UniqueIdentifiers)
+		attrs, err := json.Marshal(u.Attributes)
+		if err != nil {
+			o.level, o.code, o.message = envelope.LevelError, "ATTRIBUTE_TYPE_MISMATCH", fmt.Sprintf("use case %s, entity %s: %v", uc.Slug, u.EntitySlug, err)
+			return nil, o
+		}
+		w := envelope.EntityWrite{
+			OrgID: ev.OrgID, EntitySchema: u.EntitySlug, EntityID: entityID, Op: op,
+			UniqueIdentifiers: uids, Attributes: attrs, Version: uint64(ev.ReceivedAtUs),
+			IntegrationID: ev.IntegrationID, UseCaseID: ev.UseCaseID, EventID: ev.EventID,
+			CorrelationID: ev.CorrelationID, WrittenAtMs: now,
+		}
+		b, _ := json.Marshal(&w)
+		outs = append(outs, &kgo.Record{Topic: p.cfg.Topics.Entities, Key: []byte(ev.OrgID + "/" + entityID), Value: b,
+			Headers: headers(ev)})
+		entities = append(entities, map[string]string{"entity_schema": u.EntitySlug, "entity_id": entityID, "op": string(op)})
+	}
+	o.level = envelope.LevelSuccess
+	switch {
+	case len(updates) == 0:
+		o.code, o.message = "ENTITY_NO_OP", "the mapping produced no entity updates"
+	case deleted == len(updates):
+		o.code, o.message = "ENTITY_DELETED", strconv.Itoa(deleted)+" entity update(s) applied"
+	default:
+		o.code, o.message = "ENTITY_UPDATED", strconv.Itoa(len(updates))+" entity update(s) applied"
+	}
+	o.detail = map[string]any{"entities": entities, "use_case_version": uc.Version}
+	return outs, o
+}
+
+func (p *Processor) monitoringRecord(ev *envelope.Event, o outcome) *kgo.Record {
+	var detail json.RawMessage
+	if o.detail != nil {
+		detail, _ = json.Marshal(o.detail)
+	}
+	m := envelope.MonitoringEvent{
+		ID:            ids.NameUUID("monitoring", ev.OrgID, ev.EventID, "processed"),
+		OrgID:         ev.OrgID,
+		IntegrationID: ev.IntegrationID,
+		EventID:       ev.EventID,
+		CorrelationID: ev.CorrelationID,
+		UseCaseID:     ev.UseCaseID,
+		UseCaseType:   o.useCaseType,
+		Level:         o.level,
+		Code:          o.code,
+		Message:       o.message,
+		Detail:        detail,
+		CreatedAtMs:   p.cfg.Now().UnixMilli(),
+	}
+	if o.level == envelope.LevelError {
+		p.log.Info("event failed", "event_id", ev.EventID, "use_case_id", ev.UseCaseID, "code", o.code, "message", o.message)
+	}
+	b, _ := json.Marshal(&m)
+	return &kgo.Record{Topic: p.cfg.Topics.Monitoring, Key: []byte(ev.OrgID + "/" + ev.EventID), Value: b, Headers: headers(ev)}
+}
+
+func headers(ev *envelope.Event) []kgo.RecordHeader {
+	return []kgo.RecordHeader{
+		{Key: envelope.HeaderOrg, Value: []byte(ev.OrgID)},
+		{Key: envelope.HeaderIntegration, Value: []byte(ev.IntegrationID)},
+		{Key: envelope.HeaderUseCase, Value: []byte(ev.UseCaseID)},
+		{Key: envelope.HeaderCorrelationID, Value: []byte(ev.CorrelationID)},
+		{Key: envelope.HeaderSchema, Value: []byte(envelope.SchemaVersion)},
+	}
+}
+
+// compiled returns the use case's mapping, compiling it once per use-case version.
+func (p *Processor) compiled(uc *registry.UseCase) (*mapping.Mapping, error) {
+	key := uc.ID + "@" + strconv.FormatInt(uc.Version, 10)
+	if v, ok := p.mappings.Load(key); ok {
+		c := v.(*compiledMapping)
+		return c.m, c.err
+	}
+	m, err := mapping.Compile(uc.Configuration, p.cfg.Engine)
+	p.mappings.Store(key, &compiledMapping{m: m, err: err})
+	return m, err
+}

@@ -1,0 +1,118 @@
+// Package schema owns erpstream's ClickHouse schema: numbered migrations embedded in the binary,
+// applied in order and recorded in schema_migrations. Every statement runs on ClickHouse 18.16
+// and on a current server (../shared/reference/CLICKHOUSE.md).
+package schema
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+//go:embed migrations/*.sql
+var files embed.FS
+
+// Migration is one numbered file.
+type Migration struct {
+	Version    uint32
+	Name       string
+	Statements []string
+}
+
+// Migrations returns the embedded migrations in order.
+func Migrations() ([]Migration, error) {
+	entries, err := files.ReadDir("migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []Migration
+	for _, e := range entries {
+		name := strings.TrimSuffix(e.Name(), ".sql")
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.ParseUint(num, 10, 32)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration %s: name must be NNNN_description.sql", e.Name())
+		}
+		body, err := files.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Migration{Version: uint32(v), Name: name, Statements: splitStatements(string(body))})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	for i := 1; i < len(out); i++ {
+		if out[i].Version == out[i-1].Version {
+			return nil, fmt.Errorf("two migrations numbered %d", out[i].Version)
+		}
+	}
+	return out, nil
+}
+
+// splitStatements splits on semicolons that end a line, dropping comment-only lines.
+func splitStatements(body string) []string {
+	var stmts []string
+	var cur strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if strings.HasPrefix(trimmed, "--") || trimmed == "" {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(trimmed, ";") {
+			stmts = append(stmts, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
+			cur.Reset()
+		}
+	}
+	if s := strings.TrimSpace(cur.String()); s != "" {
+		stmts = append(stmts, s)
+	}
+	return stmts
+}
+
+// Migrate applies every migration newer than the recorded version.
+func Migrate(ctx context.Context, conn driver.Conn, log *slog.Logger) error {
+	migs, err := Migrations()
+	if err != nil {
+		return err
+	}
+	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version UInt32, name String, applied_at DateTime
+	) ENGINE = MergeTree ORDER BY version`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var current uint32
+	row := conn.QueryRow(ctx, "SELECT max(version) FROM schema_migrations")
+	if err := row.Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	for _, m := range migs {
+		if m.Version <= current {
+			continue
+		}
+		for i, stmt := range m.Statements {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("migration %s statement %d: %w", m.Name, i+1, err)
+			}
+		}
+		batch, err := conn.PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, applied_at)")
+		if err != nil {
+			return fmt.Errorf("record migration %s: %w", m.Name, err)
+		}
+		if err := batch.Append(m.Version, m.Name, time.Now().UTC()); err != nil {
+			return fmt.Errorf("record migration %s: %w", m.Name, err)
+		}
+		if err := batch.Send(); err != nil {
+			return fmt.Errorf("record migration %s: %w", m.Name, err)
+		}
+		log.Info("applied clickhouse migration", "version", m.Version, "name", m.Name)
+	}
+	return nil
+}

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Fetches Apache Kafka (org.apache.kafka:kafka_2.13) from Maven Central with mvn and runs a
+# single-node KRaft broker on loopback with the machine's Java 17.
+#   scripts/kafka.sh fetch   download the jars into the cache (outside git)
+#   scripts/kafka.sh start   format (first time) and start the broker; idempotent
+#   scripts/kafka.sh stop    stop the broker this script started
+#   scripts/kafka.sh status  exit 0 when the broker port answers
+# Jars: ${XDG_CACHE_HOME:-~/.cache}/erpstream/kafka-$KAFKA_VERSION; data and logs: $ERPSTREAM_STATE_DIR/kafka.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+version=${KAFKA_VERSION:-4.1.1}
+log4j_version=2.24.3
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/erpstream/kafka-$version
+state=${ERPSTREAM_STATE_DIR:-$root/.run}/kafka
+port=${ERPSTREAM_KAFKA_PORT:-19092}
+controller_port=${ERPSTREAM_KAFKA_CONTROLLER_PORT:-19093}
+pidfile=$state/kafka.pid
+
+log() { echo "kafka: $*" >&2; }
+
+answering() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+fetch() {
+  if [ -f "$cache/.complete" ]; then return 0; fi
+  command -v mvn >/dev/null || { log "mvn is required to fetch Kafka"; return 1; }
+  log "fetching org.apache.kafka:kafka_2.13:$version with mvn into $cache"
+  mkdir -p "$cache"
+  cat >"$cache/pom.xml" <<XML
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>erpstream</groupId><artifactId>kafka-fetch</artifactId><version>1</version><packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$version</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$log4j_version</version></dependency>
+  </dependencies>
+</project>
+XML
+  rm -rf "$cache/libs"
+  mvn -q -B -f "$cache/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory="$cache/libs" >"$cache/mvn.log" 2>&1 || { tail -n 40 "$cache/mvn.log" >&2; return 1; }
+  touch "$cache/.complete"
+}
+
+write_config() {
+  mkdir -p "$state/data" "$state/log"
+  cat >"$state/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$state/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+group.initial.rebalance.delay.ms=0
+log.cleaner.backoff.ms=1000
+PROPS
+  cat >"$state/log4j2.properties" <<PROPS
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $state/log/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = info
+logger.state.name = state.change.logger
+logger.state.level = warn
+PROPS
+}
+
+java_cmd() {
+  java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$state/log4j2.properties" -cp "$cache/libs/*" "$@"
+}
+
+start() {
+  if answering; then log "already answering on 127.0.0.1:$port"; return 0; fi
+  fetch
+  write_config
+  if [ ! -f "$state/data/meta.properties" ]; then
+    log "formatting KRaft storage in $state/data"
+    java_cmd kafka.tools.StorageTool format -t "$(java_cmd kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)" \
+      -c "$state/server.properties" >"$state/log/format.log" 2>&1 || { cat "$state/log/format.log" >&2; return 1; }
+  fi
+  log "starting Apache Kafka $version on 127.0.0.1:$port"
+  nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$state/log4j2.properties" -cp "$cache/libs/*" \
+    kafka.Kafka "$state/server.properties" >"$state/log/stdout.log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+  for _ in $(seq 1 120); do
+    if answering; then log "ready"; return 0; fi
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || break
+    sleep 0.5
+  done
+  log "did not start; last log lines:"
+  tail -n 40 "$state/log/server.log" "$state/log/stdout.log" >&2 || true
+  return 1
+}
+
+stop() {
+  [ -f "$pidfile" ] || return 0
+  local pid
+  pid=$(cat "$pidfile")
+  if kill "$pid" 2>/dev/null; then
+    for _ in $(seq 1 60); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    log "stopped"
+  fi
+  rm -f "$pidfile"
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) start ;;
+  stop) stop ;;
+  status) answering ;;
+  *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
+esac
