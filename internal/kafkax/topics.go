@@ -70,16 +70,17 @@ func (t Topics) Specs(dataPartitions int32) []TopicSpec {
 
 // EnsureTopics creates missing topics with their configs and verifies existing ones.
 func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, replication int16) error {
-	names := make([]string, len(specs))
-	for i, s := range specs {
-		names[i] = s.Name
-	}
-	details, err := adm.ListTopics(ctx, names...)
+	// Listing all topics instead of naming them: naming a missing topic makes the client retry
+	// its metadata request for seconds before it reports the topic as missing.
+	details, err := adm.ListTopics(ctx)
 	if err != nil {
 		return fmt.Errorf("list topics: %w", err)
 	}
+	// Topics created here carry the spec's settings; the others are verified against it.
+	var existing []TopicSpec
 	for _, s := range specs {
 		if d, ok := details[s.Name]; ok && d.Err == nil {
+			existing = append(existing, s)
 			continue
 		}
 		cfg := make(map[string]*string, len(s.Configs)+1)
@@ -93,15 +94,22 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, repl
 		if err == nil {
 			err = resp.Err
 		}
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		switch {
+		case errors.Is(err, kerr.TopicAlreadyExists):
+			existing = append(existing, s) // another process won the race: verify what it made
+		case err != nil:
 			return fmt.Errorf("create topic %s: %w", s.Name, err)
 		}
 	}
-	// A created topic takes a moment to show in metadata; verify until it does.
+	if len(existing) == 0 {
+		return nil
+	}
+	// Metadata of a topic another process just created can lag; retry while it reads as missing.
 	var verr error
 	for attempt := 0; attempt < 50; attempt++ {
-		if verr = VerifyTopics(ctx, adm, specs); verr == nil {
-			return nil
+		verr = VerifyTopics(ctx, adm, existing)
+		if verr == nil || !errors.Is(verr, errMissingTopic) {
+			return verr
 		}
 		select {
 		case <-time.After(200 * time.Millisecond):
@@ -112,25 +120,35 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, repl
 	return verr
 }
 
+var errMissingTopic = errors.New("topic missing")
+
 // VerifyTopics checks that every topic exists with the partitioning and cleanup policy its spec asks.
 func VerifyTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) error {
 	names := make([]string, len(specs))
 	for i, s := range specs {
 		names[i] = s.Name
 	}
-	details, err := adm.ListTopics(ctx, names...)
+	details, err := adm.ListTopics(ctx)
 	if err != nil {
 		return fmt.Errorf("list topics: %w", err)
 	}
-	configs, err := adm.DescribeTopicConfigs(ctx, names...)
+	var present []string
+	for _, n := range names {
+		if d, ok := details[n]; ok && d.Err == nil {
+			present = append(present, n)
+		}
+	}
+	configs, err := adm.DescribeTopicConfigs(ctx, present...)
 	if err != nil {
 		return fmt.Errorf("describe topic configs: %w", err)
 	}
 	var problems []string
+	missing := false
 	for _, s := range specs {
 		d, ok := details[s.Name]
 		if !ok || d.Err != nil {
 			problems = append(problems, fmt.Sprintf("%s: missing (run `erpstream admin ensure-topics`)", s.Name))
+			missing = true
 			continue
 		}
 		if n := int32(len(d.Partitions)); s.ExactPartitions && n != s.Partitions {
@@ -149,7 +167,11 @@ func VerifyTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) erro
 		}
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("kafka topics do not match erpstream's topic table: %s", strings.Join(problems, "; "))
+		err := fmt.Errorf("kafka topics do not match erpstream's topic table: %s", strings.Join(problems, "; "))
+		if missing {
+			err = fmt.Errorf("%w: %w", errMissingTopic, err)
+		}
+		return err
 	}
 	return nil
 }

@@ -1,0 +1,377 @@
+//go:build integration
+
+package app_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/internal/app"
+	"github.com/erpstream/erpstream/internal/chx"
+	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/projector"
+	"github.com/erpstream/erpstream/query"
+)
+
+// env is one isolated test environment on the real services: its own topic prefix and database.
+type env struct {
+	t      *testing.T
+	kafka  kafkax.Config
+	ch     chx.Config
+	conn   driver.Conn
+	log    *slog.Logger
+	url    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	brokers, chAddr := os.Getenv("KAFKA_BROKERS"), os.Getenv("CLICKHOUSE_ADDR")
+	if brokers == "" || chAddr == "" {
+		// Integration tests never skip silently: `make test` sets both.
+		t.Fatal("KAFKA_BROKERS and CLICKHOUSE_ADDR must point at the real services (run `make test`)")
+	}
+	suffix := randomSuffix()
+	e := &env{
+		t:     t,
+		kafka: kafkax.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: "it-" + suffix, Partitions: 4, Replication: 1},
+		ch:    chx.Config{Addr: chAddr, Database: "erpstream_it_" + suffix},
+		log:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := chx.Open(ctx, e.ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.conn = conn
+	ver, err := conn.ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kafka.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := kadm.NewClient(cl).BrokerMetadata(ctx)
+	if err != nil {
+		t.Fatalf("kafka at %s: %v", brokers, err)
+	}
+	t.Logf("using Apache Kafka at %s (cluster %s, %d broker(s)) and ClickHouse %s at %s; topics %s.*, database %s",
+		brokers, meta.Cluster, len(meta.Brokers), ver.String(), chAddr, e.kafka.TopicPrefix, e.ch.Database)
+	t.Cleanup(func() {
+		e.stop()
+		topics := kafkax.NewTopics(e.kafka.TopicPrefix)
+		dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer dcancel()
+		_, _ = kadm.NewClient(cl).DeleteTopics(dctx, topics.Events, topics.Entities, topics.Monitoring, topics.Config)
+		cl.Close()
+		_ = conn.Exec(dctx, "DROP DATABASE IF EXISTS "+e.ch.Database)
+		conn.Close()
+	})
+	return e
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// start runs the whole pipeline (erpstream serve) in this process and waits until it is ready.
+func (e *env) start() {
+	e.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	e.cancel, e.done = cancel, make(chan error, 1)
+	go func() {
+		e.done <- app.Run(ctx, app.Config{
+			Services: app.AllServices, Listener: ln, Kafka: e.kafka, ClickHouse: e.ch,
+			DevMode: true, DevToken: "it-token", Log: e.log,
+			ProjectorFlushInterval: 200 * time.Millisecond,
+			OnReady:                func(addr string) { ready <- addr },
+		})
+	}()
+	select {
+	case addr := <-ready:
+		e.url = "http://" + addr
+	case err := <-e.done:
+		e.t.Fatalf("pipeline failed to start: %v", err)
+	case <-time.After(60 * time.Second):
+		e.t.Fatal("pipeline not ready within 60s")
+	}
+}
+
+func (e *env) stop() {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	if err := <-e.done; err != nil {
+		e.t.Errorf("pipeline stopped with error: %v", err)
+	}
+	e.cancel = nil
+}
+
+func (e *env) call(method, path, body string) (int, map[string]any) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer it-token")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		e.t.Fatalf("%s %s: not JSON (%d): %s", method, path, resp.StatusCode, raw)
+	}
+	return resp.StatusCode, out
+}
+
+const integrationBody = `{"name":"SAP","use_cases":[{"name":"Customers","slug":"customer","type":"inbound","enabled":true,
+ "configuration":{"entities":[{"entity_schema":"contact","unique_ids":["customer_number"],"fields":[
+   {"attribute":"customer_number","field":"customerNumber"},
+   {"attribute":"first_name","field":"firstName"},
+   {"attribute":"full_name","jsonataExpression":"firstName & ' ' & lastName"},
+   {"attribute":"city","field":"$.address.city"},
+   {"attribute":"source","constant":"SAP"}]}]}}]}`
+
+func customerEvent(n int, first, dedup string) string {
+	payload := fmt.Sprintf(`{"customerNumber":"K-%d","firstName":"%s","lastName":"Meyer","address":{"city":"Köln"}}`, n, first)
+	p, _ := json.Marshal(payload)
+	return fmt.Sprintf(`{"event_type":"UPDATE","use_case_slug":"customer","timestamp":"2025-05-01T08:30:00Z","format":"json","payload":%s,"deduplication_id":%q}`, p, dedup)
+}
+
+func (e *env) send(integrationID, correlation string, events []string) {
+	e.t.Helper()
+	status, body := e.call("POST", "/v3/erp/updates/events",
+		`{"integration_id":"`+integrationID+`","meta":{"correlation_id":"`+correlation+`"},"events":[`+strings.Join(events, ",")+`]}`)
+	if status != http.StatusOK {
+		e.t.Fatalf("send: %d %v", status, body)
+	}
+	for i, r := range body["results"].([]any) {
+		if st := r.(map[string]any)["status"]; st != "success" {
+			e.t.Fatalf("results[%d] = %v", i, r)
+		}
+	}
+}
+
+// waitStats polls the seed's stats call until total_events reaches want.
+func (e *env) waitStats(integrationID string, want float64) map[string]any {
+	e.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		status, st := e.call("POST", "/v1/monitoring/stats", `{"integration_id":"`+integrationID+`","from":"`+
+			time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)+`","to":"`+time.Now().Add(time.Minute).UTC().Format(time.RFC3339)+`"}`)
+		if status != http.StatusOK {
+			e.t.Fatalf("stats: %d %v", status, st)
+		}
+		if st["total_events"].(float64) >= want || time.Now().After(deadline) {
+			return st
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (e *env) entity(customer string) (attrs map[string]any, count uint64) {
+	e.t.Helper()
+	ctx := context.Background()
+	if err := e.conn.QueryRow(ctx, `SELECT count() FROM entities FINAL WHERE org_id = 'dev-org' AND entity_schema = 'contact' AND deleted = 0`).Scan(&count); err != nil {
+		e.t.Fatal(err)
+	}
+	var raw string
+	err := e.conn.QueryRow(ctx, `SELECT attributes FROM entities FINAL WHERE org_id = 'dev-org' AND entity_schema = 'contact'
+		AND visitParamExtractString(unique_identifiers, 'customer_number') = ?`, customer).Scan(&raw)
+	if err != nil {
+		e.t.Fatalf("entity %s: %v", customer, err)
+	}
+	if err := json.Unmarshal([]byte(raw), &attrs); err != nil {
+		e.t.Fatal(err)
+	}
+	return attrs, count
+}
+
+func TestIntegrationEventsFlowFromHTTPToClickHouse(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	status, integ := e.call("POST", "/v2/integrations", integrationBody)
+	if status != http.StatusCreated {
+		t.Fatalf("create integration: %d %v", status, integ)
+	}
+	id := integ["id"].(string)
+
+	// 300 events in 3 requests of 100, as an ERP batch would send them.
+	for r := 0; r < 3; r++ {
+		var events []string
+		for i := 0; i < 100; i++ {
+			n := r*100 + i
+			events = append(events, customerEvent(n, "Lena", fmt.Sprintf("d-%d", n)))
+		}
+		e.send(id, fmt.Sprintf("batch-%d", r), events)
+	}
+	// One event whose payload is not JSON: accepted, then counted as an error.
+	e.send(id, "bad", []string{`{"use_case_slug":"customer","timestamp":"2025-05-01T08:30:00Z","payload":"{not json"}`})
+
+	st := e.waitStats(id, 301)
+	t.Logf("stats after 301 events: %v", st)
+	if st["total_events"] != 301.0 || st["success_count"] != 300.0 || st["error_count"] != 1.0 || st["last_error_at"] == nil {
+		t.Fatalf("stats = %v, want 301 total, 300 success, 1 error", st)
+	}
+	attrs, count := e.entity("K-42")
+	if count != 300 {
+		t.Errorf("%d contact entities in ClickHouse, want 300", count)
+	}
+	want := map[string]any{"customer_number": "K-42", "first_name": "Lena", "full_name": "Lena Meyer", "city": "Köln", "source": "SAP"}
+	for k, v := range want {
+		if attrs[k] != v {
+			t.Errorf("entity K-42 %s = %v, want %v", k, attrs[k], v)
+		}
+	}
+
+	// The error is findable, with the use case and cause in its message and the batch's correlation id.
+	status, page := e.call("POST", "/v1/monitoring/events", `{"integration_id":"`+id+`","status":["error"],"limit":10}`)
+	if status != http.StatusOK || len(page["data"].([]any)) != 1 {
+		t.Fatalf("error search: %d %v", status, page)
+	}
+	bad := page["data"].([]any)[0].(map[string]any)
+	if bad["code"] != "MALFORMED_PAYLOAD" || bad["correlation_id"] != "bad" || !strings.Contains(bad["message"].(string), "not valid JSON") {
+		t.Errorf("error row = %v", bad)
+	}
+
+	// Keyset pagination walks every row exactly once.
+	seen := map[string]bool{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		body := `{"integration_id":"` + id + `","limit":100`
+		if cursor != "" {
+			body += `,"cursor":"` + cursor + `"`
+		}
+		status, page := e.call("POST", "/v1/monitoring/events", body+"}")
+		if status != http.StatusOK {
+			t.Fatalf("page %d: %d %v", pages, status, page)
+		}
+		for _, row := range page["data"].([]any) {
+			rid := row.(map[string]any)["id"].(string)
+			if seen[rid] {
+				t.Fatalf("row %s on two pages", rid)
+			}
+			seen[rid] = true
+		}
+		if page["has_more"] != true {
+			break
+		}
+		cursor = page["next_cursor"].(string)
+	}
+	if len(seen) != 301 {
+		t.Errorf("paged through %d rows, want 301", len(seen))
+	}
+
+	// A restart keeps configuration, consumer offsets and counts: nothing is lost or counted twice.
+	e.stop()
+	e.start()
+	if status, got := e.call("GET", "/v2/integrations/"+id, ""); status != http.StatusOK || len(got["use_cases"].([]any)) != 1 {
+		t.Fatalf("integration after restart: %d %v", status, got)
+	}
+	e.send(id, "after-restart", []string{customerEvent(42, "Lea", "d-42-v2")})
+	st = e.waitStats(id, 302)
+	if st["total_events"] != 302.0 || st["success_count"] != 301.0 {
+		t.Fatalf("stats after restart = %v, want 302 total", st)
+	}
+	attrs, count = e.entity("K-42")
+	if attrs["first_name"] != "Lea" || attrs["full_name"] != "Lea Meyer" || count != 300 {
+		t.Errorf("after the update: K-42 = %v, %d entities; want first_name Lea and still 300 entities", attrs, count)
+	}
+}
+
+func TestIntegrationDisabledUseCaseAndUnknownSlug(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	_, integ := e.call("POST", "/v2/integrations", integrationBody)
+	id := integ["id"].(string)
+	uc := integ["use_cases"].([]any)[0].(map[string]any)
+	if status, body := e.call("PUT", "/v1/integrations/"+id+"/use-cases/"+uc["id"].(string), `{"enabled":false}`); status != http.StatusOK {
+		t.Fatalf("disable: %d %v", status, body)
+	}
+	status, body := e.call("POST", "/v3/erp/updates/events", `{"integration_id":"`+id+`","events":[`+customerEvent(1, "A", "x1")+`]}`)
+	if status != http.StatusOK || body["results"].([]any)[0].(map[string]any)["status"] != "ignored" {
+		t.Fatalf("event to a disabled use case: %d %v", status, body)
+	}
+	status, body = e.call("POST", "/v3/erp/updates/events", `{"integration_id":"`+id+`","events":[`+strings.Replace(customerEvent(1, "A", "x2"), `"customer"`, `"nope"`, 1)+`]}`)
+	if status != http.StatusNotFound || body["code"] != "USE_CASE_NOT_FOUND" {
+		t.Fatalf("unknown slug: %d %v", status, body)
+	}
+}
+
+// The projector re-inserts a batch when it dies between insert and offset commit. The tables
+// collapse such duplicates, so what users see is counted once.
+func TestIntegrationReinsertedBatchesCountOnce(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if err := app.Migrate(ctx, e.ch, e.log); err != nil {
+		t.Fatal(err)
+	}
+	sink := &projector.ClickHouseSink{Conn: e.conn}
+	now := time.Now().UnixMilli()
+	var rows []envelope.MonitoringEvent
+	var writes []envelope.EntityWrite
+	for i := 0; i < 50; i++ {
+		rows = append(rows, envelope.MonitoringEvent{ID: fmt.Sprintf("m-%d", i), OrgID: "o", IntegrationID: "i", EventID: fmt.Sprintf("e-%d", i),
+			Level: envelope.LevelSuccess, Code: "ENTITY_UPDATED", CreatedAtMs: now})
+		writes = append(writes, envelope.EntityWrite{OrgID: "o", EntitySchema: "contact", EntityID: fmt.Sprintf("c-%d", i), Op: envelope.OpUpsert,
+			UniqueIdentifiers: json.RawMessage(`{}`), Attributes: json.RawMessage(`{"n":1}`), Version: 1, WrittenAtMs: now})
+	}
+	for attempt := 0; attempt < 2; attempt++ {
+		if err := sink.WriteMonitoring(ctx, rows); err != nil {
+			t.Fatal(err)
+		}
+		if err := sink.WriteEntities(ctx, writes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := &query.ClickHouseStore{Conn: e.conn}
+	st, err := store.Stats(ctx, query.Filter{OrgID: "o", IntegrationID: "i", From: time.UnixMilli(now - 1000), To: time.UnixMilli(now + 1000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Total != 50 {
+		t.Errorf("stats count %d after inserting one batch twice, want 50", st.Total)
+	}
+	var entities uint64
+	if err := e.conn.QueryRow(ctx, "SELECT count() FROM entities FINAL WHERE org_id = 'o'").Scan(&entities); err != nil {
+		t.Fatal(err)
+	}
+	if entities != 50 {
+		t.Errorf("%d entities after inserting one batch twice, want 50", entities)
+	}
+}

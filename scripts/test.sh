@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# make test: installs and starts what the tests need (Apache Kafka 4.x fetched with mvn, Debian's
+# ClickHouse), runs unit tests and the integration tests against them, then stops what it started.
+#   scripts/test.sh        everything
+#   scripts/test.sh up     only start the services (for `make unit` / `make integration` by hand)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+export ERPSTREAM_STATE_DIR=$root/.run/test
+ch_port=${ERPSTREAM_CLICKHOUSE_PORT:-19000}
+kafka_port=${ERPSTREAM_KAFKA_PORT:-19092}
+
+started=()
+stop_services() {
+  for s in "${started[@]}"; do
+    case $s in
+      kafka) scripts/kafka.sh stop || true ;;
+      clickhouse) ERPSTREAM_STATE_DIR=$root/.run scripts/clickhouse.sh stop || true ;;
+    esac
+  done
+}
+
+if [ -z "${CLICKHOUSE_ADDR:-}" ]; then
+  if ! ERPSTREAM_STATE_DIR=$root/.run scripts/clickhouse.sh status; then
+    ERPSTREAM_STATE_DIR=$root/.run scripts/clickhouse.sh start
+    started+=(clickhouse)
+  fi
+  export CLICKHOUSE_ADDR=127.0.0.1:$ch_port
+fi
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  if ! scripts/kafka.sh status; then
+    scripts/kafka.sh start
+    started+=(kafka)
+  fi
+  export KAFKA_BROKERS=127.0.0.1:$kafka_port
+fi
+if [ "${1:-}" = up ]; then
+  echo "services up: KAFKA_BROKERS=$KAFKA_BROKERS CLICKHOUSE_ADDR=$CLICKHOUSE_ADDR"
+  exit 0
+fi
+trap stop_services EXIT
+
+echo "== gofmt / go vet"
+make -s fmt-check
+go vet ./...
+go vet -tags integration ./...
+
+echo "== unit tests (kfake in-process)"
+go test -race -count=1 ./...
+
+mkdir -p "$root/.run/test"
+echo "== integration tests against Apache Kafka at $KAFKA_BROKERS and ClickHouse at $CLICKHOUSE_ADDR"
+go test -race -count=1 -tags integration -run Integration -v ./... 2>&1 | tee "$root/.run/test/integration.log" |
+  grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go:)' || true
+status=${PIPESTATUS[0]}
+if [ "$status" -ne 0 ]; then
+  echo "integration tests failed; full log: .run/test/integration.log"
+  exit "$status"
+fi
+passed=$(grep -c -- '^--- PASS: TestIntegration' "$root/.run/test/integration.log" || true)
+if [ "$passed" -eq 0 ]; then
+  echo "no integration test ran: refusing to report success"
+  exit 1
+fi
+echo "integration tests passed: $passed"
