@@ -58,7 +58,7 @@ func (c *client) do(method, path, tok, body string) (int, map[string]any) {
 const inbound = `{"name":"Customers","slug":"customer","type":"inbound","enabled":true,"configuration":{"entities":[
 	{"entity_schema":"contact","unique_ids":["customer_number"],"fields":[{"attribute":"customer_number","field":"customerNumber"}]}]}}`
 
-func TestIntegrationAndUseCaseLifecycle(t *testing.T) {
+func TestConfigLifecycleAcrossARestart(t *testing.T) {
 	c, restart := setup(t)
 	status, integ := c.do("POST", "/v2/integrations", "a", `{"name":"SAP","description":"ERP","settings":{"autoRefresh":{"enabled":false}},"use_cases":[`+inbound+`]}`)
 	if status != http.StatusCreated {

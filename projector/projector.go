@@ -107,17 +107,10 @@ func (p *Projector) collect(ctx context.Context, cl *kgo.Client) []*kgo.Record {
 	var recs []*kgo.Record
 	var deadline time.Time
 	for len(recs) < p.cfg.MaxRows {
-		pollCtx := ctx
-		if len(recs) > 0 {
-			remaining := time.Until(deadline)
-			if remaining <= 0 {
-				break
-			}
-			var cancel context.CancelFunc
-			pollCtx, cancel = context.WithTimeout(ctx, remaining)
-			defer cancel()
+		if len(recs) > 0 && !time.Now().Before(deadline) {
+			break
 		}
-		fetches := cl.PollRecords(pollCtx, p.cfg.MaxRows-len(recs))
+		fetches := p.poll(ctx, cl, p.cfg.MaxRows-len(recs), deadline)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -126,16 +119,22 @@ func (p *Projector) collect(ctx context.Context, cl *kgo.Client) []*kgo.Record {
 				p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 			}
 		})
-		n := len(recs)
-		recs = append(recs, fetches.Records()...)
-		if n == 0 && len(recs) > 0 {
+		if len(recs) == 0 && fetches.NumRecords() > 0 {
 			deadline = time.Now().Add(p.cfg.FlushInterval)
 		}
-		if pollCtx != ctx && pollCtx.Err() != nil {
-			break
-		}
+		recs = append(recs, fetches.Records()...)
 	}
 	return recs
+}
+
+// poll waits for records, until deadline when one is set (a batch is open).
+func (p *Projector) poll(ctx context.Context, cl *kgo.Client, max int, deadline time.Time) kgo.Fetches {
+	if deadline.IsZero() {
+		return cl.PollRecords(ctx, max)
+	}
+	pctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return cl.PollRecords(pctx, max)
 }
 
 // flush decodes and writes one batch, retrying with backoff until ClickHouse takes it or ctx ends:

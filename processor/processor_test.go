@@ -1,0 +1,120 @@
+package processor_test
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
+	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/internal/registry/registrytest"
+	"github.com/erpstream/erpstream/processor"
+)
+
+const mappingConfig = `{"entities":[{"entity_schema":"contact","unique_ids":["customer_number"],"fields":[
+	{"attribute":"customer_number","field":"no"},{"attribute":"name","jsonataExpression":"$uppercase(name)"}]}]}`
+
+func TestEventsBecomeEntityWritesAndOneMonitoringRowEach(t *testing.T) {
+	c := kafkatest.New(t)
+	reg := registrytest.Start(t, c)
+	ctx := context.Background()
+	must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "uc-1", OrgID: "org", IntegrationID: "int", Name: "c", Slug: "customer",
+		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
+
+	events := []envelope.Event{
+		{EventID: "e1", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: `{"no":"K-1","name":"lena"}`, CorrelationID: "c1", ReceivedAtUs: 1000},
+		{EventID: "e2", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: `{"name":"no number"}`, CorrelationID: "c1", ReceivedAtUs: 2000},
+		{EventID: "e3", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: `{"no":"K-1"}`, EventType: "DELETE", CorrelationID: "c2", ReceivedAtUs: 3000},
+		{EventID: "e4", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-gone", Format: "json", Payload: `{"no":"K-9"}`, CorrelationID: "c3", ReceivedAtUs: 4000},
+	}
+	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
+	must(t, err)
+	defer producer.Close()
+	for _, e := range events {
+		b, _ := json.Marshal(e)
+		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte(e.EventID), Value: b}).FirstErr())
+	}
+
+	p, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
+		Now: func() time.Time { return time.UnixMilli(5000) }})
+	must(t, err)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	defer func() {
+		cancel()
+		must(t, <-done)
+	}()
+
+	monitoring := map[string]envelope.MonitoringEvent{}
+	var writes []envelope.EntityWrite
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.ConsumeTopics(c.Topics.Monitoring, c.Topics.Entities),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	must(t, err)
+	defer consumer.Close()
+	waitCtx, waitCancel := context.WithTimeout(ctx, 20*time.Second)
+	defer waitCancel()
+	for len(monitoring) < len(events) {
+		fs := consumer.PollFetches(waitCtx)
+		if waitCtx.Err() != nil {
+			t.Fatalf("got %d monitoring rows, want %d", len(monitoring), len(events))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			switch r.Topic {
+			case c.Topics.Monitoring:
+				var m envelope.MonitoringEvent
+				must(t, json.Unmarshal(r.Value, &m))
+				if _, dup := monitoring[m.EventID]; dup {
+					t.Errorf("two monitoring rows for %s", m.EventID)
+				}
+				monitoring[m.EventID] = m
+			case c.Topics.Entities:
+				var w envelope.EntityWrite
+				must(t, json.Unmarshal(r.Value, &w))
+				writes = append(writes, w)
+			}
+		})
+	}
+
+	want := map[string][2]string{
+		"e1": {"success", "ENTITY_UPDATED"},
+		"e2": {"error", "MISSING_UNIQUE_IDENTIFIERS"},
+		"e3": {"success", "ENTITY_DELETED"},
+		"e4": {"error", "USE_CASE_NOT_FOUND"},
+	}
+	for id, w := range want {
+		m := monitoring[id]
+		if string(m.Level) != w[0] || m.Code != w[1] {
+			t.Errorf("%s: %s/%s, want %s/%s (%s)", id, m.Level, m.Code, w[0], w[1], m.Message)
+		}
+	}
+	if m := monitoring["e2"]; m.CorrelationID != "c1" || m.UseCaseType != "inbound" {
+		t.Errorf("e2 monitoring row lost its correlation or lane: %+v", m)
+	}
+	if len(writes) != 2 {
+		t.Fatalf("%d entity writes, want 2 (e1 upsert, e3 delete)", len(writes))
+	}
+	// Events of one entity may sit in different partitions; the version restores their order.
+	sort.Slice(writes, func(i, j int) bool { return writes[i].Version < writes[j].Version })
+	if writes[0].EntityID != writes[1].EntityID {
+		t.Error("the same customer got two entity ids")
+	}
+	if string(writes[0].Attributes) != `{"customer_number":"K-1","name":"LENA"}` || writes[0].Op != envelope.OpUpsert || writes[0].Version != 1000 {
+		t.Errorf("first write %+v", writes[0])
+	}
+	if writes[1].Op != envelope.OpDelete || writes[1].Version != 3000 || writes[1].CorrelationID != "c2" {
+		t.Errorf("second write %+v", writes[1])
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

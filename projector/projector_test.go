@@ -1,0 +1,120 @@
+package projector_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
+	"github.com/erpstream/erpstream/projector"
+)
+
+// flakySink fails its first writes, as a ClickHouse outage would, then stores everything.
+type flakySink struct {
+	mu         sync.Mutex
+	failures   int
+	monitoring []envelope.MonitoringEvent
+	entities   []envelope.EntityWrite
+}
+
+func (s *flakySink) WriteEntities(_ context.Context, rows []envelope.EntityWrite) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failures > 0 {
+		s.failures--
+		return errors.New("clickhouse down")
+	}
+	s.entities = append(s.entities, rows...)
+	return nil
+}
+
+func (s *flakySink) WriteMonitoring(_ context.Context, rows []envelope.MonitoringEvent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.monitoring = append(s.monitoring, rows...)
+	return nil
+}
+
+func (s *flakySink) counts() (int, int, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failures, len(s.entities), len(s.monitoring)
+}
+
+func committed(t *testing.T, adm *kadm.Client, group string) int64 {
+	t.Helper()
+	offs, err := adm.FetchOffsets(context.Background(), group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	offs.Each(func(o kadm.OffsetResponse) { n += o.At })
+	return n
+}
+
+func TestOffsetsAreCommittedOnlyAfterTheSinkTookTheBatch(t *testing.T) {
+	c := kafkatest.New(t)
+	ctx := context.Background()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for i := 0; i < 20; i++ {
+		w, _ := json.Marshal(envelope.EntityWrite{OrgID: "o", EntityID: "e", Version: uint64(i)})
+		m, _ := json.Marshal(envelope.MonitoringEvent{ID: "m", OrgID: "o"})
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Entities, Value: w}, &kgo.Record{Topic: c.Topics.Monitoring, Value: m}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink := &flakySink{failures: 3}
+	p, err := projector.New(projector.Config{Kafka: c.Config, Topics: c.Topics, Group: "proj-test", Sink: sink,
+		FlushInterval: 50 * time.Millisecond, Log: kafkatest.Quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+
+	// While the sink fails, nothing is committed.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		failures, ents, mons := sink.counts()
+		if failures == 0 && ents == 20 && mons == 20 {
+			break
+		}
+		if failures > 0 && committed(t, adm, "proj-test") > 0 {
+			t.Fatal("offsets committed while the sink was failing")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sink has %d entities / %d monitoring rows after 20s, want 20/20", ents, mons)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for committed(t, adm, "proj-test") < 40 {
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %d offsets, want 40", committed(t, adm, "proj-test"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, ents, mons := sink.counts(); ents != 20 || mons != 20 {
+		t.Errorf("sink holds %d/%d rows, want each written once: 20/20", ents, mons)
+	}
+}
