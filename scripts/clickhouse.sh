@@ -107,8 +107,9 @@ start() {
   install_server
   write_config
   log "starting on 127.0.0.1:$tcp_port (data in $state/data)"
-  nohup clickhouse-server --config-file="$state/config.xml" --pid-file="$pidfile" \
+  nohup clickhouse-server --config-file="$state/config.xml" \
     >"$state/log/stdout.log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
   for _ in $(seq 1 120); do
     if answering; then log "ready"; return 0; fi
     sleep 0.5

@@ -25,7 +25,7 @@ server_pid=""
 cleanup() {
   trap - INT TERM EXIT
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -INT "$server_pid" 2>/dev/null || true
+    kill -TERM "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
   fi
   if [ "$started_clickhouse" = 1 ]; then scripts/clickhouse.sh stop; fi

@@ -33,6 +33,7 @@ commands:
   process                map events into entity writes and monitoring events
   project                write entities and monitoring events into ClickHouse
   query                  HTTP monitoring API served from ClickHouse
+  admin init             ensure-topics, then migrate (a deployment's one-shot job)
   admin ensure-topics    create and verify the Kafka topics
   admin migrate          apply the ClickHouse schema migrations
 `
@@ -72,7 +73,7 @@ func main() {
 
 func admin(ctx context.Context, cfg app.Config, log *slog.Logger, args []string) error {
 	if len(args) != 1 {
-		return errors.New("admin needs one of: ensure-topics, migrate")
+		return errors.New("admin needs one of: init, ensure-topics, migrate")
 	}
 	switch args[0] {
 	case "ensure-topics":
@@ -81,6 +82,14 @@ func admin(ctx context.Context, cfg app.Config, log *slog.Logger, args []string)
 		}
 		return app.PrepareTopics(ctx, cfg.Kafka, log)
 	case "migrate":
+		return app.Migrate(ctx, cfg.ClickHouse, log)
+	case "init":
+		if len(cfg.Kafka.Brokers) == 0 {
+			return errors.New("KAFKA_BROKERS is required for admin init")
+		}
+		if err := app.PrepareTopics(ctx, cfg.Kafka, log); err != nil {
+			return err
+		}
 		return app.Migrate(ctx, cfg.ClickHouse, log)
 	default:
 		return fmt.Errorf("unknown admin command %q", args[0])
