@@ -46,10 +46,18 @@ make -s fmt-check
 go vet ./...
 go vet -tags integration ./...
 
-echo "== unit tests (kfake in-process)"
-go test -race -count=1 ./...
-
 mkdir -p "$root/.run/test"
+echo "== unit tests (kfake in-process)"
+set +e
+go test -race -count=1 -v ./... >"$root/.run/test/unit.log" 2>&1
+unit_status=$?
+set -e
+grep -E '^(--- FAIL|FAIL|ok|panic)|^\s+\S+_test\.go:' "$root/.run/test/unit.log" || true
+if [ "$unit_status" -ne 0 ]; then
+  echo "unit tests failed; full log: .run/test/unit.log"
+  exit "$unit_status"
+fi
+
 echo "== integration tests against Apache Kafka at $KAFKA_BROKERS and ClickHouse at $CLICKHOUSE_ADDR"
 go test -race -count=1 -tags integration -run Integration -v ./... 2>&1 | tee "$root/.run/test/integration.log" |
   grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go:)' || true
@@ -63,4 +71,11 @@ if [ "$passed" -eq 0 ]; then
   echo "no integration test ran: refusing to report success"
   exit 1
 fi
-echo "integration tests passed: $passed"
+count() { grep -c -E "^\s*--- $1: " "$2" || true; }
+unit_passed=$(count PASS "$root/.run/test/unit.log")
+unit_failed=$(count FAIL "$root/.run/test/unit.log")
+int_failed=$(count FAIL "$root/.run/test/integration.log")
+stop_services
+trap - EXIT
+echo "unit: $unit_passed passed, $unit_failed failed; integration (Apache Kafka + ClickHouse): $passed passed, $int_failed failed"
+echo "$((unit_passed + passed)) passed, $((unit_failed + int_failed)) failed"
