@@ -1,0 +1,150 @@
+package jsonata
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits bound what an expression may cost. Zero fields take the defaults.
+type Limits struct {
+	MaxDepth     int           // evaluation nesting (recursion); U1001 beyond. Default 1000.
+	MaxSteps     int64         // evaluation steps; U1002 beyond. Default 50 million.
+	Timeout      time.Duration // wall time per evaluation; U1002 beyond. Default none (use the context).
+	MaxItems     int           // the largest sequence, array or string an evaluation may build. Default 10 million.
+	MaxExprBytes int           // compile: longest source accepted. Default 1 MiB.
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = 1000
+	}
+	if l.MaxSteps <= 0 {
+		l.MaxSteps = 50_000_000
+	}
+	if l.MaxItems <= 0 {
+		l.MaxItems = 10_000_000
+	}
+	if l.MaxExprBytes <= 0 {
+		l.MaxExprBytes = 1 << 20
+	}
+	return l
+}
+
+// Engine compiles expressions with a set of limits and extension functions.
+type Engine struct {
+	limits Limits
+	funcs  map[string]*builtin
+}
+
+// New makes an engine.
+func New(limits Limits) *Engine {
+	return &Engine{limits: limits.withDefaults(), funcs: map[string]*builtin{}}
+}
+
+// Function is an extension function: it receives validated arguments as engine values.
+type Function func(args []any) (any, error)
+
+// RegisterFunction adds $name with a JSONata signature (e.g. "<s-n?:s>"; empty: no validation).
+func (e *Engine) RegisterFunction(name, sig string, params []string, fn Function) error {
+	var s *signature
+	if sig != "" {
+		var err error
+		if s, err = parseSignature(sig); err != nil {
+			return err
+		}
+	}
+	e.funcs[name] = &builtin{name: name, params: params, signature: s,
+		fn: func(c *callCtx, args []any) (any, error) { return fn(args) }}
+	return nil
+}
+
+// Expression is a compiled expression, safe for concurrent use.
+type Expression struct {
+	ast    *node
+	engine *Engine
+	source string
+}
+
+// Compile parses src.
+func (e *Engine) Compile(src string) (*Expression, error) {
+	if len(src) > e.limits.MaxExprBytes {
+		return nil, &Error{Code: "S0219", Value: float64(len(src))}
+	}
+	if !utf8.ValidString(src) {
+		return nil, &Error{Code: "S0201", Token: "invalid UTF-8"}
+	}
+	ast, err := parse(src)
+	if err != nil {
+		if e, ok := err.(*Error); ok {
+			e.populate()
+		}
+		return nil, err
+	}
+	return &Expression{ast: ast, engine: e, source: src}, nil
+}
+
+// Options of one evaluation.
+type Options struct {
+	Now      time.Time      // $now()/$millis(); default time.Now()
+	Bindings map[string]any // extra variables, as engine values (see FromGo)
+	Random   *rand.Rand     // $random()/$shuffle(); default a seeded-per-call source
+}
+
+// Evaluate runs the expression against input (an engine value: use DecodeJSON or FromGo).
+// It returns nil for undefined.
+func (x *Expression) Evaluate(ctx context.Context, input any, opts Options) (result any, err error) {
+	lim := x.engine.limits
+	r := &run{ctx: ctx, maxDepth: lim.MaxDepth, maxSteps: lim.MaxSteps, maxItems: lim.MaxItems, engine: x.engine, now: opts.Now}
+	if r.now.IsZero() {
+		r.now = time.Now()
+	}
+	if lim.Timeout > 0 {
+		r.deadline = time.Now().Add(lim.Timeout)
+	}
+	if dl, ok := ctx.Deadline(); ok && (r.deadline.IsZero() || dl.Before(r.deadline)) {
+		r.deadline = dl
+	}
+	rnd := opts.Random
+	if rnd == nil {
+		rnd = rand.New(rand.NewPCG(uint64(r.now.UnixNano()), 0x9e3779b97f4a7c15))
+	}
+	r.random = rnd.Float64
+	defer func() {
+		if p := recover(); p != nil {
+			result, err = nil, &Error{Code: "U1002", Value: fmt.Sprintf("internal error: %v", p)}
+		}
+	}()
+	env := newFrame(nil)
+	for name, b := range builtins {
+		env.bind(name, b)
+	}
+	for name, b := range x.engine.funcs {
+		env.bind(name, b)
+	}
+	exec := newFrame(env)
+	for k, v := range opts.Bindings {
+		exec.bind(k, v)
+	}
+	exec.bind("$", input)
+	if a, ok := input.(*Array); ok && !a.sequence {
+		input = &Array{Items: []any{a}, sequence: true, outerWrapper: true}
+	}
+	res, err := r.evaluate(x.ast, input, exec)
+	if err != nil {
+		if e, ok := err.(*Error); ok {
+			e.populate()
+		}
+		return nil, err
+	}
+	if a, ok := res.(*Array); ok && a.sequence {
+		res = unwrapSequence(a)
+	}
+	return res, nil
+}
+
+func unwrapSequence(a *Array) any {
+	return a
+}
