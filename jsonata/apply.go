@@ -161,7 +161,6 @@ func (r *run) applyProcedure(l *lambda, args []any) (any, error) {
 	return r.evaluate(l.body, l.input, env)
 }
 
-
 func (r *run) evaluatePartialApplication(expr *node, input any, env *frame) (any, error) {
 	args := make([]any, len(expr.arguments))
 	placeholder := make([]bool, len(expr.arguments))

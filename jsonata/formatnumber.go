@@ -10,7 +10,7 @@ import (
 
 type numberPicture struct {
 	prefix, suffix, activePart, mantissaPart, integerPart, fractionalPart, subpicture string
-	exponentPart                                                                       *string
+	exponentPart                                                                      *string
 }
 
 type numberPictureVars struct {

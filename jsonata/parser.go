@@ -70,9 +70,9 @@ func (n *node) str() string {
 }
 
 type parser struct {
-	lex    *lexer
-	src    string
-	node   *node
+	lex  *lexer
+	src  string
+	node *node
 	ancestorLabel,
 	ancestorIndex int
 	ancestry []*node
