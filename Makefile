@@ -3,12 +3,16 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/erpstream
 
-.PHONY: run test unit integration build vet fmt-check services-up services-down clean help
+JSONATA_SUITE ?= $(CURDIR)/../shared/jsonata-suite/test-suite
+
+.PHONY: run test unit integration build vet fmt-check services-up services-down clean help jsonata-conformance bench
 
 help:
 	@echo "make run     start ClickHouse and the whole pipeline (embedded Kafka unless KAFKA_BROKERS is set)"
 	@echo "make test    install/start Apache Kafka and ClickHouse, run unit and integration tests, stop them"
 	@echo "make build   build $(BIN)"
+	@echo "make bench   JSONata engine vs jsonata-go vs the reference JS engine, and mapping throughput"
+	@echo "make jsonata-conformance   the official JSONata suite against our engine (part of make test)"
 
 build:
 	$(GO) build -o $(BIN) ./cmd/erpstream
@@ -43,3 +47,11 @@ services-down:
 
 clean:
 	rm -rf bin
+
+# The official JSONata test suite; fails when fewer cases pass than jsonata/conformance-floor.txt.
+jsonata-conformance:
+	@test -d "$(JSONATA_SUITE)" || { echo "JSONata suite not found at $(JSONATA_SUITE) (set JSONATA_SUITE)"; exit 1; }
+	@$(GO) run ./cmd/jsonata-conformance -suite "$(JSONATA_SUITE)" -floor $$(cat jsonata/conformance-floor.txt) -failures .run/jsonata-failures.txt
+
+bench:
+	@scripts/bench.sh

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -13,7 +14,8 @@ type Limits struct {
 	MaxDepth     int           // evaluation nesting (recursion); U1001 beyond. Default 1000.
 	MaxSteps     int64         // evaluation steps; U1002 beyond. Default 50 million.
 	Timeout      time.Duration // wall time per evaluation; U1002 beyond. Default none (use the context).
-	MaxItems     int           // the largest sequence, array or string an evaluation may build. Default 10 million.
+	MaxItems     int           // the largest sequence, array or string an evaluation may build. Default 10 million (the reference's range cap).
+	MaxAlloc     int64         // items (and string bytes / 16) built in one evaluation in all. Default 20 million.
 	MaxExprBytes int           // compile: longest source accepted. Default 1 MiB.
 }
 
@@ -27,6 +29,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxItems <= 0 {
 		l.MaxItems = 10_000_000
 	}
+	if l.MaxAlloc <= 0 {
+		l.MaxAlloc = 20_000_000
+	}
 	if l.MaxExprBytes <= 0 {
 		l.MaxExprBytes = 1 << 20
 	}
@@ -36,12 +41,27 @@ func (l Limits) withDefaults() Limits {
 // Engine compiles expressions with a set of limits and extension functions.
 type Engine struct {
 	limits Limits
-	funcs  map[string]*builtin
+	// env holds the extension functions; its parent holds the standard library. Both are
+	// read-only once evaluations run, so they are shared by every evaluation.
+	env *frame
 }
+
+var (
+	staticOnce  sync.Once
+	staticFrame *frame
+)
 
 // New makes an engine.
 func New(limits Limits) *Engine {
-	return &Engine{limits: limits.withDefaults(), funcs: map[string]*builtin{}}
+	// Built on first use: the library is registered by init functions, which run after
+	// package-level variables are initialized.
+	staticOnce.Do(func() {
+		staticFrame = newFrame(nil)
+		for name, b := range builtins {
+			staticFrame.bind(name, b)
+		}
+	})
+	return &Engine{limits: limits.withDefaults(), env: newFrame(staticFrame)}
 }
 
 // Function is an extension function: it receives validated arguments as engine values.
@@ -56,8 +76,9 @@ func (e *Engine) RegisterFunction(name, sig string, params []string, fn Function
 			return err
 		}
 	}
-	e.funcs[name] = &builtin{name: name, params: params, signature: s,
-		fn: func(c *callCtx, args []any) (any, error) { return fn(args) }}
+	// Register before evaluating: the frame is shared by evaluations without a lock.
+	e.env.bind(name, &builtin{name: name, params: params, signature: s,
+		fn: func(c *callCtx, args []any) (any, error) { return fn(args) }})
 	return nil
 }
 
@@ -97,7 +118,7 @@ type Options struct {
 // It returns nil for undefined.
 func (x *Expression) Evaluate(ctx context.Context, input any, opts Options) (result any, err error) {
 	lim := x.engine.limits
-	r := &run{ctx: ctx, maxDepth: lim.MaxDepth, maxSteps: lim.MaxSteps, maxItems: lim.MaxItems, engine: x.engine, now: opts.Now}
+	r := &run{ctx: ctx, maxDepth: lim.MaxDepth, maxSteps: lim.MaxSteps, maxItems: lim.MaxItems, maxAlloc: lim.MaxAlloc, engine: x.engine, now: opts.Now}
 	if r.now.IsZero() {
 		r.now = time.Now()
 	}
@@ -117,14 +138,7 @@ func (x *Expression) Evaluate(ctx context.Context, input any, opts Options) (res
 			result, err = nil, &Error{Code: "U1002", Value: fmt.Sprintf("internal error: %v", p)}
 		}
 	}()
-	env := newFrame(nil)
-	for name, b := range builtins {
-		env.bind(name, b)
-	}
-	for name, b := range x.engine.funcs {
-		env.bind(name, b)
-	}
-	exec := newFrame(env)
+	exec := newFrame(x.engine.env)
 	for k, v := range opts.Bindings {
 		exec.bind(k, v)
 	}

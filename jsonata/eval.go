@@ -41,6 +41,10 @@ type run struct {
 	maxSteps int64
 	deadline time.Time
 	maxItems int // the largest sequence/array/string an evaluation may build
+	// allocated counts items (and string bytes / 16) built over the whole evaluation, so that many
+	// medium structures cannot add up to exhausting memory either.
+	allocated int64
+	maxAlloc  int64
 	now      time.Time
 	random   func() float64
 	engine   *Engine
@@ -71,6 +75,10 @@ func (r *run) enter() error {
 func (r *run) checkSize(n int) error {
 	if r.maxItems > 0 && n > r.maxItems {
 		return &Error{Code: "U1003", Value: "more than " + formatNumber(float64(r.maxItems)) + " items"}
+	}
+	r.allocated += int64(n)
+	if r.maxAlloc > 0 && r.allocated > r.maxAlloc {
+		return &Error{Code: "U1003", Value: "more than " + formatNumber(float64(r.maxAlloc)) + " items built in one evaluation"}
 	}
 	return nil
 }
@@ -668,7 +676,7 @@ func (r *run) evaluateStringConcat(lhs, rhs any) (any, error) {
 			return nil, err
 		}
 	}
-	if err := r.checkSize(len(ls) + len(rs)); err != nil {
+	if err := r.checkSize((len(ls) + len(rs)) / 16); err != nil {
 		return nil, err
 	}
 	return ls + rs, nil

@@ -96,7 +96,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return s, c.r.checkSize(len(s))
+		return s, c.r.checkSize(len(s) / 16)
 	})
 	def("substring", "<s-nn?:s>", []string{"str", "start", "length"}, func(c *callCtx, a []any) (any, error) {
 		s, ok := arg(a, 0).(string)
@@ -165,7 +165,7 @@ func init() {
 			ch = " "
 		}
 		width = math.Trunc(width)
-		if err := c.r.checkSize(int(math.Min(math.Abs(width), 1e12))); err != nil {
+		if err := c.r.checkSize(int(math.Min(math.Abs(width), 1e12)) / 16); err != nil {
 			return nil, err
 		}
 		padLen := int(math.Abs(width)) - utf8.RuneCountInString(s)
@@ -208,7 +208,7 @@ func init() {
 			parts = append(parts, v.(string))
 		}
 		s := strings.Join(parts, sep)
-		return s, c.r.checkSize(len(s))
+		return s, c.r.checkSize(len(s) / 16)
 	})
 	def("formatNumber", "<n-so?:s>", []string{"value", "picture", "options"}, fnFormatNumber)
 	def("formatBase", "<n-n?:s>", []string{"value", "radix"}, func(c *callCtx, a []any) (any, error) {
@@ -280,6 +280,9 @@ func init() {
 		}
 		arr := items(a[0])
 		result := newSeq()
+		if err := c.r.checkSize(len(arr)); err != nil {
+			return nil, err
+		}
 		for i, v := range arr {
 			res, err := c.call(a[1], hofArgs(a[1], v, float64(i), a[0]))
 			if err != nil {
@@ -531,6 +534,9 @@ func init() {
 				}
 				return x.(float64) > y.(float64), nil
 			}
+		}
+		if err := c.r.checkSize(len(arr.Items)); err != nil {
+			return nil, err
 		}
 		sorted, err := mergeSort(arr.Items, swap)
 		if err != nil {

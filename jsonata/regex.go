@@ -212,7 +212,7 @@ func fnReplace(c *callCtx, a []any) (any, error) {
 			sb.WriteString(rs)
 			pos += i + len(ps)
 			count++
-			if err := c.r.checkSize(sb.Len()); err != nil {
+			if err := c.r.checkSize(sb.Len() / 16); err != nil {
 				return nil, err
 			}
 		}
@@ -247,7 +247,7 @@ func fnReplace(c *callCtx, a []any) (any, error) {
 			return nil, &Error{Code: "D3012", Value: with}
 		}
 		sb.WriteString(ws)
-		if err := c.r.checkSize(sb.Len()); err != nil {
+		if err := c.r.checkSize(sb.Len() / 16); err != nil {
 			return nil, err
 		}
 		pos = m.start + len([]rune(m.match))

@@ -3,6 +3,7 @@ package jsonata
 import (
 	"regexp"
 	"strings"
+	"sync"
 )
 
 type sigParam struct {
@@ -18,6 +19,9 @@ type signature struct {
 	definition string
 	params     []*sigParam
 	re         *regexp.Regexp
+	// plans caches, per pattern of argument types (e.g. "sn"), which arguments each parameter
+	// took; the regex runs once per distinct pattern instead of once per call.
+	plans sync.Map // string -> []string (the submatches), or nil for "no match"
 }
 
 var arraySignatureMapping = map[string]string{"a": "arrays", "b": "booleans", "f": "functions", "n": "numbers", "o": "objects", "s": "strings"}
@@ -142,11 +146,18 @@ func sigSymbol(v any) byte {
 }
 
 func (s *signature) validate(args []any, context any) ([]any, error) {
-	supplied := make([]byte, len(args))
-	for i, a := range args {
-		supplied[i] = sigSymbol(a)
+	var buf [8]byte
+	supplied := buf[:0]
+	for _, a := range args {
+		supplied = append(supplied, sigSymbol(a))
 	}
-	m := s.re.FindStringSubmatch(string(supplied))
+	var m []string
+	if cached, ok := s.plans.Load(string(supplied)); ok {
+		m, _ = cached.([]string)
+	} else {
+		m = s.re.FindStringSubmatch(string(supplied))
+		s.plans.Store(string(supplied), m)
+	}
 	if m == nil {
 		return nil, s.validationError(args, string(supplied))
 	}

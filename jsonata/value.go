@@ -557,3 +557,6 @@ func formatNumber(f float64) string {
 	}
 	return s
 }
+
+// Boolean casts a value with JSONata's $boolean rules (undefined is false).
+func Boolean(v any) bool { return toBoolean(v) == true }

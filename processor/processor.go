@@ -20,6 +20,7 @@ import (
 	"github.com/erpstream/erpstream/internal/jsonata"
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/registry"
+	engine "github.com/erpstream/erpstream/jsonata"
 	"github.com/erpstream/erpstream/processor/mapping"
 )
 
@@ -173,8 +174,8 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		o.level, o.code, o.message = envelope.LevelError, "MALFORMED_PAYLOAD", "format "+ev.Format+" is not supported by this version"
 		return nil, o
 	}
-	var payload any
-	if err := json.Unmarshal([]byte(ev.Payload), &payload); err != nil {
+	payload, err := engine.DecodeJSON([]byte(ev.Payload))
+	if err != nil {
 		o.level, o.code, o.message = envelope.LevelError, "MALFORMED_PAYLOAD", "payload is not valid JSON: "+err.Error()
 		return nil, o
 	}

@@ -47,6 +47,9 @@ go vet ./...
 go vet -tags integration ./...
 
 mkdir -p "$root/.run/test"
+echo "== JSONata conformance (official suite, error codes matched strictly)"
+make -s jsonata-conformance | tee "$root/.run/test/conformance.log"
+
 echo "== unit tests (kfake in-process)"
 set +e
 go test -race -count=1 -v ./... >"$root/.run/test/unit.log" 2>&1
@@ -77,5 +80,6 @@ unit_failed=$(count FAIL "$root/.run/test/unit.log")
 int_failed=$(count FAIL "$root/.run/test/integration.log")
 stop_services
 trap - EXIT
+grep -E 'cases \(' "$root/.run/test/conformance.log" || true
 echo "unit: $unit_passed passed, $unit_failed failed; integration (Apache Kafka + ClickHouse): $passed passed, $int_failed failed"
 echo "$((unit_passed + passed)) passed, $((unit_failed + int_failed)) failed"

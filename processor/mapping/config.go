@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
+	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 // Configuration is InboundIntegrationEventConfiguration.
@@ -55,7 +56,7 @@ func (e *ConfigError) Error() string { return e.Path + ": " + e.Msg }
 var supportedModes = map[string]bool{"": true, "upsert": true, "delete": true}
 
 // Compile validates a configuration and compiles every expression in it.
-func Compile(raw json.RawMessage, engine jsonata.Engine) (*Mapping, error) {
+func Compile(raw json.RawMessage, eng jsonata.Engine) (*Mapping, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, &ConfigError{Path: "configuration", Msg: "required for inbound use cases"}
 	}
@@ -67,10 +68,10 @@ func Compile(raw json.RawMessage, engine jsonata.Engine) (*Mapping, error) {
 	if len(cfg.MeterReadings) > 0 {
 		return nil, &ConfigError{Path: "configuration.meter_readings", Msg: "meter readings are not supported by this version"}
 	}
-	m := &Mapping{engine: engine}
+	m := &Mapping{engine: eng}
 	for i, ec := range cfg.Entities {
 		path := fmt.Sprintf("configuration.entities[%d]", i)
-		ce, err := compileEntity(path, ec, engine)
+		ce, err := compileEntity(path, ec, eng)
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +80,7 @@ func Compile(raw json.RawMessage, engine jsonata.Engine) (*Mapping, error) {
 	return m, nil
 }
 
-func compileEntity(path string, ec EntityConfig, engine jsonata.Engine) (*compiledEntity, error) {
+func compileEntity(path string, ec EntityConfig, eng jsonata.Engine) (*compiledEntity, error) {
 	if ec.EntitySchema == "" {
 		return nil, &ConfigError{Path: path + ".entity_schema", Msg: "required"}
 	}
@@ -98,17 +99,17 @@ func compileEntity(path string, ec EntityConfig, engine jsonata.Engine) (*compil
 	}
 	var err error
 	if ec.JSONataExpression != "" {
-		if ce.expr, err = compileExpr(engine, path+".jsonataExpression", ec.JSONataExpression); err != nil {
+		if ce.expr, err = compileExpr(eng, path+".jsonataExpression", ec.JSONataExpression); err != nil {
 			return nil, err
 		}
 	}
-	if ce.enabled, err = compileEnabled(engine, path+".enabled", ec.Enabled); err != nil {
+	if ce.enabled, err = compileEnabled(eng, path+".enabled", ec.Enabled); err != nil {
 		return nil, err
 	}
 	mapped := map[string]bool{}
 	for j, fc := range ec.Fields {
 		fpath := fmt.Sprintf("%s.fields[%d]", path, j)
-		cf, err := compileField(fpath, fc, engine)
+		cf, err := compileField(fpath, fc, eng)
 		if err != nil {
 			return nil, err
 		}
@@ -123,7 +124,7 @@ func compileEntity(path string, ec EntityConfig, engine jsonata.Engine) (*compil
 	return ce, nil
 }
 
-func compileField(path string, fc FieldConfig, engine jsonata.Engine) (*compiledField, error) {
+func compileField(path string, fc FieldConfig, eng jsonata.Engine) (*compiledField, error) {
 	if fc.Attribute == "" {
 		return nil, &ConfigError{Path: path + ".attribute", Msg: "required"}
 	}
@@ -139,19 +140,19 @@ func compileField(path string, fc FieldConfig, engine jsonata.Engine) (*compiled
 	var err error
 	switch {
 	case len(fc.Constant) > 0:
-		var v any
-		if err := json.Unmarshal(fc.Constant, &v); err != nil {
+		v, err := engine.DecodeJSON(fc.Constant)
+		if err != nil {
 			return nil, &ConfigError{Path: path + ".constant", Msg: err.Error()}
 		}
 		cf.source, cf.constant = sourceConstant, v
 	case fc.JSONataExpression != "":
 		cf.source = sourceExpr
-		if cf.expr, err = compileExpr(engine, path+".jsonataExpression", fc.JSONataExpression); err != nil {
+		if cf.expr, err = compileExpr(eng, path+".jsonataExpression", fc.JSONataExpression); err != nil {
 			return nil, err
 		}
 	case strings.HasPrefix(fc.Field, "$"):
 		cf.source = sourceExpr
-		if cf.expr, err = compileExpr(engine, path+".field", fc.Field); err != nil {
+		if cf.expr, err = compileExpr(eng, path+".field", fc.Field); err != nil {
 			return nil, err
 		}
 	case fc.Field != "":
@@ -159,14 +160,14 @@ func compileField(path string, fc FieldConfig, engine jsonata.Engine) (*compiled
 	default:
 		return nil, &ConfigError{Path: path, Msg: "one of constant, jsonataExpression or field is required"}
 	}
-	if cf.enabled, err = compileEnabled(engine, path+".enabled", fc.Enabled); err != nil {
+	if cf.enabled, err = compileEnabled(eng, path+".enabled", fc.Enabled); err != nil {
 		return nil, err
 	}
 	return cf, nil
 }
 
-func compileExpr(engine jsonata.Engine, path, src string) (jsonata.Expression, error) {
-	e, err := engine.Compile(src)
+func compileExpr(eng jsonata.Engine, path, src string) (jsonata.Expression, error) {
+	e, err := eng.Compile(src)
 	if err != nil {
 		return nil, &ConfigError{Path: path, Msg: "JSONata does not compile: " + err.Error()}
 	}
@@ -174,7 +175,7 @@ func compileExpr(engine jsonata.Engine, path, src string) (jsonata.Expression, e
 }
 
 // compileEnabled reads `enabled`: absent or true → always, false → never, string → JSONata.
-func compileEnabled(engine jsonata.Engine, path string, raw json.RawMessage) (*enabledRule, error) {
+func compileEnabled(eng jsonata.Engine, path string, raw json.RawMessage) (*enabledRule, error) {
 	if len(raw) == 0 || string(raw) == "null" || string(raw) == "true" {
 		return nil, nil
 	}
@@ -185,7 +186,7 @@ func compileEnabled(engine jsonata.Engine, path string, raw json.RawMessage) (*e
 	if err := json.Unmarshal(raw, &src); err != nil {
 		return nil, &ConfigError{Path: path, Msg: "must be a boolean or a JSONata string"}
 	}
-	e, err := compileExpr(engine, path, src)
+	e, err := compileExpr(eng, path, src)
 	if err != nil {
 		return nil, err
 	}

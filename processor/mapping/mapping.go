@@ -9,6 +9,7 @@ import (
 
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/jsonata"
+	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 // Mapping is a compiled inbound configuration, safe for concurrent use.
@@ -63,7 +64,7 @@ func (u *EntityUpdate) EntityID(org string) string {
 	sorted := append(Attributes(nil), u.UniqueIdentifiers...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, a := range sorted {
-		b, _ := json.Marshal(a.Value)
+		b, _ := engine.MarshalValue(a.Value)
 		canon = append(canon, a.Name, string(b))
 	}
 	return ids.NameUUID(append([]string{"entity", org, u.EntitySlug}, canon...)...)
@@ -89,7 +90,7 @@ func (as Attributes) MarshalJSON() ([]byte, error) {
 		k, _ := json.Marshal(a.Name)
 		b.Write(k)
 		b.WriteByte(':')
-		v, err := json.Marshal(a.Value)
+		v, err := engine.MarshalValue(a.Value)
 		if err != nil {
 			return nil, fmt.Errorf("attribute %s: %w", a.Name, err)
 		}
@@ -154,8 +155,8 @@ func (m *Mapping) Map(ctx context.Context, payload any, env *jsonata.Env) ([]Ent
 		}
 		var items []any
 		switch d := data.(type) {
-		case []any:
-			items = d
+		case *engine.Array:
+			items = d.Items
 		default:
 			if d != jsonata.Undefined {
 				items = []any{d}
@@ -191,12 +192,12 @@ func (ce *compiledEntity) mapItem(ctx context.Context, path string, item any, en
 		case sourceConstant:
 			v = f.constant
 		case sourceKey:
-			obj, ok := item.(map[string]any)
+			obj, ok := item.(*engine.Object)
 			if !ok {
 				continue
 			}
 			var present bool
-			if v, present = obj[f.key]; !present {
+			if v, present = obj.Get(f.key); !present || v == nil {
 				continue
 			}
 		case sourceExpr:
@@ -213,7 +214,7 @@ func (ce *compiledEntity) mapItem(ctx context.Context, path string, item any, en
 	var missing []string
 	for _, name := range ce.uniqueIDs {
 		v, ok := attrs.get(name)
-		if !ok || v == nil || v == "" {
+		if !ok || v == nil || v == engine.Null || v == "" {
 			missing = append(missing, name)
 			continue
 		}
@@ -242,30 +243,8 @@ func (r *enabledRule) eval(ctx context.Context, input any, env *jsonata.Env) (bo
 
 // truthy casts with JSONata's $boolean rules.
 func truthy(v any) bool {
-	switch x := v.(type) {
-	case nil:
+	if v == jsonata.Undefined {
 		return false
-	case bool:
-		return x
-	case string:
-		return x != ""
-	case float64:
-		return x != 0
-	case int:
-		return x != 0
-	case json.Number:
-		f, _ := x.Float64()
-		return f != 0
-	case []any:
-		for _, e := range x {
-			if truthy(e) {
-				return true
-			}
-		}
-		return false
-	case map[string]any:
-		return len(x) > 0
-	default:
-		return v != jsonata.Undefined
 	}
+	return engine.Boolean(v)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
+	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 func compile(t *testing.T, cfg string) *Mapping {
@@ -22,8 +23,8 @@ func compile(t *testing.T, cfg string) *Mapping {
 
 func run(t *testing.T, m *Mapping, payload string) []EntityUpdate {
 	t.Helper()
-	var p any
-	if err := json.Unmarshal([]byte(payload), &p); err != nil {
+	p, err := engine.DecodeJSON([]byte(payload))
+	if err != nil {
 		t.Fatal(err)
 	}
 	out, err := m.Map(context.Background(), p, &jsonata.Env{Now: time.Unix(0, 0)})
@@ -116,6 +117,7 @@ func TestEnabledRules(t *testing.T) {
 
 func TestEntityIDIsStableAndOrderIndependent(t *testing.T) {
 	a := EntityUpdate{EntitySlug: "contact", UniqueIdentifiers: Attributes{{"x", "1"}, {"y", 2.0}}}
+	// Key order in the payload must not matter either.
 	b := EntityUpdate{EntitySlug: "contact", UniqueIdentifiers: Attributes{{"y", 2.0}, {"x", "1"}}}
 	if a.EntityID("org") != b.EntityID("org") {
 		t.Error("unique-id order changed the entity id")
@@ -136,8 +138,7 @@ func TestEntityIDIsStableAndOrderIndependent(t *testing.T) {
 
 func TestMissingUniqueIDFailsTheEvent(t *testing.T) {
 	m := compile(t, customerConfig)
-	var p any
-	_ = json.Unmarshal([]byte(`{"firstName":"Lena"}`), &p)
+	p, _ := engine.DecodeJSON([]byte(`{"firstName":"Lena"}`))
 	_, err := m.Map(context.Background(), p, &jsonata.Env{})
 	var me *Error
 	if !errors.As(err, &me) || me.Code != "MISSING_UNIQUE_IDENTIFIERS" || !strings.Contains(me.Error(), "customer_number") {
@@ -187,8 +188,7 @@ func BenchmarkMapFieldCopy20(b *testing.B) {
 	env := &jsonata.Env{}
 	b.ReportAllocs()
 	for b.Loop() {
-		var p any
-		_ = json.Unmarshal(raw, &p)
+		p, _ := engine.DecodeJSON(raw)
 		if _, err := m.Map(context.Background(), p, env); err != nil {
 			b.Fatal(err)
 		}

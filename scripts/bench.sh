@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# make bench: prints evaluations per second per core for the ERP mapping benchmark
+# (../shared/jsonata-suite/bench) on erpstream's JSONata engine, on xiatechs/jsonata-go (the
+# comparison peer) and on the reference JavaScript engine (node, npm jsonata 2.2.2), after checking
+# that our output is identical to the reference's; then the whole-event mapping benchmarks.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+suite=${JSONATA_SUITE_DIR:-$root/../shared/jsonata-suite}
+work=$root/.run/bench
+benchtime=${BENCHTIME:-3s}
+mkdir -p "$work"
+
+echo "== Go engines (one goroutine = one core; GOMAXPROCS=1)"
+JSONATA_BENCH_DIR=$suite/bench GOMAXPROCS=1 go test -run XXX -bench 'ERPMapping' -benchtime "$benchtime" -count 3 \
+  ./jsonata | tee "$work/go-bench.txt" | grep -E '^Benchmark'
+awk '/^BenchmarkERPMapping/ { name=$1; sub(/-[0-9]+$/, "", name); ns[name]+=$3; n[name]++ }
+     END { for (k in ns) printf "  %-42s %9.0f evals/s per core\n", k, 1e9/(ns[k]/n[k]) }' "$work/go-bench.txt" | sort
+
+echo "== reference JavaScript engine"
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  ref=$work/jsonata-ref
+  if [ ! -d "$ref/node_modules/jsonata" ]; then
+    rm -rf "$ref" && cp -r "$suite" "$ref" && chmod -R u+w "$ref"
+    (cd "$ref" && npm install --silent >/dev/null 2>&1)
+  fi
+  mkdir -p "$ref/bench/out"
+  JSONATA_BENCH_DIR=$suite/bench JSONATA_BENCH_OUT=$ref/bench/out/go-output.json \
+    go test -count=1 -run TestBenchMappingOutput ./jsonata >/dev/null
+  (cd "$ref/bench" && RUNS=${RUNS:-3} SECONDS=${SECONDS_PER_RUN:-2} MODES=evalPreparsed,parseAndEval taskset -c 0 node bench.js)
+else
+  echo "  node/npm not found: skipped"
+fi
+
+echo "== whole-event mapping (processor/mapping)"
+GOMAXPROCS=1 go test -run XXX -bench . -benchtime "$benchtime" -benchmem ./processor/mapping | grep -E '^Benchmark'
