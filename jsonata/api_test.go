@@ -66,13 +66,13 @@ func TestKeyOrderOfTheInputIsKept(t *testing.T) {
 
 func TestNumbersAndNullsAreNotCorrupted(t *testing.T) {
 	cases := map[string]string{
-		`1/3`:                                   `0.3333333333333333`,
-		`100/3*3`:                               `100`,
-		`0.1+0.2`:                               `0.30000000000000004`,
-		`{'x': a}`:                              `{"x":null}`,
+		`1/3`:                                    `0.3333333333333333`,
+		`100/3*3`:                                `100`,
+		`0.1+0.2`:                                `0.30000000000000004`,
+		`{'x': a}`:                               `{"x":null}`,
 		`$toMillis('2018-02-01T09:42:13+01:00')`: `1517474533000`,
-		`$string(1e21)`:                         `"1e+21"`,
-		`$round(2.5) & "," & $round(3.5)`:       `"2,4"`,
+		`$string(1e21)`:                          `"1e+21"`,
+		`$round(2.5) & "," & $round(3.5)`:        `"2,4"`,
 	}
 	for src, want := range cases {
 		if got := js(t, eval(t, New(Limits{}), src, `{"a":null}`, Options{})); got != want {

@@ -45,9 +45,9 @@ type run struct {
 	// medium structures cannot add up to exhausting memory either.
 	allocated int64
 	maxAlloc  int64
-	now      time.Time
-	random   func() float64
-	engine   *Engine
+	now       time.Time
+	random    func() float64
+	engine    *Engine
 }
 
 const checkEvery = 1 << 10
