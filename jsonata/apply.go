@@ -304,7 +304,7 @@ func (r *run) evaluateTransformExpression(expr *node, env *frame) any {
 					}
 					if mo, ok := match.(*Object); ok {
 						for _, k := range uo.keys {
-							mo.Set(k, uo.m[k])
+							mo.Set(k, uo.get(k))
 						}
 					}
 				}

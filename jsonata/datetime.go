@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -782,6 +784,15 @@ func dateFragment(t time.Time, component byte) any {
 
 var iso8601Spec []*pictureMarker
 
+// pictureCache keeps analysed pictures: mappings format with a handful of constant pictures.
+// Analysed pictures are never modified after analysis, so sharing them is safe.
+var (
+	pictureCache     sync.Map
+	pictureCacheSize atomic.Int64
+)
+
+const maxCachedPictures = 1024
+
 func init() {
 	s, err := analyseDateTimePicture("[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01].[f001][Z01:01t]")
 	if err != nil {
@@ -801,9 +812,16 @@ func formatDateTime(millis float64, picture any, timezone any) (string, error) {
 	}
 	spec := iso8601Spec
 	if p, ok := picture.(string); ok {
-		var err error
-		if spec, err = analyseDateTimePicture(p); err != nil {
-			return "", err
+		if cached, ok := pictureCache.Load(p); ok {
+			spec = cached.([]*pictureMarker)
+		} else {
+			var err error
+			if spec, err = analyseDateTimePicture(p); err != nil {
+				return "", err
+			}
+			if pictureCacheSize.Add(1) <= maxCachedPictures { // pictures built from data must not grow it without bound
+				pictureCache.Store(p, spec)
+			}
 		}
 	}
 	offsetMillis := float64((60*offsetHours + offsetMinutes) * 60 * 1000)

@@ -8,25 +8,53 @@ import (
 	"time"
 )
 
-// frame is one scope of variable bindings.
+// frame is one scope of variable bindings. Frames hold few names, so a slice searched from the
+// end (latest binding wins) beats a map; the shared standard-library frame uses a map.
 type frame struct {
-	bindings map[string]any
-	parent   *frame
+	names  []string
+	values []any
+	index  map[string]any
+	parent *frame
 }
 
 func newFrame(parent *frame) *frame { return &frame{parent: parent} }
 
 func (f *frame) bind(name string, v any) {
-	if f.bindings == nil {
-		f.bindings = make(map[string]any, 4)
+	if f.index != nil {
+		f.index[name] = v
+		return
 	}
-	f.bindings[name] = v
+	for i := len(f.names) - 1; i >= 0; i-- {
+		if f.names[i] == name {
+			f.values[i] = v
+			return
+		}
+	}
+	if len(f.names) >= 16 {
+		f.index = make(map[string]any, 32)
+		for i, n := range f.names {
+			f.index[n] = f.values[i]
+		}
+		f.index[name] = v
+		f.names, f.values = nil, nil
+		return
+	}
+	f.names = append(f.names, name)
+	f.values = append(f.values, v)
 }
 
 func (f *frame) lookup(name string) any {
 	for fr := f; fr != nil; fr = fr.parent {
-		if v, ok := fr.bindings[name]; ok {
-			return v
+		if fr.index != nil {
+			if v, ok := fr.index[name]; ok {
+				return v
+			}
+			continue
+		}
+		for i := len(fr.names) - 1; i >= 0; i-- {
+			if fr.names[i] == name {
+				return fr.values[i]
+			}
 		}
 	}
 	return nil
@@ -250,7 +278,7 @@ func (r *run) evaluatePath(expr *node, input any, env *frame) (any, error) {
 }
 
 func frameFromTuple(env *frame, tuple map[string]any) *frame {
-	f := newFrame(env)
+	f := &frame{parent: env, names: make([]string, 0, len(tuple)), values: make([]any, 0, len(tuple))}
 	for k, v := range tuple {
 		f.bind(k, v)
 	}
@@ -268,7 +296,35 @@ func (r *run) evaluateStep(expr *node, input *Array, env *frame, lastStep bool) 
 		}
 		return res, nil
 	}
-	result := newSeq()
+	if len(input.Items) == 1 {
+		// One input item (a path over one object): no intermediate sequence is needed.
+		res, err := r.evaluate(expr, input.Items[0], env)
+		if err != nil {
+			return nil, err
+		}
+		for _, st := range expr.stages {
+			if res, err = r.evaluateFilter(st.filterExpr, res, env); err != nil {
+				return nil, err
+			}
+		}
+		switch x := res.(type) {
+		case nil:
+			return newSeq(), nil
+		case *Array:
+			if lastStep && !x.sequence {
+				return x, nil
+			}
+			if x.cons {
+				return newSeq(x), nil
+			}
+			out := &Array{Items: make([]any, len(x.Items)), sequence: true}
+			copy(out.Items, x.Items)
+			return out, r.checkSize(len(out.Items))
+		default:
+			return newSeq(res), nil
+		}
+	}
+	result := &Array{Items: make([]any, 0, len(input.Items)), sequence: true}
 	for _, item := range input.Items {
 		res, err := r.evaluate(expr, item, env)
 		if err != nil {
@@ -776,7 +832,7 @@ func lookupField(input any, key string) any {
 		}
 		return result
 	case *Object:
-		return x.m[key]
+		return x.get(key)
 	}
 	return nil
 }
@@ -796,7 +852,7 @@ func evaluateWildcard(input any) any {
 	switch x := input.(type) {
 	case *Object:
 		for _, k := range x.keys {
-			add(x.m[k])
+			add(x.get(k))
 		}
 	case *Array: // JavaScript arrays are objects too: their values are the items
 		for _, v := range x.Items {
@@ -841,7 +897,7 @@ func recurseDescendants(input any, results *Array) {
 	case *Object:
 		results.push(x)
 		for _, k := range x.keys {
-			recurseDescendants(x.m[k], results)
+			recurseDescendants(x.get(k), results)
 		}
 	default:
 		results.push(input)
@@ -849,6 +905,9 @@ func recurseDescendants(input any, results *Array) {
 }
 
 func (r *run) evaluateGroupExpression(pairs [][2]*node, position int, input any, env *frame) (any, error) {
+	if _, isArr := input.(*Array); !isArr {
+		return r.constructObject(pairs, position, input, env)
+	}
 	result := NewObject()
 	type entry struct {
 		data      any
@@ -1075,3 +1134,37 @@ func mergeSort(items []any, swap func(a, b any) (bool, error)) ([]any, error) {
 }
 
 var _ = sort.Ints
+
+// constructObject is the group expression over a single (non-array) context, the usual object
+// constructor of a mapping: every pair is evaluated once against the context.
+func (r *run) constructObject(pairs [][2]*node, position int, context any, env *frame) (any, error) {
+	result := newObjectCap(len(pairs))
+	var seen []string // keys defined by a pair, even when the value is undefined
+	for _, pair := range pairs {
+		key, err := r.evaluate(pair[0], context, env)
+		if err != nil {
+			return nil, err
+		}
+		if key == nil {
+			continue
+		}
+		ks, ok := key.(string)
+		if !ok {
+			return nil, &Error{Code: "T1003", Position: position, Value: key}
+		}
+		for _, k := range seen {
+			if k == ks {
+				return nil, &Error{Code: "D1009", Position: position, Value: ks}
+			}
+		}
+		seen = append(seen, ks)
+		v, err := r.evaluate(pair[1], context, env)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil {
+			result.Set(ks, v)
+		}
+	}
+	return result, nil
+}

@@ -66,7 +66,7 @@ func fnFormatNumber(c *callCtx, a []any) (any, error) {
 	}
 	if o, ok := arg(a, 2).(*Object); ok {
 		for _, k := range o.keys {
-			if s, ok := o.m[k].(string); ok {
+			if s, ok := o.get(k).(string); ok {
 				props[k] = s
 			}
 		}

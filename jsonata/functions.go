@@ -398,12 +398,12 @@ func init() {
 		}
 		result := NewObject()
 		for _, k := range o.keys {
-			res, err := c.call(a[1], hofArgs(a[1], o.m[k], k, o))
+			res, err := c.call(a[1], hofArgs(a[1], o.get(k), k, o))
 			if err != nil {
 				return nil, err
 			}
 			if toBoolean(res) == true {
-				result.Set(k, o.m[k])
+				result.Set(k, o.get(k))
 			}
 		}
 		if result.Len() == 0 {
@@ -430,7 +430,7 @@ func init() {
 		for _, v := range items(a[0]) {
 			if o, ok := v.(*Object); ok {
 				for _, k := range o.keys {
-					result.Set(k, o.m[k])
+					result.Set(k, o.get(k))
 				}
 			}
 		}
@@ -457,7 +457,7 @@ func init() {
 			return result, nil
 		}
 		for _, k := range o.keys {
-			v, err := c.call(a[1], hofArgs(a[1], o.m[k], k, o))
+			v, err := c.call(a[1], hofArgs(a[1], o.get(k), k, o))
 			if err != nil {
 				return nil, err
 			}
@@ -760,7 +760,7 @@ func spread(v any) any {
 		result := newSeq()
 		for _, k := range x.keys {
 			o := NewObject()
-			o.Set(k, x.m[k])
+			o.Set(k, x.get(k))
 			result.push(o)
 		}
 		return result
@@ -975,7 +975,7 @@ func writeStringified(b *bytes.Buffer, v any, indent, cur string) error {
 		b.WriteByte('{')
 		first := true
 		for _, k := range x.keys {
-			e := x.m[k]
+			e := x.get(k)
 			if e == nil {
 				continue
 			}

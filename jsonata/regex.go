@@ -122,15 +122,15 @@ func (c *callCtx) toMatch(res any) (*matchResult, error) {
 	case *matchResult:
 		return x, nil
 	case *Object:
-		start, okStart := x.m["start"].(float64)
-		end, okEnd := x.m["end"].(float64)
-		groups, okGroups := x.m["groups"].(*Array)
-		next, okNext := x.m["next"].(Callable)
+		start, okStart := x.get("start").(float64)
+		end, okEnd := x.get("end").(float64)
+		groups, okGroups := x.get("groups").(*Array)
+		next, okNext := x.get("next").(Callable)
 		if !okStart && !okEnd && !okGroups && !okNext {
 			return nil, &Error{Code: "T1010"}
 		}
 		mr := &matchResult{start: int(start), end: int(end)}
-		mr.match, _ = x.m["match"].(string)
+		mr.match, _ = x.get("match").(string)
 		if okGroups {
 			mr.groups = groups.Items
 		}

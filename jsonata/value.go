@@ -54,39 +54,81 @@ func (a *Array) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Object is a JSON object that keeps its key order.
+// Object is a JSON object that keeps its key order. Small objects are searched linearly; an index
+// is built once an object grows past indexAt keys.
 type Object struct {
 	keys []string
-	m    map[string]any
+	vals []any
+	idx  map[string]int
 }
 
+const indexAt = 12
+
 // NewObject makes an empty object.
-func NewObject() *Object { return &Object{m: map[string]any{}} }
+func NewObject() *Object { return &Object{} }
+
+func newObjectCap(n int) *Object { return &Object{keys: make([]string, 0, n), vals: make([]any, 0, n)} }
+
+func (o *Object) find(k string) int {
+	if o.idx != nil {
+		if i, ok := o.idx[k]; ok {
+			return i
+		}
+		return -1
+	}
+	for i, key := range o.keys {
+		if key == k {
+			return i
+		}
+	}
+	return -1
+}
 
 // Get returns a property.
 func (o *Object) Get(k string) (any, bool) {
-	v, ok := o.m[k]
-	return v, ok
+	if i := o.find(k); i >= 0 {
+		return o.vals[i], true
+	}
+	return nil, false
+}
+
+func (o *Object) get(k string) any {
+	if i := o.find(k); i >= 0 {
+		return o.vals[i]
+	}
+	return nil
 }
 
 // Set adds or replaces a property; a new key goes last.
 func (o *Object) Set(k string, v any) {
-	if _, ok := o.m[k]; !ok {
-		o.keys = append(o.keys, k)
+	if i := o.find(k); i >= 0 {
+		o.vals[i] = v
+		return
 	}
-	o.m[k] = v
+	o.keys = append(o.keys, k)
+	o.vals = append(o.vals, v)
+	if o.idx != nil {
+		o.idx[k] = len(o.keys) - 1
+	} else if len(o.keys) > indexAt {
+		o.idx = make(map[string]int, len(o.keys)*2)
+		for i, key := range o.keys {
+			o.idx[key] = i
+		}
+	}
 }
 
 // Delete removes a property.
 func (o *Object) Delete(k string) {
-	if _, ok := o.m[k]; !ok {
+	i := o.find(k)
+	if i < 0 {
 		return
 	}
-	delete(o.m, k)
-	for i, key := range o.keys {
-		if key == k {
-			o.keys = append(o.keys[:i:i], o.keys[i+1:]...)
-			break
+	o.keys = append(o.keys[:i:i], o.keys[i+1:]...)
+	o.vals = append(o.vals[:i:i], o.vals[i+1:]...)
+	if o.idx != nil {
+		o.idx = make(map[string]int, len(o.keys))
+		for j, key := range o.keys {
+			o.idx[key] = j
 		}
 	}
 }
@@ -228,9 +270,9 @@ func deepEqual(l, r any) bool {
 		if len(lv.keys) != len(rv.keys) {
 			return false
 		}
-		for k, v := range lv.m {
-			w, ok := rv.m[k]
-			if !ok || !deepEqual(v, w) {
+		for i, k := range lv.keys {
+			w, ok := rv.Get(k)
+			if !ok || !deepEqual(lv.vals[i], w) {
 				return false
 			}
 		}
@@ -344,9 +386,9 @@ func FromGo(v any) any {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		o := &Object{keys: keys, m: make(map[string]any, len(x))}
+		o := newObjectCap(len(keys))
 		for _, k := range keys {
-			o.m[k] = FromGo(x[k])
+			o.Set(k, FromGo(x[k]))
 		}
 		return o
 	case []any:
@@ -389,8 +431,8 @@ func ToGo(v any) any {
 		return nil
 	case *Object:
 		m := make(map[string]any, len(x.keys))
-		for _, k := range x.keys {
-			if val := x.m[k]; val != nil && !isFunction(val) {
+		for i, k := range x.keys {
+			if val := x.vals[i]; val != nil && !isFunction(val) {
 				m[k] = ToGo(val)
 			}
 		}
@@ -450,8 +492,8 @@ func writeJSON(b *bytes.Buffer, v any, inArray bool) error {
 	case *Object:
 		b.WriteByte('{')
 		first := true
-		for _, k := range x.keys {
-			e := x.m[k]
+		for i, k := range x.keys {
+			e := x.vals[i]
 			if e == nil || isFunction(e) {
 				continue
 			}
