@@ -27,7 +27,7 @@ type builtin struct {
 	name      string
 	params    []string // parameter names (used for partial application and arity)
 	signature *signature
-	fn        func(c *callCtx, args []any) (any, error)
+	fn        func(c callCtx, args []any) (any, error)
 }
 
 func (b *builtin) arity() int      { return len(b.params) }
@@ -134,7 +134,7 @@ func (r *run) applyInner(proc any, args []any, input any, env *frame) (any, erro
 	case *lambda:
 		return r.applyProcedure(f, validated)
 	case *builtin:
-		return f.fn(&callCtx{r: r, env: env, input: input}, validated)
+		return f.fn(callCtx{r: r, env: env, input: input}, validated)
 	case *regexMatcher:
 		return r.applyRegex(f, validated)
 	}
@@ -156,7 +156,7 @@ func (r *run) applyProcedure(l *lambda, args []any) (any, error) {
 			nargs[i] = env.lookup(name)
 		}
 		// As in the reference, a partially applied built-in gets its arguments unvalidated.
-		return l.native.fn(&callCtx{r: r, env: env, input: l.input}, nargs)
+		return l.native.fn(callCtx{r: r, env: env, input: l.input}, nargs)
 	}
 	return r.evaluate(l.body, l.input, env)
 }
@@ -268,7 +268,7 @@ func mustSignature(s string) *signature {
 
 func (r *run) evaluateTransformExpression(expr *node, env *frame) any {
 	return &builtin{name: "transform", params: []string{"obj"}, signature: transformSignature,
-		fn: func(c *callCtx, args []any) (any, error) {
+		fn: func(c callCtx, args []any) (any, error) {
 			obj := args[0]
 			if obj == nil {
 				return nil, nil

@@ -392,7 +392,7 @@ func formatIntegerWith(value float64, f *integerFormat) (string, error) {
 	return out, nil
 }
 
-func fnFormatInteger(c *callCtx, a []any) (any, error) {
+func fnFormatInteger(c callCtx, a []any) (any, error) {
 	v, ok := arg(a, 0).(float64)
 	if !ok {
 		return nil, nil
@@ -405,7 +405,7 @@ func fnFormatInteger(c *callCtx, a []any) (any, error) {
 	return formatIntegerWith(math.Floor(v), f)
 }
 
-func fnParseInteger(c *callCtx, a []any) (any, error) {
+func fnParseInteger(c callCtx, a []any) (any, error) {
 	v, ok := arg(a, 0).(string)
 	if !ok {
 		return nil, nil
@@ -916,7 +916,7 @@ func formatComponent(t time.Time, m *pictureMarker, offH, offM int) (string, err
 	return s, nil
 }
 
-func fnFromMillis(c *callCtx, a []any) (any, error) {
+func fnFromMillis(c callCtx, a []any) (any, error) {
 	ms, ok := arg(a, 0).(float64)
 	if !ok {
 		return nil, nil
@@ -926,7 +926,7 @@ func fnFromMillis(c *callCtx, a []any) (any, error) {
 
 var iso8601 = regexp.MustCompile(`^\d{4}(-[01]\d)?(-[0-3]\d)?(T[0-2]\d:[0-5]\d:[0-5]\d)?(\.\d+)?([+-][0-2]\d:?[0-5]\d|Z)?$`)
 
-func fnToMillis(c *callCtx, a []any) (any, error) {
+func fnToMillis(c callCtx, a []any) (any, error) {
 	ts, ok := arg(a, 0).(string)
 	if !ok {
 		return nil, nil
@@ -951,7 +951,7 @@ func parseISO(ts string) any {
 	return math.NaN()
 }
 
-func parseDateTime(c *callCtx, ts, picture string) (any, error) {
+func parseDateTime(c callCtx, ts, picture string) (any, error) {
 	spec, err := analyseDateTimePicture(picture)
 	if err != nil {
 		return nil, err

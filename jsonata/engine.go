@@ -78,7 +78,7 @@ func (e *Engine) RegisterFunction(name, sig string, params []string, fn Function
 	}
 	// Register before evaluating: the frame is shared by evaluations without a lock.
 	e.env.bind(name, &builtin{name: name, params: params, signature: s,
-		fn: func(c *callCtx, args []any) (any, error) { return fn(args) }})
+		fn: func(c callCtx, args []any) (any, error) { return fn(args) }})
 	return nil
 }
 

@@ -118,37 +118,37 @@ func (r *run) evaluate(expr *node, input any, env *frame) (any, error) {
 	defer func() { r.depth-- }()
 	var result any
 	var err error
-	switch expr.typ {
-	case "path":
+	switch expr.kind {
+	case kPath:
 		result, err = r.evaluatePath(expr, input, env)
-	case "binary":
+	case kBinary:
 		result, err = r.evaluateBinary(expr, input, env)
-	case "unary":
+	case kUnary:
 		result, err = r.evaluateUnary(expr, input, env)
-	case "name":
+	case kName:
 		result = lookupField(input, expr.str())
-	case "string", "number", "value":
+	case kLiteral:
 		result = expr.value
-	case "wildcard":
+	case kWildcard:
 		result = evaluateWildcard(input)
-	case "descendant":
+	case kDescendant:
 		result = evaluateDescendants(input)
-	case "parent":
+	case kParent:
 		result = env.lookup(expr.slot.label)
-	case "condition":
+	case kCondition:
 		result, err = r.evaluateCondition(expr, input, env)
-	case "block":
+	case kBlock:
 		result, err = r.evaluateBlock(expr, input, env)
-	case "bind":
+	case kBind:
 		result, err = r.evaluate(expr.rhs, input, env)
 		if err == nil {
 			env.bind(expr.lhs.str(), result)
 		}
-	case "regex":
+	case kRegex:
 		result = &regexMatcher{lit: expr.value.(*regexLiteral), position: expr.position}
-	case "function":
+	case kFunction:
 		result, err = r.evaluateFunction(expr, input, env, nil, false)
-	case "variable":
+	case kVariable:
 		if expr.str() == "" {
 			if a, ok := input.(*Array); ok && a.outerWrapper {
 				result = a.Items[0]
@@ -158,13 +158,13 @@ func (r *run) evaluate(expr *node, input any, env *frame) (any, error) {
 		} else {
 			result = env.lookup(expr.str())
 		}
-	case "lambda":
+	case kLambda:
 		result = &lambda{input: input, env: env, params: expr.arguments, signature: expr.signature, body: expr.body, thunk: expr.thunk}
-	case "partial":
+	case kPartial:
 		result, err = r.evaluatePartialApplication(expr, input, env)
-	case "apply":
+	case kApply:
 		result, err = r.evaluateApplyExpression(expr, input, env)
-	case "transform":
+	case kTransform:
 		result = r.evaluateTransformExpression(expr, env)
 	}
 	if err != nil {
@@ -175,7 +175,7 @@ func (r *run) evaluate(expr *node, input any, env *frame) (any, error) {
 			return nil, err
 		}
 	}
-	if expr.typ != "path" && expr.group != nil {
+	if expr.kind != kPath && expr.group != nil {
 		if result, err = r.evaluateGroupExpression(expr.group.pairs, expr.group.position, result, env); err != nil {
 			return nil, err
 		}
@@ -196,7 +196,63 @@ func (r *run) evaluate(expr *node, input any, env *frame) (any, error) {
 	return result, nil
 }
 
+// plainStep reports whether a step is a bare name (or, first, a variable) with nothing attached.
+func plainStep(s *node, first bool) bool {
+	if !(s.typ == "name" || first && s.typ == "variable") {
+		return false
+	}
+	return s.stages == nil && s.predicate == nil && s.group == nil && s.focus == nil && s.index == nil &&
+		!s.tuple && s.ancestor == nil && !s.keepArray && !s.consarray
+}
+
+// fastPath walks a path of plain names through objects without building sequences. It reports
+// false when the general path evaluation must decide (arrays, sequences, anything attached).
+func fastPath(expr *node, input any, env *frame) (any, bool) {
+	if expr.keepSingletonArray || expr.group != nil || expr.tuple {
+		return nil, false
+	}
+	cur := input
+	for i, step := range expr.steps {
+		if !plainStep(step, i == 0) {
+			return nil, false
+		}
+		if step.typ == "variable" {
+			if step.str() == "" {
+				return nil, false
+			}
+			cur = env.lookup(step.str())
+		} else {
+			switch c := cur.(type) {
+			case *Object:
+				cur = c.get(step.str())
+			case nil:
+				return nil, true
+			case *Array:
+				return nil, false
+			default:
+				return nil, true // a field of a string, number or boolean is undefined
+			}
+		}
+		switch c := cur.(type) {
+		case nil:
+			return nil, true
+		case *Array:
+			if c.sequence || i < len(expr.steps)-1 {
+				return nil, false
+			}
+		case Callable:
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
 func (r *run) evaluatePath(expr *node, input any, env *frame) (any, error) {
+	if _, isArr := input.(*Array); !isArr {
+		if v, ok := fastPath(expr, input, env); ok {
+			return v, nil
+		}
+	}
 	var inputSeq *Array
 	if a, ok := input.(*Array); ok && expr.steps[0].typ != "variable" {
 		inputSeq = a
@@ -543,17 +599,17 @@ func (r *run) evaluateFilter(predicate *node, input any, env *frame) (any, error
 }
 
 func (r *run) evaluateBinary(expr *node, input any, env *frame) (any, error) {
-	op := expr.str()
+	op := expr.op
 	lhs, err := r.evaluate(expr.lhs, input, env)
 	if err != nil {
 		return nil, err
 	}
-	if op == "and" || op == "or" {
+	if op == opAnd || op == opOr {
 		l := boolize(lhs)
-		if op == "and" && !l {
+		if op == opAnd && !l {
 			return false, nil
 		}
-		if op == "or" && l {
+		if op == opOr && l {
 			return true, nil
 		}
 		rhs, err := r.evaluate(expr.rhs, input, env)
@@ -568,29 +624,29 @@ func (r *run) evaluateBinary(expr *node, input any, env *frame) (any, error) {
 	}
 	var result any
 	switch op {
-	case "+", "-", "*", "/", "%":
+	case opAdd, opSub, opMul, opDiv, opMod:
 		result, err = evaluateNumeric(lhs, rhs, op)
-	case "=", "!=":
+	case opEq, opNe:
 		if lhs == nil || rhs == nil {
 			result = false
-		} else if op == "=" {
+		} else if op == opEq {
 			result = deepEqual(lhs, rhs)
 		} else {
 			result = !deepEqual(lhs, rhs)
 		}
-	case "<", "<=", ">", ">=":
+	case opLt, opLe, opGt, opGe:
 		result, err = evaluateComparison(lhs, rhs, op)
-	case "&":
+	case opConcat:
 		result, err = r.evaluateStringConcat(lhs, rhs)
-	case "..":
+	case opRange:
 		result, err = r.evaluateRange(lhs, rhs)
-	case "in":
+	case opIn:
 		result = evaluateIncludes(lhs, rhs)
 	}
 	if err != nil {
 		if e, ok := err.(*Error); ok {
 			e.Position = expr.position
-			e.Token = op
+			e.Token = expr.str()
 		}
 		return nil, err
 	}
@@ -602,7 +658,7 @@ func boolize(v any) bool {
 	return b == true
 }
 
-func evaluateNumeric(lhs, rhs any, op string) (any, error) {
+func evaluateNumeric(lhs, rhs any, op binOp) (any, error) {
 	if lhs != nil {
 		if ok, err := isNumeric(lhs); err != nil {
 			return nil, err
@@ -622,20 +678,20 @@ func evaluateNumeric(lhs, rhs any, op string) (any, error) {
 	}
 	l, r := lhs.(float64), rhs.(float64)
 	switch op {
-	case "+":
+	case opAdd:
 		return l + r, nil
-	case "-":
+	case opSub:
 		return l - r, nil
-	case "*":
+	case opMul:
 		return l * r, nil
-	case "/":
+	case opDiv:
 		return l / r, nil
 	default:
 		return math.Mod(l, r), nil
 	}
 }
 
-func evaluateComparison(lhs, rhs any, op string) (any, error) {
+func evaluateComparison(lhs, rhs any, op binOp) (any, error) {
 	lt, rt := jsTypeOf(lhs), jsTypeOf(rhs)
 	lc := lt == "undefined" || lt == "string" || lt == "number"
 	rc := rt == "undefined" || rt == "string" || rt == "number"
@@ -669,11 +725,11 @@ func evaluateComparison(lhs, rhs any, op string) (any, error) {
 		c = compareJSStrings(lhs.(string), rhs.(string))
 	}
 	switch op {
-	case "<":
+	case opLt:
 		return c < 0, nil
-	case "<=":
+	case opLe:
 		return c <= 0, nil
-	case ">":
+	case opGt:
 		return c > 0, nil
 	default:
 		return c >= 0, nil

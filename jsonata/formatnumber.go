@@ -53,7 +53,7 @@ func runeLastIndex(s []rune, sub []rune) int {
 	return -1
 }
 
-func fnFormatNumber(c *callCtx, a []any) (any, error) {
+func fnFormatNumber(c callCtx, a []any) (any, error) {
 	value, ok := arg(a, 0).(float64)
 	if !ok {
 		return nil, nil

@@ -15,7 +15,7 @@ import (
 // signature, implementation).
 var builtins = map[string]*builtin{}
 
-func def(name, sig string, params []string, fn func(c *callCtx, args []any) (any, error)) {
+func def(name, sig string, params []string, fn func(c callCtx, args []any) (any, error)) {
 	var s *signature
 	if sig != "" {
 		s = mustSignature(sig)
@@ -38,7 +38,7 @@ func items(v any) []any {
 }
 
 func init() {
-	def("sum", "<a<n>:n>", []string{"args"}, func(c *callCtx, a []any) (any, error) {
+	def("sum", "<a<n>:n>", []string{"args"}, func(c callCtx, a []any) (any, error) {
 		if arg(a, 0) == nil {
 			return nil, nil
 		}
@@ -48,13 +48,13 @@ func init() {
 		}
 		return total, nil
 	})
-	def("count", "<a:n>", []string{"args"}, func(c *callCtx, a []any) (any, error) {
+	def("count", "<a:n>", []string{"args"}, func(c callCtx, a []any) (any, error) {
 		if arg(a, 0) == nil {
 			return 0.0, nil
 		}
 		return float64(len(items(a[0]))), nil
 	})
-	def("max", "<a<n>:n>", []string{"args"}, func(c *callCtx, a []any) (any, error) {
+	def("max", "<a<n>:n>", []string{"args"}, func(c callCtx, a []any) (any, error) {
 		its := items(arg(a, 0))
 		if len(its) == 0 {
 			return nil, nil
@@ -65,7 +65,7 @@ func init() {
 		}
 		return m, nil
 	})
-	def("min", "<a<n>:n>", []string{"args"}, func(c *callCtx, a []any) (any, error) {
+	def("min", "<a<n>:n>", []string{"args"}, func(c callCtx, a []any) (any, error) {
 		its := items(arg(a, 0))
 		if len(its) == 0 {
 			return nil, nil
@@ -76,7 +76,7 @@ func init() {
 		}
 		return m, nil
 	})
-	def("average", "<a<n>:n>", []string{"args"}, func(c *callCtx, a []any) (any, error) {
+	def("average", "<a<n>:n>", []string{"args"}, func(c callCtx, a []any) (any, error) {
 		its := items(arg(a, 0))
 		if len(its) == 0 {
 			return nil, nil
@@ -87,7 +87,7 @@ func init() {
 		}
 		return total / float64(len(its)), nil
 	})
-	def("string", "<x-b?:s>", []string{"arg"}, func(c *callCtx, a []any) (any, error) {
+	def("string", "<x-b?:s>", []string{"arg"}, func(c callCtx, a []any) (any, error) {
 		if arg(a, 0) == nil {
 			return nil, nil
 		}
@@ -98,7 +98,7 @@ func init() {
 		}
 		return s, c.r.checkSize(len(s) / 16)
 	})
-	def("substring", "<s-nn?:s>", []string{"str", "start", "length"}, func(c *callCtx, a []any) (any, error) {
+	def("substring", "<s-nn?:s>", []string{"str", "start", "length"}, func(c callCtx, a []any) (any, error) {
 		s, ok := arg(a, 0).(string)
 		if !ok {
 			return nil, nil
@@ -107,7 +107,7 @@ func init() {
 		length, hasLen := arg(a, 2).(float64)
 		return substring(s, start, length, hasLen), nil
 	})
-	def("substringBefore", "<s-s:s>", []string{"str", "chars"}, func(c *callCtx, a []any) (any, error) {
+	def("substringBefore", "<s-s:s>", []string{"str", "chars"}, func(c callCtx, a []any) (any, error) {
 		s, ok := arg(a, 0).(string)
 		if !ok {
 			return nil, nil
@@ -118,7 +118,7 @@ func init() {
 		}
 		return s, nil
 	})
-	def("substringAfter", "<s-s:s>", []string{"str", "chars"}, func(c *callCtx, a []any) (any, error) {
+	def("substringAfter", "<s-s:s>", []string{"str", "chars"}, func(c callCtx, a []any) (any, error) {
 		s, ok := arg(a, 0).(string)
 		if !ok {
 			return nil, nil
@@ -129,32 +129,32 @@ func init() {
 		}
 		return s, nil
 	})
-	def("lowercase", "<s-:s>", []string{"str"}, func(c *callCtx, a []any) (any, error) {
+	def("lowercase", "<s-:s>", []string{"str"}, func(c callCtx, a []any) (any, error) {
 		if s, ok := arg(a, 0).(string); ok {
 			return strings.ToLower(s), nil
 		}
 		return nil, nil
 	})
-	def("uppercase", "<s-:s>", []string{"str"}, func(c *callCtx, a []any) (any, error) {
+	def("uppercase", "<s-:s>", []string{"str"}, func(c callCtx, a []any) (any, error) {
 		if s, ok := arg(a, 0).(string); ok {
 			return strings.ToUpper(s), nil
 		}
 		return nil, nil
 	})
-	def("length", "<s-:n>", []string{"str"}, func(c *callCtx, a []any) (any, error) {
+	def("length", "<s-:n>", []string{"str"}, func(c callCtx, a []any) (any, error) {
 		if s, ok := arg(a, 0).(string); ok {
 			return float64(utf8.RuneCountInString(s)), nil
 		}
 		return nil, nil
 	})
-	def("trim", "<s-:s>", []string{"str"}, func(c *callCtx, a []any) (any, error) {
+	def("trim", "<s-:s>", []string{"str"}, func(c callCtx, a []any) (any, error) {
 		s, ok := arg(a, 0).(string)
 		if !ok {
 			return nil, nil
 		}
 		return trim(s), nil
 	})
-	def("pad", "<s-ns?:s>", []string{"str", "width", "char"}, func(c *callCtx, a []any) (any, error) {
+	def("pad", "<s-ns?:s>", []string{"str", "width", "char"}, func(c callCtx, a []any) (any, error) {
 		s, ok := arg(a, 0).(string)
 		if !ok {
 			return nil, nil
@@ -182,7 +182,7 @@ func init() {
 		return padding + s, nil
 	})
 	def("match", "<s-f<s:o>n?:a<o>>", []string{"str", "regex", "limit"}, fnMatch)
-	def("contains", "<s-(sf):b>", []string{"str", "token"}, func(c *callCtx, a []any) (any, error) {
+	def("contains", "<s-(sf):b>", []string{"str", "token"}, func(c callCtx, a []any) (any, error) {
 		s, ok := arg(a, 0).(string)
 		if !ok || arg(a, 1) == nil {
 			return nil, nil
@@ -198,7 +198,7 @@ func init() {
 	})
 	def("replace", "<s-(sf)(sf)n?:s>", []string{"str", "pattern", "replacement", "limit"}, fnReplace)
 	def("split", "<s-(sf)n?:a<s>>", []string{"str", "separator", "limit"}, fnSplit)
-	def("join", "<a<s>s?:s>", []string{"strs", "separator"}, func(c *callCtx, a []any) (any, error) {
+	def("join", "<a<s>s?:s>", []string{"strs", "separator"}, func(c callCtx, a []any) (any, error) {
 		if arg(a, 0) == nil {
 			return nil, nil
 		}
@@ -211,7 +211,7 @@ func init() {
 		return s, c.r.checkSize(len(s) / 16)
 	})
 	def("formatNumber", "<n-so?:s>", []string{"value", "picture", "options"}, fnFormatNumber)
-	def("formatBase", "<n-n?:s>", []string{"value", "radix"}, func(c *callCtx, a []any) (any, error) {
+	def("formatBase", "<n-n?:s>", []string{"value", "radix"}, func(c callCtx, a []any) (any, error) {
 		v, ok := arg(a, 0).(float64)
 		if !ok {
 			return nil, nil
@@ -231,11 +231,11 @@ func init() {
 	})
 	def("formatInteger", "<n-s:s>", []string{"value", "picture"}, fnFormatInteger)
 	def("parseInteger", "<s-s:n>", []string{"value", "picture"}, fnParseInteger)
-	def("number", "<(nsb)-:n>", []string{"arg"}, func(c *callCtx, a []any) (any, error) { return toNumber(arg(a, 0)) })
+	def("number", "<(nsb)-:n>", []string{"arg"}, func(c callCtx, a []any) (any, error) { return toNumber(arg(a, 0)) })
 	def("floor", "<n-:n>", []string{"arg"}, mathFn(math.Floor))
 	def("ceil", "<n-:n>", []string{"arg"}, mathFn(math.Ceil))
 	def("abs", "<n-:n>", []string{"arg"}, mathFn(math.Abs))
-	def("round", "<n-n?:n>", []string{"arg", "precision"}, func(c *callCtx, a []any) (any, error) {
+	def("round", "<n-n?:n>", []string{"arg", "precision"}, func(c callCtx, a []any) (any, error) {
 		v, ok := arg(a, 0).(float64)
 		if !ok {
 			return nil, nil
@@ -243,7 +243,7 @@ func init() {
 		p, _ := arg(a, 1).(float64)
 		return roundHalfEven(v, int(p)), nil
 	})
-	def("sqrt", "<n-:n>", []string{"arg"}, func(c *callCtx, a []any) (any, error) {
+	def("sqrt", "<n-:n>", []string{"arg"}, func(c callCtx, a []any) (any, error) {
 		v, ok := arg(a, 0).(float64)
 		if !ok {
 			return nil, nil
@@ -253,7 +253,7 @@ func init() {
 		}
 		return math.Sqrt(v), nil
 	})
-	def("power", "<n-n:n>", []string{"arg", "exp"}, func(c *callCtx, a []any) (any, error) {
+	def("power", "<n-n:n>", []string{"arg", "exp"}, func(c callCtx, a []any) (any, error) {
 		v, ok := arg(a, 0).(float64)
 		if !ok {
 			return nil, nil
@@ -265,16 +265,16 @@ func init() {
 		}
 		return r, nil
 	})
-	def("random", "<:n>", nil, func(c *callCtx, a []any) (any, error) { return c.r.random(), nil })
-	def("boolean", "<x-:b>", []string{"arg"}, func(c *callCtx, a []any) (any, error) { return toBoolean(arg(a, 0)), nil })
-	def("not", "<x-:b>", []string{"arg"}, func(c *callCtx, a []any) (any, error) {
+	def("random", "<:n>", nil, func(c callCtx, a []any) (any, error) { return c.r.random(), nil })
+	def("boolean", "<x-:b>", []string{"arg"}, func(c callCtx, a []any) (any, error) { return toBoolean(arg(a, 0)), nil })
+	def("not", "<x-:b>", []string{"arg"}, func(c callCtx, a []any) (any, error) {
 		b := toBoolean(arg(a, 0))
 		if b == nil {
 			return nil, nil
 		}
 		return !b.(bool), nil
 	})
-	def("map", "<af>", []string{"arr", "func"}, func(c *callCtx, a []any) (any, error) {
+	def("map", "<af>", []string{"arr", "func"}, func(c callCtx, a []any) (any, error) {
 		if arg(a, 0) == nil {
 			return nil, nil
 		}
@@ -294,7 +294,7 @@ func init() {
 		}
 		return result, nil
 	})
-	def("filter", "<af>", []string{"arr", "func"}, func(c *callCtx, a []any) (any, error) {
+	def("filter", "<af>", []string{"arr", "func"}, func(c callCtx, a []any) (any, error) {
 		if arg(a, 0) == nil {
 			return nil, nil
 		}
@@ -310,7 +310,7 @@ func init() {
 		}
 		return result, nil
 	})
-	def("single", "<af?>", []string{"arr", "func"}, func(c *callCtx, a []any) (any, error) {
+	def("single", "<af?>", []string{"arr", "func"}, func(c callCtx, a []any) (any, error) {
 		if arg(a, 0) == nil {
 			return nil, nil
 		}
@@ -337,7 +337,7 @@ func init() {
 		}
 		return result, nil
 	})
-	def("zip", "<a+>", nil, func(c *callCtx, a []any) (any, error) {
+	def("zip", "<a+>", nil, func(c callCtx, a []any) (any, error) {
 		length := math.MaxInt
 		for _, v := range a {
 			if arr, ok := v.(*Array); ok {
@@ -359,7 +359,7 @@ func init() {
 		}
 		return result, nil
 	})
-	def("reduce", "<afj?:j>", []string{"sequence", "func", "init"}, func(c *callCtx, a []any) (any, error) {
+	def("reduce", "<afj?:j>", []string{"sequence", "func", "init"}, func(c callCtx, a []any) (any, error) {
 		if arg(a, 0) == nil {
 			return nil, nil
 		}
@@ -391,7 +391,7 @@ func init() {
 		}
 		return result, nil
 	})
-	def("sift", "<o-f?:o>", []string{"arg", "func"}, func(c *callCtx, a []any) (any, error) {
+	def("sift", "<o-f?:o>", []string{"arg", "func"}, func(c callCtx, a []any) (any, error) {
 		o, ok := arg(a, 0).(*Object)
 		if !ok {
 			return nil, nil
@@ -411,18 +411,18 @@ func init() {
 		}
 		return result, nil
 	})
-	def("keys", "<x-:a<s>>", []string{"arg"}, func(c *callCtx, a []any) (any, error) { return keysOf(arg(a, 0)), nil })
-	def("lookup", "<x-s:x>", []string{"input", "key"}, func(c *callCtx, a []any) (any, error) {
+	def("keys", "<x-:a<s>>", []string{"arg"}, func(c callCtx, a []any) (any, error) { return keysOf(arg(a, 0)), nil })
+	def("lookup", "<x-s:x>", []string{"input", "key"}, func(c callCtx, a []any) (any, error) {
 		k, _ := arg(a, 1).(string)
 		return lookupField(arg(a, 0), k), nil
 	})
-	def("append", "<xx:a>", []string{"arg1", "arg2"}, func(c *callCtx, a []any) (any, error) {
+	def("append", "<xx:a>", []string{"arg1", "arg2"}, func(c callCtx, a []any) (any, error) {
 		res := appendValues(arg(a, 0), arg(a, 1))
 		return res, c.r.checkSize(len(items(res)))
 	})
-	def("exists", "<x:b>", []string{"arg"}, func(c *callCtx, a []any) (any, error) { return arg(a, 0) != nil, nil })
-	def("spread", "<x-:a<o>>", []string{"arg"}, func(c *callCtx, a []any) (any, error) { return spread(arg(a, 0)), nil })
-	def("merge", "<a<o>:o>", []string{"arg"}, func(c *callCtx, a []any) (any, error) {
+	def("exists", "<x:b>", []string{"arg"}, func(c callCtx, a []any) (any, error) { return arg(a, 0) != nil, nil })
+	def("spread", "<x-:a<o>>", []string{"arg"}, func(c callCtx, a []any) (any, error) { return spread(arg(a, 0)), nil })
+	def("merge", "<a<o>:o>", []string{"arg"}, func(c callCtx, a []any) (any, error) {
 		if arg(a, 0) == nil {
 			return nil, nil
 		}
@@ -436,7 +436,7 @@ func init() {
 		}
 		return result, nil
 	})
-	def("reverse", "<a:a>", []string{"arr"}, func(c *callCtx, a []any) (any, error) {
+	def("reverse", "<a:a>", []string{"arr"}, func(c callCtx, a []any) (any, error) {
 		arr, ok := arg(a, 0).(*Array)
 		if !ok {
 			return nil, nil
@@ -450,7 +450,7 @@ func init() {
 		}
 		return out, nil
 	})
-	def("each", "<o-f:a>", []string{"obj", "func"}, func(c *callCtx, a []any) (any, error) {
+	def("each", "<o-f:a>", []string{"obj", "func"}, func(c callCtx, a []any) (any, error) {
 		result := newSeq()
 		o, ok := arg(a, 0).(*Object)
 		if !ok {
@@ -467,14 +467,14 @@ func init() {
 		}
 		return result, nil
 	})
-	def("error", "<s?:x>", []string{"message"}, func(c *callCtx, a []any) (any, error) {
+	def("error", "<s?:x>", []string{"message"}, func(c callCtx, a []any) (any, error) {
 		msg, _ := arg(a, 0).(string)
 		if msg == "" {
 			msg = "$error() function evaluated"
 		}
 		return nil, &Error{Code: "D3137", Message: msg}
 	})
-	def("assert", "<bs?:x>", []string{"condition", "message"}, func(c *callCtx, a []any) (any, error) {
+	def("assert", "<bs?:x>", []string{"condition", "message"}, func(c callCtx, a []any) (any, error) {
 		if b, _ := arg(a, 0).(bool); !b {
 			msg, _ := arg(a, 1).(string)
 			if msg == "" {
@@ -484,7 +484,7 @@ func init() {
 		}
 		return nil, nil
 	})
-	def("type", "<x:s>", []string{"value"}, func(c *callCtx, a []any) (any, error) {
+	def("type", "<x:s>", []string{"value"}, func(c callCtx, a []any) (any, error) {
 		switch arg(a, 0).(type) {
 		case nil:
 			return nil, nil
@@ -503,7 +503,7 @@ func init() {
 		}
 		return "object", nil
 	})
-	def("sort", "<af?:a>", []string{"arr", "comparator"}, func(c *callCtx, a []any) (any, error) {
+	def("sort", "<af?:a>", []string{"arr", "comparator"}, func(c callCtx, a []any) (any, error) {
 		arr, ok := arg(a, 0).(*Array)
 		if !ok {
 			return nil, nil
@@ -544,7 +544,7 @@ func init() {
 		}
 		return &Array{Items: sorted}, nil
 	})
-	def("shuffle", "<a:a>", []string{"arr"}, func(c *callCtx, a []any) (any, error) {
+	def("shuffle", "<a:a>", []string{"arr"}, func(c callCtx, a []any) (any, error) {
 		arr, ok := arg(a, 0).(*Array)
 		if !ok {
 			return nil, nil
@@ -562,7 +562,7 @@ func init() {
 		}
 		return &Array{Items: out}, nil
 	})
-	def("distinct", "<x:x>", []string{"arr"}, func(c *callCtx, a []any) (any, error) {
+	def("distinct", "<x:x>", []string{"arr"}, func(c callCtx, a []any) (any, error) {
 		arr, ok := arg(a, 0).(*Array)
 		if !ok || len(arr.Items) <= 1 {
 			return arg(a, 0), nil
@@ -582,7 +582,7 @@ func init() {
 		}
 		return out, nil
 	})
-	def("base64encode", "<s-:s>", []string{"str"}, func(c *callCtx, a []any) (any, error) {
+	def("base64encode", "<s-:s>", []string{"str"}, func(c callCtx, a []any) (any, error) {
 		s, ok := arg(a, 0).(string)
 		if !ok {
 			return nil, nil
@@ -594,7 +594,7 @@ func init() {
 		}
 		return base64.StdEncoding.EncodeToString(b), nil
 	})
-	def("base64decode", "<s-:s>", []string{"str"}, func(c *callCtx, a []any) (any, error) {
+	def("base64decode", "<s-:s>", []string{"str"}, func(c callCtx, a []any) (any, error) {
 		s, ok := arg(a, 0).(string)
 		if !ok {
 			return nil, nil
@@ -618,7 +618,7 @@ func init() {
 	def("eval", "<sx?:x>", []string{"expr", "focus"}, fnEval)
 	def("toMillis", "<s-s?:n>", []string{"timestamp", "picture"}, fnToMillis)
 	def("fromMillis", "<n-s?s?:s>", []string{"millis", "picture", "timezone"}, fnFromMillis)
-	def("clone", "<(oa)-:o>", []string{"arg"}, func(c *callCtx, a []any) (any, error) {
+	def("clone", "<(oa)-:o>", []string{"arg"}, func(c callCtx, a []any) (any, error) {
 		if arg(a, 0) == nil {
 			return nil, nil
 		}
@@ -628,14 +628,14 @@ func init() {
 		}
 		return DecodeJSON([]byte(s))
 	})
-	def("now", "<s?s?:s>", []string{"picture", "timezone"}, func(c *callCtx, a []any) (any, error) {
+	def("now", "<s?s?:s>", []string{"picture", "timezone"}, func(c callCtx, a []any) (any, error) {
 		return fnFromMillis(c, []any{float64(c.r.now.UnixMilli()), arg(a, 0), arg(a, 1)})
 	})
-	def("millis", "<:n>", nil, func(c *callCtx, a []any) (any, error) { return float64(c.r.now.UnixMilli()), nil })
+	def("millis", "<:n>", nil, func(c callCtx, a []any) (any, error) { return float64(c.r.now.UnixMilli()), nil })
 }
 
-func mathFn(f func(float64) float64) func(c *callCtx, a []any) (any, error) {
-	return func(c *callCtx, a []any) (any, error) {
+func mathFn(f func(float64) float64) func(c callCtx, a []any) (any, error) {
+	return func(c callCtx, a []any) (any, error) {
 		v, ok := arg(a, 0).(float64)
 		if !ok {
 			return nil, nil
@@ -780,7 +780,7 @@ func toNumber(v any) (any, error) {
 		}
 		return 0.0, nil
 	case string:
-		if decimalNumber.MatchString(x) {
+		if isDecimalNumber(x) {
 			f, err := strconv.ParseFloat(x, 64)
 			if err == nil && !math.IsInf(f, 0) {
 				return f, nil
@@ -803,14 +803,59 @@ func toNumber(v any) (any, error) {
 	return nil, &Error{Code: "D3030", Value: v, Index: 1}
 }
 
+// isDecimalNumber matches ^-?[0-9]+(\.[0-9]+)?([Ee][-+]?[0-9]+)?$ without a regex engine.
+func isDecimalNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if digits() == 0 {
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
 var (
-	decimalNumber = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?([Ee][-+]?[0-9]+)?$`)
 	baseNumber    = regexp.MustCompile(`^(0[xX][0-9A-Fa-f]+|0[oO][0-7]+|0[bB][0-1]+)$`)
 )
 
 // roundHalfEven is $round: round half to even at precision decimal places, done on the decimal
 // representation (as the reference shifts the exponent of the number's string form).
 func roundHalfEven(v float64, precision int) float64 {
+	if precision > 0 && precision <= 15 && math.Abs(v) < 1e15 {
+		if r, ok := roundDecimalString(v, precision); ok {
+			return r
+		}
+	}
+	return roundByShift(v, precision)
+}
+
+// roundByShift is the reference's algorithm: shift the decimal exponent of the number's text form,
+// round in binary, correct ties to even, shift back.
+func roundByShift(v float64, precision int) float64 {
 	shifted := v
 	if precision != 0 {
 		shifted = shiftDecimal(v, precision)
@@ -826,6 +871,73 @@ func roundHalfEven(v float64, precision int) float64 {
 		return 0
 	}
 	return result
+}
+
+// roundDecimalString rounds half to even on the shortest decimal form of v, which is what shifting
+// that form's exponent (as the reference does) computes, with one format and one parse.
+func roundDecimalString(v float64, precision int) (float64, bool) {
+	if math.Abs(v)*math.Pow(10, float64(precision)) >= 1<<52 {
+		return 0, false // beyond exact integers the reference's shifted double loses digits: follow it
+	}
+	var buf [40]byte
+	s := strconv.AppendFloat(buf[:0], v, 'f', -1, 64)
+	dot := bytes.IndexByte(s, '.')
+	if dot < 0 || len(s)-dot-1 <= precision {
+		return v, true // already within the precision
+	}
+	cut := dot + 1 + precision // index of the first dropped digit
+	next := s[cut]
+	restNonZero := false
+	for _, c := range s[cut+1:] {
+		if c != '0' {
+			restNonZero = true
+			break
+		}
+	}
+	// The reference shifts to a binary double and rounds there; where that double can land on the
+	// other side of .5 than the decimal digits say, take the reference's path instead.
+	frac, _ := strconv.ParseFloat("0."+string(s[cut:]), 64)
+	scaled := math.Abs(v) * math.Pow(10, float64(precision))
+	spacing := math.Nextafter(scaled, math.Inf(1)) - scaled
+	if dist := math.Abs(frac - 0.5); dist != 0 && dist <= 4*spacing {
+		return 0, false
+	}
+	keep := s[:cut]
+	last := keep[len(keep)-1]
+	if last == '.' {
+		last = keep[len(keep)-2]
+	}
+	up := next > '5' || next == '5' && (restNonZero || (last-'0')%2 == 1)
+	digits := []byte(string(keep))
+	if up { // add one unit in the last kept place, in decimal, carrying leftwards
+		i := len(digits) - 1
+		for ; i >= 0; i-- {
+			c := digits[i]
+			if c == '.' || c == '-' {
+				continue
+			}
+			if c < '9' {
+				digits[i]++
+				break
+			}
+			digits[i] = '0'
+		}
+		if i < 0 || digits[i] == '-' {
+			pos := 0
+			if digits[0] == '-' {
+				pos = 1
+			}
+			digits = append(digits[:pos], append([]byte{'1'}, digits[pos:]...)...)
+		}
+	}
+	r, err := strconv.ParseFloat(string(digits), 64)
+	if err != nil {
+		return 0, false
+	}
+	if r == 0 {
+		return 0, true
+	}
+	return r, true
 }
 
 func shiftDecimal(v float64, by int) float64 {
@@ -881,12 +993,24 @@ func sliceRunes(rs []rune, from, to float64) string {
 	return string(rs[int(from):int(to)])
 }
 
-var wsRun = regexp.MustCompile(`[ \t\n\r]+`)
-
+// trim is $trim: runs of space, tab, CR and LF become one space; a leading or trailing one goes.
 func trim(s string) string {
-	r := wsRun.ReplaceAllString(s, " ")
-	r = strings.TrimPrefix(r, " ")
-	return strings.TrimSuffix(r, " ")
+	var b strings.Builder
+	b.Grow(len(s))
+	inRun := false
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ' ', '\t', '\n', '\r':
+			inRun = true
+		default:
+			if inRun && b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			inRun = false
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
 }
 
 // toJSONataString is $string: strings as they are, functions as "", numbers with 15 significant
@@ -1005,8 +1129,8 @@ func writeStringified(b *bytes.Buffer, v any, indent, cur string) error {
 	return nil
 }
 
-func urlFn(name string, f func(string) (string, bool)) func(c *callCtx, a []any) (any, error) {
-	return func(c *callCtx, a []any) (any, error) {
+func urlFn(name string, f func(string) (string, bool)) func(c callCtx, a []any) (any, error) {
+	return func(c callCtx, a []any) (any, error) {
 		s, ok := arg(a, 0).(string)
 		if !ok {
 			return nil, nil
@@ -1081,7 +1205,7 @@ func isASCII(s string) bool {
 	return true
 }
 
-func fnEval(c *callCtx, a []any) (any, error) {
+func fnEval(c callCtx, a []any) (any, error) {
 	src, ok := arg(a, 0).(string)
 	if !ok {
 		return nil, nil

@@ -58,6 +58,9 @@ type node struct {
 	focus              *string
 	index              *string
 
+	kind nodeKind // typ as a number, set after parsing for fast dispatch
+	op   binOp    // the operator of a binary node
+
 	ancestor      *slot
 	slot          *slot
 	seekingParent []*slot
@@ -569,7 +572,97 @@ func parse(src string) (*node, error) {
 	if expr.typ == "parent" || expr.seekingParent != nil {
 		return nil, &Error{Code: "S0217", Token: expr.typ, Position: expr.position}
 	}
+	setKinds(expr, map[*node]bool{})
 	return expr, nil
 }
 
 var _ = json.Marshal
+
+type nodeKind uint8
+
+const (
+	kOther nodeKind = iota
+	kPath
+	kBinary
+	kUnary
+	kName
+	kLiteral
+	kWildcard
+	kDescendant
+	kParent
+	kCondition
+	kBlock
+	kBind
+	kRegex
+	kFunction
+	kVariable
+	kLambda
+	kPartial
+	kApply
+	kTransform
+)
+
+var kinds = map[string]nodeKind{
+	"path": kPath, "binary": kBinary, "unary": kUnary, "name": kName, "string": kLiteral, "number": kLiteral,
+	"value": kLiteral, "wildcard": kWildcard, "descendant": kDescendant, "parent": kParent, "condition": kCondition,
+	"block": kBlock, "bind": kBind, "regex": kRegex, "function": kFunction, "variable": kVariable, "lambda": kLambda,
+	"partial": kPartial, "apply": kApply, "transform": kTransform,
+}
+
+type binOp uint8
+
+const (
+	opNone binOp = iota
+	opAdd
+	opSub
+	opMul
+	opDiv
+	opMod
+	opEq
+	opNe
+	opLt
+	opLe
+	opGt
+	opGe
+	opConcat
+	opRange
+	opIn
+	opAnd
+	opOr
+)
+
+var binOps = map[string]binOp{"+": opAdd, "-": opSub, "*": opMul, "/": opDiv, "%": opMod, "=": opEq, "!=": opNe,
+	"<": opLt, "<=": opLe, ">": opGt, ">=": opGe, "&": opConcat, "..": opRange, "in": opIn, "and": opAnd, "or": opOr}
+
+// setKinds fills kind and op on every node of a processed tree.
+func setKinds(n *node, seen map[*node]bool) {
+	if n == nil || seen[n] {
+		return
+	}
+	seen[n] = true
+	n.kind = kinds[n.typ]
+	if n.typ == "binary" {
+		n.op = binOps[n.str()]
+	}
+	for _, c := range []*node{n.lhs, n.rhs, n.expression, n.condition, n.then, n.els, n.pattern, n.update, n.del, n.procedure, n.body, n.filterExpr} {
+		setKinds(c, seen)
+	}
+	for _, list := range [][]*node{n.expressions, n.arguments, n.steps, n.predicate, n.stages} {
+		for _, c := range list {
+			setKinds(c, seen)
+		}
+	}
+	for _, p := range n.pairs {
+		setKinds(p[0], seen)
+		setKinds(p[1], seen)
+	}
+	if n.group != nil {
+		for _, p := range n.group.pairs {
+			setKinds(p[0], seen)
+			setKinds(p[1], seen)
+		}
+	}
+	for _, t := range n.terms {
+		setKinds(t.expression, seen)
+	}
+}

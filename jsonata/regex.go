@@ -149,7 +149,7 @@ func (c *callCtx) toMatch(res any) (*matchResult, error) {
 	return nil, &Error{Code: "T1010"}
 }
 
-func fnMatch(c *callCtx, a []any) (any, error) {
+func fnMatch(c callCtx, a []any) (any, error) {
 	s, ok := arg(a, 0).(string)
 	if !ok {
 		return nil, nil
@@ -181,7 +181,7 @@ func fnMatch(c *callCtx, a []any) (any, error) {
 	return result, nil
 }
 
-func fnReplace(c *callCtx, a []any) (any, error) {
+func fnReplace(c callCtx, a []any) (any, error) {
 	s, ok := arg(a, 0).(string)
 	if !ok {
 		return nil, nil
@@ -321,7 +321,7 @@ func parseLeadingInt(s string, maxDigits int) (int, int) {
 	return v, n
 }
 
-func fnSplit(c *callCtx, a []any) (any, error) {
+func fnSplit(c callCtx, a []any) (any, error) {
 	s, ok := arg(a, 0).(string)
 	if !ok {
 		return nil, nil

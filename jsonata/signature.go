@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 type sigParam struct {
@@ -22,6 +23,12 @@ type signature struct {
 	// plans caches, per pattern of argument types (e.g. "sn"), which arguments each parameter
 	// took; the regex runs once per distinct pattern instead of once per call.
 	plans sync.Map // string -> []string (the submatches), or nil for "no match"
+	last  atomic.Pointer[plan]
+}
+
+type plan struct {
+	pattern string
+	match   []string
 }
 
 var arraySignatureMapping = map[string]string{"a": "arrays", "b": "booleans", "f": "functions", "n": "numbers", "o": "objects", "s": "strings"}
@@ -152,16 +159,35 @@ func (s *signature) validate(args []any, context any) ([]any, error) {
 		supplied = append(supplied, sigSymbol(a))
 	}
 	var m []string
-	if cached, ok := s.plans.Load(string(supplied)); ok {
+	if p := s.last.Load(); p != nil && p.pattern == string(supplied) {
+		m = p.match // a function is usually called with the same argument types again
+	} else if cached, ok := s.plans.Load(string(supplied)); ok {
 		m, _ = cached.([]string)
+		s.last.Store(&plan{pattern: string(supplied), match: m})
 	} else {
 		m = s.re.FindStringSubmatch(string(supplied))
 		s.plans.Store(string(supplied), m)
+		s.last.Store(&plan{pattern: string(supplied), match: m})
 	}
 	if m == nil {
 		return nil, s.validationError(args, string(supplied))
 	}
+	// validated stays nil while the output equals args position by position, so the common call
+	// (arguments as given) allocates nothing.
 	var validated []any
+	n := 0
+	emit := func(v any) {
+		if validated == nil && n < len(args) && sameValue(args[n], v) {
+			n++
+			return
+		}
+		if validated == nil {
+			validated = make([]any, n, len(s.params)+1)
+			copy(validated, args[:n])
+		}
+		validated = append(validated, v)
+		n++
+	}
 	argIndex := 0
 	for i, p := range s.params {
 		var arg any
@@ -173,12 +199,12 @@ func (s *signature) validate(args []any, context any) ([]any, error) {
 			if p.context && p.contextRegex != nil {
 				ct := sigSymbol(context)
 				if p.contextRegex.MatchString(string(ct)) {
-					validated = append(validated, context)
+					emit(context)
 				} else {
 					return nil, &Error{Code: "T0411", Value: context, Index: argIndex + 1}
 				}
 			} else {
-				validated = append(validated, arg)
+				emit(arg)
 				argIndex++
 			}
 			continue
@@ -222,12 +248,19 @@ func (s *signature) validate(args []any, context any) ([]any, error) {
 					}
 				}
 			}
-			validated = append(validated, arg)
+			emit(arg)
 			argIndex++
 		}
 	}
+	if validated == nil {
+		return args[:n], nil
+	}
 	return validated, nil
 }
+
+// sameValue reports whether two argument values are the very same value. Every engine value is
+// comparable (scalars, or pointers to arrays, objects and functions).
+func sameValue(a, b any) bool { return a == b }
 
 // newSeqArray wraps a single value as a plain array (what JavaScript's [arg] is).
 func newSeqArray(v any) *Array { return &Array{Items: []any{v}} }
