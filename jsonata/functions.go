@@ -839,7 +839,7 @@ func isDecimalNumber(s string) bool {
 }
 
 var (
-	baseNumber    = regexp.MustCompile(`^(0[xX][0-9A-Fa-f]+|0[oO][0-7]+|0[bB][0-1]+)$`)
+	baseNumber = regexp.MustCompile(`^(0[xX][0-9A-Fa-f]+|0[oO][0-7]+|0[bB][0-1]+)$`)
 )
 
 // roundHalfEven is $round: round half to even at precision decimal places, done on the decimal
