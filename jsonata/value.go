@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"sort"
 	"strconv"
@@ -298,76 +297,7 @@ func strictEqual(l, r any) bool {
 	}
 }
 
-// DecodeJSON parses JSON into engine values, keeping object key order.
-func DecodeJSON(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	v, err := decodeValue(dec, 0)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("trailing data after JSON value")
-	}
-	return v, nil
-}
-
 const maxDecodeDepth = 10000
-
-func decodeValue(dec *json.Decoder, depth int) (any, error) {
-	if depth > maxDecodeDepth {
-		return nil, fmt.Errorf("JSON nested too deeply")
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			o := NewObject()
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return nil, err
-				}
-				k, _ := kt.(string)
-				v, err := decodeValue(dec, depth+1)
-				if err != nil {
-					return nil, err
-				}
-				o.Set(k, v)
-			}
-			_, err := dec.Token()
-			return o, err
-		case '[':
-			a := &Array{Items: []any{}}
-			for dec.More() {
-				v, err := decodeValue(dec, depth+1)
-				if err != nil {
-					return nil, err
-				}
-				a.Items = append(a.Items, v)
-			}
-			_, err := dec.Token()
-			return a, err
-		}
-	case json.Number:
-		f, err := strconv.ParseFloat(string(t), 64)
-		if err != nil && !isRangeErr(err) {
-			return nil, err
-		}
-		return f, nil
-	case string:
-		return t, nil
-	case bool:
-		return t, nil
-	case nil:
-		return Null, nil
-	}
-	return nil, fmt.Errorf("unexpected JSON token %v", tok)
-}
 
 func isRangeErr(err error) bool {
 	ne, ok := err.(*strconv.NumError)
