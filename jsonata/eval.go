@@ -15,9 +15,16 @@ type frame struct {
 	values []any
 	index  map[string]any
 	parent *frame
+	// inline storage: a function call's frame is one allocation
+	inlineNames  [4]string
+	inlineValues [4]any
 }
 
-func newFrame(parent *frame) *frame { return &frame{parent: parent} }
+func newFrame(parent *frame) *frame {
+	f := &frame{parent: parent}
+	f.names, f.values = f.inlineNames[:0], f.inlineValues[:0]
+	return f
+}
 
 func (f *frame) bind(name string, v any) {
 	if f.index != nil {
@@ -41,6 +48,25 @@ func (f *frame) bind(name string, v any) {
 	}
 	f.names = append(f.names, name)
 	f.values = append(f.values, v)
+}
+
+// lookupBuiltin resolves a name that the standard library defines: the library's function unless
+// a frame below the shared library frame binds the name.
+func (f *frame) lookupBuiltin(name string, b *builtin) any {
+	for fr := f; fr != nil && fr != staticFrame; fr = fr.parent {
+		if fr.index != nil {
+			if v, ok := fr.index[name]; ok {
+				return v
+			}
+			continue
+		}
+		for i := len(fr.names) - 1; i >= 0; i-- {
+			if fr.names[i] == name {
+				return fr.values[i]
+			}
+		}
+	}
+	return b
 }
 
 func (f *frame) lookup(name string) any {
@@ -115,7 +141,12 @@ func (r *run) evaluate(expr *node, input any, env *frame) (any, error) {
 	if err := r.enter(); err != nil {
 		return nil, err
 	}
-	defer func() { r.depth-- }()
+	result, err := r.evaluateNode(expr, input, env)
+	r.depth--
+	return result, err
+}
+
+func (r *run) evaluateNode(expr *node, input any, env *frame) (any, error) {
 	var result any
 	var err error
 	switch expr.kind {
@@ -155,8 +186,10 @@ func (r *run) evaluate(expr *node, input any, env *frame) (any, error) {
 			} else {
 				result = input
 			}
+		} else if expr.builtin != nil {
+			result = env.lookupBuiltin(expr.name, expr.builtin)
 		} else {
-			result = env.lookup(expr.str())
+			result = env.lookup(expr.name)
 		}
 	case kLambda:
 		result = &lambda{input: input, env: env, params: expr.arguments, signature: expr.signature, body: expr.body, thunk: expr.thunk}
@@ -208,23 +241,20 @@ func plainStep(s *node, first bool) bool {
 // fastPath walks a path of plain names through objects without building sequences. It reports
 // false when the general path evaluation must decide (arrays, sequences, anything attached).
 func fastPath(expr *node, input any, env *frame) (any, bool) {
-	if expr.keepSingletonArray || expr.group != nil || expr.tuple {
+	if !expr.plainPath {
 		return nil, false
 	}
 	cur := input
 	for i, step := range expr.steps {
-		if !plainStep(step, i == 0) {
-			return nil, false
-		}
-		if step.typ == "variable" {
-			if step.str() == "" {
+		if step.kind == kVariable {
+			if step.name == "" {
 				return nil, false
 			}
-			cur = env.lookup(step.str())
+			cur = env.lookup(step.name)
 		} else {
 			switch c := cur.(type) {
 			case *Object:
-				cur = c.get(step.str())
+				cur = c.get(step.name)
 			case nil:
 				return nil, true
 			case *Array:
@@ -334,7 +364,7 @@ func (r *run) evaluatePath(expr *node, input any, env *frame) (any, error) {
 }
 
 func frameFromTuple(env *frame, tuple map[string]any) *frame {
-	f := &frame{parent: env, names: make([]string, 0, len(tuple)), values: make([]any, 0, len(tuple))}
+	f := newFrame(env)
 	for k, v := range tuple {
 		f.bind(k, v)
 	}

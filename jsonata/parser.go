@@ -60,6 +60,11 @@ type node struct {
 
 	kind nodeKind // typ as a number, set after parsing for fast dispatch
 	op   binOp    // the operator of a binary node
+	// plainPath: a path of bare names (fastPath applies); name: the str() of a name/variable node
+	plainPath bool
+	name      string
+	// builtin: the standard-library function a variable names, used unless a frame shadows it
+	builtin *builtin
 
 	ancestor      *slot
 	slot          *slot
@@ -641,8 +646,18 @@ func setKinds(n *node, seen map[*node]bool) {
 	}
 	seen[n] = true
 	n.kind = kinds[n.typ]
+	n.name = n.str()
 	if n.typ == "binary" {
 		n.op = binOps[n.str()]
+	}
+	if n.typ == "variable" {
+		n.builtin = builtins[n.name]
+	}
+	if n.typ == "path" {
+		n.plainPath = !n.keepSingletonArray && n.group == nil && !n.tuple
+		for i, st := range n.steps {
+			n.plainPath = n.plainPath && plainStep(st, i == 0)
+		}
 	}
 	for _, c := range []*node{n.lhs, n.rhs, n.expression, n.condition, n.then, n.els, n.pattern, n.update, n.del, n.procedure, n.body, n.filterExpr} {
 		setKinds(c, seen)
