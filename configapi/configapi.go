@@ -59,6 +59,9 @@ func (a *API) Register(r gin.IRouter) {
 	r.GET("/v2/integrations/:integrationId", read, a.getIntegration(true))
 	r.DELETE("/v2/integrations/:integrationId", write, a.deleteIntegration)
 
+	r.PUT("/v1/integrations/:integrationId/app-mapping", write, a.setAppMapping)
+	r.DELETE("/v1/integrations/:integrationId/app-mapping", write, a.deleteAppMapping)
+
 	r.GET("/v1/integrations/:integrationId/use-cases", read, a.listUseCases)
 	r.POST("/v1/integrations/:integrationId/use-cases", write, a.createUseCase)
 	r.GET("/v1/integrations/:integrationId/use-cases/:useCaseId", read, a.getUseCase)
@@ -454,4 +457,70 @@ func (a *API) deleteUseCase(c *gin.Context) {
 func unavailable(c *gin.Context, err error) {
 	c.Header("Retry-After", "5")
 	httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "configuration store unavailable: "+err.Error())
+}
+
+type appMappingRequest struct {
+	AppID       string `json:"app_id"`
+	ComponentID string `json:"component_id"`
+	Overwrite   bool   `json:"overwrite"`
+}
+
+func (a *API) parseAppMapping(c *gin.Context) (*registry.Integration, *appMappingRequest, bool) {
+	integ, ok := a.integration(c)
+	if !ok {
+		return nil, nil, false
+	}
+	var req appMappingRequest
+	if !httpapi.BindJSON(c, &req) {
+		return nil, nil, false
+	}
+	if req.AppID == "" || req.ComponentID == "" {
+		httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "app_id and component_id are required")
+		return nil, nil, false
+	}
+	if !ids.ValidUUID(req.ComponentID) {
+		httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "component_id: must be a UUID")
+		return nil, nil, false
+	}
+	return integ, &req, true
+}
+
+// setAppMapping binds (app_id, component_id) to this integration; an existing binding is 409
+// unless overwrite is true.
+func (a *API) setAppMapping(c *gin.Context) {
+	integ, req, ok := a.parseAppMapping(c)
+	if !ok {
+		return
+	}
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	if cur, exists := a.Registry.Snapshot().AppMapping(integ.OrgID, req.AppID, req.ComponentID); exists && !req.Overwrite && cur.IntegrationID != integ.ID {
+		httpapi.Abort(c, http.StatusConflict, httpapi.CodeConflict, "app "+req.AppID+" / component "+req.ComponentID+" is mapped to another integration; send overwrite: true to move it")
+		return
+	}
+	m := &registry.AppMapping{OrgID: integ.OrgID, AppID: req.AppID, ComponentID: req.ComponentID, IntegrationID: integ.ID}
+	if err := a.Registry.PutAppMapping(c, m); err != nil {
+		unavailable(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"integration_id": integ.ID})
+}
+
+func (a *API) deleteAppMapping(c *gin.Context) {
+	integ, req, ok := a.parseAppMapping(c)
+	if !ok {
+		return
+	}
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	cur, exists := a.Registry.Snapshot().AppMapping(integ.OrgID, req.AppID, req.ComponentID)
+	if !exists || cur.IntegrationID != integ.ID {
+		httpapi.Abort(c, http.StatusNotFound, httpapi.CodeNotFound, "no app mapping for app "+req.AppID+" / component "+req.ComponentID+" on this integration")
+		return
+	}
+	if err := a.Registry.DeleteAppMapping(c, integ.OrgID, req.AppID, req.ComponentID); err != nil {
+		unavailable(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"message": "app mapping deleted"})
 }

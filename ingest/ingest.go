@@ -1,7 +1,7 @@
 // Package ingest is the front door for ERP feeds: it validates event envelopes, resolves each
 // event's use case and stores the events in Kafka. It answers only after the broker acknowledged
-// every event of the request (acks=all); when it cannot, it answers 503 and stores nothing the
-// client is told about.
+// every record of the request (acks=all); when it cannot, it answers 503 and the client resends
+// (deduplication ids make that safe).
 package ingest
 
 import (
@@ -23,6 +23,7 @@ import (
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/internal/xmljson"
 )
 
 // MaxEventsPerRequest is the seed's limit; the spec has no maxItems, so it is enforced here.
@@ -36,6 +37,7 @@ var (
 // Producer is the part of a Kafka client ingest needs.
 type Producer interface {
 	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 }
 
 // Config of the ingest service.
@@ -72,21 +74,29 @@ func New(cfg Config) (*Service, error) {
 
 // Register mounts the event routes on an authenticated router group.
 func (s *Service) Register(r gin.IRouter) {
-	r.POST("/v3/erp/updates/events", httpapi.Require("erp:events"), s.eventsV3)
+	perm := httpapi.Require("erp:events")
+	r.POST("/v3/erp/updates/events", perm, s.eventsV3)
+	r.POST("/v2/erp/updates/events", perm, s.eventsV2)
+	r.POST("/v1/erp/updates/events", perm, s.eventsV1)
+	r.POST("/v3/erp/updates/events/ndjson", perm, s.eventsNDJSON)
 }
 
-type metaV3 struct {
+type meta struct {
 	CorrelationID string `json:"correlation_id"`
 }
 
-type requestV3 struct {
+// request is the union of the three envelope versions.
+type request struct {
 	IntegrationID string            `json:"integration_id"`
+	AppID         string            `json:"app_id"`
+	ComponentID   string            `json:"component_id"`
 	CorrelationID string            `json:"correlation_id"`
-	Meta          *metaV3           `json:"meta"`
+	Meta          *meta             `json:"meta"`
 	Events        []json.RawMessage `json:"events"`
 }
 
-type eventV3 struct {
+// eventIn is the union of ErpEventV3 and ErpEvent.
+type eventIn struct {
 	EventName       string          `json:"event_name"`
 	ObjectType      string          `json:"object_type"`
 	UseCaseSlug     *string         `json:"use_case_slug"`
@@ -101,116 +111,42 @@ type eventV3 struct {
 // Result is one entry of the response's results, in request order.
 type Result struct {
 	EventID string `json:"event_id"`
-	Status  string `json:"status"`
+	Status  string `json:"status"` // success, error, skipped, ignored
 	Message string `json:"message,omitempty"`
 }
+
+type apiVersion int
+
+const (
+	v1 apiVersion = 1
+	v2 apiVersion = 2
+	v3 apiVersion = 3
+)
 
 func bad(c *gin.Context, format string, args ...any) {
 	httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, fmt.Sprintf(format, args...))
 }
 
-func (s *Service) eventsV3(c *gin.Context) {
-	p := httpapi.Principal(c)
-	var req requestV3
+func (s *Service) eventsV3(c *gin.Context) { s.handle(c, v3) }
+func (s *Service) eventsV2(c *gin.Context) { s.handle(c, v2) }
+func (s *Service) eventsV1(c *gin.Context) { s.handle(c, v1) }
+
+func (s *Service) handle(c *gin.Context, version apiVersion) {
+	var req request
 	if !httpapi.BindJSON(c, &req) {
 		return
 	}
-	if req.IntegrationID == "" {
-		bad(c, "integration_id: required")
-		return
-	}
-	if req.Events == nil {
-		bad(c, "events: required array")
-		return
-	}
-	if len(req.Events) > MaxEventsPerRequest {
-		bad(c, "events: %d events in one request; at most %d are allowed", len(req.Events), MaxEventsPerRequest)
-		return
-	}
-	snap := s.cfg.Registry.Snapshot()
-	integ, ok := snap.Integration(p.OrgID, req.IntegrationID)
+	integ, correlation, ok := s.envelope(c, version, &req)
 	if !ok {
-		httpapi.Abort(c, http.StatusNotFound, httpapi.CodeIntegrationNotFound, "integration "+req.IntegrationID+" not found")
 		return
 	}
-	correlation := req.CorrelationID
-	if correlation == "" && req.Meta != nil {
-		correlation = req.Meta.CorrelationID
-	}
-	if correlation == "" {
-		correlation = ids.NewUUID()
-	}
-
-	// Validate the whole request before storing anything: a rejected request leaves no trace.
-	results := make([]Result, len(req.Events))
-	records := make([]*kgo.Record, 0, len(req.Events))
-	for i, raw := range req.Events {
-		ev, uc, err := s.validateEvent(snap, integ, i, raw)
-		if err != nil {
-			var nf *notFoundError
-			if errors.As(err, &nf) {
-				httpapi.Abort(c, http.StatusNotFound, httpapi.CodeUseCaseNotFound, err.Error())
-				return
-			}
-			bad(c, "%s", err.Error())
-			return
-		}
-		now := s.cfg.Now()
-		e := envelope.Event{
-			EventID:       ids.EventID(now),
-			OrgID:         p.OrgID,
-			IntegrationID: integ.ID,
-			UseCaseID:     uc.ID,
-			UseCaseSlug:   uc.Slug,
-			EventName:     ev.EventName,
-			EventType:     ev.EventType,
-			Timestamp:     ev.Timestamp,
-			Format:        ev.Format,
-			CorrelationID: correlation,
-			ReceivedAtUs:  s.clock.Next(now),
-		}
-		if ev.CorrelationID != "" {
-			e.CorrelationID = ev.CorrelationID
-		}
-		if ev.DeduplicationID != nil {
-			e.DeduplicationID = *ev.DeduplicationID
-		}
-		e.Payload = payloadString(ev.Payload)
-		results[i] = Result{EventID: e.EventID}
-		if !uc.Enabled {
-			results[i].Status, results[i].Message = "ignored", "use case "+uc.Slug+" is disabled"
-			continue
-		}
-		value, err := json.Marshal(&e)
-		if err != nil {
-			bad(c, "events[%d]: %v", i, err)
-			return
-		}
-		spread := e.DeduplicationID
-		if spread == "" {
-			spread = e.EventID
-		}
-		records = append(records, &kgo.Record{
-			Topic: s.cfg.Topics.Events,
-			Key:   []byte(e.OrgID + "/" + e.IntegrationID + "/" + e.UseCaseID + "/" + spread),
-			Value: value,
-			Headers: []kgo.RecordHeader{
-				{Key: envelope.HeaderOrg, Value: []byte(e.OrgID)},
-				{Key: envelope.HeaderIntegration, Value: []byte(e.IntegrationID)},
-				{Key: envelope.HeaderUseCase, Value: []byte(e.UseCaseID)},
-				{Key: envelope.HeaderCorrelationID, Value: []byte(e.CorrelationID)},
-				{Key: envelope.HeaderSchema, Value: []byte(envelope.SchemaVersion)},
-			},
-		})
-		results[i].Status, results[i].Message = "success", "Event queued for processing"
-	}
-
+	results, records := s.prepare(httpapi.Principal(c).OrgID, integ, version, correlation, req.Events, 0)
 	if len(records) > 0 {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AckTimeout)
 		defer cancel()
 		if err := s.cfg.Producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
 			s.log.Warn("events not acknowledged by kafka; answering 503", "integration_id", integ.ID,
-				"events", len(records), "correlation_id", correlation, "err", err)
+				"records", len(records), "correlation_id", correlation, "err", err)
 			c.Header("Retry-After", "5")
 			httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable,
 				"events could not be stored; retry the request (deduplication ids make the retry safe)")
@@ -220,71 +156,252 @@ func (s *Service) eventsV3(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"results": results})
 }
 
-type notFoundError struct{ msg string }
+// envelope checks the request-level fields and resolves the integration; false means answered.
+func (s *Service) envelope(c *gin.Context, version apiVersion, req *request) (*registry.Integration, string, bool) {
+	org := httpapi.Principal(c).OrgID
+	snap := s.cfg.Registry.Snapshot()
+	var integ *registry.Integration
+	switch version {
+	case v1:
+		if req.AppID == "" || req.ComponentID == "" {
+			bad(c, "app_id and component_id: required")
+			return nil, "", false
+		}
+		if req.Meta == nil {
+			bad(c, "meta: required")
+			return nil, "", false
+		}
+		m, ok := snap.AppMapping(org, req.AppID, req.ComponentID)
+		if !ok {
+			httpapi.Abort(c, http.StatusNotFound, httpapi.CodeIntegrationNotFound,
+				"no integration is mapped to app "+req.AppID+" / component "+req.ComponentID+" (PUT /v1/integrations/{id}/app-mapping)")
+			return nil, "", false
+		}
+		if integ, ok = snap.Integration(org, m.IntegrationID); !ok {
+			httpapi.Abort(c, http.StatusNotFound, httpapi.CodeIntegrationNotFound, "integration "+m.IntegrationID+" not found")
+			return nil, "", false
+		}
+	default:
+		if req.IntegrationID == "" {
+			bad(c, "integration_id: required")
+			return nil, "", false
+		}
+		var ok bool
+		if integ, ok = snap.Integration(org, req.IntegrationID); !ok {
+			httpapi.Abort(c, http.StatusNotFound, httpapi.CodeIntegrationNotFound, "integration "+req.IntegrationID+" not found")
+			return nil, "", false
+		}
+	}
+	if req.Events == nil {
+		bad(c, "events: required array")
+		return nil, "", false
+	}
+	if len(req.Events) > MaxEventsPerRequest {
+		bad(c, "events: %d events in one request; at most %d are allowed (use /v3/erp/updates/events/ndjson for bulk loads)", len(req.Events), MaxEventsPerRequest)
+		return nil, "", false
+	}
+	correlation := req.CorrelationID
+	if correlation == "" && req.Meta != nil {
+		correlation = req.Meta.CorrelationID
+	}
+	if correlation == "" {
+		correlation = ids.NewUUID()
+	}
+	return integ, correlation, true
+}
 
-func (e *notFoundError) Error() string { return e.msg }
+// prepare validates and routes events; it returns the per-event results in order and the records
+// to produce: accepted events, plus monitoring rows for what was rejected, ignored or skipped here.
+func (s *Service) prepare(org string, integ *registry.Integration, version apiVersion, correlation string,
+	events []json.RawMessage, lineOffset int) ([]Result, []*kgo.Record) {
+	snap := s.cfg.Registry.Snapshot()
+	results := make([]Result, len(events))
+	records := make([]*kgo.Record, 0, len(events))
+	seenDedup := map[string]bool{}
+	for i, raw := range events {
+		now := s.cfg.Now()
+		eventID := ids.EventID(now)
+		results[i].EventID = eventID
+		ev, uc, problem := s.validate(snap, integ, version, i+lineOffset, raw)
+		corr := correlation
+		if ev != nil && ev.CorrelationID != "" {
+			corr = ev.CorrelationID
+		}
+		base := envelope.Event{EventID: eventID, OrgID: org, IntegrationID: integ.ID, CorrelationID: corr}
+		if uc != nil {
+			base.UseCaseID, base.UseCaseSlug = uc.ID, uc.Slug
+		}
+		if problem != nil {
+			results[i].Status, results[i].Message = problem.status, problem.message
+			records = append(records, s.monitoring(&base, problem.level, problem.code, problem.message, now))
+			continue
+		}
+		if ev.DeduplicationID != nil {
+			if seenDedup[*ev.DeduplicationID] {
+				msg := "deduplication_id " + *ev.DeduplicationID + " appears earlier in this request"
+				results[i].Status, results[i].Message = "skipped", msg
+				records = append(records, s.monitoring(&base, envelope.LevelInfo, "DUPLICATE_EVENT", msg, now))
+				continue
+			}
+			seenDedup[*ev.DeduplicationID] = true
+		}
+		e := base
+		e.EventName, e.EventType, e.Timestamp, e.Format = firstNonEmpty(ev.EventName, ev.ObjectType), ev.EventType, ev.Timestamp, ev.Format
+		if ev.DeduplicationID != nil {
+			e.DeduplicationID = *ev.DeduplicationID
+		}
+		e.Payload = payloadString(ev.Payload)
+		e.ReceivedAtUs = s.clock.Next(now)
+		value, err := json.Marshal(&e)
+		if err != nil {
+			results[i].Status, results[i].Message = "error", err.Error()
+			continue
+		}
+		records = append(records, &kgo.Record{Topic: s.cfg.Topics.Events, Key: EventKey(&e), Value: value, Headers: headers(&e)})
+		results[i].Status, results[i].Message = "success", "Event queued for processing"
+	}
+	return results, records
+}
 
-// validateEvent checks one event and resolves its use case.
-func (s *Service) validateEvent(snap *registry.Snapshot, integ *registry.Integration, i int, raw json.RawMessage) (*eventV3, *registry.UseCase, error) {
-	var ev eventV3
+// EventKey is the events topic's record key. With a deduplication id it is
+// "<org>/<integration>/dedup/<deduplication id>": deduplication is per integration, so every copy
+// of one ERP message meets in one partition, where its deduplication state lives (the dedup
+// topic is co-partitioned and uses the same key). Without one it is
+// "<org>/<integration>/<use case>/<event id>". Either way a hot use case spreads over every
+// partition instead of being capped at one.
+func EventKey(e *envelope.Event) []byte {
+	if e.DeduplicationID != "" {
+		return []byte(e.OrgID + "/" + e.IntegrationID + "/dedup/" + e.DeduplicationID)
+	}
+	return []byte(e.OrgID + "/" + e.IntegrationID + "/" + e.UseCaseID + "/" + e.EventID)
+}
+
+func headers(e *envelope.Event) []kgo.RecordHeader {
+	return []kgo.RecordHeader{
+		{Key: envelope.HeaderOrg, Value: []byte(e.OrgID)},
+		{Key: envelope.HeaderIntegration, Value: []byte(e.IntegrationID)},
+		{Key: envelope.HeaderUseCase, Value: []byte(e.UseCaseID)},
+		{Key: envelope.HeaderCorrelationID, Value: []byte(e.CorrelationID)},
+		{Key: envelope.HeaderSchema, Value: []byte(envelope.SchemaVersion)},
+	}
+}
+
+func (s *Service) monitoring(e *envelope.Event, level envelope.Level, code, message string, now time.Time) *kgo.Record {
+	m := envelope.MonitoringEvent{
+		ID:            ids.NameUUID("monitoring", e.OrgID, e.EventID, "ingest"),
+		OrgID:         e.OrgID,
+		IntegrationID: e.IntegrationID,
+		EventID:       e.EventID,
+		CorrelationID: e.CorrelationID,
+		UseCaseID:     e.UseCaseID,
+		UseCaseType:   registry.TypeInbound,
+		Level:         level,
+		Code:          code,
+		Message:       message,
+		CreatedAtMs:   now.UnixMilli(),
+	}
+	b, _ := json.Marshal(&m)
+	return &kgo.Record{Topic: s.cfg.Topics.Monitoring, Key: []byte(e.OrgID + "/" + e.EventID), Value: b}
+}
+
+type problem struct {
+	status  string // error or ignored
+	level   envelope.Level
+	code    string
+	message string
+}
+
+func invalid(format string, args ...any) *problem {
+	return &problem{status: "error", level: envelope.LevelError, code: "VALIDATION_ERROR", message: fmt.Sprintf(format, args...)}
+}
+
+// validate checks one event and resolves its use case.
+func (s *Service) validate(snap *registry.Snapshot, integ *registry.Integration, version apiVersion, i int, raw json.RawMessage) (*eventIn, *registry.UseCase, *problem) {
+	var ev eventIn
 	if err := json.Unmarshal(raw, &ev); err != nil {
-		return nil, nil, fmt.Errorf("events[%d]: must be an event object: %v", i, err)
+		return nil, nil, invalid("events[%d]: must be an event object: %v", i, err)
 	}
-	if ev.EventName == "" {
-		ev.EventName = ev.ObjectType
-	}
-	if ev.UseCaseSlug == nil && ev.EventName == "" {
-		return nil, nil, fmt.Errorf("events[%d]: use_case_slug or event_name is required", i)
+	name := firstNonEmpty(ev.EventName, ev.ObjectType)
+	switch version {
+	case v3:
+		if ev.UseCaseSlug == nil && name == "" {
+			return &ev, nil, invalid("events[%d]: use_case_slug or event_name is required", i)
+		}
+	default:
+		if ev.ObjectType == "" && ev.UseCaseSlug == nil {
+			return &ev, nil, invalid("events[%d].object_type: required", i)
+		}
+		if ev.EventType == "" {
+			return &ev, nil, invalid("events[%d].event_type: required (CREATE, UPDATE or DELETE)", i)
+		}
 	}
 	if ev.UseCaseSlug != nil && (len(*ev.UseCaseSlug) == 0 || len(*ev.UseCaseSlug) > 255 || !slugPattern.MatchString(*ev.UseCaseSlug)) {
-		return nil, nil, fmt.Errorf("events[%d].use_case_slug: %q must match ^[a-z0-9][a-z0-9_-]*$ (1 to 255 characters)", i, *ev.UseCaseSlug)
-	}
-	if ev.Timestamp == "" {
-		return nil, nil, fmt.Errorf("events[%d].timestamp: required (ISO 8601 date-time)", i)
-	}
-	if _, err := time.Parse(time.RFC3339Nano, ev.Timestamp); err != nil {
-		return nil, nil, fmt.Errorf("events[%d].timestamp: %q is not an ISO 8601 date-time", i, ev.Timestamp)
-	}
-	switch ev.Format {
-	case "":
-		ev.Format = "json"
-	case "json":
-	case "xml":
-		return nil, nil, fmt.Errorf("events[%d].format: xml payloads are not supported by this version yet", i)
-	default:
-		return nil, nil, fmt.Errorf("events[%d].format: must be json or xml", i)
-	}
-	if msg := checkPayload(ev.Payload); msg != "" {
-		return nil, nil, fmt.Errorf("events[%d].payload: %s", i, msg)
-	}
-	if ev.DeduplicationID != nil {
-		d := *ev.DeduplicationID
-		if len(d) == 0 || len(d) > 255 || !dedupPattern.MatchString(d) {
-			return nil, nil, fmt.Errorf("events[%d].deduplication_id: must match ^[a-zA-Z0-9_-]+$ (1 to 255 characters)", i)
-		}
+		return &ev, nil, invalid("events[%d].use_case_slug: %q must match ^[a-z0-9][a-z0-9_-]*$ (1 to 255 characters)", i, *ev.UseCaseSlug)
 	}
 	switch ev.EventType {
 	case "", "CREATE", "UPDATE", "DELETE":
 	default:
-		return nil, nil, fmt.Errorf("events[%d].event_type: must be CREATE, UPDATE or DELETE", i)
+		return &ev, nil, invalid("events[%d].event_type: must be CREATE, UPDATE or DELETE", i)
 	}
-	var uc *registry.UseCase
-	var ok bool
-	if ev.UseCaseSlug != nil {
-		if uc, ok = snap.UseCaseBySlug(integ.OrgID, integ.ID, *ev.UseCaseSlug); !ok {
-			return nil, nil, &notFoundError{fmt.Sprintf("events[%d].use_case_slug: no use case %q in integration %s", i, *ev.UseCaseSlug, integ.ID)}
+	if ev.Timestamp == "" {
+		return &ev, nil, invalid("events[%d].timestamp: required (ISO 8601 date-time)", i)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, ev.Timestamp); err != nil {
+		return &ev, nil, invalid("events[%d].timestamp: %q is not an ISO 8601 date-time", i, ev.Timestamp)
+	}
+	if ev.DeduplicationID != nil {
+		if d := *ev.DeduplicationID; len(d) == 0 || len(d) > 255 || !dedupPattern.MatchString(d) {
+			return &ev, nil, invalid("events[%d].deduplication_id: must match ^[a-zA-Z0-9_-]+$ (1 to 255 characters)", i)
 		}
-	} else if uc, ok = snap.UseCaseByName(integ.OrgID, integ.ID, ev.EventName); !ok {
-		return nil, nil, &notFoundError{fmt.Sprintf("events[%d].event_name: no use case named %q in integration %s", i, ev.EventName, integ.ID)}
 	}
-	if uc.Type != registry.TypeInbound {
-		return nil, nil, fmt.Errorf("events[%d]: use case %q is of type %s, events go to inbound use cases", i, uc.Slug, uc.Type)
+	if ev.Format == "" {
+		ev.Format = "json"
+	}
+	if ev.Format != "json" && ev.Format != "xml" {
+		return &ev, nil, invalid("events[%d].format: must be json or xml", i)
+	}
+	// Route before checking the payload, so that a malformed payload is reported under its use case.
+	uc := route(snap, integ, ev.UseCaseSlug, name)
+	if uc == nil {
+		what := "use_case_slug " + deref(ev.UseCaseSlug)
+		if ev.UseCaseSlug == nil {
+			what = "event_name " + name
+		}
+		return &ev, nil, &problem{status: "ignored", level: envelope.LevelSkipped, code: "EVENT_NOT_CONFIGURED",
+			message: fmt.Sprintf("events[%d]: no inbound use case for %s in integration %s", i, what, integ.ID)}
+	}
+	if !uc.Enabled {
+		return &ev, uc, &problem{status: "ignored", level: envelope.LevelSkipped, code: "USE_CASE_DISABLED",
+			message: fmt.Sprintf("events[%d]: use case %s is disabled", i, uc.Slug)}
+	}
+	if msg := checkPayload(ev.Format, ev.Payload); msg != "" {
+		return &ev, uc, &problem{status: "error", level: envelope.LevelError, code: "MALFORMED_PAYLOAD",
+			message: fmt.Sprintf("events[%d].payload: %s", i, msg)}
 	}
 	return &ev, uc, nil
 }
 
-// checkPayload accepts a JSON string of at least 2 characters or an object with at least one key.
-func checkPayload(raw json.RawMessage) string {
+// route finds the inbound use case: by slug when given, else by name, then by slug equal to the name.
+func route(snap *registry.Snapshot, integ *registry.Integration, slug *string, name string) *registry.UseCase {
+	var uc *registry.UseCase
+	var ok bool
+	switch {
+	case slug != nil:
+		uc, ok = snap.UseCaseBySlug(integ.OrgID, integ.ID, *slug)
+	default:
+		if uc, ok = snap.UseCaseByName(integ.OrgID, integ.ID, name); !ok {
+			uc, ok = snap.UseCaseBySlug(integ.OrgID, integ.ID, name)
+		}
+	}
+	if !ok || uc.Type != registry.TypeInbound {
+		return nil
+	}
+	return uc
+}
+
+// checkPayload accepts a JSON string of at least 2 characters or an object with at least one key;
+// a string payload must parse in its format.
+func checkPayload(format string, raw json.RawMessage) string {
 	trimmed := strings.TrimSpace(string(raw))
 	switch {
 	case trimmed == "" || trimmed == "null":
@@ -294,7 +411,17 @@ func checkPayload(raw json.RawMessage) string {
 		if err := json.Unmarshal(raw, &s); err != nil || len(s) < 2 {
 			return "a string payload must have at least 2 characters"
 		}
+		if format == "xml" {
+			if _, err := xmljson.Convert([]byte(s)); err != nil {
+				return err.Error()
+			}
+		} else if !json.Valid([]byte(s)) {
+			return "not valid JSON"
+		}
 	case trimmed[0] == '{':
+		if format == "xml" {
+			return "an XML payload must be a string"
+		}
 		var m map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &m); err != nil || len(m) == 0 {
 			return "an object payload must have at least one property"
@@ -312,4 +439,18 @@ func payloadString(raw json.RawMessage) string {
 		return s
 	}
 	return string(raw)
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

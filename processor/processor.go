@@ -20,6 +20,7 @@ import (
 	"github.com/erpstream/erpstream/internal/jsonata"
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/internal/xmljson"
 	engine "github.com/erpstream/erpstream/jsonata"
 	"github.com/erpstream/erpstream/processor/mapping"
 )
@@ -44,6 +45,7 @@ type Processor struct {
 	cfg      Config
 	log      *slog.Logger
 	mappings sync.Map // use case id + "@" + version -> *compiledMapping
+	dedup    *dedupStore
 }
 
 type compiledMapping struct {
@@ -74,7 +76,8 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = ids.NewUUID()
 	}
-	return &Processor{cfg: cfg, log: cfg.Log.With("component", "processor")}, nil
+	log := cfg.Log.With("component", "processor")
+	return &Processor{cfg: cfg, log: log, dedup: newDedupStore(log)}, nil
 }
 
 // Run consumes until ctx ends.
@@ -94,6 +97,19 @@ func (p *Processor) Run(ctx context.Context) error {
 		kgo.TransactionTimeout(60*time.Second),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(2*time.Millisecond),
+		// Same hashing as ingest, so a dedup mark lands in the partition number of its event.
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+			if err := p.dedup.restore(ctx, p.cfg.Kafka, p.cfg.Topics.Dedup, assigned[p.cfg.Topics.Events]); err != nil {
+				p.log.Error("dedup restore failed; duplicates may be processed again", "err", err)
+			}
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+			p.dedup.drop(revoked[p.cfg.Topics.Events])
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+			p.dedup.drop(lost[p.cfg.Topics.Events])
+		}),
 	)...)
 	if err != nil {
 		return fmt.Errorf("processor: %w", err)
@@ -122,6 +138,11 @@ func (p *Processor) Run(ctx context.Context) error {
 			}
 		})
 		committed, err := sess.End(ctx, promise.Err() == nil)
+		if committed {
+			p.dedup.commit()
+		} else {
+			p.dedup.abort()
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -141,8 +162,20 @@ func (p *Processor) process(ctx context.Context, rec *kgo.Record) []*kgo.Record 
 		p.log.Error("undecodable event record; skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
 		return nil
 	}
-	outs, outcome := p.mapEvent(ctx, &ev)
-	return append(outs, p.monitoringRecord(&ev, outcome))
+	if ev.DeduplicationID != "" && !ev.Replay {
+		receivedMs := ev.ReceivedAtUs / 1000
+		if p.dedup.duplicate(rec.Partition, string(rec.Key), receivedMs) {
+			return []*kgo.Record{p.monitoringRecord(&ev, outcome{useCaseType: registry.TypeInbound, level: envelope.LevelInfo,
+				code: "DUPLICATE_EVENT", message: "deduplication_id " + ev.DeduplicationID + " was accepted within the last 24 hours; not mapped again"})}
+		}
+		mark, _ := json.Marshal(dedupRecord{FirstSeenMs: receivedMs, EventID: ev.EventID})
+		p.dedup.stage(rec.Partition, string(rec.Key), receivedMs)
+		outs, o := p.mapEvent(ctx, &ev)
+		outs = append(outs, &kgo.Record{Topic: p.cfg.Topics.Dedup, Key: rec.Key, Value: mark})
+		return append(outs, p.monitoringRecord(&ev, o))
+	}
+	outs, o := p.mapEvent(ctx, &ev)
+	return append(outs, p.monitoringRecord(&ev, o))
 }
 
 type outcome struct {
@@ -170,13 +203,15 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		o.level, o.code, o.message = envelope.LevelError, "USE_CASE_MISSING_CONFIG", fmt.Sprintf("use case %s: %v", uc.Slug, err)
 		return nil, o
 	}
-	if ev.Format != "json" {
-		o.level, o.code, o.message = envelope.LevelError, "MALFORMED_PAYLOAD", "format "+ev.Format+" is not supported by this version"
-		return nil, o
+	var payload any
+	switch ev.Format {
+	case "xml":
+		payload, err = xmljson.Convert([]byte(ev.Payload))
+	default:
+		payload, err = engine.DecodeJSON([]byte(ev.Payload))
 	}
-	payload, err := engine.DecodeJSON([]byte(ev.Payload))
 	if err != nil {
-		o.level, o.code, o.message = envelope.LevelError, "MALFORMED_PAYLOAD", "payload is not valid JSON: "+err.Error()
+		o.level, o.code, o.message = envelope.LevelError, "MALFORMED_PAYLOAD", fmt.Sprintf("use case %s: payload is not valid %s: %v", uc.Slug, ev.Format, err)
 		return nil, o
 	}
 	evalCtx, cancel := context.WithTimeout(ctx, p.cfg.EvalTimeout)

@@ -240,8 +240,12 @@ func TestIntegrationEventsFlowFromHTTPToClickHouse(t *testing.T) {
 		}
 		e.send(id, fmt.Sprintf("batch-%d", r), events)
 	}
-	// One event whose payload is not JSON: accepted, then counted as an error.
-	e.send(id, "bad", []string{`{"use_case_slug":"customer","timestamp":"2025-05-01T08:30:00Z","payload":"{not json"}`})
+	// One event whose payload is not JSON: answered as an error and counted as one.
+	status, res := e.call("POST", "/v3/erp/updates/events", `{"integration_id":"`+id+`","meta":{"correlation_id":"bad"},"events":[`+
+		`{"use_case_slug":"customer","timestamp":"2025-05-01T08:30:00Z","payload":"{not json"}]}`)
+	if status != http.StatusOK || res["results"].([]any)[0].(map[string]any)["status"] != "error" {
+		t.Fatalf("malformed payload: %d %v", status, res)
+	}
 
 	st := e.waitStats(id, 301)
 	t.Logf("stats after 301 events: %v", st)
@@ -304,9 +308,14 @@ func TestIntegrationEventsFlowFromHTTPToClickHouse(t *testing.T) {
 		t.Fatalf("integration after restart: %d %v", status, got)
 	}
 	e.send(id, "after-restart", []string{customerEvent(42, "Lea", "d-42-v2")})
-	st = e.waitStats(id, 302)
-	if st["total_events"] != 302.0 || st["success_count"] != 301.0 {
-		t.Fatalf("stats after restart = %v, want 302 total", st)
+	// A deduplication id accepted before the restart is still known: the copy is skipped.
+	e.send(id, "resent", []string{customerEvent(5, "Changed", "d-5")})
+	st = e.waitStats(id, 303)
+	if st["total_events"] != 303.0 || st["success_count"] != 301.0 || st["skipped_count"] != 1.0 {
+		t.Fatalf("stats after restart = %v, want 303 total, 301 success, 1 skipped", st)
+	}
+	if attrs, _ := e.entity("K-5"); attrs["first_name"] != "Lena" {
+		t.Errorf("a duplicate changed entity K-5: %v", attrs)
 	}
 	attrs, count = e.entity("K-42")
 	if attrs["first_name"] != "Lea" || attrs["full_name"] != "Lea Meyer" || count != 300 {
@@ -328,8 +337,13 @@ func TestIntegrationDisabledUseCaseAndUnknownSlug(t *testing.T) {
 		t.Fatalf("event to a disabled use case: %d %v", status, body)
 	}
 	status, body = e.call("POST", "/v3/erp/updates/events", `{"integration_id":"`+id+`","events":[`+strings.Replace(customerEvent(1, "A", "x2"), `"customer"`, `"nope"`, 1)+`]}`)
-	if status != http.StatusNotFound || body["code"] != "USE_CASE_NOT_FOUND" {
+	if status != http.StatusOK || body["results"].([]any)[0].(map[string]any)["status"] != "ignored" {
 		t.Fatalf("unknown slug: %d %v", status, body)
+	}
+	// Both are in monitoring as skipped, with their codes.
+	st := e.waitStats(id, 2)
+	if st["skipped_count"] != 2.0 {
+		t.Fatalf("stats %v, want 2 skipped", st)
 	}
 }
 

@@ -34,6 +34,8 @@ type Event struct {
 	DeduplicationID string          `json:"deduplication_id,omitempty"`
 	CorrelationID   string          `json:"correlation_id"`
 	ReceivedAtUs    int64           `json:"received_at_us"`
+	// Replay marks an event re-enqueued from the stored raw events: deduplication is bypassed.
+	Replay bool `json:"replay,omitempty"`
 	Extra           json.RawMessage `json:"extra,omitempty"`
 }
 

@@ -78,7 +78,8 @@ func NewEngine(log *slog.Logger) *gin.Engine {
 				Abort(c, http.StatusInternalServerError, CodeInternal, "internal error")
 			}
 		}()
-		if c.Request.Body != nil {
+		// Streaming routes (…/ndjson) bound each line instead of the body.
+		if c.Request.Body != nil && !strings.HasSuffix(c.Request.URL.Path, "/ndjson") {
 			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
 		}
 		c.Next()

@@ -22,6 +22,9 @@ type TopicSpec struct {
 	// ExactPartitions: the partition count is part of the design (the config log must be one
 	// ordered log), not a scaling knob, so any other count is refused.
 	ExactPartitions bool
+	// SamePartitionsAs names a topic this one is co-partitioned with: state for partition p of
+	// that topic lives in partition p of this one, so the counts must stay equal.
+	SamePartitionsAs string
 	Purpose         string
 }
 
@@ -31,6 +34,7 @@ type Topics struct {
 	Entities   string
 	Monitoring string
 	Config     string
+	Dedup      string
 }
 
 // NewTopics names the topics under prefix.
@@ -43,6 +47,7 @@ func NewTopics(prefix string) Topics {
 		Entities:   prefix + ".entities",
 		Monitoring: prefix + ".monitoring",
 		Config:     prefix + ".config",
+		Dedup:      prefix + ".dedup",
 	}
 }
 
@@ -63,6 +68,9 @@ func (t Topics) Specs(dataPartitions int32) []TopicSpec {
 			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(7 * day), "max.message.bytes": "8388608"}},
 		{Name: t.Monitoring, Partitions: dataPartitions, Purpose: "monitoring events keyed by event id",
 			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(3 * day)}},
+		{Name: t.Dedup, Partitions: dataPartitions, SamePartitionsAs: t.Events, Purpose: "deduplication marks (24 h window), co-partitioned with events",
+			Configs: map[string]string{"cleanup.policy": "compact,delete", "retention.ms": strconv.Itoa(25 * 60 * 60 * 1000),
+				"segment.ms": strconv.Itoa(60 * 60 * 1000), "min.compaction.lag.ms": "0"}},
 		{Name: t.Config, Partitions: 1, ExactPartitions: true, Purpose: "integrations and use cases (compacted log)",
 			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(day)}},
 	}
@@ -153,6 +161,10 @@ func VerifyTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) erro
 		}
 		if n := int32(len(d.Partitions)); s.ExactPartitions && n != s.Partitions {
 			problems = append(problems, fmt.Sprintf("%s: has %d partitions, must have exactly %d", s.Name, n, s.Partitions))
+		}
+		if other, ok := details[s.SamePartitionsAs]; s.SamePartitionsAs != "" && ok && len(other.Partitions) != len(d.Partitions) {
+			problems = append(problems, fmt.Sprintf("%s: has %d partitions but %s has %d; they must stay equal (co-partitioned)",
+				s.Name, len(d.Partitions), s.SamePartitionsAs, len(other.Partitions)))
 		}
 		want := s.Configs["cleanup.policy"]
 		rc, err := configs.On(s.Name, nil)

@@ -25,6 +25,39 @@ type Snapshot struct {
 	useCases     map[string]*UseCase     // id -> use case
 	bySlug       map[string]*UseCase     // integration id + "/" + slug
 	byName       map[string]*UseCase     // integration id + "/" + name (legacy event_name routing)
+	appMappings  map[string]*AppMapping  // org + "/" + app id + "/" + component id
+}
+
+// AppMapping binds (app_id, component_id) to an integration for the v1 event endpoint.
+type AppMapping struct {
+	OrgID         string `json:"org_id"`
+	AppID         string `json:"app_id"`
+	ComponentID   string `json:"component_id"`
+	IntegrationID string `json:"integration_id"`
+}
+
+// AppMapping returns the integration bound to an app and component.
+func (s *Snapshot) AppMapping(org, appID, componentID string) (*AppMapping, bool) {
+	m, ok := s.appMappings[org+"/"+appID+"/"+componentID]
+	return m, ok
+}
+
+func appMappingKey(org, appID, componentID string) string {
+	return "appmapping/" + org + "/" + appID + "/" + componentID
+}
+
+// PutAppMapping stores a binding.
+func (r *Registry) PutAppMapping(ctx context.Context, m *AppMapping) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return r.put(ctx, appMappingKey(m.OrgID, m.AppID, m.ComponentID), b)
+}
+
+// DeleteAppMapping removes a binding.
+func (r *Registry) DeleteAppMapping(ctx context.Context, org, appID, componentID string) error {
+	return r.put(ctx, appMappingKey(org, appID, componentID), nil)
 }
 
 func emptySnapshot() *Snapshot {
@@ -33,6 +66,7 @@ func emptySnapshot() *Snapshot {
 		useCases:     map[string]*UseCase{},
 		bySlug:       map[string]*UseCase{},
 		byName:       map[string]*UseCase{},
+		appMappings:  map[string]*AppMapping{},
 	}
 }
 
@@ -121,6 +155,17 @@ func (s *Snapshot) apply(key string, value []byte) error {
 	}
 	id := key[strings.LastIndexByte(key, '/')+1:]
 	switch kind {
+	case "appmapping":
+		mk := strings.TrimPrefix(key, "appmapping/")
+		if value == nil {
+			delete(s.appMappings, mk)
+			return nil
+		}
+		var m AppMapping
+		if err := json.Unmarshal(value, &m); err != nil {
+			return fmt.Errorf("config record %q: %w", key, err)
+		}
+		s.appMappings[mk] = &m
 	case "integration":
 		if value == nil {
 			delete(s.integrations, id)
@@ -175,6 +220,10 @@ func (s *Snapshot) clone() *Snapshot {
 		useCases:     make(map[string]*UseCase, len(s.useCases)+1),
 		bySlug:       make(map[string]*UseCase, len(s.bySlug)+1),
 		byName:       make(map[string]*UseCase, len(s.byName)+1),
+		appMappings:  make(map[string]*AppMapping, len(s.appMappings)+1),
+	}
+	for k, v := range s.appMappings {
+		c.appMappings[k] = v
 	}
 	for k, v := range s.integrations {
 		c.integrations[k] = v
@@ -364,8 +413,15 @@ func (r *Registry) DeleteUseCase(ctx context.Context, org, id string) error {
 	return r.put(ctx, useCaseKey(org, id), nil)
 }
 
-// DeleteIntegration writes tombstones for an integration and all its use cases.
+// DeleteIntegration writes tombstones for an integration, its use cases and its app mappings.
 func (r *Registry) DeleteIntegration(ctx context.Context, org, id string) error {
+	for _, m := range r.Snapshot().appMappings {
+		if m.OrgID == org && m.IntegrationID == id {
+			if err := r.DeleteAppMapping(ctx, org, m.AppID, m.ComponentID); err != nil {
+				return err
+			}
+		}
+	}
 	for _, u := range r.Snapshot().UseCases(org, id) {
 		if err := r.DeleteUseCase(ctx, org, u.ID); err != nil {
 			return err
