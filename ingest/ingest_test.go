@@ -339,8 +339,8 @@ func TestNDJSONStreamsOneResultPerEventAfterTheAck(t *testing.T) {
 	for i := 0; i < 250; i++ {
 		body.WriteString(event("customer", fmt.Sprintf("n-%d", i)) + "\n")
 	}
-	body.WriteString("\n")                                                                        // blank: ignored
-	body.WriteString("not json\n")                                                                // line 252
+	body.WriteString("\n")                                                                                                  // blank: ignored
+	body.WriteString("not json\n")                                                                                          // line 252
 	body.WriteString(`{"correlation_id":"env","events":[` + event("customer", "e-1") + `,` + event("nope", "e-2") + "]}\n") // line 253
 	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/v3/erp/updates/events/ndjson?integration_id="+integrationID, strings.NewReader(body.String()))
 	req.Header.Set("Authorization", "Bearer "+token)

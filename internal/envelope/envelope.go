@@ -21,22 +21,22 @@ const SchemaVersion = "1"
 
 // Event is one accepted ERP event as ingest stored it in the events topic.
 type Event struct {
-	EventID         string          `json:"event_id"`
-	OrgID           string          `json:"org_id"`
-	IntegrationID   string          `json:"integration_id"`
-	UseCaseID       string          `json:"use_case_id"`
-	UseCaseSlug     string          `json:"use_case_slug,omitempty"`
-	EventName       string          `json:"event_name,omitempty"`
-	EventType       string          `json:"event_type,omitempty"`
-	Timestamp       string          `json:"timestamp"`
-	Format          string          `json:"format"`
-	Payload         string          `json:"payload"`
-	DeduplicationID string          `json:"deduplication_id,omitempty"`
-	CorrelationID   string          `json:"correlation_id"`
-	ReceivedAtUs    int64           `json:"received_at_us"`
+	EventID         string `json:"event_id"`
+	OrgID           string `json:"org_id"`
+	IntegrationID   string `json:"integration_id"`
+	UseCaseID       string `json:"use_case_id"`
+	UseCaseSlug     string `json:"use_case_slug,omitempty"`
+	EventName       string `json:"event_name,omitempty"`
+	EventType       string `json:"event_type,omitempty"`
+	Timestamp       string `json:"timestamp"`
+	Format          string `json:"format"`
+	Payload         string `json:"payload"`
+	DeduplicationID string `json:"deduplication_id,omitempty"`
+	CorrelationID   string `json:"correlation_id"`
+	ReceivedAtUs    int64  `json:"received_at_us"`
 	// Replay marks an event re-enqueued from the stored raw events: deduplication is bypassed.
-	Replay bool `json:"replay,omitempty"`
-	Extra           json.RawMessage `json:"extra,omitempty"`
+	Replay bool            `json:"replay,omitempty"`
+	Extra  json.RawMessage `json:"extra,omitempty"`
 }
 
 // ReceivedAt is when ingest accepted the event; mapping treats it as "now" so replays map alike.

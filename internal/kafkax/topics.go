@@ -25,7 +25,7 @@ type TopicSpec struct {
 	// SamePartitionsAs names a topic this one is co-partitioned with: state for partition p of
 	// that topic lives in partition p of this one, so the counts must stay equal.
 	SamePartitionsAs string
-	Purpose         string
+	Purpose          string
 }
 
 // Topic names. The prefix (default "erp") lets several deployments share one cluster.
