@@ -11,8 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"io"
 	"regexp"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -95,6 +96,93 @@ type request struct {
 	Events        []json.RawMessage `json:"events"`
 }
 
+// readRequest reads and validates the body in one pass; false means answered (400/413).
+func readRequest(c *gin.Context) (*request, bool) {
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			httpapi.Abort(c, http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, "request body exceeds 4 MB")
+		} else {
+			bad(c, "reading the body: %v", err)
+		}
+		return nil, false
+	}
+	req, err := parseRequest(body)
+	if err != nil {
+		bad(c, "%v", err)
+		return nil, false
+	}
+	return req, true
+}
+
+func parseRequest(body []byte) (*request, error) {
+	end, err := skipValue(body, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("malformed JSON body: %v", err)
+	}
+	if skipWS(body, end) != len(body) {
+		return nil, errors.New("malformed JSON body: trailing data after the JSON value")
+	}
+	if body[skipWS(body, 0)] != '{' {
+		return nil, errors.New("malformed JSON body: must be an object")
+	}
+	req := &request{}
+	err = eachMember(body, func(key string, raw []byte) error {
+		var err error
+		switch key {
+		case "integration_id":
+			req.IntegrationID, err = stringField(key, raw)
+		case "app_id":
+			req.AppID, err = stringField(key, raw)
+		case "component_id":
+			req.ComponentID, err = stringField(key, raw)
+		case "correlation_id":
+			req.CorrelationID, err = stringField(key, raw)
+		case "meta":
+			if raw[0] == 'n' {
+				return nil
+			}
+			if raw[0] != '{' {
+				return errors.New("meta: must be an object")
+			}
+			req.Meta = &meta{}
+			err = eachMember(raw, func(k string, v []byte) error {
+				if k == "correlation_id" {
+					var err error
+					req.Meta.CorrelationID, err = stringField("meta.correlation_id", v)
+					return err
+				}
+				return nil
+			})
+		case "events":
+			if raw[0] == 'n' {
+				return nil
+			}
+			if raw[0] != '[' {
+				return errors.New("events: must be an array")
+			}
+			req.Events = []json.RawMessage{}
+			err = eachElement(raw, func(e []byte) error {
+				req.Events = append(req.Events, e)
+				return nil
+			})
+		}
+		return err
+	})
+	return req, err
+}
+
+func stringField(name string, raw []byte) (string, error) {
+	if raw[0] == 'n' {
+		return "", nil
+	}
+	if raw[0] != '"' {
+		return "", fmt.Errorf("%s: must be a string", name)
+	}
+	return decodeString(raw)
+}
+
 // eventIn is the union of ErpEventV3 and ErpEvent.
 type eventIn struct {
 	EventName       string          `json:"event_name"`
@@ -132,11 +220,11 @@ func (s *Service) eventsV2(c *gin.Context) { s.handle(c, v2) }
 func (s *Service) eventsV1(c *gin.Context) { s.handle(c, v1) }
 
 func (s *Service) handle(c *gin.Context, version apiVersion) {
-	var req request
-	if !httpapi.BindJSON(c, &req) {
+	req, ok := readRequest(c)
+	if !ok {
 		return
 	}
-	integ, correlation, ok := s.envelope(c, version, &req)
+	integ, correlation, ok := s.envelope(c, version, req)
 	if !ok {
 		return
 	}
@@ -250,13 +338,9 @@ func (s *Service) prepare(org string, integ *registry.Integration, version apiVe
 		if ev.DeduplicationID != nil {
 			e.DeduplicationID = *ev.DeduplicationID
 		}
-		e.Payload = payloadString(ev.Payload)
+		e.Payload = ev.Payload // the literal as it arrived: validated, never re-encoded
 		e.ReceivedAtUs = s.clock.Next(now)
-		value, err := json.Marshal(&e)
-		if err != nil {
-			results[i].Status, results[i].Message = "error", err.Error()
-			continue
-		}
+		value := appendEvent(make([]byte, 0, len(ev.Payload)+512), &e)
 		records = append(records, &kgo.Record{Topic: s.cfg.Topics.Events, Key: EventKey(&e), Value: value, Headers: headers(&e)})
 		results[i].Status, results[i].Message = "success", "Event queued for processing"
 	}
@@ -317,48 +401,48 @@ func invalid(format string, args ...any) *problem {
 
 // validate checks one event and resolves its use case.
 func (s *Service) validate(snap *registry.Snapshot, integ *registry.Integration, version apiVersion, i int, raw json.RawMessage) (*eventIn, *registry.UseCase, *problem) {
-	var ev eventIn
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		return nil, nil, invalid("events[%d]: must be an event object: %v", i, err)
+	ev, err := parseEvent(raw)
+	if err != nil {
+		return nil, nil, invalid("events[%d]: %v", i, err)
 	}
 	name := firstNonEmpty(ev.EventName, ev.ObjectType)
 	switch version {
 	case v3:
 		if ev.UseCaseSlug == nil && name == "" {
-			return &ev, nil, invalid("events[%d]: use_case_slug or event_name is required", i)
+			return ev, nil, invalid("events[%d]: use_case_slug or event_name is required", i)
 		}
 	default:
 		if ev.ObjectType == "" && ev.UseCaseSlug == nil {
-			return &ev, nil, invalid("events[%d].object_type: required", i)
+			return ev, nil, invalid("events[%d].object_type: required", i)
 		}
 		if ev.EventType == "" {
-			return &ev, nil, invalid("events[%d].event_type: required (CREATE, UPDATE or DELETE)", i)
+			return ev, nil, invalid("events[%d].event_type: required (CREATE, UPDATE or DELETE)", i)
 		}
 	}
 	if ev.UseCaseSlug != nil && (len(*ev.UseCaseSlug) == 0 || len(*ev.UseCaseSlug) > 255 || !slugPattern.MatchString(*ev.UseCaseSlug)) {
-		return &ev, nil, invalid("events[%d].use_case_slug: %q must match ^[a-z0-9][a-z0-9_-]*$ (1 to 255 characters)", i, *ev.UseCaseSlug)
+		return ev, nil, invalid("events[%d].use_case_slug: %q must match ^[a-z0-9][a-z0-9_-]*$ (1 to 255 characters)", i, *ev.UseCaseSlug)
 	}
 	switch ev.EventType {
 	case "", "CREATE", "UPDATE", "DELETE":
 	default:
-		return &ev, nil, invalid("events[%d].event_type: must be CREATE, UPDATE or DELETE", i)
+		return ev, nil, invalid("events[%d].event_type: must be CREATE, UPDATE or DELETE", i)
 	}
 	if ev.Timestamp == "" {
-		return &ev, nil, invalid("events[%d].timestamp: required (ISO 8601 date-time)", i)
+		return ev, nil, invalid("events[%d].timestamp: required (ISO 8601 date-time)", i)
 	}
 	if _, err := time.Parse(time.RFC3339Nano, ev.Timestamp); err != nil {
-		return &ev, nil, invalid("events[%d].timestamp: %q is not an ISO 8601 date-time", i, ev.Timestamp)
+		return ev, nil, invalid("events[%d].timestamp: %q is not an ISO 8601 date-time", i, ev.Timestamp)
 	}
 	if ev.DeduplicationID != nil {
 		if d := *ev.DeduplicationID; len(d) == 0 || len(d) > 255 || !dedupPattern.MatchString(d) {
-			return &ev, nil, invalid("events[%d].deduplication_id: must match ^[a-zA-Z0-9_-]+$ (1 to 255 characters)", i)
+			return ev, nil, invalid("events[%d].deduplication_id: must match ^[a-zA-Z0-9_-]+$ (1 to 255 characters)", i)
 		}
 	}
 	if ev.Format == "" {
 		ev.Format = "json"
 	}
 	if ev.Format != "json" && ev.Format != "xml" {
-		return &ev, nil, invalid("events[%d].format: must be json or xml", i)
+		return ev, nil, invalid("events[%d].format: must be json or xml", i)
 	}
 	// Route before checking the payload, so that a malformed payload is reported under its use case.
 	uc := route(snap, integ, ev.UseCaseSlug, name)
@@ -367,18 +451,58 @@ func (s *Service) validate(snap *registry.Snapshot, integ *registry.Integration,
 		if ev.UseCaseSlug == nil {
 			what = "event_name " + name
 		}
-		return &ev, nil, &problem{status: "ignored", level: envelope.LevelSkipped, code: "EVENT_NOT_CONFIGURED",
+		return ev, nil, &problem{status: "ignored", level: envelope.LevelSkipped, code: "EVENT_NOT_CONFIGURED",
 			message: fmt.Sprintf("events[%d]: no inbound use case for %s in integration %s", i, what, integ.ID)}
 	}
 	if !uc.Enabled {
-		return &ev, uc, &problem{status: "ignored", level: envelope.LevelSkipped, code: "USE_CASE_DISABLED",
+		return ev, uc, &problem{status: "ignored", level: envelope.LevelSkipped, code: "USE_CASE_DISABLED",
 			message: fmt.Sprintf("events[%d]: use case %s is disabled", i, uc.Slug)}
 	}
 	if msg := checkPayload(ev.Format, ev.Payload); msg != "" {
-		return &ev, uc, &problem{status: "error", level: envelope.LevelError, code: "MALFORMED_PAYLOAD",
+		return ev, uc, &problem{status: "error", level: envelope.LevelError, code: "MALFORMED_PAYLOAD",
 			message: fmt.Sprintf("events[%d].payload: %s", i, msg)}
 	}
-	return &ev, uc, nil
+	return ev, uc, nil
+}
+
+func parseEvent(raw []byte) (*eventIn, error) {
+	if raw[0] != '{' {
+		return nil, errors.New("must be an event object")
+	}
+	ev := &eventIn{}
+	err := eachMember(raw, func(key string, v []byte) error {
+		var err error
+		switch key {
+		case "event_name":
+			ev.EventName, err = stringField(key, v)
+		case "object_type":
+			ev.ObjectType, err = stringField(key, v)
+		case "use_case_slug":
+			if v[0] != 'n' {
+				var slug string
+				slug, err = stringField(key, v)
+				ev.UseCaseSlug = &slug
+			}
+		case "event_type":
+			ev.EventType, err = stringField(key, v)
+		case "timestamp":
+			ev.Timestamp, err = stringField(key, v)
+		case "format":
+			ev.Format, err = stringField(key, v)
+		case "payload":
+			ev.Payload = v
+		case "deduplication_id":
+			if v[0] != 'n' {
+				var d string
+				d, err = stringField(key, v)
+				ev.DeduplicationID = &d
+			}
+		case "correlation_id":
+			ev.CorrelationID, err = stringField(key, v)
+		}
+		return err
+	})
+	return ev, err
 }
 
 // route finds the inbound use case: by slug when given, else by name, then by slug equal to the name.
@@ -402,43 +526,32 @@ func route(snap *registry.Snapshot, integ *registry.Integration, slug *string, n
 // checkPayload accepts a JSON string of at least 2 characters or an object with at least one key;
 // a string payload must parse in its format.
 func checkPayload(format string, raw json.RawMessage) string {
-	trimmed := strings.TrimSpace(string(raw))
 	switch {
-	case trimmed == "" || trimmed == "null":
+	case len(raw) == 0 || raw[0] == 'n':
 		return "required"
-	case trimmed[0] == '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil || len(s) < 2 {
+	case raw[0] == '"':
+		text, err := decodeString(raw)
+		if err != nil || len(text) < 2 {
 			return "a string payload must have at least 2 characters"
 		}
 		if format == "xml" {
-			if _, err := xmljson.Convert([]byte(s)); err != nil {
+			if _, err := xmljson.Convert([]byte(text)); err != nil {
 				return err.Error()
 			}
-		} else if !json.Valid([]byte(s)) {
+		} else if end, err := skipValue([]byte(text), 0, 0); err != nil || skipWS([]byte(text), end) != len(text) {
 			return "not valid JSON"
 		}
-	case trimmed[0] == '{':
+	case raw[0] == '{':
 		if format == "xml" {
 			return "an XML payload must be a string"
 		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &m); err != nil || len(m) == 0 {
+		if i := skipWS(raw, 1); i < len(raw) && raw[i] == '}' {
 			return "an object payload must have at least one property"
 		}
 	default:
 		return "must be a string or an object"
 	}
 	return ""
-}
-
-// payloadString returns the payload as the string the processor parses.
-func payloadString(raw json.RawMessage) string {
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		return s
-	}
-	return string(raw)
 }
 
 func firstNonEmpty(a, b string) string {
@@ -453,4 +566,58 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// appendEvent writes e as JSON (the envelope.Event encoding) without reflection; the payload is
+// copied as the raw literal it is.
+func appendEvent(b []byte, e *envelope.Event) []byte {
+	field := func(name, v string, omitEmpty bool) {
+		if omitEmpty && v == "" {
+			return
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+		b = appendJSONString(b, v)
+	}
+	b = append(b, '{')
+	field("event_id", e.EventID, false)
+	field("org_id", e.OrgID, false)
+	field("integration_id", e.IntegrationID, false)
+	field("use_case_id", e.UseCaseID, false)
+	field("use_case_slug", e.UseCaseSlug, true)
+	field("event_name", e.EventName, true)
+	field("event_type", e.EventType, true)
+	field("timestamp", e.Timestamp, false)
+	field("format", e.Format, false)
+	b = append(b, `,"payload":`...)
+	b = append(b, e.Payload...)
+	field("deduplication_id", e.DeduplicationID, true)
+	field("correlation_id", e.CorrelationID, false)
+	b = append(b, `,"received_at_us":`...)
+	b = strconv.AppendInt(b, e.ReceivedAtUs, 10)
+	if e.Replay {
+		b = append(b, `,"replay":true`...)
+	}
+	return append(b, '}')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, `\u00`...)
+			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }

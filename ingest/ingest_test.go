@@ -185,7 +185,7 @@ func TestAcceptedEventsAreStoredInRequestOrder(t *testing.T) {
 		t.Fatalf("stored %d events, want 2 (the disabled use case's event is not stored)", len(stored))
 	}
 	for _, e := range stored {
-		if e.CorrelationID != "corr-1" || e.OrgID != "org-a" || e.UseCaseID != "uc-customer" || e.Payload != `{"customerNumber":"K-1"}` {
+		if e.CorrelationID != "corr-1" || e.OrgID != "org-a" || e.UseCaseID != "uc-customer" || string(e.Payload) != `"{\"customerNumber\":\"K-1\"}"` {
 			t.Errorf("stored event %+v", e)
 		}
 	}
@@ -200,7 +200,7 @@ func TestObjectPayloadAndTopLevelCorrelationID(t *testing.T) {
 		t.Fatalf("status %d: %v", status, resp)
 	}
 	stored := f.storedEvents(t)
-	if len(stored) != 1 || stored[0].CorrelationID != "top" || stored[0].Format != "json" || stored[0].Payload != `{"customerNumber":"K-2"}` {
+	if len(stored) != 1 || stored[0].CorrelationID != "top" || stored[0].Format != "json" || string(stored[0].Payload) != `{"customerNumber":"K-2"}` {
 		t.Fatalf("stored %+v", stored)
 	}
 }
@@ -222,7 +222,7 @@ func TestEnvelopeProblemsAre4xxAndStoreNothing(t *testing.T) {
 		{"malformed json", token, `{"integration_id":`, 400, "VALIDATION_ERROR", "malformed"},
 		{"too many events", token, envelopeWith(many...), 400, "VALIDATION_ERROR", "at most 100"},
 		{"no integration id", token, `{"events":[]}`, 400, "VALIDATION_ERROR", "integration_id"},
-		{"events not an array", token, `{"integration_id":"` + integrationID + `","events":{}}`, 400, "VALIDATION_ERROR", "malformed"},
+		{"events not an array", token, `{"integration_id":"` + integrationID + `","events":{}}`, 400, "VALIDATION_ERROR", "must be an array"},
 		{"unknown integration", token, strings.Replace(envelopeWith(event("customer", "a")), integrationID, "22222222-2222-4222-8222-222222222222", 1), 404, "INTEGRATION_NOT_FOUND", "22222222"},
 		{"another org's integration", "t-other-org", envelopeWith(event("customer", "a")), 404, "INTEGRATION_NOT_FOUND", integrationID},
 	}

@@ -162,23 +162,23 @@ func (s *Service) prepareLine(snap *registry.Snapshot, org, defaultIntegration, 
 	fail := func(msg string) preparedLine {
 		return preparedLine{line: &pendingLine{results: []lineResult{{Line: line, Status: "error", Code: "VALIDATION_ERROR", Message: msg}}}}
 	}
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &probe); err != nil {
-		return fail("line is not a JSON object: " + err.Error())
+	if end, err := skipValue(raw, 0, 0); err != nil || skipWS(raw, end) != len(raw) || raw[0] != '{' {
+		return fail("line is not one JSON object")
 	}
+	envelopeLine := false
+	_ = eachMember(raw, func(k string, _ []byte) error {
+		envelopeLine = envelopeLine || k == "events"
+		return nil
+	})
 	integrationID := defaultIntegration
 	corr := correlation
 	events := []json.RawMessage{raw}
-	envelopeLine := false
-	if evs, ok := probe["events"]; ok {
-		envelopeLine = true
-		var req request
-		if err := json.Unmarshal(raw, &req); err != nil {
+	if envelopeLine {
+		req, err := parseRequest(raw)
+		if err != nil {
 			return fail("envelope: " + err.Error())
 		}
-		if err := json.Unmarshal(evs, &events); err != nil {
-			return fail("events: must be an array")
-		}
+		events = req.Events
 		if len(events) > MaxEventsPerRequest {
 			return fail("events: at most 100 events per envelope line")
 		}

@@ -93,7 +93,7 @@ func TestDeduplicationWindowSurvivesARestart(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	ev := func(id string, dedup string, at time.Time) envelope.Event {
 		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json",
-			Payload: `{"no":"K-1","name":"x"}`, DeduplicationID: dedup, ReceivedAtUs: at.UnixMicro(), CorrelationID: "c"}
+			Payload: json.RawMessage(`{"no":"K-1","name":"x"}`), DeduplicationID: dedup, ReceivedAtUs: at.UnixMicro(), CorrelationID: "c"}
 	}
 	h.run(func() {
 		h.send(ev("e1", "doc-1", t0))
@@ -140,9 +140,9 @@ func TestXMLPayloadsAreMapped(t *testing.T) {
 		{"attribute":"phones","jsonataExpression":"[customer.phone]"}]}]}`)}))
 	h.run(func() {
 		h.send(envelope.Event{EventID: "x1", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-x", Format: "xml", ReceivedAtUs: 1,
-			Payload: `<customer id="C1"><phone>1</phone><phone>2</phone></customer>`})
+			Payload: envelope.StringPayload(`<customer id="C1"><phone>1</phone><phone>2</phone></customer>`)})
 		h.send(envelope.Event{EventID: "x2", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-x", Format: "xml", ReceivedAtUs: 2,
-			Payload: `<customer id="C2"><phone>1</customer>`})
+			Payload: envelope.StringPayload(`<customer id="C2"><phone>1</customer>`)})
 		h.waitFor("x1", "x2")
 	})
 	if h.seen["x1"].Code != "ENTITY_UPDATED" || h.seen["x2"].Code != "MALFORMED_PAYLOAD" {

@@ -204,11 +204,14 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		return nil, o
 	}
 	var payload any
-	switch ev.Format {
-	case "xml":
-		payload, err = xmljson.Convert([]byte(ev.Payload))
-	default:
-		payload, err = engine.DecodeJSON([]byte(ev.Payload))
+	doc, err := ev.Document()
+	if err == nil {
+		switch ev.Format {
+		case "xml":
+			payload, err = xmljson.Convert(doc)
+		default:
+			payload, err = engine.DecodeJSON(doc)
+		}
 	}
 	if err != nil {
 		o.level, o.code, o.message = envelope.LevelError, "MALFORMED_PAYLOAD", fmt.Sprintf("use case %s: payload is not valid %s: %v", uc.Slug, ev.Format, err)

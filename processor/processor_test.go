@@ -27,10 +27,10 @@ func TestEventsBecomeEntityWritesAndOneMonitoringRowEach(t *testing.T) {
 		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
 
 	events := []envelope.Event{
-		{EventID: "e1", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: `{"no":"K-1","name":"lena"}`, CorrelationID: "c1", ReceivedAtUs: 1000},
-		{EventID: "e2", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: `{"name":"no number"}`, CorrelationID: "c1", ReceivedAtUs: 2000},
-		{EventID: "e3", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: `{"no":"K-1"}`, EventType: "DELETE", CorrelationID: "c2", ReceivedAtUs: 3000},
-		{EventID: "e4", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-gone", Format: "json", Payload: `{"no":"K-9"}`, CorrelationID: "c3", ReceivedAtUs: 4000},
+		{EventID: "e1", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: json.RawMessage(`{"no":"K-1","name":"lena"}`), CorrelationID: "c1", ReceivedAtUs: 1000},
+		{EventID: "e2", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: json.RawMessage(`{"name":"no number"}`), CorrelationID: "c1", ReceivedAtUs: 2000},
+		{EventID: "e3", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: json.RawMessage(`{"no":"K-1"}`), EventType: "DELETE", CorrelationID: "c2", ReceivedAtUs: 3000},
+		{EventID: "e4", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-gone", Format: "json", Payload: json.RawMessage(`{"no":"K-9"}`), CorrelationID: "c3", ReceivedAtUs: 4000},
 	}
 	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
 	must(t, err)

@@ -34,3 +34,13 @@ fi
 
 echo "== whole-event mapping (processor/mapping)"
 GOMAXPROCS=1 go test -run XXX -bench . -benchtime "$benchtime" -benchmem ./processor/mapping | grep -E '^Benchmark'
+
+echo "== ingest throughput on Apache Kafka (1 KB payloads; the load client shares the 2 cores)"
+started_kafka=0
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  export ERPSTREAM_STATE_DIR=$root/.run/test
+  if ! scripts/kafka.sh status; then scripts/kafka.sh start; started_kafka=1; fi
+  export KAFKA_BROKERS=127.0.0.1:${ERPSTREAM_KAFKA_PORT:-19092}
+fi
+go run ./cmd/ingest-bench -duration "${INGEST_SECONDS:-10}s" -clients 8 -streams 2
+if [ "$started_kafka" = 1 ]; then scripts/kafka.sh stop; fi

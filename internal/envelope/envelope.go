@@ -3,6 +3,7 @@
 package envelope
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 )
@@ -21,22 +22,23 @@ const SchemaVersion = "1"
 
 // Event is one accepted ERP event as ingest stored it in the events topic.
 type Event struct {
-	EventID         string `json:"event_id"`
-	OrgID           string `json:"org_id"`
-	IntegrationID   string `json:"integration_id"`
-	UseCaseID       string `json:"use_case_id"`
-	UseCaseSlug     string `json:"use_case_slug,omitempty"`
-	EventName       string `json:"event_name,omitempty"`
-	EventType       string `json:"event_type,omitempty"`
-	Timestamp       string `json:"timestamp"`
-	Format          string `json:"format"`
-	Payload         string `json:"payload"`
-	DeduplicationID string `json:"deduplication_id,omitempty"`
-	CorrelationID   string `json:"correlation_id"`
-	ReceivedAtUs    int64  `json:"received_at_us"`
+	EventID       string `json:"event_id"`
+	OrgID         string `json:"org_id"`
+	IntegrationID string `json:"integration_id"`
+	UseCaseID     string `json:"use_case_id"`
+	UseCaseSlug   string `json:"use_case_slug,omitempty"`
+	EventName     string `json:"event_name,omitempty"`
+	EventType     string `json:"event_type,omitempty"`
+	Timestamp     string `json:"timestamp"`
+	Format        string `json:"format"`
+	// Payload is the payload as it arrived: a JSON string literal (JSON or XML text) or a JSON
+	// object. Document returns the text to parse.
+	Payload         json.RawMessage `json:"payload"`
+	DeduplicationID string          `json:"deduplication_id,omitempty"`
+	CorrelationID   string          `json:"correlation_id"`
+	ReceivedAtUs    int64           `json:"received_at_us"`
 	// Replay marks an event re-enqueued from the stored raw events: deduplication is bypassed.
-	Replay bool            `json:"replay,omitempty"`
-	Extra  json.RawMessage `json:"extra,omitempty"`
+	Replay bool `json:"replay,omitempty"`
 }
 
 // ReceivedAt is when ingest accepted the event; mapping treats it as "now" so replays map alike.
@@ -108,4 +110,23 @@ type MonitoringEvent struct {
 	Message       string          `json:"message"`
 	Detail        json.RawMessage `json:"detail,omitempty"`
 	CreatedAtMs   int64           `json:"created_at_ms"`
+}
+
+// Document returns the payload text: the content of a string payload, or the object itself.
+func (e *Event) Document() ([]byte, error) {
+	p := bytes.TrimSpace(e.Payload)
+	if len(p) > 0 && p[0] == '"' {
+		var s string
+		if err := json.Unmarshal(p, &s); err != nil {
+			return nil, err
+		}
+		return []byte(s), nil
+	}
+	return p, nil
+}
+
+// StringPayload makes a string payload (the usual form) from its text.
+func StringPayload(text string) json.RawMessage {
+	b, _ := json.Marshal(text)
+	return b
 }
