@@ -50,7 +50,7 @@ func main() {
 	go func() {
 		done <- app.Run(ctx, app.Config{Services: []string{app.Ingest}, Listener: ln, DevMode: true, DevToken: "bench",
 			Kafka: kafkax.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: strings.ToLower(prefix), Partitions: 12, Replication: 1},
-			Log: log, OnReady: func(a string) { ready <- a }})
+			Log:   log, OnReady: func(a string) { ready <- a }})
 	}()
 	var base string
 	select {
