@@ -65,6 +65,8 @@ type Config struct {
 	ProjectorFlushInterval time.Duration
 
 	Log *slog.Logger
+	// Now is ingest's clock (receive times, and so the deduplication window); tests inject one.
+	Now func() time.Time
 	// OnReady is called with the HTTP address once every service is ready.
 	OnReady func(httpAddr string)
 }
@@ -177,7 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 				return fmt.Errorf("ingest producer: %w", err)
 			}
 			defer producer.Close()
-			svc, err := ingest.New(ingest.Config{Topics: topics, Producer: producer, Registry: reg, AckTimeout: cfg.AckTimeout, Log: log})
+			svc, err := ingest.New(ingest.Config{Topics: topics, Producer: producer, Registry: reg, AckTimeout: cfg.AckTimeout, Log: log, Now: cfg.Now})
 			if err != nil {
 				return err
 			}

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,7 +104,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // start runs the whole pipeline (erpstream serve) in this process and waits until it is ready.
-func (e *env) start() {
+func (e *env) start() { e.startWithClock(nil) }
+
+func (e *env) startWithClock(now func() time.Time) {
 	e.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -117,6 +120,7 @@ func (e *env) start() {
 			Services: app.AllServices, Listener: ln, Kafka: e.kafka, ClickHouse: e.ch,
 			DevMode: true, DevToken: "it-token", Log: e.log,
 			ProjectorFlushInterval: 200 * time.Millisecond,
+			Now:                    now,
 			OnReady:                func(addr string) { ready <- addr },
 		})
 	}()
@@ -387,5 +391,79 @@ func TestIntegrationReinsertedBatchesCountOnce(t *testing.T) {
 	}
 	if entities != 50 {
 		t.Errorf("%d entities after inserting one batch twice, want 50", entities)
+	}
+}
+
+func TestIntegrationEveryEventEndpointAndTheDedupWindow(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	clock := time.Now().UTC()
+	e.startWithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return clock })
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+
+	_, integ := e.call("POST", "/v2/integrations", integrationBody)
+	id := integ["id"].(string)
+	if status, body := e.call("PUT", "/v1/integrations/"+id+"/app-mapping",
+		`{"app_id":"sap-app","component_id":"44444444-4444-4444-8444-444444444444"}`); status != http.StatusOK {
+		t.Fatalf("app mapping: %d %v", status, body)
+	}
+	// v2: routed by object_type (the use case's name); v1: by the app mapping.
+	v2 := `{"integration_id":"` + id + `","correlation_id":"v2","events":[{"event_type":"UPDATE","object_type":"Customers",` +
+		`"timestamp":"2025-05-01T08:30:00Z","format":"json","payload":"{\"customerNumber\":\"V2\",\"firstName\":\"Two\",\"lastName\":\"X\"}"}]}`
+	v1 := `{"app_id":"sap-app","component_id":"44444444-4444-4444-8444-444444444444","meta":{"correlation_id":"v1"},"events":[{"event_type":"CREATE",` +
+		`"object_type":"Customers","timestamp":"2025-05-01T08:30:00Z","format":"json","payload":"{\"customerNumber\":\"V1\",\"firstName\":\"One\",\"lastName\":\"X\"}"}]}`
+	// XML: the root element is the top-level key, so this use case maps from it.
+	if status, body := e.call("POST", "/v1/integrations/"+id+"/use-cases", `{"name":"Customers XML","slug":"customer-xml","type":"inbound",
+		"enabled":true,"configuration":{"entities":[{"entity_schema":"contact","unique_ids":["customer_number"],"jsonataExpression":"c",
+		"fields":[{"attribute":"customer_number","field":"customerNumber"},{"attribute":"first_name","field":"firstName"}]}]}}`); status != http.StatusCreated {
+		t.Fatalf("xml use case: %d %v", status, body)
+	}
+	xml := `{"integration_id":"` + id + `","events":[{"use_case_slug":"customer-xml","timestamp":"2025-05-01T08:30:00Z","format":"xml",` +
+		`"payload":"<c><customerNumber>X1</customerNumber><firstName>Ex</firstName><lastName>Em</lastName></c>"}]}`
+	for path, body := range map[string]string{"/v2/erp/updates/events": v2, "/v1/erp/updates/events": v1, "/v3/erp/updates/events": xml} {
+		status, res := e.call("POST", path, body)
+		if status != http.StatusOK || res["results"].([]any)[0].(map[string]any)["status"] != "success" {
+			t.Fatalf("%s: %d %v", path, status, res)
+		}
+	}
+	// NDJSON: 50 single-event lines.
+	var nd strings.Builder
+	for i := 0; i < 50; i++ {
+		nd.WriteString(customerEvent(1000+i, "Bulk", fmt.Sprintf("bulk-%d", i)) + "\n")
+	}
+	req, _ := http.NewRequest("POST", e.url+"/v3/erp/updates/events/ndjson?integration_id="+id, strings.NewReader(nd.String()))
+	req.Header.Set("Authorization", "Bearer it-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if n := strings.Count(string(raw), `"status":"success"`); n != 50 {
+		t.Fatalf("NDJSON accepted %d of 50: %s", n, raw)
+	}
+
+	// Deduplication: inside the window a copy is skipped, after 24 h it is processed again.
+	e.send(id, "dedup", []string{customerEvent(7, "First", "doc-7")})
+	advance(time.Hour)
+	e.send(id, "dedup", []string{customerEvent(7, "Copy", "doc-7")})
+	advance(24 * time.Hour)
+	e.send(id, "dedup", []string{customerEvent(7, "Later", "doc-7")})
+
+	st := e.waitStats(id, 56)
+	if st["total_events"] != 56.0 || st["success_count"] != 55.0 || st["skipped_count"] != 1.0 {
+		_, errs := e.call("POST", "/v1/monitoring/events", `{"integration_id":"`+id+`","status":["error"]}`)
+		t.Fatalf("stats %v, want 56 events: 55 processed, 1 duplicate skipped; errors: %v", st, errs)
+	}
+	if attrs, _ := e.entity("K-7"); attrs["first_name"] != "Later" {
+		t.Errorf("K-7 = %v, want the copy after the window applied", attrs)
+	}
+	if attrs, _ := e.entity("X1"); attrs["first_name"] != "Ex" {
+		t.Errorf("the XML event mapped to %v", attrs)
+	}
+	for _, c := range []string{"V1", "V2"} {
+		if attrs, _ := e.entity(c); attrs["customer_number"] != c {
+			t.Errorf("entity %s = %v", c, attrs)
+		}
 	}
 }
