@@ -4,6 +4,7 @@
 package configapi
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,10 +16,12 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/erpstream/erpstream/internal/auth"
 	"github.com/erpstream/erpstream/internal/httpapi"
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/jsonata"
 	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/internal/secrets"
 	"github.com/erpstream/erpstream/processor/mapping"
 )
 
@@ -34,7 +37,9 @@ var useCaseTypes = map[string]bool{
 type API struct {
 	Registry *registry.Registry
 	Engine   jsonata.Engine
-	Now      func() time.Time
+	// Secrets seals SecretString environment values; without it secrets cannot be stored.
+	Secrets *secrets.Box
+	Now     func() time.Time
 	// writeMu serializes this process's writes so that uniqueness checks and the write they
 	// guard are not interleaved. Several writer processes are resolved by the registry (first
 	// slug claim wins), see the README.
@@ -52,12 +57,21 @@ func (a *API) Register(r gin.IRouter) {
 	read, write := httpapi.Require("erp:read"), httpapi.Require("erp:write")
 	r.GET("/v1/integrations", read, a.listIntegrations(false))
 	r.POST("/v1/integrations", write, a.createIntegration(false))
+	// The literal route wins over /v1/integrations/:integrationId in gin's router.
+	r.GET("/v1/integrations/secure-proxies", read, a.listSecureProxies)
 	r.GET("/v1/integrations/:integrationId", read, a.getIntegration(false))
+	r.PUT("/v1/integrations/:integrationId", write, a.updateIntegration(false))
 	r.DELETE("/v1/integrations/:integrationId", write, a.deleteIntegration)
 	r.GET("/v2/integrations", read, a.listIntegrations(true))
 	r.POST("/v2/integrations", write, a.createIntegration(true))
 	r.GET("/v2/integrations/:integrationId", read, a.getIntegration(true))
+	r.PUT("/v2/integrations/:integrationId", write, a.updateIntegration(true))
 	r.DELETE("/v2/integrations/:integrationId", write, a.deleteIntegration)
+	r.GET("/v1/integrations/:integrationId/use-cases/:useCaseId/history", read, a.listHistory)
+
+	r.GET("/v1/environment", read, a.listEnv)
+	r.PUT("/v1/environment/:key", write, a.putEnv)
+	r.DELETE("/v1/environment/:key", write, a.deleteEnv)
 
 	r.PUT("/v1/integrations/:integrationId/app-mapping", write, a.setAppMapping)
 	r.DELETE("/v1/integrations/:integrationId/app-mapping", write, a.deleteAppMapping)
@@ -114,14 +128,40 @@ func (a *API) parseIntegration(c *gin.Context, allowUseCases bool) (*integration
 			return nil, false
 		}
 	}
-	if t, ok := raw["integration_type"]; ok {
-		var s string
-		if err := json.Unmarshal(t, &s); err != nil || (s != "erp" && s != "connector") {
-			httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "integration_type: must be erp or connector")
-			return nil, false
-		}
+	fields, _ := json.Marshal(req.Fields)
+	if msg := validateAgainst("IntegrationEditableFields", "integration", fields); msg != "" {
+		httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, msg)
+		return nil, false
+	}
+	if msg := checkSecretReferences(req.Fields["connector_config"]); msg != "" {
+		httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, msg)
+		return nil, false
 	}
 	return req, true
+}
+
+// checkSecretReferences enforces that connector secrets are {{env.KEY}} references, never values.
+func checkSecretReferences(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var cc struct {
+		Auth map[string]json.RawMessage `json:"auth"`
+	}
+	if err := json.Unmarshal(raw, &cc); err != nil {
+		return "connector_config: must be an object"
+	}
+	for _, field := range []string{"client_secret", "api_key", "token"} {
+		v, ok := cc.Auth[field]
+		if !ok {
+			continue
+		}
+		var s string
+		if json.Unmarshal(v, &s) != nil || !secrets.IsReference(s) {
+			return "connector_config.auth." + field + ": must be an {{env.KEY}} reference; secrets are never stored in the integration"
+		}
+	}
+	return ""
 }
 
 func (a *API) createIntegration(withUseCases bool) gin.HandlerFunc {
@@ -223,6 +263,12 @@ func (a *API) deleteIntegration(c *gin.Context) {
 	if !ok {
 		return
 	}
+	var protected bool
+	_ = json.Unmarshal(integ.Fields["protected"], &protected)
+	if protected {
+		httpapi.Abort(c, http.StatusForbidden, "INTEGRATION_PROTECTED", "integration "+integ.ID+" is protected: unset protected (as an admin) before deleting it")
+		return
+	}
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
 	if err := a.Registry.DeleteIntegration(c, integ.OrgID, integ.ID); err != nil {
@@ -278,10 +324,19 @@ func (a *API) buildUseCase(org, integrationID string, r *useCaseRequest, now tim
 		uc.ChangeDescription = *r.ChangeDescription
 	}
 	if len(r.Configuration) > 0 && string(r.Configuration) != "null" {
-		if msg := a.checkConfiguration(uc.Type, r.Configuration); msg != "" {
+		cfg := r.Configuration
+		if uc.Type == registry.TypeSecureProxy {
+			var err error
+			if cfg, err = keepSecureProxyReadOnly(nil, cfg); err != nil {
+				return bad(err.Error())
+			}
+		}
+		if msg := a.checkConfiguration(uc.Type, cfg); msg != "" {
 			return bad(msg)
 		}
-		uc.Configuration = r.Configuration
+		uc.Configuration = cfg
+	} else if uc.Type == registry.TypeSecureProxy {
+		return bad("configuration.vpc_mode: required for secure_proxy use cases")
 	} else if uc.Type == registry.TypeInbound {
 		return bad("configuration: required for inbound use cases")
 	}
@@ -295,11 +350,15 @@ func checkSlug(s string) string {
 	return ""
 }
 
-// checkConfiguration validates type-specific configuration; inbound mappings must compile.
+// checkConfiguration validates type-specific configuration against the spec's schema; inbound
+// mappings must also compile.
 func (a *API) checkConfiguration(typ string, raw json.RawMessage) string {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil {
 		return "configuration: must be a JSON object"
+	}
+	if msg := validateAgainst(configurationSchema[typ], "configuration", raw); msg != "" {
+		return msg
 	}
 	if typ == registry.TypeInbound {
 		if _, err := mapping.Compile(raw, a.Engine); err != nil {
@@ -315,7 +374,7 @@ func (a *API) checkConfiguration(typ string, raw json.RawMessage) string {
 
 func (a *API) createUseCase(c *gin.Context) {
 	integ, ok := a.integration(c)
-	if !ok {
+	if !ok || protectedIntegration(c, integ) {
 		return
 	}
 	var req useCaseRequest
@@ -379,7 +438,8 @@ func (a *API) getUseCase(c *gin.Context) {
 	}
 }
 
-// updateUseCase applies a partial update (absent key = unchanged).
+// updateUseCase applies a partial update (absent key = unchanged) and records the previous
+// version in the use case's history.
 func (a *API) updateUseCase(c *gin.Context) {
 	var req useCaseRequest
 	if !httpapi.BindJSON(c, &req) {
@@ -387,34 +447,55 @@ func (a *API) updateUseCase(c *gin.Context) {
 	}
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
+	integ, ok := a.integration(c)
+	if !ok || protectedIntegration(c, integ) {
+		return
+	}
 	cur, ok := a.useCase(c)
 	if !ok {
 		return
 	}
+	now := a.Now().UTC()
+	next, status, code, msg := a.applyUseCaseUpdate(cur, &req, now)
+	if next == nil {
+		httpapi.Abort(c, status, code, msg)
+		return
+	}
+	if err := a.Registry.PutHistory(c, historyOf(cur, "update", changedBy(c), now)); err != nil {
+		unavailable(c, err)
+		return
+	}
+	if err := a.Registry.PutUseCase(c, next); err != nil {
+		unavailable(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, next.APIView())
+}
+
+// applyUseCaseUpdate computes the updated use case; nil means rejected with status, code, message.
+func (a *API) applyUseCaseUpdate(cur *registry.UseCase, req *useCaseRequest, now time.Time) (*registry.UseCase, int, string, string) {
+	bad := func(msg string) (*registry.UseCase, int, string, string) {
+		return nil, http.StatusBadRequest, httpapi.CodeValidation, msg
+	}
 	next := *cur
 	if req.Type != nil && *req.Type != cur.Type {
-		httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "type: cannot be changed after creation")
-		return
+		return bad("type: cannot be changed after creation")
 	}
 	if req.Name != nil {
 		if *req.Name == "" || utf8.RuneCountInString(*req.Name) > 255 {
-			httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "name: string of 1 to 255 characters")
-			return
+			return bad("name: string of 1 to 255 characters")
 		}
 		next.Name = *req.Name
 	}
 	if req.Slug != nil && *req.Slug != cur.Slug {
 		if cur.Slug != "" {
-			httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "slug: immutable once set")
-			return
+			return bad("slug: immutable once set")
 		}
 		if msg := checkSlug(*req.Slug); msg != "" {
-			httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, msg)
-			return
+			return bad(msg)
 		}
 		if _, taken := a.Registry.Snapshot().UseCaseBySlug(cur.OrgID, cur.IntegrationID, *req.Slug); taken {
-			httpapi.Abort(c, http.StatusConflict, httpapi.CodeConflict, "slug "+*req.Slug+" is already used in this integration")
-			return
+			return nil, http.StatusConflict, httpapi.CodeConflict, "slug " + *req.Slug + " is already used in this integration"
 		}
 		next.Slug = *req.Slug
 	}
@@ -422,27 +503,61 @@ func (a *API) updateUseCase(c *gin.Context) {
 		next.Enabled = *req.Enabled
 	}
 	if req.ChangeDescription != nil {
+		if utf8.RuneCountInString(*req.ChangeDescription) > 2000 {
+			return bad("change_description: at most 2000 characters")
+		}
 		next.ChangeDescription = *req.ChangeDescription
 	}
 	if len(req.Configuration) > 0 && string(req.Configuration) != "null" {
-		if msg := a.checkConfiguration(cur.Type, req.Configuration); msg != "" {
-			httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, msg)
-			return
+		cfg := req.Configuration
+		if cur.Type == registry.TypeSecureProxy {
+			var err error
+			if cfg, err = keepSecureProxyReadOnly(cur.Configuration, cfg); err != nil {
+				return bad(err.Error())
+			}
 		}
-		next.Configuration = req.Configuration
+		if msg := a.checkConfiguration(cur.Type, cfg); msg != "" {
+			return bad(msg)
+		}
+		next.Configuration = cfg
 	}
 	next.Version = cur.Version + 1
-	next.UpdatedAt = a.Now().UTC()
-	if err := a.Registry.PutUseCase(c, &next); err != nil {
-		unavailable(c, err)
-		return
+	next.UpdatedAt = now
+	return &next, 0, "", ""
+}
+
+// keepSecureProxyReadOnly enforces the secure proxy's read-only fields: vpc_mode cannot change
+// after creation, and allowed_domains / allowed_ips keep their stored values (they are changed by
+// `erpstream admin secure-proxy` only).
+func keepSecureProxyReadOnly(current, incoming json.RawMessage) (json.RawMessage, error) {
+	var cur, in map[string]json.RawMessage
+	_ = json.Unmarshal(current, &cur)
+	if err := json.Unmarshal(incoming, &in); err != nil {
+		return nil, errors.New("configuration: must be a JSON object")
 	}
-	c.JSON(http.StatusOK, next.APIView())
+	if v, ok := in["vpc_mode"]; ok && cur != nil && string(v) != string(cur["vpc_mode"]) {
+		return nil, errors.New("configuration.vpc_mode: cannot be changed after creation")
+	}
+	if cur != nil {
+		in["vpc_mode"] = cur["vpc_mode"]
+	}
+	delete(in, "allowed_domains")
+	delete(in, "allowed_ips")
+	for _, k := range []string{"allowed_domains", "allowed_ips"} {
+		if v, ok := cur[k]; ok {
+			in[k] = v
+		}
+	}
+	return json.Marshal(in)
 }
 
 func (a *API) deleteUseCase(c *gin.Context) {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
+	integ, ok := a.integration(c)
+	if !ok || protectedIntegration(c, integ) {
+		return
+	}
 	uc, ok := a.useCase(c)
 	if !ok {
 		return
@@ -523,4 +638,260 @@ func (a *API) deleteAppMapping(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"message": "app mapping deleted"})
+}
+
+// protectedIntegration reports whether a write to integ must be refused: protected integrations are
+// changed by admins only (erp:admin), and never deleted while protected.
+func protectedIntegration(c *gin.Context, integ *registry.Integration) bool {
+	var protected bool
+	_ = json.Unmarshal(integ.Fields["protected"], &protected)
+	if protected && !httpapi.Principal(c).Has(auth.PermAdmin) {
+		httpapi.Abort(c, http.StatusForbidden, "INTEGRATION_PROTECTED", "integration "+integ.ID+" is protected: only admins (erp:admin) may change it")
+		return true
+	}
+	return false
+}
+
+func changedBy(c *gin.Context) string { return httpapi.Principal(c).TokenID }
+
+// updateIntegration is PUT v1 (partial: absent keys unchanged, null clears) and PUT v2 (name
+// required; use_cases is the desired state when present: matched by id are updated, the others
+// created, unlisted ones deleted; omitted leaves them untouched).
+func (a *API) updateIntegration(v2 bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var raw map[string]json.RawMessage
+		if !httpapi.BindJSON(c, &raw) {
+			return
+		}
+		if raw == nil {
+			httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "body must be a JSON object")
+			return
+		}
+		a.writeMu.Lock()
+		defer a.writeMu.Unlock()
+		cur, ok := a.integration(c)
+		if !ok || protectedIntegration(c, cur) {
+			return
+		}
+		next := *cur
+		next.Fields = map[string]json.RawMessage{}
+		if !v2 {
+			for k, v := range cur.Fields {
+				next.Fields[k] = v
+			}
+		}
+		var useCases []useCaseRequest
+		hasUseCases := false
+		for k, v := range raw {
+			switch k {
+			case "id", "orgId", "created_at", "updated_at":
+			case "use_cases":
+				if !v2 {
+					continue
+				}
+				hasUseCases = true
+				if err := json.Unmarshal(v, &useCases); err != nil {
+					httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "use_cases: must be an array of use cases: "+err.Error())
+					return
+				}
+			default:
+				if string(v) == "null" {
+					delete(next.Fields, k)
+				} else {
+					next.Fields[k] = v
+				}
+			}
+		}
+		if v2 && next.Fields["name"] == nil {
+			httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "name: required")
+			return
+		}
+		if n, ok := next.Fields["name"]; ok {
+			var name string
+			if json.Unmarshal(n, &name) != nil || name == "" || utf8.RuneCountInString(name) > 255 {
+				httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "name: string of 1 to 255 characters")
+				return
+			}
+			next.Name = name
+		}
+		fields, _ := json.Marshal(next.Fields)
+		if msg := validateAgainst("IntegrationEditableFields", "integration", fields); msg != "" {
+			httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, msg)
+			return
+		}
+		if msg := checkSecretReferences(next.Fields["connector_config"]); msg != "" {
+			httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, msg)
+			return
+		}
+		now := a.Now().UTC()
+		next.UpdatedAt = now
+		// Plan the use-case changes completely before writing anything.
+		type change struct {
+			put     *registry.UseCase
+			prev    *registry.UseCase
+			deleted *registry.UseCase
+		}
+		var changes []change
+		if hasUseCases {
+			snap := a.Registry.Snapshot()
+			keep := map[string]bool{}
+			slugs := map[string]string{}
+			for i := range useCases {
+				r := &useCases[i]
+				var existing *registry.UseCase
+				if r.ID != nil {
+					if u, ok := snap.UseCase(cur.OrgID, *r.ID); ok && u.IntegrationID == cur.ID {
+						existing = u
+					}
+				}
+				if existing == nil {
+					uc, status, code, msg := a.buildUseCase(cur.OrgID, cur.ID, r, now)
+					if uc == nil {
+						httpapi.Abort(c, status, code, fmt.Sprintf("use_cases[%d].%s", i, msg))
+						return
+					}
+					if other, taken := snap.UseCase(cur.OrgID, uc.ID); taken && other.IntegrationID != cur.ID {
+						httpapi.Abort(c, http.StatusConflict, httpapi.CodeConflict, fmt.Sprintf("use_cases[%d].id: %s belongs to another integration", i, uc.ID))
+						return
+					}
+					changes = append(changes, change{put: uc})
+					keep[uc.ID] = true
+					if uc.Slug != "" {
+						if prev, dup := slugs[uc.Slug]; dup && prev != uc.ID {
+							httpapi.Abort(c, http.StatusConflict, httpapi.CodeConflict, fmt.Sprintf("use_cases[%d].slug: %q is used twice", i, uc.Slug))
+							return
+						}
+						slugs[uc.Slug] = uc.ID
+					}
+					continue
+				}
+				updated, status, code, msg := a.applyUseCaseUpdate(existing, r, now)
+				if updated == nil {
+					httpapi.Abort(c, status, code, fmt.Sprintf("use_cases[%d].%s", i, msg))
+					return
+				}
+				changes = append(changes, change{put: updated, prev: existing})
+				keep[existing.ID] = true
+				if updated.Slug != "" {
+					if prev, dup := slugs[updated.Slug]; dup && prev != updated.ID {
+						httpapi.Abort(c, http.StatusConflict, httpapi.CodeConflict, fmt.Sprintf("use_cases[%d].slug: %q is used twice", i, updated.Slug))
+						return
+					}
+					slugs[updated.Slug] = updated.ID
+				}
+			}
+			for _, u := range snap.UseCases(cur.OrgID, cur.ID) {
+				if !keep[u.ID] {
+					changes = append(changes, change{deleted: u})
+				}
+			}
+		}
+		if err := a.Registry.PutIntegration(c, &next); err != nil {
+			unavailable(c, err)
+			return
+		}
+		for _, ch := range changes {
+			var err error
+			switch {
+			case ch.deleted != nil:
+				err = a.Registry.DeleteUseCase(c, ch.deleted.OrgID, ch.deleted.ID)
+			case ch.prev != nil:
+				if err = a.Registry.PutHistory(c, historyOf(ch.prev, "update", changedBy(c), now)); err == nil {
+					err = a.Registry.PutUseCase(c, ch.put)
+				}
+			default:
+				err = a.Registry.PutUseCase(c, ch.put)
+			}
+			if err != nil {
+				unavailable(c, err)
+				return
+			}
+		}
+		if v2 {
+			c.JSON(http.StatusOK, a.withUseCases(&next))
+			return
+		}
+		c.JSON(http.StatusOK, next.APIView())
+	}
+}
+
+func historyOf(u *registry.UseCase, change, by string, at time.Time) *registry.HistoryEntry {
+	return &registry.HistoryEntry{ID: ids.NewUUID(), OrgID: u.OrgID, UseCaseID: u.ID, IntegrationID: u.IntegrationID, Type: u.Type,
+		Name: u.Name, Slug: u.Slug, Enabled: u.Enabled, Configuration: u.Configuration, ChangeDescription: u.ChangeDescription,
+		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, HistoryCreatedAt: at, ChangedBy: by, Change: change}
+}
+
+// historyPageSize is the history page length (NOTES.md §4 proposes 20).
+const historyPageSize = 20
+
+type historyCursor struct {
+	At int64  `json:"t"`
+	ID string `json:"id"`
+}
+
+func (a *API) listHistory(c *gin.Context) {
+	uc, ok := a.useCase(c)
+	if !ok {
+		return
+	}
+	entries := a.Registry.Snapshot().History(uc.OrgID, uc.ID)
+	start := 0
+	if raw := c.Query("cursor"); raw != "" {
+		b, err := base64.RawURLEncoding.DecodeString(raw)
+		var cur historyCursor
+		if err != nil || json.Unmarshal(b, &cur) != nil || cur.ID == "" {
+			httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "cursor: malformed; pass next_cursor as it was returned")
+			return
+		}
+		start = len(entries)
+		for i, h := range entries {
+			t := h.HistoryCreatedAt.UnixNano()
+			if t < cur.At || t == cur.At && h.ID > cur.ID {
+				start = i
+				break
+			}
+		}
+	}
+	end := min(start+historyPageSize, len(entries))
+	list := make([]any, 0, end-start)
+	for _, h := range entries[start:end] {
+		list = append(list, h.APIView())
+	}
+	resp := gin.H{"history": list}
+	if end < len(entries) {
+		last := entries[end-1]
+		b, _ := json.Marshal(historyCursor{At: last.HistoryCreatedAt.UnixNano(), ID: last.ID})
+		resp["next_cursor"] = base64.RawURLEncoding.EncodeToString(b)
+	}
+	c.JSON(http.StatusOK, resp)
+}
+
+func (a *API) listSecureProxies(c *gin.Context) {
+	org := httpapi.Principal(c).OrgID
+	snap := a.Registry.Snapshot()
+	list := []any{}
+	for _, integ := range snap.Integrations(org) {
+		for _, u := range snap.UseCases(org, integ.ID) {
+			if u.Type != registry.TypeSecureProxy {
+				continue
+			}
+			var cfg struct {
+				VPCMode        string   `json:"vpc_mode"`
+				AllowedDomains []string `json:"allowed_domains"`
+				AllowedIPs     []string `json:"allowed_ips"`
+			}
+			_ = json.Unmarshal(u.Configuration, &cfg)
+			list = append(list, gin.H{"id": u.ID, "name": u.Name, "slug": u.Slug, "enabled": u.Enabled, "vpc_mode": cfg.VPCMode,
+				"allowed_domains": nonNil(cfg.AllowedDomains), "allowed_ips": nonNil(cfg.AllowedIPs),
+				"integration_id": integ.ID, "integration_name": integ.Name})
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"secure_proxies": list})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

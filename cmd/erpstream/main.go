@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/erpstream/erpstream/internal/app"
+	"github.com/erpstream/erpstream/internal/auth"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/kafkax"
 )
@@ -36,6 +37,10 @@ commands:
   admin init             ensure-topics, then migrate (a deployment's one-shot job)
   admin ensure-topics    create and verify the Kafka topics
   admin migrate          apply the ClickHouse schema migrations
+  admin token create --org O --name N [--perm erp:read,erp:events,...]   create an API token (printed once)
+  admin token list --org O | revoke --org O --id ID
+  admin env set --org O --key K [--secret] [--description D]   value read from stdin
+  admin secure-proxy set-allowlist --org O --use-case ID [--domains a.com,*.b.com] [--ips 10.0.0.0/8,...]
 `
 
 func main() {
@@ -72,10 +77,12 @@ func main() {
 }
 
 func admin(ctx context.Context, cfg app.Config, log *slog.Logger, args []string) error {
-	if len(args) != 1 {
-		return errors.New("admin needs one of: init, ensure-topics, migrate")
+	if len(args) == 0 {
+		return errors.New("admin needs one of: init, ensure-topics, migrate, token, env, secure-proxy")
 	}
 	switch args[0] {
+	case "token", "env", "secure-proxy":
+		return app.AdminConfig(ctx, cfg, log, args, os.Stdin, os.Stdout)
 	case "ensure-topics":
 		if len(cfg.Kafka.Brokers) == 0 {
 			return errors.New("KAFKA_BROKERS is required for admin ensure-topics")
@@ -139,6 +146,14 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		},
 		DevToken:   env("ERPSTREAM_DEV_TOKEN", "dev-token"),
 		APITokens:  os.Getenv("ERPSTREAM_API_TOKENS"),
+		JWT: auth.JWTConfig{
+			HS256Secret: []byte(os.Getenv("ERPSTREAM_JWT_HS256_SECRET")),
+			JWKSFile:    os.Getenv("ERPSTREAM_JWKS_FILE"),
+			JWKSURL:     os.Getenv("ERPSTREAM_JWKS_URL"),
+			Issuer:      os.Getenv("ERPSTREAM_JWT_ISSUER"),
+			Audience:    os.Getenv("ERPSTREAM_JWT_AUDIENCE"),
+		},
+		SecretsKey: os.Getenv("ERPSTREAM_SECRETS_KEY"),
 		InstanceID: os.Getenv("ERPSTREAM_INSTANCE_ID"),
 		Log:        log,
 	}
@@ -163,6 +178,7 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		{"ERPSTREAM_EMBEDDED_KAFKA_PORT", 29092, func(v int) { cfg.EmbeddedKafkaPort = v }},
 		{"ERPSTREAM_ACK_TIMEOUT_MS", 10000, func(v int) { cfg.AckTimeout = time.Duration(v) * time.Millisecond }},
 		{"ERPSTREAM_PROJECTOR_FLUSH_MS", 1000, func(v int) { cfg.ProjectorFlushInterval = time.Duration(v) * time.Millisecond }},
+		{"ERPSTREAM_RATE_LIMIT_PER_MIN", 1000, func(v int) { cfg.RateLimitPerMinute = v }},
 	}
 	for _, i := range ints {
 		v, err := strconv.Atoi(env(i.key, strconv.Itoa(i.def)))

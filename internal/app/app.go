@@ -9,6 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +28,7 @@ import (
 	"github.com/erpstream/erpstream/internal/httpapi"
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/internal/secrets"
 	"github.com/erpstream/erpstream/processor"
 	"github.com/erpstream/erpstream/projector"
 	"github.com/erpstream/erpstream/projector/schema"
@@ -58,6 +62,13 @@ type Config struct {
 	DevMode   bool   // ERPSTREAM_DEV_MODE: DevToken acts for org dev-org with every permission
 	DevToken  string // ERPSTREAM_DEV_TOKEN, default dev-token
 	APITokens string // ERPSTREAM_API_TOKENS: token=org[:perm+perm],...
+	JWT       auth.JWTConfig
+	// SecretsKey seals SecretString environment values (ERPSTREAM_SECRETS_KEY, base64 of 32 bytes).
+	// In dev mode without one, a key is generated once and kept in <EmbeddedKafkaDir>/../secrets.key.
+	SecretsKey string
+	// RateLimitPerMinute caps API requests per org and process (ERPSTREAM_RATE_LIMIT_PER_MIN,
+	// default 1000; negative disables).
+	RateLimitPerMinute int
 
 	InstanceID string // ERPSTREAM_INSTANCE_ID, default a random id
 	AckTimeout time.Duration
@@ -100,9 +111,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	if (cfg.has(Ingest) || cfg.has(Query)) && !cfg.DevMode && cfg.APITokens == "" {
-		return errors.New("no way to authenticate API calls: set ERPSTREAM_API_TOKENS, or ERPSTREAM_DEV_MODE=1 for local use")
-	}
 	authn := &auth.StaticTokens{}
 	if cfg.DevMode {
 		if cfg.DevToken == "" {
@@ -137,6 +145,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	jwtVerifier, err := auth.NewJWTVerifier(ctx, cfg.JWT)
+	if err != nil {
+		return err
+	}
+	box, err := secretsBox(cfg, log)
+	if err != nil {
+		return err
+	}
 	g := &group{cancel: cancel}
 	g.Go("registry", func() error { return reg.Run(ctx) })
 	select {
@@ -171,7 +187,17 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			c.JSON(http.StatusOK, gin.H{"status": "ok", "services": cfg.Services})
 		})
-		api := engine.Group("/", httpapi.RequireAuth(authn))
+		// Tokens: dev and static tokens, then API tokens (hashed, in the config log), then JWTs.
+		chain := auth.Chain{authn, reg}
+		if jwtVerifier.Enabled() {
+			chain = append(chain, jwtVerifier)
+		}
+		perMinute := cfg.RateLimitPerMinute
+		if perMinute == 0 {
+			perMinute = 1000
+		}
+		limiter := &httpapi.RateLimiter{PerMinute: perMinute}
+		api := engine.Group("/", httpapi.RequireAuth(chain), limiter.Middleware())
 		var producer *kgo.Client
 		if cfg.has(Ingest) {
 			producer, err = kgo.NewClient(append(cfg.Kafka.BaseOpts(log), kafkax.ProducerOpts(30*time.Second)...)...)
@@ -184,7 +210,7 @@ func Run(ctx context.Context, cfg Config) error {
 				return err
 			}
 			svc.Register(api)
-			(&configapi.API{Registry: reg}).Register(api)
+			(&configapi.API{Registry: reg, Secrets: box}).Register(api)
 		}
 		if cfg.has(Query) {
 			(&query.Service{Store: &query.ClickHouseStore{Conn: ch}, Registry: reg, Log: log}).Register(api)
@@ -283,4 +309,26 @@ func (g *group) Go(name string, fn func() error) {
 func (g *group) Wait() error {
 	g.wg.Wait()
 	return g.err
+}
+
+// secretsBox opens the key that seals SecretString values.
+func secretsBox(cfg Config, log *slog.Logger) (*secrets.Box, error) {
+	key := cfg.SecretsKey
+	if key == "" && cfg.DevMode && cfg.EmbeddedKafkaDir != "" {
+		path := filepath.Join(filepath.Dir(cfg.EmbeddedKafkaDir), "secrets.key")
+		if b, err := os.ReadFile(path); err == nil {
+			key = strings.TrimSpace(string(b))
+		} else {
+			key = secrets.NewKey()
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
+				_ = os.WriteFile(path, []byte(key+"\n"), 0o600)
+			}
+			log.Warn("dev mode: generated a secrets key", "file", path)
+		}
+	}
+	if key == "" {
+		log.Warn("no ERPSTREAM_SECRETS_KEY: SecretString environment values cannot be stored")
+		return nil, nil
+	}
+	return secrets.NewBox(key)
 }

@@ -112,3 +112,24 @@ func redact(entry string) string {
 	}
 	return "***"
 }
+
+// Chain tries authenticators in order; the first that knows the token decides.
+type Chain []interface {
+	Authenticate(token string) (*Principal, error)
+}
+
+// Authenticate implements the middleware's Authenticator.
+func (c Chain) Authenticate(token string) (*Principal, error) {
+	for _, a := range c {
+		if p, err := a.Authenticate(token); err == nil {
+			return p, nil
+		}
+	}
+	return nil, ErrInvalidToken
+}
+
+// HashToken is how API tokens are stored: hex SHA-256 of the token.
+func HashToken(token string) string {
+	d := sha256.Sum256([]byte(token))
+	return fmt.Sprintf("%x", d[:])
+}

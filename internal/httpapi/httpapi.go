@@ -4,6 +4,7 @@ package httpapi
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -66,6 +67,9 @@ func BindJSON(c *gin.Context, v any) bool {
 // NewEngine returns a gin engine with recovery that answers in the API's error shape,
 // a body size limit and request logging.
 func NewEngine(log *slog.Logger) *gin.Engine {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true

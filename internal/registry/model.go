@@ -79,3 +79,67 @@ func (u *UseCase) APIView() map[string]any {
 	}
 	return out
 }
+
+// APIToken is a long-lived API token. Only the SHA-256 of the token is stored.
+type APIToken struct {
+	ID          string    `json:"id"`
+	Hash        string    `json:"hash"`
+	OrgID       string    `json:"org_id"`
+	Name        string    `json:"name"`
+	Permissions []string  `json:"permissions"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// EnvVar is one variable of an org's environment. Secret values are stored sealed (secrets.Box)
+// and never returned by the API.
+type EnvVar struct {
+	OrgID       string    `json:"org_id"`
+	Key         string    `json:"key"`
+	Type        string    `json:"type"` // String or SecretString
+	Description string    `json:"description,omitempty"`
+	Value       string    `json:"value,omitempty"`  // String only
+	Sealed      string    `json:"sealed,omitempty"` // SecretString only
+	UpdatedAt   time.Time `json:"updated_at"`
+	UpdatedBy   string    `json:"updated_by,omitempty"`
+}
+
+// HistoryEntry is a use case as it was before one change (UseCaseHistoryEntry).
+type HistoryEntry struct {
+	ID                string          `json:"id"`
+	OrgID             string          `json:"org_id"`
+	UseCaseID         string          `json:"useCaseId"`
+	IntegrationID     string          `json:"integrationId"`
+	Type              string          `json:"type"`
+	Name              string          `json:"name"`
+	Slug              string          `json:"slug,omitempty"`
+	Enabled           bool            `json:"enabled"`
+	Configuration     json.RawMessage `json:"configuration,omitempty"`
+	ChangeDescription string          `json:"change_description,omitempty"`
+	CreatedAt         time.Time       `json:"created_at"`
+	UpdatedAt         time.Time       `json:"updated_at"`
+	HistoryCreatedAt  time.Time       `json:"history_created_at"`
+	ChangedBy         string          `json:"changed_by,omitempty"`
+	Change            string          `json:"change"` // update or delete
+}
+
+// APIView renders the entry in the API's shape.
+func (h *HistoryEntry) APIView() map[string]any {
+	out := map[string]any{
+		"id": h.ID, "useCaseId": h.UseCaseID, "integrationId": h.IntegrationID, "type": h.Type, "name": h.Name,
+		"enabled": h.Enabled, "created_at": h.CreatedAt.UTC().Format(time.RFC3339Nano),
+		"updated_at": h.UpdatedAt.UTC().Format(time.RFC3339Nano), "history_created_at": h.HistoryCreatedAt.UTC().Format(time.RFC3339Nano),
+	}
+	if h.Slug != "" {
+		out["slug"] = h.Slug
+	}
+	if len(h.Configuration) > 0 {
+		out["configuration"] = h.Configuration
+	}
+	if h.ChangeDescription != "" {
+		out["change_description"] = h.ChangeDescription
+	}
+	if h.ChangedBy != "" {
+		out["changed_by"] = h.ChangedBy
+	}
+	return out
+}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/internal/auth"
 )
 
 // Snapshot is an immutable view of all configuration. Never modify one that was published.
@@ -26,6 +28,61 @@ type Snapshot struct {
 	bySlug       map[string]*UseCase     // integration id + "/" + slug
 	byName       map[string]*UseCase     // integration id + "/" + name (legacy event_name routing)
 	appMappings  map[string]*AppMapping  // org + "/" + app id + "/" + component id
+	apiTokens    map[string]*APIToken    // token hash -> token
+	env          map[string]*EnvVar      // org + "/" + key
+	history      map[string]*HistoryEntry
+}
+
+// APIToken finds a token by the hash of its secret.
+func (s *Snapshot) APIToken(hash string) (*APIToken, bool) {
+	t, ok := s.apiTokens[hash]
+	return t, ok
+}
+
+// APITokens lists an org's tokens.
+func (s *Snapshot) APITokens(org string) []*APIToken {
+	var out []*APIToken
+	for _, t := range s.apiTokens {
+		if t.OrgID == org {
+			out = append(out, t)
+		}
+	}
+	sortByCreated(out, func(t *APIToken) (int64, string) { return t.CreatedAt.UnixNano(), t.ID })
+	return out
+}
+
+// EnvVar returns one variable of an org's environment.
+func (s *Snapshot) EnvVar(org, key string) (*EnvVar, bool) {
+	v, ok := s.env[org+"/"+key]
+	return v, ok
+}
+
+// EnvVars lists an org's environment, by key.
+func (s *Snapshot) EnvVars(org string) []*EnvVar {
+	var out []*EnvVar
+	for _, v := range s.env {
+		if v.OrgID == org {
+			out = append(out, v)
+		}
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].Key < out[j-1].Key; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// History lists a use case's history, newest first.
+func (s *Snapshot) History(org, useCaseID string) []*HistoryEntry {
+	var out []*HistoryEntry
+	for _, h := range s.history {
+		if h.OrgID == org && h.UseCaseID == useCaseID {
+			out = append(out, h)
+		}
+	}
+	sortByCreated(out, func(h *HistoryEntry) (int64, string) { return -h.HistoryCreatedAt.UnixNano(), h.ID })
+	return out
 }
 
 // AppMapping binds (app_id, component_id) to an integration for the v1 event endpoint.
@@ -67,6 +124,9 @@ func emptySnapshot() *Snapshot {
 		bySlug:       map[string]*UseCase{},
 		byName:       map[string]*UseCase{},
 		appMappings:  map[string]*AppMapping{},
+		apiTokens:    map[string]*APIToken{},
+		env:          map[string]*EnvVar{},
+		history:      map[string]*HistoryEntry{},
 	}
 }
 
@@ -154,7 +214,44 @@ func (s *Snapshot) apply(key string, value []byte) error {
 		return fmt.Errorf("config record key %q: no kind", key)
 	}
 	id := key[strings.LastIndexByte(key, '/')+1:]
+	rest := strings.TrimPrefix(key, kind+"/")
+	decode := func(into any) error {
+		if err := json.Unmarshal(value, into); err != nil {
+			return fmt.Errorf("config record %q: %w", key, err)
+		}
+		return nil
+	}
 	switch kind {
+	case "apitoken":
+		if value == nil {
+			delete(s.apiTokens, rest)
+			return nil
+		}
+		var t APIToken
+		if err := decode(&t); err != nil {
+			return err
+		}
+		s.apiTokens[rest] = &t
+	case "env":
+		if value == nil {
+			delete(s.env, rest)
+			return nil
+		}
+		var v EnvVar
+		if err := decode(&v); err != nil {
+			return err
+		}
+		s.env[rest] = &v
+	case "history":
+		if value == nil {
+			delete(s.history, rest)
+			return nil
+		}
+		var h HistoryEntry
+		if err := decode(&h); err != nil {
+			return err
+		}
+		s.history[rest] = &h
 	case "appmapping":
 		mk := strings.TrimPrefix(key, "appmapping/")
 		if value == nil {
@@ -224,6 +321,18 @@ func (s *Snapshot) clone() *Snapshot {
 	}
 	for k, v := range s.appMappings {
 		c.appMappings[k] = v
+	}
+	c.apiTokens = make(map[string]*APIToken, len(s.apiTokens)+1)
+	for k, v := range s.apiTokens {
+		c.apiTokens[k] = v
+	}
+	c.env = make(map[string]*EnvVar, len(s.env)+1)
+	for k, v := range s.env {
+		c.env[k] = v
+	}
+	c.history = make(map[string]*HistoryEntry, len(s.history)+1)
+	for k, v := range s.history {
+		c.history[k] = v
 	}
 	for k, v := range s.integrations {
 		c.integrations[k] = v
@@ -408,8 +517,14 @@ func (r *Registry) PutUseCase(ctx context.Context, u *UseCase) error {
 	return r.put(ctx, useCaseKey(u.OrgID, u.ID), b)
 }
 
-// DeleteUseCase writes a tombstone for a use case.
+// DeleteUseCase writes a tombstone for a use case and its history (history lives as long as the
+// use case).
 func (r *Registry) DeleteUseCase(ctx context.Context, org, id string) error {
+	for _, h := range r.Snapshot().History(org, id) {
+		if err := r.put(ctx, "history/"+org+"/"+id+"/"+h.ID, nil); err != nil {
+			return err
+		}
+	}
 	return r.put(ctx, useCaseKey(org, id), nil)
 }
 
@@ -434,4 +549,50 @@ func (r *Registry) DeleteIntegration(ctx context.Context, org, id string) error 
 func (r *Registry) Close() {
 	r.consumer.Close()
 	r.producer.Close()
+}
+
+// PutAPIToken stores a token (by the hash of its secret).
+func (r *Registry) PutAPIToken(ctx context.Context, t *APIToken) error {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	return r.put(ctx, "apitoken/"+t.Hash, b)
+}
+
+// DeleteAPIToken revokes a token.
+func (r *Registry) DeleteAPIToken(ctx context.Context, hash string) error {
+	return r.put(ctx, "apitoken/"+hash, nil)
+}
+
+// PutEnvVar stores an environment variable.
+func (r *Registry) PutEnvVar(ctx context.Context, v *EnvVar) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return r.put(ctx, "env/"+v.OrgID+"/"+v.Key, b)
+}
+
+// DeleteEnvVar removes an environment variable.
+func (r *Registry) DeleteEnvVar(ctx context.Context, org, key string) error {
+	return r.put(ctx, "env/"+org+"/"+key, nil)
+}
+
+// PutHistory appends a history entry.
+func (r *Registry) PutHistory(ctx context.Context, h *HistoryEntry) error {
+	b, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return r.put(ctx, "history/"+h.OrgID+"/"+h.UseCaseID+"/"+h.ID, b)
+}
+
+// Authenticate resolves long-lived API tokens (the registry is an authenticator).
+func (r *Registry) Authenticate(token string) (*auth.Principal, error) {
+	t, ok := r.Snapshot().APIToken(auth.HashToken(token))
+	if !ok {
+		return nil, auth.ErrInvalidToken
+	}
+	return &auth.Principal{OrgID: t.OrgID, TokenID: t.ID, Permissions: auth.NormalizePermissions(t.Permissions)}, nil
 }
