@@ -3,11 +3,11 @@ package configapi_test
 import (
 	"encoding/json"
 	"fmt"
-	"sync"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/erpstream/erpstream/configapi"

@@ -144,8 +144,8 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 			User:     env("CLICKHOUSE_USER", "default"),
 			Password: os.Getenv("CLICKHOUSE_PASSWORD"),
 		},
-		DevToken:   env("ERPSTREAM_DEV_TOKEN", "dev-token"),
-		APITokens:  os.Getenv("ERPSTREAM_API_TOKENS"),
+		DevToken:  env("ERPSTREAM_DEV_TOKEN", "dev-token"),
+		APITokens: os.Getenv("ERPSTREAM_API_TOKENS"),
 		JWT: auth.JWTConfig{
 			HS256Secret: []byte(os.Getenv("ERPSTREAM_JWT_HS256_SECRET")),
 			JWKSFile:    os.Getenv("ERPSTREAM_JWKS_FILE"),
