@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/app"
+	"github.com/erpstream/erpstream/internal/auth"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/kafkax"
@@ -32,6 +33,7 @@ import (
 
 // env is one isolated test environment on the real services: its own topic prefix and database.
 type env struct {
+	jwt    auth.JWTConfig
 	t      *testing.T
 	kafka  kafkax.Config
 	ch     chx.Config
@@ -118,7 +120,7 @@ func (e *env) startWithClock(now func() time.Time) {
 	go func() {
 		e.done <- app.Run(ctx, app.Config{
 			Services: app.AllServices, Listener: ln, Kafka: e.kafka, ClickHouse: e.ch,
-			DevMode: true, DevToken: "it-token", Log: e.log,
+			DevMode: true, DevToken: "it-token", Log: e.log, JWT: e.jwt, RateLimitPerMinute: -1,
 			ProjectorFlushInterval: 200 * time.Millisecond,
 			Now:                    now,
 			OnReady:                func(addr string) { ready <- addr },
@@ -147,8 +149,15 @@ func (e *env) stop() {
 
 func (e *env) call(method, path, body string) (int, map[string]any) {
 	e.t.Helper()
+	return e.callAs("it-token", method, path, body)
+}
+
+func (e *env) callAs(token, method, path, body string) (int, map[string]any) {
+	e.t.Helper()
 	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer it-token")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
