@@ -360,6 +360,9 @@ func (a *API) checkConfiguration(typ string, raw json.RawMessage) string {
 	if msg := validateAgainst(configurationSchema[typ], "configuration", raw); msg != "" {
 		return msg
 	}
+	if msg := a.compileExpressions(typ, raw); msg != "" {
+		return msg
+	}
 	if typ == registry.TypeInbound {
 		if _, err := mapping.Compile(raw, a.Engine); err != nil {
 			var ce *mapping.ConfigError
@@ -894,4 +897,48 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// compileExpressions compiles the JSONata of outbound, managed-call and file-proxy configurations,
+// so that an expression that cannot run is refused when it is saved, not when it is first used.
+func (a *API) compileExpressions(typ string, raw json.RawMessage) string {
+	var cfg struct {
+		Mappings []struct {
+			JSONataExpression string `json:"jsonata_expression"`
+		} `json:"mappings"`
+		RequestMapping  string `json:"request_mapping"`
+		ResponseMapping string `json:"response_mapping"`
+		Response        struct {
+			Body string `json:"body"`
+		} `json:"response"`
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return ""
+	}
+	check := func(path, src string) string {
+		if src == "" {
+			return ""
+		}
+		if _, err := a.Engine.Compile(src); err != nil {
+			return path + ": JSONata does not compile: " + err.Error()
+		}
+		return ""
+	}
+	var exprs [][2]string
+	switch typ {
+	case registry.TypeOutbound:
+		for i, m := range cfg.Mappings {
+			exprs = append(exprs, [2]string{fmt.Sprintf("configuration.mappings[%d].jsonata_expression", i), m.JSONataExpression})
+		}
+	case registry.TypeManagedCall:
+		exprs = append(exprs, [2]string{"configuration.request_mapping", cfg.RequestMapping}, [2]string{"configuration.response_mapping", cfg.ResponseMapping})
+	case registry.TypeFileProxy:
+		exprs = append(exprs, [2]string{"configuration.response.body", cfg.Response.Body})
+	}
+	for _, e := range exprs {
+		if msg := check(e[0], e[1]); msg != "" {
+			return msg
+		}
+	}
+	return ""
 }

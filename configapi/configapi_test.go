@@ -276,6 +276,8 @@ func TestSecureProxyReadOnlyFieldsAndEverySchema(t *testing.T) {
 		"managed call path":         {`{"name":"m","type":"managed_call","enabled":true,"configuration":{"operation":{"method":"GET"}}}`, "configuration.operation"},
 		"file proxy steps":          {`{"name":"f","type":"file_proxy","enabled":true,"configuration":{"steps":[],"response":{"body":"$","encoding":"base64"}}}`, "configuration.steps"},
 		"secure proxy vpc mode":     {`{"name":"s","type":"secure_proxy","enabled":true,"configuration":{"vpc_mode":"tunnel"}}`, "configuration.vpc_mode"},
+		"outbound jsonata":          {`{"name":"o","type":"outbound","enabled":true,"configuration":{"event_catalog_event":"c","mappings":[{"name":"m","jsonata_expression":"$x(","enabled":true,"delivery":{"type":"webhook","webhook_id":"w"}}]}}`, "configuration.mappings[0].jsonata_expression: JSONata does not compile"},
+		"managed call mapping":      {`{"name":"m","type":"managed_call","enabled":true,"configuration":{"operation":{"method":"GET","path":"/x"},"response_mapping":"{"}}`, "configuration.response_mapping"},
 		"inbound unique ids":        {`{"name":"i","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"c","unique_ids":"x","fields":[]}]}}`, "configuration.entities[0].unique_ids"},
 	}
 	for name, tc := range cases {
