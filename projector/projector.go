@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,6 +24,12 @@ import (
 type Sink interface {
 	WriteEntities(ctx context.Context, rows []envelope.EntityWrite) error
 	WriteMonitoring(ctx context.Context, rows []envelope.MonitoringEvent) error
+	WriteRawEvents(ctx context.Context, rows []envelope.Event) error
+	WriteAccessLogs(ctx context.Context, rows []envelope.AccessLog) error
+	// ExistingMonitoring returns which of the rows are stored already: after a crash between an
+	// insert and its offset commit, or an insert whose outcome is unknown, the rows already stored
+	// must not reach the aggregates a second time.
+	ExistingMonitoring(ctx context.Context, rows []envelope.MonitoringEvent) (map[string]bool, error)
 }
 
 // Config of the projector.
@@ -30,18 +37,30 @@ type Config struct {
 	Kafka  kafkax.Config
 	Topics kafkax.Topics
 	Group  string // default "erpstream-projector"
-	// A batch flushes at MaxRows records or FlushInterval after its first record, whichever
-	// comes first. 18.16 pays a large fixed cost per insert, so batches should not be tiny.
+	// A batch flushes at MaxRows records, MaxBytes of record values or FlushInterval after its
+	// first record, whichever comes first. 18.16 pays a large fixed cost per insert, so batches
+	// should not be tiny; MaxBytes keeps raw events with large payloads from growing memory.
 	MaxRows       int
+	MaxBytes      int
 	FlushInterval time.Duration
 	Sink          Sink
 	Log           *slog.Logger
+	// AfterInsert, when set, runs after a batch is stored and before its offsets are committed;
+	// an error stops the projector there. Tests use it to crash at the worst moment.
+	AfterInsert func() error
+	// Retention drops old partitions once an hour (nil: no retention).
+	Retention func(ctx context.Context) error
 }
 
 // Projector is the ClickHouse writer service.
 type Projector struct {
 	cfg Config
 	log *slog.Logger
+
+	mu sync.Mutex
+	// unsure marks monitoring partitions whose next batch may repeat rows already stored: newly
+	// assigned ones (the previous owner may have crashed between insert and commit).
+	unsure map[int32]bool
 }
 
 // New validates cfg.
@@ -55,28 +74,44 @@ func New(cfg Config) (*Projector, error) {
 	if cfg.MaxRows <= 0 {
 		cfg.MaxRows = 20000
 	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = 64 << 20
+	}
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = time.Second
 	}
-	return &Projector{cfg: cfg, log: cfg.Log.With("component", "projector")}, nil
+	return &Projector{cfg: cfg, log: cfg.Log.With("component", "projector"), unsure: map[int32]bool{}}, nil
 }
 
 // Run consumes until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
 	cl, err := kgo.NewClient(append(p.cfg.Kafka.BaseOpts(p.log),
 		kgo.ConsumerGroup(p.cfg.Group),
-		kgo.ConsumeTopics(p.cfg.Topics.Entities, p.cfg.Topics.Monitoring),
+		kgo.ConsumeTopics(p.cfg.Topics.Entities, p.cfg.Topics.Monitoring, p.cfg.Topics.Events, p.cfg.Topics.Access),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+			p.mu.Lock()
+			for _, part := range assigned[p.cfg.Topics.Monitoring] {
+				p.unsure[part] = true
+			}
+			p.mu.Unlock()
+		}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(500*time.Millisecond),
+		// A fetch may overshoot a batch's byte budget by at most this much.
+		kgo.FetchMaxBytes(int32(min(p.cfg.MaxBytes/4, 16<<20))),
+		kgo.FetchMaxPartitionBytes(int32(min(p.cfg.MaxBytes/4, 1<<20))),
 	)...)
 	if err != nil {
 		return fmt.Errorf("projector: %w", err)
 	}
 	defer cl.Close()
-	p.log.Info("projector consuming", "topics", []string{p.cfg.Topics.Entities, p.cfg.Topics.Monitoring}, "group", p.cfg.Group)
+	p.log.Info("projector consuming", "topics", []string{p.cfg.Topics.Entities, p.cfg.Topics.Monitoring, p.cfg.Topics.Events, p.cfg.Topics.Access}, "group", p.cfg.Group)
+	if p.cfg.Retention != nil {
+		go p.retention(ctx)
+	}
 
 	for {
 		recs := p.collect(ctx, cl)
@@ -92,6 +127,12 @@ func (p *Projector) Run(ctx context.Context) error {
 				}
 				return err
 			}
+			if p.cfg.AfterInsert != nil {
+				if err := p.cfg.AfterInsert(); err != nil {
+					cl.AllowRebalance()
+					return err
+				}
+			}
 			if err := cl.CommitRecords(ctx, recs...); err != nil {
 				// The rows are stored; a failed commit only means they are written again
 				// after a restart, which the tables collapse.
@@ -106,7 +147,8 @@ func (p *Projector) Run(ctx context.Context) error {
 func (p *Projector) collect(ctx context.Context, cl *kgo.Client) []*kgo.Record {
 	var recs []*kgo.Record
 	var deadline time.Time
-	for len(recs) < p.cfg.MaxRows {
+	size := 0
+	for len(recs) < p.cfg.MaxRows && size < p.cfg.MaxBytes {
 		if len(recs) > 0 && !time.Now().Before(deadline) {
 			break
 		}
@@ -122,7 +164,10 @@ func (p *Projector) collect(ctx context.Context, cl *kgo.Client) []*kgo.Record {
 		if len(recs) == 0 && fetches.NumRecords() > 0 {
 			deadline = time.Now().Add(p.cfg.FlushInterval)
 		}
-		recs = append(recs, fetches.Records()...)
+		fetches.EachRecord(func(r *kgo.Record) {
+			recs = append(recs, r)
+			size += len(r.Value)
+		})
 	}
 	return recs
 }
@@ -137,41 +182,77 @@ func (p *Projector) poll(ctx context.Context, cl *kgo.Client, max int, deadline 
 	return cl.PollRecords(pctx, max)
 }
 
+// batch is one flush's decoded rows.
+type batch struct {
+	entities   []envelope.EntityWrite
+	monitoring []envelope.MonitoringEvent
+	monLast    map[int32]string // per monitoring partition in the batch, the id of its last row
+	raw        []envelope.Event
+	access     []envelope.AccessLog
+}
+
 // flush decodes and writes one batch, retrying with backoff until ClickHouse takes it or ctx ends:
 // a ClickHouse outage pauses consumption and loses nothing.
 func (p *Projector) flush(ctx context.Context, recs []*kgo.Record) error {
-	var entities []envelope.EntityWrite
-	var monitoring []envelope.MonitoringEvent
+	b := batch{monLast: map[int32]string{}}
 	for _, r := range recs {
+		var err error
 		switch r.Topic {
 		case p.cfg.Topics.Entities:
 			var w envelope.EntityWrite
-			if err := json.Unmarshal(r.Value, &w); err != nil {
-				p.log.Error("undecodable entity write; skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
-				continue
+			if err = json.Unmarshal(r.Value, &w); err == nil {
+				b.entities = append(b.entities, w)
 			}
-			entities = append(entities, w)
 		case p.cfg.Topics.Monitoring:
 			var m envelope.MonitoringEvent
-			if err := json.Unmarshal(r.Value, &m); err != nil {
-				p.log.Error("undecodable monitoring event; skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
-				continue
+			if err = json.Unmarshal(r.Value, &m); err == nil {
+				b.monitoring = append(b.monitoring, m)
+				b.monLast[r.Partition] = m.ID
 			}
-			monitoring = append(monitoring, m)
+		case p.cfg.Topics.Events:
+			var e envelope.Event
+			if err = json.Unmarshal(r.Value, &e); err == nil {
+				b.raw = append(b.raw, e)
+			}
+		case p.cfg.Topics.Access:
+			var a envelope.AccessLog
+			if err = json.Unmarshal(r.Value, &a); err == nil {
+				b.access = append(b.access, a)
+			}
+		}
+		if err != nil {
+			p.log.Error("undecodable record; skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 		}
 	}
+	p.mu.Lock()
+	check := false
+	for part := range b.monLast {
+		check = check || p.unsure[part]
+	}
+	p.mu.Unlock()
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		err := p.write(ctx, entities, monitoring)
+		// After an assignment, and on every retry (an insert may have failed after the server
+		// stored it), keep out the monitoring rows that are stored already.
+		existing, err := p.write(ctx, &b, check || attempt > 1)
 		if err == nil {
-			p.log.Debug("batch written", "entities", len(entities), "monitoring", len(monitoring), "ms", time.Since(start).Milliseconds())
+			// A crashed owner's insert covers a contiguous run from the committed offset, so once
+			// a partition's last row in a batch was new, nothing after it can be stored already.
+			p.mu.Lock()
+			for part, last := range b.monLast {
+				if !existing[last] {
+					delete(p.unsure, part)
+				}
+			}
+			p.mu.Unlock()
+			p.log.Debug("batch written", "entities", len(b.entities), "monitoring", len(b.monitoring), "raw", len(b.raw), "ms", time.Since(start).Milliseconds())
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		p.log.Warn("clickhouse insert failed; retrying", "attempt", attempt, "entities", len(entities), "monitoring", len(monitoring), "err", err, "retry_in", backoff)
+		p.log.Warn("clickhouse insert failed; retrying", "attempt", attempt, "entities", len(b.entities), "monitoring", len(b.monitoring), "err", err, "retry_in", backoff)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -183,17 +264,63 @@ func (p *Projector) flush(ctx context.Context, recs []*kgo.Record) error {
 	}
 }
 
-func (p *Projector) write(ctx context.Context, entities []envelope.EntityWrite, monitoring []envelope.MonitoringEvent) error {
-	// Entities before monitoring: a monitoring row saying "updated" is never visible before the entity.
-	if len(entities) > 0 {
-		if err := p.cfg.Sink.WriteEntities(ctx, entities); err != nil {
-			return err
+func (p *Projector) write(ctx context.Context, b *batch, checkExisting bool) (existing map[string]bool, err error) {
+	// Raw events and entities before monitoring: a monitoring row saying "updated" is never
+	// visible before what it reports.
+	if len(b.raw) > 0 {
+		if err := p.cfg.Sink.WriteRawEvents(ctx, b.raw); err != nil {
+			return nil, err
 		}
 	}
-	if len(monitoring) > 0 {
-		if err := p.cfg.Sink.WriteMonitoring(ctx, monitoring); err != nil {
-			return err
+	if len(b.entities) > 0 {
+		if err := p.cfg.Sink.WriteEntities(ctx, b.entities); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	if len(b.monitoring) > 0 {
+		rows := b.monitoring
+		if checkExisting {
+			existing, err = p.cfg.Sink.ExistingMonitoring(ctx, rows)
+			if err != nil {
+				return nil, err
+			}
+			if len(existing) > 0 {
+				fresh := rows[:0:0]
+				for _, m := range rows {
+					if !existing[m.ID] {
+						fresh = append(fresh, m)
+					}
+				}
+				p.log.Info("monitoring rows already stored by an earlier attempt; not inserted again", "rows", len(existing))
+				rows = fresh
+			}
+		}
+		if len(rows) > 0 {
+			if err := p.cfg.Sink.WriteMonitoring(ctx, rows); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(b.access) > 0 {
+		if err := p.cfg.Sink.WriteAccessLogs(ctx, b.access); err != nil {
+			return nil, err
+		}
+	}
+	return existing, nil
+}
+
+// retention runs the configured retention once an hour.
+func (p *Projector) retention(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := p.cfg.Retention(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("retention failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

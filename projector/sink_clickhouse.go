@@ -3,6 +3,7 @@ package projector
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -63,4 +64,125 @@ func (s *ClickHouseSink) WriteMonitoring(ctx context.Context, rows []envelope.Mo
 		return fmt.Errorf("insert monitoring events: %w", err)
 	}
 	return nil
+}
+
+// WriteRawEvents inserts received events.
+func (s *ClickHouseSink) WriteRawEvents(ctx context.Context, rows []envelope.Event) error {
+	b, err := s.Conn.PrepareBatch(ctx, `INSERT INTO raw_events (org_id, integration_id, event_id, use_case_id, use_case_slug,
+		event_name, event_type, timestamp, format, payload, deduplication_id, correlation_id, replay, received_at_us)`)
+	if err != nil {
+		return fmt.Errorf("prepare raw events batch: %w", err)
+	}
+	defer b.Abort()
+	for i := range rows {
+		r := &rows[i]
+		var replay uint8
+		if r.Replay {
+			replay = 1
+		}
+		if err := b.Append(r.OrgID, r.IntegrationID, r.EventID, r.UseCaseID, r.UseCaseSlug, r.EventName, r.EventType,
+			r.Timestamp, r.Format, string(r.Payload), r.DeduplicationID, r.CorrelationID, replay, uint64(r.ReceivedAtUs)); err != nil {
+			return fmt.Errorf("append raw event: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("insert raw events: %w", err)
+	}
+	return nil
+}
+
+// WriteAccessLogs inserts API access log rows.
+func (s *ClickHouseSink) WriteAccessLogs(ctx context.Context, rows []envelope.AccessLog) error {
+	b, err := s.Conn.PrepareBatch(ctx, `INSERT INTO access_logs (org_id, request_id, token_id, service, method, path, route,
+		status, latency_ms, integration_id, at_ms)`)
+	if err != nil {
+		return fmt.Errorf("prepare access log batch: %w", err)
+	}
+	defer b.Abort()
+	for i := range rows {
+		r := &rows[i]
+		if err := b.Append(r.OrgID, r.RequestID, r.TokenID, r.Service, r.Method, r.Path, r.Route, uint16(r.Status),
+			uint32(r.LatencyMs), r.IntegrationID, uint64(r.AtMs)); err != nil {
+			return fmt.Errorf("append access log: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("insert access logs: %w", err)
+	}
+	return nil
+}
+
+// ExistingMonitoring finds which rows are stored already, by id within the rows' time span.
+func (s *ClickHouseSink) ExistingMonitoring(ctx context.Context, rows []envelope.MonitoringEvent) (map[string]bool, error) {
+	found := map[string]bool{}
+	// Ids are bound into the query text (18.16 has no server-side parameters) and a query may be
+	// at most max_query_size (256 KiB) long, so ask in chunks of ~80 KB.
+	const chunk = 2000
+	for len(rows) > 0 {
+		part := rows[:min(chunk, len(rows))]
+		rows = rows[len(part):]
+		ids := make([]string, len(part))
+		minMs, maxMs := part[0].CreatedAtMs, part[0].CreatedAtMs
+		for i, r := range part {
+			ids[i] = r.ID
+			minMs, maxMs = min(minMs, r.CreatedAtMs), max(maxMs, r.CreatedAtMs)
+		}
+		q, err := s.Conn.Query(ctx, `SELECT id FROM monitoring_events
+			WHERE created_at >= toDateTime(?) AND created_at <= toDateTime(?) AND has(?, id)`,
+			minMs/1000, maxMs/1000+1, ids)
+		if err != nil {
+			return nil, fmt.Errorf("existing monitoring rows: %w", err)
+		}
+		for q.Next() {
+			var id string
+			if err := q.Scan(&id); err != nil {
+				q.Close()
+				return nil, err
+			}
+			found[id] = true
+		}
+		q.Close()
+		if err := q.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
+}
+
+// Retention drops day partitions of raw_events older than rawDays and month partitions of the
+// monitoring, entity-change and access tables older than monitoringDays (18.16 has no TTL).
+func (s *ClickHouseSink) Retention(rawDays, monitoringDays int, now func() time.Time) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		rawCutoff := now().AddDate(0, 0, -rawDays).Format("20060102")
+		monCutoff := now().AddDate(0, 0, -monitoringDays).Format("200601")
+		rows, err := s.Conn.Query(ctx, `SELECT DISTINCT table, partition FROM system.parts
+			WHERE database = currentDatabase() AND active AND has(?, table)`,
+			[]string{"raw_events", "monitoring_events", "monitoring_minute", "monitoring_hour", "entity_changes", "access_logs"})
+		if err != nil {
+			return fmt.Errorf("list partitions: %w", err)
+		}
+		var drops [][2]string
+		for rows.Next() {
+			var table, partition string
+			if err := rows.Scan(&table, &partition); err != nil {
+				rows.Close()
+				return err
+			}
+			cutoff := monCutoff
+			if table == "raw_events" {
+				cutoff = rawCutoff
+			}
+			if len(partition) == len(cutoff) && partition < cutoff {
+				drops = append(drops, [2]string{table, partition})
+			}
+		}
+		rows.Close()
+		for _, d := range drops {
+			// Table names come from the fixed list above and partition ids from system.parts.
+			if err := s.Conn.Exec(ctx, "ALTER TABLE "+d[0]+" DROP PARTITION "+d[1]); err != nil {
+				return fmt.Errorf("drop %s partition %s: %w", d[0], d[1], err)
+			}
+		}
+		return nil
+	}
 }

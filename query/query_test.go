@@ -21,17 +21,35 @@ import (
 
 const integrationID = "11111111-1111-4111-8111-111111111111"
 
-// fakeStore records the filter it was asked for and returns canned rows.
+// fakeStore records what it was asked for and returns canned rows.
 type fakeStore struct {
-	filter query.Filter
-	limit  int
-	after  *query.Cursor
-	rows   []envelope.MonitoringEvent
+	filter  query.Filter
+	groupBy string
+	step    time.Duration
+	limit   int
+	after   *query.Cursor
+	rows    []envelope.MonitoringEvent
+	raw     map[string]envelope.Event
+	access  query.AccessFilter
 }
 
-func (f *fakeStore) Stats(_ context.Context, flt query.Filter) (query.Stats, error) {
-	f.filter = flt
-	return query.Stats{Total: 10, Success: 6, Error: 2, Warning: 0, Skipped: 2}, nil
+func (f *fakeStore) StatsBy(_ context.Context, flt query.Filter, groupBy string) (query.Stats, error) {
+	f.filter, f.groupBy = flt, groupBy
+	st := query.Stats{Total: 10, Success: 6, Error: 2, Warning: 0, Skipped: 2}
+	if groupBy != "" {
+		st.Breakdown = []query.Group{{Key: "info", Stats: query.Stats{Total: 1, Skipped: 1}}, {Key: "skipped", Stats: query.Stats{Total: 1, Skipped: 1}},
+			{Key: "success", Stats: query.Stats{Total: 6, Success: 6}}, {Key: "error", Stats: query.Stats{Total: 2, Error: 2}}}
+	}
+	return st, nil
+}
+
+func (f *fakeStore) TimeSeries(_ context.Context, flt query.Filter, step time.Duration) ([]query.Bucket, error) {
+	f.filter, f.step = flt, step
+	var out []query.Bucket
+	for t := flt.From.Truncate(step); !t.After(flt.To); t = t.Add(step) {
+		out = append(out, query.Bucket{Start: t})
+	}
+	return out, nil
 }
 
 func (f *fakeStore) Events(_ context.Context, flt query.Filter, limit int, after *query.Cursor) ([]envelope.MonitoringEvent, error) {
@@ -40,6 +58,29 @@ func (f *fakeStore) Events(_ context.Context, flt query.Filter, limit int, after
 		return f.rows[:limit], nil
 	}
 	return f.rows, nil
+}
+
+func (f *fakeStore) Trace(context.Context, string, string, string) ([]envelope.MonitoringEvent, *envelope.Event, error) {
+	return f.rows, nil, nil
+}
+
+func (f *fakeStore) RawEvents(context.Context, query.RawFilter, int, *query.RawCursor) ([]envelope.Event, error) {
+	return nil, nil
+}
+
+func (f *fakeStore) RawEventsByID(_ context.Context, _, _ string, ids []string) (map[string]envelope.Event, error) {
+	out := map[string]envelope.Event{}
+	for _, id := range ids {
+		if e, ok := f.raw[id]; ok {
+			out[id] = e
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeStore) AccessLogs(_ context.Context, flt query.AccessFilter, _ int, _ *query.Cursor) ([]envelope.AccessLog, error) {
+	f.access = flt
+	return nil, nil
 }
 
 func setup(t *testing.T) (*fakeStore, func(tok, path, body string) (int, map[string]any)) {
@@ -142,5 +183,107 @@ func TestBadQueriesAre4xx(t *testing.T) {
 				t.Fatalf("got %d %v, want %d mentioning %q", status, body, tc.status, tc.mentions)
 			}
 		})
+	}
+}
+
+func TestV2StatsFoldInfoIntoSkipped(t *testing.T) {
+	store, post := setup(t)
+	status, body := post("a", "/v2/integrations/"+integrationID+"/monitoring/stats", `{"group_by":"level","use_case_type":"inbound","use_case_id":""}`)
+	if status != http.StatusOK {
+		t.Fatalf("%d %v", status, body)
+	}
+	if store.groupBy != "level" || store.filter.UseCaseType != "inbound" || store.filter.UseCaseID == nil || *store.filter.UseCaseID != "" {
+		t.Errorf("filter = %+v group_by %q; want inbound, the General use case, by level", store.filter, store.groupBy)
+	}
+	skipped := 0.0
+	for _, g := range body["breakdown"].([]any) {
+		g := g.(map[string]any)
+		if g["level"] == "info" {
+			t.Errorf("info leaked into the breakdown: %v", g)
+		}
+		if g["level"] == "skipped" {
+			skipped += g["total_events"].(float64)
+		}
+	}
+	if skipped != 2 {
+		t.Errorf("skipped group total = %v, want info+skipped = 2", skipped)
+	}
+}
+
+func TestTimeSeriesBucketsAreCapped(t *testing.T) {
+	store, post := setup(t)
+	status, body := post("a", "/v2/integrations/"+integrationID+"/monitoring/time-series", `{"from_date":"2026-01-02T00:00:00Z","to_date":"2026-01-02T12:00:00Z","interval":"1h"}`)
+	if status != http.StatusOK || len(body["buckets"].([]any)) != 13 || store.step != time.Hour {
+		t.Fatalf("%d %v (step %v)", status, body, store.step)
+	}
+	first := body["buckets"].([]any)[0].(map[string]any)
+	if first["timestamp"] != "2026-01-02T00:00:00Z" || first["total_count"] != 0.0 {
+		t.Errorf("first bucket %v", first)
+	}
+	status, body = post("a", "/v2/integrations/"+integrationID+"/monitoring/time-series", `{"from_date":"2026-01-01T00:00:00Z","to_date":"2026-01-02T00:00:00Z","interval":"5m"}`)
+	if status != http.StatusBadRequest || !strings.Contains(body["message"].(string), "at most 200") {
+		t.Errorf("289 buckets: %d %v, want 400", status, body)
+	}
+	status, body = post("a", "/v2/integrations/"+integrationID+"/monitoring/time-series", `{"from_date":"2026-01-01T00:00:00Z","interval":"7m"}`)
+	if status != http.StatusBadRequest || !strings.Contains(body["message"].(string), "interval") {
+		t.Errorf("bad interval: %d %v, want 400", status, body)
+	}
+}
+
+func TestV2EventsCursorIsTheSpecObject(t *testing.T) {
+	store, post := setup(t)
+	for i := 0; i < 3; i++ {
+		store.rows = append(store.rows, envelope.MonitoringEvent{ID: string(rune('c' - i)), OrgID: "org-a", Level: envelope.LevelError, CreatedAtMs: int64(3000 - i)})
+	}
+	status, body := post("a", "/v2/integrations/"+integrationID+"/monitoring/events", `{"limit":2,"level":"error","code":"TIMEOUT"}`)
+	if status != http.StatusOK || body["has_more"] != true {
+		t.Fatalf("%d %v", status, body)
+	}
+	if store.filter.Code != "TIMEOUT" || strings.Join(store.filter.Levels, ",") != "error" {
+		t.Errorf("filter %+v", store.filter)
+	}
+	cursor, _ := json.Marshal(body["next_cursor"])
+	if !strings.Contains(string(cursor), `"created_at"`) || !strings.Contains(string(cursor), `"id"`) {
+		t.Fatalf("next_cursor %s, want {created_at, id}", cursor)
+	}
+	status, _ = post("a", "/v2/integrations/"+integrationID+"/monitoring/events", `{"limit":2,"cursor":`+string(cursor)+`}`)
+	if status != http.StatusOK || store.after == nil || store.after.ID != "b" || store.after.CreatedAtMs != 2999 {
+		t.Fatalf("cursor not honoured: %d %+v", status, store.after)
+	}
+}
+
+func TestReplayValidation(t *testing.T) {
+	_, post := setup(t)
+	ids := make([]string, 101)
+	for i := range ids {
+		ids[i] = `"e` + string(rune('a'+i%26)) + `"`
+	}
+	status, body := post("a", "/v1/integrations/"+integrationID+"/events/replay", `{"event_ids":[`+strings.Join(ids, ",")+`]}`)
+	if status != http.StatusBadRequest || !strings.Contains(body["message"].(string), "event_ids") {
+		t.Errorf("101 ids: %d %v, want 400", status, body)
+	}
+	status, body = post("a", "/v1/integrations/"+integrationID+"/events/replay", `{"event_ids":[]}`)
+	if status != http.StatusBadRequest {
+		t.Errorf("no ids: %d %v, want 400", status, body)
+	}
+	status, body = post("b", "/v1/integrations/"+integrationID+"/events/replay", `{"event_ids":["x"]}`)
+	if status != http.StatusNotFound {
+		t.Errorf("other org: %d %v, want 404", status, body)
+	}
+}
+
+func TestV1ErrorCategories(t *testing.T) {
+	store, post := setup(t)
+	status, body := post("a", "/v1/integrations/"+integrationID+"/monitoring/inbound-events", `{"error_category":"timeout"}`)
+	if status != http.StatusOK || strings.Join(store.filter.Codes, ",") != "TIMEOUT" || store.filter.UseCaseType != "inbound" {
+		t.Fatalf("timeout: %d %v, filter %+v", status, body, store.filter)
+	}
+	status, body = post("a", "/v1/integrations/"+integrationID+"/monitoring/inbound-events", `{"error_category":"system"}`)
+	if status != http.StatusOK || store.filter.Codes != nil || len(store.filter.ExcludeCodes) < 10 || strings.Join(store.filter.Levels, ",") != "error" {
+		t.Fatalf("system: %d %v, filter %+v; want errors outside every other category", status, body, store.filter)
+	}
+	status, body = post("a", "/v1/integrations/"+integrationID+"/monitoring/inbound-events", `{"error_category":"cosmic_rays"}`)
+	if status != http.StatusBadRequest {
+		t.Errorf("unknown category: %d %v, want 400", status, body)
 	}
 }

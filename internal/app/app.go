@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/erpstream/erpstream/ingest"
 	"github.com/erpstream/erpstream/internal/auth"
 	"github.com/erpstream/erpstream/internal/chx"
+	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/httpapi"
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/registry"
@@ -41,6 +43,12 @@ const (
 	Process = "process"
 	Project = "project"
 	Query   = "query"
+)
+
+// Retention (NOTES.md §1): raw payloads 14 days, monitoring 90 days.
+const (
+	RawRetentionDays        = 14
+	MonitoringRetentionDays = 90
 )
 
 // AllServices is what `erpstream serve` runs.
@@ -74,6 +82,8 @@ type Config struct {
 	AckTimeout time.Duration
 	// ProjectorFlushInterval bounds how long a projector batch waits for more rows.
 	ProjectorFlushInterval time.Duration
+	// ProjectorAfterInsert is the projector's crash hook for tests (projector.Config.AfterInsert).
+	ProjectorAfterInsert func() error
 
 	Log *slog.Logger
 	// Now is ingest's clock (receive times, and so the deduplication window); tests inject one.
@@ -169,8 +179,10 @@ func Run(ctx context.Context, cfg Config) error {
 		g.Go("processor", func() error { return p.Run(ctx) })
 	}
 	if cfg.has(Project) {
-		p, err := projector.New(projector.Config{Kafka: cfg.Kafka, Topics: topics, Sink: &projector.ClickHouseSink{Conn: ch},
-			FlushInterval: cfg.ProjectorFlushInterval, Log: log})
+		sink := &projector.ClickHouseSink{Conn: ch}
+		p, err := projector.New(projector.Config{Kafka: cfg.Kafka, Topics: topics, Sink: sink,
+			FlushInterval: cfg.ProjectorFlushInterval, Log: log, AfterInsert: cfg.ProjectorAfterInsert,
+			Retention: sink.Retention(RawRetentionDays, MonitoringRetentionDays, time.Now)})
 		if err != nil {
 			return err
 		}
@@ -197,23 +209,25 @@ func Run(ctx context.Context, cfg Config) error {
 			perMinute = 1000
 		}
 		limiter := &httpapi.RateLimiter{PerMinute: perMinute}
-		api := engine.Group("/", httpapi.RequireAuth(chain), limiter.Middleware())
-		var producer *kgo.Client
+		// One producer serves ingestion, replay and the access log.
+		producer, err := kgo.NewClient(append(cfg.Kafka.BaseOpts(log), kafkax.ProducerOpts(30*time.Second)...)...)
+		if err != nil {
+			return fmt.Errorf("kafka producer: %w", err)
+		}
+		defer producer.Close()
+		access := &accessLogProducer{client: producer, topic: topics.Access, log: log}
+		api := engine.Group("/", httpapi.RequireAuth(chain), httpapi.AccessLog(access.record), limiter.Middleware())
 		if cfg.has(Ingest) {
-			producer, err = kgo.NewClient(append(cfg.Kafka.BaseOpts(log), kafkax.ProducerOpts(30*time.Second)...)...)
-			if err != nil {
-				return fmt.Errorf("ingest producer: %w", err)
-			}
-			defer producer.Close()
 			svc, err := ingest.New(ingest.Config{Topics: topics, Producer: producer, Registry: reg, AckTimeout: cfg.AckTimeout, Log: log, Now: cfg.Now})
 			if err != nil {
 				return err
 			}
-			svc.Register(api)
-			(&configapi.API{Registry: reg, Secrets: box}).Register(api)
+			svc.Register(api.Group("/", httpapi.Service("ingest")))
+			(&configapi.API{Registry: reg, Secrets: box}).Register(api.Group("/", httpapi.Service("config")))
 		}
 		if cfg.has(Query) {
-			(&query.Service{Store: &query.ClickHouseStore{Conn: ch}, Registry: reg, Log: log}).Register(api)
+			(&query.Service{Store: &query.ClickHouseStore{Conn: ch}, Registry: reg, Producer: producer, Topics: topics, Log: log}).
+				Register(api.Group("/", httpapi.Service("monitoring")))
 		}
 		ln := cfg.Listener
 		if ln == nil {
@@ -331,4 +345,25 @@ func secretsBox(cfg Config, log *slog.Logger) (*secrets.Box, error) {
 		return nil, nil
 	}
 	return secrets.NewBox(key)
+}
+
+// accessLogProducer hands access log entries to Kafka without ever blocking a request: when the
+// producer's buffer is full the entry is dropped and counted (the API call itself succeeded).
+type accessLogProducer struct {
+	client  *kgo.Client
+	topic   string
+	log     *slog.Logger
+	dropped atomic.Int64
+}
+
+func (a *accessLogProducer) record(e envelope.AccessLog) {
+	value, _ := json.Marshal(&e)
+	a.client.TryProduce(context.Background(), &kgo.Record{Topic: a.topic, Key: []byte(e.OrgID), Value: value}, func(_ *kgo.Record, err error) {
+		if err != nil {
+			// Log the first drop and then every 1,000th, so a broker outage does not flood the log.
+			if n := a.dropped.Add(1); n == 1 || n%1000 == 0 {
+				a.log.Warn("access log entries dropped", "dropped_total", n, "err", err)
+			}
+		}
+	})
 }

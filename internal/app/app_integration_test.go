@@ -42,6 +42,8 @@ type env struct {
 	url    string
 	cancel context.CancelFunc
 	done   chan error
+	// afterInsert, when set, runs in the projector between a ClickHouse insert and the offset commit.
+	afterInsert func() error
 }
 
 func newEnv(t *testing.T) *env {
@@ -84,7 +86,11 @@ func newEnv(t *testing.T) *env {
 		topics := kafkax.NewTopics(e.kafka.TopicPrefix)
 		dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer dcancel()
-		_, _ = kadm.NewClient(cl).DeleteTopics(dctx, topics.Events, topics.Entities, topics.Monitoring, topics.Config)
+		var names []string
+		for _, spec := range topics.Specs(1) {
+			names = append(names, spec.Name)
+		}
+		_, _ = kadm.NewClient(cl).DeleteTopics(dctx, names...)
 		cl.Close()
 		_ = conn.Exec(dctx, "DROP DATABASE IF EXISTS "+e.ch.Database)
 		conn.Close()
@@ -122,6 +128,7 @@ func (e *env) startWithClock(now func() time.Time) {
 			Services: app.AllServices, Listener: ln, Kafka: e.kafka, ClickHouse: e.ch,
 			DevMode: true, DevToken: "it-token", Log: e.log, JWT: e.jwt, RateLimitPerMinute: -1,
 			ProjectorFlushInterval: 200 * time.Millisecond,
+			ProjectorAfterInsert:   e.afterInsert,
 			Now:                    now,
 			OnReady:                func(addr string) { ready <- addr },
 		})
@@ -373,7 +380,7 @@ func TestIntegrationReinsertedBatchesCountOnce(t *testing.T) {
 	var rows []envelope.MonitoringEvent
 	var writes []envelope.EntityWrite
 	for i := 0; i < 50; i++ {
-		rows = append(rows, envelope.MonitoringEvent{ID: fmt.Sprintf("m-%d", i), OrgID: "o", IntegrationID: "i", EventID: fmt.Sprintf("e-%d", i),
+		rows = append(rows, envelope.MonitoringEvent{ID: fmt.Sprintf("m-%d-%s", i, strings.Repeat("x", 36)), OrgID: "o", IntegrationID: "i", EventID: fmt.Sprintf("e-%d", i),
 			Level: envelope.LevelSuccess, Code: "ENTITY_UPDATED", CreatedAtMs: now})
 		writes = append(writes, envelope.EntityWrite{OrgID: "o", EntitySchema: "contact", EntityID: fmt.Sprintf("c-%d", i), Op: envelope.OpUpsert,
 			UniqueIdentifiers: json.RawMessage(`{}`), Attributes: json.RawMessage(`{"n":1}`), Version: 1, WrittenAtMs: now})
@@ -385,6 +392,19 @@ func TestIntegrationReinsertedBatchesCountOnce(t *testing.T) {
 		if err := sink.WriteEntities(ctx, writes); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The projector's check for rows an earlier attempt stored asks about a whole batch; 10,000
+	// ids of 40 characters are far over one query's size limit.
+	var batch []envelope.MonitoringEvent
+	for i := 0; i < 10000; i++ {
+		batch = append(batch, envelope.MonitoringEvent{ID: fmt.Sprintf("big-%036d", i), OrgID: "o2", IntegrationID: "i", Level: envelope.LevelSuccess, CreatedAtMs: now + int64(i)})
+	}
+	if err := sink.WriteMonitoring(ctx, batch[:7000]); err != nil {
+		t.Fatal(err)
+	}
+	existing, err := sink.ExistingMonitoring(ctx, batch)
+	if err != nil || len(existing) != 7000 || !existing[batch[6999].ID] || existing[batch[7000].ID] {
+		t.Fatalf("ExistingMonitoring found %d of the 7,000 stored rows (err %v)", len(existing), err)
 	}
 	store := &query.ClickHouseStore{Conn: e.conn}
 	st, err := store.Stats(ctx, query.Filter{OrgID: "o", IntegrationID: "i", From: time.UnixMilli(now - 1000), To: time.UnixMilli(now + 1000)})

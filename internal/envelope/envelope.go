@@ -130,3 +130,18 @@ func StringPayload(text string) json.RawMessage {
 	b, _ := json.Marshal(text)
 	return b
 }
+
+// AccessLog is one API call (AccessLogEntry in the API): never the token, only its id.
+type AccessLog struct {
+	OrgID         string `json:"org_id"`
+	RequestID     string `json:"request_id"`
+	TokenID       string `json:"token_id"`
+	Service       string `json:"service"`
+	Method        string `json:"method"`
+	Path          string `json:"path"`
+	Route         string `json:"route"`
+	Status        int    `json:"status"`
+	LatencyMs     int64  `json:"latency_ms"`
+	IntegrationID string `json:"integration_id,omitempty"`
+	AtMs          int64  `json:"at_ms"`
+}

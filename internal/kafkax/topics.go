@@ -35,6 +35,7 @@ type Topics struct {
 	Monitoring string
 	Config     string
 	Dedup      string
+	Access     string
 }
 
 // NewTopics names the topics under prefix.
@@ -48,6 +49,7 @@ func NewTopics(prefix string) Topics {
 		Monitoring: prefix + ".monitoring",
 		Config:     prefix + ".config",
 		Dedup:      prefix + ".dedup",
+		Access:     prefix + ".access",
 	}
 }
 
@@ -67,6 +69,8 @@ func (t Topics) Specs(dataPartitions int32) []TopicSpec {
 		{Name: t.Entities, Partitions: dataPartitions, Purpose: "entity writes keyed by entity id",
 			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(7 * day), "max.message.bytes": "8388608"}},
 		{Name: t.Monitoring, Partitions: dataPartitions, Purpose: "monitoring events keyed by event id",
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(3 * day)}},
+		{Name: t.Access, Partitions: dataPartitions, Purpose: "API access log",
 			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(3 * day)}},
 		{Name: t.Dedup, Partitions: dataPartitions, SamePartitionsAs: t.Events, Purpose: "deduplication marks (24 h window), co-partitioned with events",
 			Configs: map[string]string{"cleanup.policy": "compact,delete", "retention.ms": strconv.Itoa(25 * 60 * 60 * 1000),

@@ -1,0 +1,284 @@
+//go:build integration
+
+package app_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/erpstream/erpstream/internal/auth"
+)
+
+var errSimulatedCrash = errors.New("simulated crash between insert and offset commit")
+
+// sendBatch sends events in one request and returns the event ids ingest answered.
+func (e *env) sendBatch(integrationID, correlation string, events []string) []string {
+	e.t.Helper()
+	status, body := e.call("POST", "/v3/erp/updates/events",
+		`{"integration_id":"`+integrationID+`","meta":{"correlation_id":"`+correlation+`"},"events":[`+strings.Join(events, ",")+`]}`)
+	if status != http.StatusOK {
+		e.t.Fatalf("send: %d %v", status, body)
+	}
+	var ids []string
+	for _, r := range body["results"].([]any) {
+		ids = append(ids, r.(map[string]any)["event_id"].(string))
+	}
+	return ids
+}
+
+func (e *env) scalar(query string, args ...any) uint64 {
+	e.t.Helper()
+	var n uint64
+	if err := e.conn.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		e.t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// The projector dies after ClickHouse took a batch and before the offsets were committed; the
+// restarted projector reads the batch again. Counts stay exact everywhere: the rows (without
+// FINAL, so nothing relies on a merge), and the per-minute and per-hour aggregates, which a
+// second insert would double for good.
+func TestIntegrationProjectorCrashBetweenInsertAndCommit(t *testing.T) {
+	e := newEnv(t)
+	var crashed atomic.Bool
+	e.afterInsert = func() error {
+		if crashed.Load() {
+			return nil
+		}
+		var n uint64
+		if err := e.conn.QueryRow(context.Background(), "SELECT count() FROM monitoring_events").Scan(&n); err != nil || n == 0 {
+			return nil
+		}
+		crashed.Store(true)
+		return errSimulatedCrash
+	}
+	e.start()
+	status, integ := e.call("POST", "/v2/integrations", integrationBody)
+	if status != http.StatusCreated {
+		t.Fatalf("create integration: %d %v", status, integ)
+	}
+	id := integ["id"].(string)
+	var events []string
+	for i := 0; i < 200; i++ {
+		events = append(events, customerEvent(i, "Kim", fmt.Sprintf("crash-%d", i)))
+	}
+	e.sendBatch(id, "crash", events[:100])
+	e.sendBatch(id, "crash", events[100:])
+
+	select {
+	case err := <-e.done:
+		if !errors.Is(err, errSimulatedCrash) {
+			t.Fatalf("pipeline stopped with %v, want the simulated crash", err)
+		}
+		e.cancel()
+		e.cancel = nil
+	case <-time.After(90 * time.Second):
+		t.Fatal("the projector never inserted monitoring rows")
+	}
+	stored := e.scalar("SELECT count() FROM monitoring_events")
+	t.Logf("crashed after inserting %d monitoring rows without committing their offsets", stored)
+
+	e.afterInsert = nil
+	e.start()
+	st := e.waitStats(id, 200)
+	time.Sleep(2 * time.Second) // a double insert would land within the next flushes
+	st = e.waitStats(id, 200)
+	if st["total_events"] != 200.0 || st["success_count"] != 200.0 {
+		t.Fatalf("stats after the crash = %v, want exactly 200 successes", st)
+	}
+	if n := e.scalar("SELECT count() FROM monitoring_events"); n != 200 {
+		t.Errorf("%d monitoring rows stored, want 200 (the crashed batch was inserted again)", n)
+	}
+	if n := e.scalar("SELECT toUInt64(countMerge(events)) FROM monitoring_minute WHERE integration_id = ?", id); n != 200 {
+		t.Errorf("monitoring_minute counts %d events, want 200", n)
+	}
+	if n := e.scalar("SELECT toUInt64(countMerge(events)) FROM monitoring_hour WHERE integration_id = ?", id); n != 200 {
+		t.Errorf("monitoring_hour counts %d events, want 200", n)
+	}
+	if n := e.scalar("SELECT count() FROM raw_events FINAL WHERE integration_id = ?", id); n != 200 {
+		t.Errorf("raw_events holds %d events, want 200", n)
+	}
+	// A range of whole hours is answered from monitoring_hour; it agrees with the rows.
+	now := time.Now().UTC()
+	status, wide := e.call("POST", "/v2/integrations/"+id+"/monitoring/stats", `{"from_date":"`+now.Add(-5*time.Hour).Format(time.RFC3339)+
+		`","to_date":"`+now.Add(4*time.Hour).Truncate(time.Hour).Format(time.RFC3339)+`"}`)
+	if status != http.StatusOK || wide["total_events"] != 200.0 {
+		t.Errorf("stats over whole hours: %d %v, want 200", status, wide)
+	}
+}
+
+// Every monitoring route on the real services: stats with breakdowns, time series, error search
+// with keyset pages, the event trace, queryEvents, replay, bulk replay and access logs.
+func TestIntegrationMonitoringSurface(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	tokenID := auth.DevPrincipal("it-token").TokenID
+	body := strings.Replace(integrationBody, `{"name":"SAP",`, `{"name":"SAP","access_token_ids":["`+tokenID+`"],`, 1)
+	status, integ := e.call("POST", "/v2/integrations", body)
+	if status != http.StatusCreated {
+		t.Fatalf("create integration: %d %v", status, integ)
+	}
+	id := integ["id"].(string)
+	var events []string
+	for i := 0; i < 20; i++ {
+		events = append(events, customerEvent(i, "Ada", fmt.Sprintf("mon-%d", i)))
+	}
+	events = append(events, `{"use_case_slug":"customer","timestamp":"2025-05-01T08:30:00Z","payload":"{not json"}`,
+		`{"use_case_slug":"customer","timestamp":"2025-05-01T08:30:00Z","payload":"[1,"}`)
+	eventIDs := e.sendBatch(id, "mon-1", events)
+	e.waitStats(id, 22)
+	from := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
+	base := "/v2/integrations/" + id + "/monitoring/"
+
+	status, st := e.call("POST", base+"stats", `{"from_date":"`+from+`","group_by":"level"}`)
+	if status != http.StatusOK || st["total_events"] != 22.0 || st["error_count"] != 2.0 {
+		t.Fatalf("v2 stats: %d %v", status, st)
+	}
+	byLevel := map[string]float64{}
+	for _, g := range st["breakdown"].([]any) {
+		g := g.(map[string]any)
+		byLevel[g["level"].(string)] = g["total_events"].(float64)
+	}
+	if byLevel["success"] != 20 || byLevel["error"] != 2 {
+		t.Errorf("breakdown by level = %v", byLevel)
+	}
+	status, st = e.call("POST", base+"stats", `{"from_date":"`+from+`","group_by":"code"}`)
+	if status != http.StatusOK || len(st["breakdown"].([]any)) < 2 {
+		t.Errorf("stats by code: %d %v", status, st)
+	}
+
+	status, ts := e.call("POST", base+"time-series", `{"from_date":"`+from+`","interval":"5m"}`)
+	if status != http.StatusOK {
+		t.Fatalf("time series: %d %v", status, ts)
+	}
+	sum := 0.0
+	for _, b := range ts["buckets"].([]any) {
+		sum += b.(map[string]any)["total_count"].(float64)
+	}
+	if n := len(ts["buckets"].([]any)); n < 12 || n > 14 || sum != 22 {
+		t.Errorf("time series: %d buckets summing to %v, want 13 zero-filled buckets summing to 22", n, sum)
+	}
+	status, v1ts := e.call("POST", "/v1/integrations/"+id+"/monitoring/timeseries", `{"from_date":"`+from+`","interval":"1h"}`)
+	if status != http.StatusOK || len(v1ts["buckets"].([]any)) == 0 {
+		t.Errorf("v1 time series: %d %v", status, v1ts)
+	}
+
+	// Errors, one per page, through the spec's cursor object.
+	var seen []string
+	cursor := "null"
+	for page := 0; page < 5; page++ {
+		status, res := e.call("POST", base+"events", `{"from_date":"`+from+`","level":"error","limit":1,"cursor":`+cursor+`}`)
+		if status != http.StatusOK {
+			t.Fatalf("error search: %d %v", status, res)
+		}
+		for _, r := range res["data"].([]any) {
+			r := r.(map[string]any)
+			if r["code"] != "MALFORMED_PAYLOAD" || r["correlation_id"] != "mon-1" {
+				t.Errorf("error row %v", r)
+			}
+			seen = append(seen, r["id"].(string))
+		}
+		if res["has_more"] != true {
+			break
+		}
+		c, _ := json.Marshal(res["next_cursor"])
+		cursor = string(c)
+	}
+	if len(seen) != 2 || seen[0] == seen[1] {
+		t.Errorf("paged errors %v, want 2 distinct rows", seen)
+	}
+
+	// v1 error categories: malformed payloads are validation errors, none is a system error.
+	for category, want := range map[string]int{"validation": 2, "system": 0, "timeout": 0} {
+		status, res := e.call("POST", "/v1/integrations/"+id+"/monitoring/inbound-events", `{"from_date":"`+from+`","error_category":"`+category+`"}`)
+		if status != http.StatusOK || len(res["data"].([]any)) != want {
+			t.Errorf("error_category %s: %d %v, want %d rows", category, status, res, want)
+		}
+	}
+
+	// The trace of one event: its monitoring rows and the event as received.
+	status, trace := e.call("GET", base+"events/"+eventIDs[3]+"/associated", "")
+	if status != http.StatusOK || len(trace["monitoring_events"].([]any)) == 0 || trace["inbound_event"] == nil {
+		t.Fatalf("associated: %d %v", status, trace)
+	}
+	if p := trace["inbound_event"].(map[string]any)["payload"]; !strings.Contains(fmt.Sprint(p), "K-3") {
+		t.Errorf("inbound event payload %v, want customer K-3", p)
+	}
+
+	// queryEvents finds the received events by correlation id.
+	status, found := e.call("POST", "/v1/integrations/"+id+"/events", `{"correlation_id":"mon-1","limit":25}`)
+	if status != http.StatusOK || len(found["data"].([]any)) < 20 {
+		t.Fatalf("queryEvents: %d %v", status, found)
+	}
+
+	// Replay two events and an unknown id: the results keep request order.
+	status, rep := e.call("POST", "/v1/integrations/"+id+"/events/replay", `{"event_ids":["`+eventIDs[0]+`","evt_01J0000000000000000000000X","`+eventIDs[1]+`"]}`)
+	if status != http.StatusOK || rep["replayed"] != 2.0 {
+		t.Fatalf("replay: %d %v", status, rep)
+	}
+	results := rep["results"].([]any)
+	if results[0].(map[string]any)["status"] != "queued" || results[1].(map[string]any)["status"] != "not_found" || results[2].(map[string]any)["status"] != "queued" {
+		t.Errorf("replay results %v", results)
+	}
+	e.waitStats(id, 24)
+	status, replayed := e.call("POST", base+"events", `{"from_date":"`+from+`","correlation_id":"replay_mon-1"}`)
+	if status != http.StatusOK || len(replayed["data"].([]any)) != 2 {
+		t.Errorf("replayed events' monitoring: %d %v", status, replayed)
+	}
+
+	// Bulk replay of the last hour: every original event once, never the replays.
+	req, _ := http.NewRequest("POST", e.url+"/v1/integrations/"+id+"/events/replay/bulk", strings.NewReader(`{"from_date":"`+from+`"}`))
+	req.Header.Set("Authorization", "Bearer it-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last map[string]any
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		last = nil
+		if err := json.Unmarshal(sc.Bytes(), &last); err != nil {
+			t.Fatalf("bulk replay line %q: %v", sc.Text(), err)
+		}
+	}
+	resp.Body.Close()
+	stored := e.scalar("SELECT count() FROM raw_events FINAL WHERE integration_id = ? AND replay = 0", id)
+	if last["done"] != true || last["replayed"] != float64(stored) || stored < 20 {
+		t.Errorf("bulk replay ended %v; %d original events stored", last, stored)
+	}
+	e.waitStats(id, 24+float64(stored))
+
+	// Access logs: the calls above, made with the integration's token, newest first.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, logs := e.call("POST", "/v1/integrations/"+id+"/monitoring/access-logs", `{"service":"monitoring","method":"POST","path":"/replay","limit":10}`)
+		if status != http.StatusOK {
+			t.Fatalf("access logs: %d %v", status, logs)
+		}
+		rows := logs["data"].([]any)
+		if len(rows) >= 2 {
+			r := rows[0].(map[string]any)
+			if r["token_id"] != tokenID || r["status"] != 200.0 || r["org_id"] != "dev-org" || !strings.HasPrefix(r["request_id"].(string), "req_") {
+				t.Errorf("access log row %v", r)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("access logs never showed the replay calls: %v", logs)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	status, res := e.call("POST", "/v1/integrations/"+id+"/monitoring/access-logs", `{"token_id":"tok_someone_else"}`)
+	if status != http.StatusBadRequest {
+		t.Errorf("foreign token id: %d %v, want 400", status, res)
+	}
+}
