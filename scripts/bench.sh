@@ -2,7 +2,8 @@
 # make bench: prints evaluations per second per core for the ERP mapping benchmark
 # (../shared/jsonata-suite/bench) on erpstream's JSONata engine, on xiatechs/jsonata-go (the
 # comparison peer) and on the reference JavaScript engine (node, npm jsonata 2.2.2), after checking
-# that our output is identical to the reference's; then the whole-event mapping benchmarks.
+# that our output is identical to the reference's; then the whole-event mapping benchmarks, ingest
+# throughput on Kafka and the monitoring query latencies on ClickHouse.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -44,3 +45,14 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
 fi
 go run ./cmd/ingest-bench -duration "${INGEST_SECONDS:-10}s" -clients 8 -streams 2
 if [ "$started_kafka" = 1 ]; then scripts/kafka.sh stop; fi
+
+echo "== monitoring queries on ClickHouse (10M events over 30 days, 20 integrations; seeded once, reused)"
+started_ch=0
+if [ -z "${CLICKHOUSE_ADDR:-}" ]; then
+  if ! ERPSTREAM_STATE_DIR=$root/.run scripts/clickhouse.sh status; then
+    ERPSTREAM_STATE_DIR=$root/.run scripts/clickhouse.sh start; started_ch=1
+  fi
+  export CLICKHOUSE_ADDR=127.0.0.1:${ERPSTREAM_CLICKHOUSE_PORT:-19000}
+fi
+go run ./cmd/monitoring-bench -rows "${MONITORING_ROWS:-10000000}"
+if [ "$started_ch" = 1 ]; then ERPSTREAM_STATE_DIR=$root/.run scripts/clickhouse.sh stop; fi
