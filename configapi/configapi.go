@@ -69,6 +69,8 @@ func (a *API) Register(r gin.IRouter) {
 	r.DELETE("/v2/integrations/:integrationId", write, a.deleteIntegration)
 	r.GET("/v1/integrations/:integrationId/use-cases/:useCaseId/history", read, a.listHistory)
 
+	a.registerSimulation(r)
+
 	r.GET("/v1/environment", read, a.listEnv)
 	r.PUT("/v1/environment/:key", write, a.putEnv)
 	r.DELETE("/v1/environment/:key", write, a.deleteEnv)
@@ -364,7 +366,11 @@ func (a *API) checkConfiguration(typ string, raw json.RawMessage) string {
 		return msg
 	}
 	if typ == registry.TypeInbound {
-		if _, err := mapping.Compile(raw, a.Engine); err != nil {
+		m, err := mapping.Compile(raw, a.Engine)
+		if err == nil {
+			err = m.Unapplied()
+		}
+		if err != nil {
 			var ce *mapping.ConfigError
 			if errors.As(err, &ce) {
 				return ce.Error()

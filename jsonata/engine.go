@@ -112,6 +112,9 @@ type Options struct {
 	Now      time.Time      // $now()/$millis(); default time.Now()
 	Bindings map[string]any // extra variables, as engine values (see FromGo)
 	Random   *rand.Rand     // $random()/$shuffle(); default a seeded-per-call source
+	// Root is what $$ refers to; default the input. Mappings evaluate per-item expressions with
+	// the item as input and the whole payload as $$ (MAPPING.md §4.1).
+	Root any
 }
 
 // Evaluate runs the expression against input (an engine value: use DecodeJSON or FromGo).
@@ -142,7 +145,11 @@ func (x *Expression) Evaluate(ctx context.Context, input any, opts Options) (res
 	for k, v := range opts.Bindings {
 		exec.bind(k, v)
 	}
-	exec.bind("$", input)
+	if opts.Root != nil {
+		exec.bind("$", opts.Root)
+	} else {
+		exec.bind("$", input)
+	}
 	if a, ok := input.(*Array); ok && !a.sequence {
 		input = &Array{Items: []any{a}, sequence: true, outerWrapper: true}
 	}

@@ -20,8 +20,6 @@ import (
 	"github.com/erpstream/erpstream/internal/jsonata"
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/registry"
-	"github.com/erpstream/erpstream/internal/xmljson"
-	engine "github.com/erpstream/erpstream/jsonata"
 	"github.com/erpstream/erpstream/processor/mapping"
 )
 
@@ -203,18 +201,10 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		o.level, o.code, o.message = envelope.LevelError, "USE_CASE_MISSING_CONFIG", fmt.Sprintf("use case %s: %v", uc.Slug, err)
 		return nil, o
 	}
-	var payload any
-	doc, err := ev.Document()
-	if err == nil {
-		switch ev.Format {
-		case "xml":
-			payload, err = xmljson.Convert(doc)
-		default:
-			payload, err = engine.DecodeJSON(doc)
-		}
-	}
+	// The simulation parses payloads with the same function.
+	payload, err := mapping.ParsePayload(ev.Payload, ev.Format)
 	if err != nil {
-		o.level, o.code, o.message = envelope.LevelError, "MALFORMED_PAYLOAD", fmt.Sprintf("use case %s: payload is not valid %s: %v", uc.Slug, ev.Format, err)
+		o.level, o.code, o.message = envelope.LevelError, "MALFORMED_PAYLOAD", fmt.Sprintf("use case %s: %v", uc.Slug, err)
 		return nil, o
 	}
 	evalCtx, cancel := context.WithTimeout(ctx, p.cfg.EvalTimeout)
@@ -233,22 +223,19 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 	outs := make([]*kgo.Record, 0, len(updates))
 	entities := make([]map[string]string, 0, len(updates))
 	deleted := 0
-	for _, u := range updates {
-		op := envelope.OpUpsert
-		if u.Mode == "delete" || ev.EventType == "DELETE" {
-			op = envelope.OpDelete
-			deleted++
-		}
+	// stubVersion is below every real write's version (a receive time in µs): a placeholder for a
+	// related entity never overrides the entity's real state, whichever is projected first.
+	const stubVersion = 1
+	emit := func(u mapping.EntityUpdate, attrs mapping.Attributes, op envelope.EntityOp, version uint64) error {
 		entityID := u.EntityID(ev.OrgID)
 		uids, _ := json.Marshal(u.UniqueIdentifiers)
-		attrs, err := json.Marshal(u.Attributes)
+		ab, err := json.Marshal(attrs)
 		if err != nil {
-			o.level, o.code, o.message = envelope.LevelError, "ATTRIBUTE_TYPE_MISMATCH", fmt.Sprintf("use case %s, entity %s: %v", uc.Slug, u.EntitySlug, err)
-			return nil, o
+			return err
 		}
 		w := envelope.EntityWrite{
 			OrgID: ev.OrgID, EntitySchema: u.EntitySlug, EntityID: entityID, Op: op,
-			UniqueIdentifiers: uids, Attributes: attrs, Version: uint64(ev.ReceivedAtUs),
+			UniqueIdentifiers: uids, Attributes: ab, Version: version,
 			IntegrationID: ev.IntegrationID, UseCaseID: ev.UseCaseID, EventID: ev.EventID,
 			CorrelationID: ev.CorrelationID, WrittenAtMs: now,
 		}
@@ -256,6 +243,29 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		outs = append(outs, &kgo.Record{Topic: p.cfg.Topics.Entities, Key: []byte(ev.OrgID + "/" + entityID), Value: b,
 			Headers: headers(ev)})
 		entities = append(entities, map[string]string{"entity_schema": u.EntitySlug, "entity_id": entityID, "op": string(op)})
+		return nil
+	}
+	stubbed := map[string]bool{} // entities this event writes for real need no placeholder
+	for _, u := range updates {
+		stubbed[u.EntityID(ev.OrgID)] = true
+	}
+	for _, u := range updates {
+		op := envelope.OpUpsert
+		if u.Mode == "delete" || ev.EventType == "DELETE" {
+			op = envelope.OpDelete
+			deleted++
+		}
+		attrs, stubs := u.Resolve(ev.OrgID)
+		if err := emit(u, attrs, op, uint64(ev.ReceivedAtUs)); err != nil {
+			o.level, o.code, o.message = envelope.LevelError, "ATTRIBUTE_TYPE_MISMATCH", fmt.Sprintf("use case %s, entity %s: %v", uc.Slug, u.EntitySlug, err)
+			return nil, o
+		}
+		for _, st := range stubs {
+			if id := st.EntityID(ev.OrgID); !stubbed[id] {
+				stubbed[id] = true
+				_ = emit(st, st.Attributes, envelope.OpUpsert, stubVersion)
+			}
+		}
 	}
 	o.level = envelope.LevelSuccess
 	switch {
@@ -314,6 +324,9 @@ func (p *Processor) compiled(uc *registry.UseCase) (*mapping.Mapping, error) {
 		return c.m, c.err
 	}
 	m, err := mapping.Compile(uc.Configuration, p.cfg.Engine)
+	if err == nil {
+		err = m.Unapplied()
+	}
 	p.mappings.Store(key, &compiledMapping{m: m, err: err})
 	return m, err
 }

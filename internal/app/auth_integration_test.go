@@ -71,6 +71,8 @@ func TestIntegrationRoutesAndPermissions(t *testing.T) {
 		{"POST", "/v2/erp/updates/events", `{"integration_id":"` + id + `","events":[]}`, auth.PermEvents, 200, true},
 		{"POST", "/v1/monitoring/stats", `{"integration_id":"` + id + `",` + day + `}`, auth.PermMonitoring, 200, true},
 		{"POST", "/v1/monitoring/events", `{"integration_id":"` + id + `",` + day + `}`, auth.PermMonitoring, 200, true},
+		{"POST", "/v2/erp/updates/mapping_simulation", `{"event_configuration":{"entities":[]},"payload":"{}"}`, auth.PermRead, 200, false},
+		{"POST", "/v1/erp/updates/mapping_simulation", `{"mapping_configuration":{"version":"2.0","mapping":{"events":{"x":{"entities":[]}}}},"object_type":"x","payload":"{}"}`, auth.PermRead, 200, false},
 		{"POST", "/v2/integrations/" + id + "/monitoring/events", `{}`, auth.PermMonitoring, 200, true},
 		{"POST", "/v2/integrations/" + id + "/monitoring/stats", `{"group_by":"code"}`, auth.PermMonitoring, 200, true},
 		{"POST", "/v2/integrations/" + id + "/monitoring/time-series", `{"from_date":"` + time.Now().Add(-time.Hour).UTC().Format(time.RFC3339) + `","interval":"5m"}`, auth.PermMonitoring, 200, true},

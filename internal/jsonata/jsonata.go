@@ -22,6 +22,8 @@ type Env struct {
 	Now time.Time
 	// Bindings are extra variables ($name) visible to the expression, as engine values.
 	Bindings map[string]any
+	// Root is what $$ refers to (nil: the input).
+	Root any
 }
 
 // Expression is a compiled expression, safe for concurrent use.
@@ -74,7 +76,7 @@ type nativeExpr struct{ x *engine.Expression }
 func (e nativeExpr) Eval(ctx context.Context, input any, env *Env) (any, error) {
 	opts := engine.Options{}
 	if env != nil {
-		opts.Now, opts.Bindings = env.Now, env.Bindings
+		opts.Now, opts.Bindings, opts.Root = env.Now, env.Bindings, env.Root
 		if opts.Now.IsZero() {
 			// Never the wall clock: a mapping evaluated twice must give the same result.
 			opts.Now = time.Unix(0, 0).UTC()

@@ -6,6 +6,7 @@ package mapping
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
@@ -41,6 +42,8 @@ type FieldConfig struct {
 	Relations         json.RawMessage `json:"relations"`
 	RelationRefs      json.RawMessage `json:"relation_refs"`
 	FileProxyURL      json.RawMessage `json:"file_proxy_url"`
+	// uidOnly marks a v1 {remote: local} unique id: it feeds the unique identifiers, not attributes.
+	uidOnly bool
 }
 
 // ConfigError names the offending configuration path.
@@ -128,16 +131,26 @@ func compileField(path string, fc FieldConfig, eng jsonata.Engine) (*compiledFie
 	if fc.Attribute == "" {
 		return nil, &ConfigError{Path: path + ".attribute", Msg: "required"}
 	}
-	for name, v := range map[string]json.RawMessage{"relations": fc.Relations, "relation_refs": fc.RelationRefs, "file_proxy_url": fc.FileProxyURL} {
+	for name, v := range map[string]json.RawMessage{"relation_refs": fc.RelationRefs, "file_proxy_url": fc.FileProxyURL} {
 		if len(v) > 0 && string(v) != "null" {
 			return nil, &ConfigError{Path: path + "." + name, Msg: name + " is not supported by this version"}
 		}
 	}
-	if fc.Type != "" {
-		return nil, &ConfigError{Path: path + "._type", Msg: "_type is not supported by this version"}
+	if fc.Type != "" && fc.Type != "email" && fc.Type != "phone" {
+		return nil, &ConfigError{Path: path + "._type", Msg: "one of email, phone"}
 	}
-	cf := &compiledField{attribute: fc.Attribute}
+	cf := &compiledField{attribute: fc.Attribute, repeatable: fc.Type, uidOnly: fc.uidOnly}
 	var err error
+	if len(fc.Relations) > 0 && string(fc.Relations) != "null" {
+		if cf.relation, err = compileRelations(path+".relations", fc.Relations, eng); err != nil {
+			return nil, err
+		}
+		cf.source = sourceRelation
+		if cf.enabled, err = compileEnabled(eng, path+".enabled", fc.Enabled); err != nil {
+			return nil, err
+		}
+		return cf, nil
+	}
 	switch {
 	case len(fc.Constant) > 0:
 		v, err := engine.DecodeJSON(fc.Constant)
@@ -191,4 +204,190 @@ func compileEnabled(eng jsonata.Engine, path string, raw json.RawMessage) (*enab
 		return nil, err
 	}
 	return &enabledRule{expr: e}, nil
+}
+
+// RelationConfig is the spec's RelationConfig.
+type RelationConfig struct {
+	Operation         string               `json:"operation"`
+	Items             []RelationItemConfig `json:"items"`
+	JSONataExpression string               `json:"jsonataExpression"`
+}
+
+// RelationItemConfig is the spec's RelationItemConfig.
+type RelationItemConfig struct {
+	EntitySchema string                   `json:"entity_schema"`
+	Tags         []string                 `json:"_tags"`
+	UniqueIDs    []RelationUniqueIDConfig `json:"unique_ids"`
+}
+
+// RelationUniqueIDConfig is the spec's RelationUniqueIdField.
+type RelationUniqueIDConfig struct {
+	Attribute         string          `json:"attribute"`
+	Type              string          `json:"_type"`
+	Field             string          `json:"field"`
+	JSONataExpression string          `json:"jsonataExpression"`
+	Constant          json.RawMessage `json:"constant"`
+}
+
+var relationOperations = map[string]bool{"_set": true, "_append": true, "_append_all": true}
+
+func compileRelations(path string, raw json.RawMessage, eng jsonata.Engine) (*compiledRelation, error) {
+	var rc RelationConfig
+	if err := json.Unmarshal(raw, &rc); err != nil {
+		return nil, &ConfigError{Path: path, Msg: "not a relation configuration: " + err.Error()}
+	}
+	if !relationOperations[rc.Operation] {
+		return nil, &ConfigError{Path: path + ".operation", Msg: "one of _set, _append, _append_all"}
+	}
+	cr := &compiledRelation{operation: rc.Operation}
+	switch {
+	case rc.JSONataExpression != "" && len(rc.Items) > 0:
+		return nil, &ConfigError{Path: path, Msg: "items and jsonataExpression exclude each other"}
+	case rc.JSONataExpression != "":
+		var err error
+		if cr.expr, err = compileExpr(eng, path+".jsonataExpression", rc.JSONataExpression); err != nil {
+			return nil, err
+		}
+		return cr, nil
+	case len(rc.Items) == 0:
+		return nil, &ConfigError{Path: path, Msg: "items or jsonataExpression is required"}
+	}
+	for i, it := range rc.Items {
+		ipath := fmt.Sprintf("%s.items[%d]", path, i)
+		if it.EntitySchema == "" {
+			return nil, &ConfigError{Path: ipath + ".entity_schema", Msg: "required"}
+		}
+		if len(it.UniqueIDs) == 0 {
+			return nil, &ConfigError{Path: ipath + ".unique_ids", Msg: "at least one unique id is required"}
+		}
+		ci := compiledRelationItem{schema: it.EntitySchema, tags: it.Tags}
+		for k, u := range it.UniqueIDs {
+			upath := fmt.Sprintf("%s.unique_ids[%d]", ipath, k)
+			if u.Attribute == "" {
+				return nil, &ConfigError{Path: upath + ".attribute", Msg: "required"}
+			}
+			if u.Type != "" && u.Type != "email" && u.Type != "phone" {
+				return nil, &ConfigError{Path: upath + "._type", Msg: "one of email, phone"}
+			}
+			f, err := compileField(upath, FieldConfig{Attribute: u.Attribute, Field: u.Field, JSONataExpression: u.JSONataExpression, Constant: u.Constant}, eng)
+			if err != nil {
+				return nil, err
+			}
+			f.repeatable = u.Type
+			ci.uniqueIDs = append(ci.uniqueIDs, f)
+		}
+		cr.items = append(cr.items, ci)
+	}
+	return cr, nil
+}
+
+// ObjectV1 is IntegrationObjectV1: one object type mapped onto several entities.
+type ObjectV1 struct {
+	UniqueIDs map[string]json.RawMessage `json:"unique_ids"`
+	Fields    []struct {
+		Entity            string `json:"entity"`
+		Attribute         string `json:"attribute"`
+		Field             string `json:"field"`
+		JSONataExpression string `json:"jsonataExpression"`
+	} `json:"fields"`
+}
+
+// CompileV1 compiles a v1 object mapping (MAPPING.md §16): one entity update per distinct entity
+// of its fields, in order of first appearance. unique_ids per entity is either a list of mapped
+// attributes or {remote key: attribute}, whose values come from the payload's remote keys.
+func CompileV1(raw json.RawMessage, eng jsonata.Engine) (*Mapping, error) {
+	var obj ObjectV1
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, &ConfigError{Path: "mapping_configuration", Msg: "not a v1 object mapping: " + err.Error()}
+	}
+	var order []string
+	byEntity := map[string]*EntityConfig{}
+	for i, f := range obj.Fields {
+		if f.Entity == "" {
+			return nil, &ConfigError{Path: fmt.Sprintf("fields[%d].entity", i), Msg: "required"}
+		}
+		if f.Field != "" && f.JSONataExpression != "" {
+			return nil, &ConfigError{Path: fmt.Sprintf("fields[%d]", i), Msg: "field and jsonataExpression exclude each other in v1"}
+		}
+		ec := byEntity[f.Entity]
+		if ec == nil {
+			ec = &EntityConfig{EntitySchema: f.Entity}
+			byEntity[f.Entity] = ec
+			order = append(order, f.Entity)
+		}
+		ec.Fields = append(ec.Fields, FieldConfig{Attribute: f.Attribute, Field: f.Field, JSONataExpression: f.JSONataExpression})
+	}
+	m := &Mapping{engine: eng}
+	for i, name := range order {
+		ec := byEntity[name]
+		raw, ok := obj.UniqueIDs[name]
+		if !ok {
+			return nil, &ConfigError{Path: "unique_ids." + name, Msg: "every entity of fields needs its unique ids"}
+		}
+		var list []string
+		var remote map[string]string
+		switch {
+		case json.Unmarshal(raw, &list) == nil:
+			ec.UniqueIDs = list
+		case json.Unmarshal(raw, &remote) == nil:
+			keys := make([]string, 0, len(remote))
+			for k := range remote {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				ec.UniqueIDs = append(ec.UniqueIDs, remote[k])
+				ec.Fields = append(ec.Fields, FieldConfig{Attribute: remote[k], Field: k, uidOnly: true})
+			}
+		default:
+			return nil, &ConfigError{Path: "unique_ids." + name, Msg: "a list of attributes or an object of remote key to attribute"}
+		}
+		ce, err := compileEntity(fmt.Sprintf("entities[%d]", i), *ec, eng)
+		if err != nil {
+			return nil, err
+		}
+		m.entities = append(m.entities, ce)
+	}
+	return m, nil
+}
+
+// CompileWrapped compiles the v1 simulation's mapping_configuration: {"version": "1.0", "mapping":
+// {"objects": {…}}} or {"version": "2.0", "mapping": {"events": {…}}}, picking objectType.
+func CompileWrapped(raw json.RawMessage, objectType string, eng jsonata.Engine) (*Mapping, error) {
+	var wrapper struct {
+		Version string `json:"version"`
+		Mapping struct {
+			Objects map[string]json.RawMessage `json:"objects"`
+			Events  map[string]json.RawMessage `json:"events"`
+		} `json:"mapping"`
+	}
+	if err := json.Unmarshal(raw, &wrapper); err != nil {
+		return nil, &ConfigError{Path: "mapping_configuration", Msg: "an object {version, mapping} is required"}
+	}
+	pick := func(where string, m map[string]json.RawMessage) (json.RawMessage, error) {
+		if cfg, ok := m[objectType]; ok {
+			return cfg, nil
+		}
+		names := make([]string, 0, len(m))
+		for k := range m {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		return nil, &ConfigError{Path: "object_type", Msg: fmt.Sprintf("%q is not a key of %s (keys: %s)", objectType, where, strings.Join(names, ", "))}
+	}
+	switch wrapper.Version {
+	case "2.0":
+		cfg, err := pick("mapping_configuration.mapping.events", wrapper.Mapping.Events)
+		if err != nil {
+			return nil, err
+		}
+		return Compile(cfg, eng)
+	case "1.0", "":
+		cfg, err := pick("mapping_configuration.mapping.objects", wrapper.Mapping.Objects)
+		if err != nil {
+			return nil, err
+		}
+		return CompileV1(cfg, eng)
+	}
+	return nil, &ConfigError{Path: "mapping_configuration.version", Msg: "1.0 or 2.0"}
 }

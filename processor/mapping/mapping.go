@@ -33,6 +33,7 @@ const (
 	sourceConstant valueSource = iota
 	sourceExpr
 	sourceKey
+	sourceRelation
 )
 
 type compiledField struct {
@@ -42,6 +43,22 @@ type compiledField struct {
 	expr      jsonata.Expression
 	key       string
 	enabled   *enabledRule
+	// repeatable is the field's _type (email, phone): values become [{"email": v}].
+	repeatable string
+	relation   *compiledRelation
+	uidOnly    bool
+}
+
+type compiledRelation struct {
+	operation string
+	expr      jsonata.Expression // items from JSONata, or
+	items     []compiledRelationItem
+}
+
+type compiledRelationItem struct {
+	schema    string
+	tags      []string
+	uniqueIDs []*compiledField
 }
 
 type enabledRule struct {
@@ -55,6 +72,14 @@ type EntityUpdate struct {
 	UniqueIdentifiers Attributes `json:"unique_identifiers"`
 	Attributes        Attributes `json:"attributes"`
 	Mode              string     `json:"mode"`
+	// UniqueIdentifiersMetadata says which unique ids come from repeatable (_type) attributes.
+	UniqueIdentifiersMetadata map[string]UniqueIDMetadata `json:"unique_identifiers_metadata,omitempty"`
+}
+
+// UniqueIDMetadata: the unique id is element Index of a repeatable attribute of FieldType.
+type UniqueIDMetadata struct {
+	FieldType string `json:"fieldType"`
+	Index     int    `json:"index"`
 }
 
 // EntityID is the entity's stable identity: derived from org, schema and unique-id values alone,
@@ -90,6 +115,14 @@ func (as Attributes) MarshalJSON() ([]byte, error) {
 		k, _ := json.Marshal(a.Name)
 		b.Write(k)
 		b.WriteByte(':')
+		if m, ok := a.Value.(json.Marshaler); ok {
+			v, err := m.MarshalJSON()
+			if err != nil {
+				return nil, fmt.Errorf("attribute %s: %w", a.Name, err)
+			}
+			b.Write(v)
+			continue
+		}
 		v, err := engine.MarshalValue(a.Value)
 		if err != nil {
 			return nil, fmt.Errorf("attribute %s: %w", a.Name, err)
@@ -133,39 +166,40 @@ func (e *Error) Error() string {
 	return e.Path + ": " + e.Msg
 }
 
-// Map runs the extraction stage for one parsed payload.
+// Map runs the extraction stage for one parsed payload. Per-item expressions see the item as
+// input and the payload as $$ and $payload (MAPPING.md §4.1).
 func (m *Mapping) Map(ctx context.Context, payload any, env *jsonata.Env) ([]EntityUpdate, error) {
+	if env == nil {
+		env = &jsonata.Env{}
+	}
+	bindings := make(map[string]any, len(env.Bindings)+1)
+	for k, v := range env.Bindings {
+		bindings[k] = v
+	}
+	bindings["payload"] = payload
+	itemEnv := &jsonata.Env{Now: env.Now, Bindings: bindings, Root: payload}
 	var out []EntityUpdate
 	for i, ce := range m.entities {
 		path := fmt.Sprintf("entities[%d]", i)
 		data := payload
 		if ce.expr != nil {
-			v, err := ce.expr.Eval(ctx, payload, env)
+			v, err := ce.expr.Eval(ctx, payload, itemEnv)
 			if err != nil {
 				return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".jsonataExpression", Msg: err.Error()}
 			}
 			data = v
 		}
-		on, err := ce.enabled.eval(ctx, data, env)
+		on, err := ce.enabled.eval(ctx, data, itemEnv)
 		if err != nil {
 			return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".enabled", Msg: err.Error()}
 		}
 		if !on {
 			continue
 		}
-		var items []any
-		switch d := data.(type) {
-		case *engine.Array:
-			items = d.Items
-		default:
-			if d != jsonata.Undefined {
-				items = []any{d}
-			}
-		}
-		for n, item := range items {
-			upd, err := ce.mapItem(ctx, path, item, env)
+		for n, item := range itemsOf(data) {
+			upd, err := ce.mapItem(ctx, path, item, itemEnv)
 			if err != nil {
-				if len(items) > 1 {
+				if _, many := data.(*engine.Array); many {
 					err.Path = fmt.Sprintf("%s (item %d)", err.Path, n)
 				}
 				return nil, err
@@ -176,45 +210,109 @@ func (m *Mapping) Map(ctx context.Context, payload any, env *jsonata.Env) ([]Ent
 	return out, nil
 }
 
+// itemsOf: an array is many items, undefined none, anything else one.
+func itemsOf(data any) []any {
+	switch d := data.(type) {
+	case *engine.Array:
+		return d.Items
+	default:
+		if d == jsonata.Undefined {
+			return nil
+		}
+		return []any{d}
+	}
+}
+
+// value resolves one field against item: constant > jsonataExpression > field (§4.2). ok is
+// false when the attribute is to be omitted (disabled, undefined, missing key, empty repeatable).
+func (f *compiledField) value(ctx context.Context, fpath string, item any, env *jsonata.Env) (v any, ok bool, _ *Error) {
+	on, err := f.enabled.eval(ctx, item, env)
+	if err != nil {
+		return nil, false, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: fpath + ".enabled", Msg: err.Error()}
+	}
+	if !on {
+		return nil, false, nil
+	}
+	switch f.source {
+	case sourceConstant:
+		v = f.constant
+	case sourceKey:
+		obj, isObj := item.(*engine.Object)
+		if !isObj {
+			return nil, false, nil
+		}
+		var present bool
+		if v, present = obj.Get(f.key); !present || v == nil {
+			return nil, false, nil
+		}
+	case sourceExpr:
+		if v, err = f.expr.Eval(ctx, item, env); err != nil {
+			return nil, false, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: fpath + " (" + f.attribute + ")", Msg: err.Error()}
+		}
+		if v == jsonata.Undefined {
+			return nil, false, nil // undefined drops the attribute
+		}
+	case sourceRelation:
+		rel, err := f.relation.extract(ctx, fpath+".relations", item, env)
+		if err != nil {
+			return nil, false, err
+		}
+		return rel, true, nil
+	}
+	if f.repeatable != "" {
+		rv, err := repeatable(v, f.repeatable)
+		if err != nil {
+			return nil, false, &Error{Code: "ATTRIBUTE_TYPE_MISMATCH", Path: fpath + " (" + f.attribute + ")", Msg: err.Error()}
+		}
+		if rv == nil {
+			return nil, false, nil
+		}
+		v = rv
+	}
+	return v, true, nil
+}
+
 func (ce *compiledEntity) mapItem(ctx context.Context, path string, item any, env *jsonata.Env) (EntityUpdate, *Error) {
 	attrs := make(Attributes, 0, len(ce.fields))
+	var uidOnly Attributes
+	var repeatables map[string]string
 	for j, f := range ce.fields {
-		fpath := fmt.Sprintf("%s.fields[%d]", path, j)
-		on, err := f.enabled.eval(ctx, item, env)
+		v, ok, err := f.value(ctx, fmt.Sprintf("%s.fields[%d]", path, j), item, env)
 		if err != nil {
-			return EntityUpdate{}, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: fpath + ".enabled", Msg: err.Error()}
+			return EntityUpdate{}, err
 		}
-		if !on {
+		if !ok {
 			continue
 		}
-		var v any
-		switch f.source {
-		case sourceConstant:
-			v = f.constant
-		case sourceKey:
-			obj, ok := item.(*engine.Object)
-			if !ok {
-				continue
-			}
-			var present bool
-			if v, present = obj.Get(f.key); !present || v == nil {
-				continue
-			}
-		case sourceExpr:
-			if v, err = f.expr.Eval(ctx, item, env); err != nil {
-				return EntityUpdate{}, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: fpath + " (" + f.attribute + ")", Msg: err.Error()}
-			}
-			if v == jsonata.Undefined {
-				continue // undefined drops the attribute
-			}
+		if f.uidOnly {
+			uidOnly.set(f.attribute, v)
+			continue
 		}
 		attrs.set(f.attribute, v)
+		if f.repeatable != "" {
+			if repeatables == nil {
+				repeatables = map[string]string{}
+			}
+			repeatables[f.attribute] = f.repeatable
+		}
 	}
 	uids := make(Attributes, 0, len(ce.uniqueIDs))
+	var meta map[string]UniqueIDMetadata
 	var missing []string
 	for _, name := range ce.uniqueIDs {
-		v, ok := attrs.get(name)
-		if !ok || v == nil || v == engine.Null || v == "" {
+		v, found := uidOnly.get(name)
+		if !found {
+			v, _ = attrs.get(name)
+		}
+		if typ := repeatables[name]; typ != "" && v != nil {
+			// The identifier is the scalar of the first element: [{"email": "a@b.de"}] → "a@b.de".
+			v = firstRepeatable(v, typ)
+			if meta == nil {
+				meta = map[string]UniqueIDMetadata{}
+			}
+			meta[name] = UniqueIDMetadata{FieldType: typ, Index: 0}
+		}
+		if isEmpty(v) {
 			missing = append(missing, name)
 			continue
 		}
@@ -224,7 +322,54 @@ func (ce *compiledEntity) mapItem(ctx context.Context, path string, item any, en
 		return EntityUpdate{}, &Error{Code: "MISSING_UNIQUE_IDENTIFIERS", Path: path + ".unique_ids",
 			Msg: fmt.Sprintf("%s: no value for unique id attribute(s) %v", ce.schema, missing)}
 	}
-	return EntityUpdate{EntitySlug: ce.schema, UniqueIdentifiers: uids, Attributes: attrs, Mode: ce.mode}, nil
+	return EntityUpdate{EntitySlug: ce.schema, UniqueIdentifiers: uids, Attributes: attrs, Mode: ce.mode, UniqueIdentifiersMetadata: meta}, nil
+}
+
+func isEmpty(v any) bool { return v == nil || v == engine.Null || v == "" || v == jsonata.Undefined }
+
+// repeatable converts a value for a _type field (MAPPING.md §5): a scalar becomes [{typ: v}], an
+// array one object per element, elements already shaped {typ: …} stay as they are (extra keys such
+// as _tags kept); "" and null are dropped, and nothing left means the attribute is omitted (nil).
+func repeatable(v any, typ string) (any, error) {
+	var in []any
+	if a, ok := v.(*engine.Array); ok {
+		in = a.Items
+	} else {
+		in = []any{v}
+	}
+	out := make([]any, 0, len(in))
+	for _, el := range in {
+		switch e := el.(type) {
+		case *engine.Object:
+			if _, shaped := e.Get(typ); !shaped {
+				return nil, fmt.Errorf("_type %s: an object without the %q key", typ, typ)
+			}
+			out = append(out, e)
+		case *engine.Array:
+			return nil, fmt.Errorf("_type %s: nested arrays cannot be converted", typ)
+		default:
+			if isEmpty(e) {
+				continue
+			}
+			o := engine.NewObject()
+			o.Set(typ, e)
+			out = append(out, o)
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return engine.NewArray(out...), nil
+}
+
+func firstRepeatable(v any, typ string) any {
+	if a, ok := v.(*engine.Array); ok && len(a.Items) > 0 {
+		if o, ok := a.Items[0].(*engine.Object); ok {
+			s, _ := o.Get(typ)
+			return s
+		}
+	}
+	return v
 }
 
 func (r *enabledRule) eval(ctx context.Context, input any, env *jsonata.Env) (bool, error) {

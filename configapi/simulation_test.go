@@ -1,0 +1,55 @@
+package configapi_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestMappingSimulation(t *testing.T) {
+	c, _ := setup(t)
+	cfg := `{"entities":[{"entity_schema":"contact","unique_ids":["customer_number"],"fields":[
+		{"attribute":"customer_number","field":"kdnr"},{"attribute":"name","jsonataExpression":"$uppercase(name)"}]}]}`
+	status, body := c.do("POST", "/v2/erp/updates/mapping_simulation", "ro",
+		`{"event_configuration":`+cfg+`,"format":"json","payload":"{\"kdnr\":\"K-1\",\"name\":\"lena\"}"}`)
+	if status != http.StatusOK {
+		t.Fatalf("v2: %d %v", status, body)
+	}
+	upd := body["entity_updates"].([]any)[0].(map[string]any)
+	if upd["entity_slug"] != "contact" || upd["attributes"].(map[string]any)["name"] != "LENA" ||
+		upd["unique_identifiers"].(map[string]any)["customer_number"] != "K-1" {
+		t.Errorf("v2 update %v", upd)
+	}
+	// An object payload works as well as a string; the v1 route takes the wrapped forms.
+	status, body = c.do("POST", "/v1/erp/updates/mapping_simulation", "ro",
+		`{"mapping_configuration":{"version":"2.0","mapping":{"events":{"customer":`+cfg+`}}},"object_type":"customer","format":"json","payload":{"kdnr":"K-2","name":"x"}}`)
+	if status != http.StatusOK || len(body["entity_updates"].([]any)) != 1 {
+		t.Fatalf("v1 wrapped v2: %d %v", status, body)
+	}
+
+	cases := []struct {
+		name, path, body string
+		status           int
+		code, mentions   string
+	}{
+		{"no configuration", "/v2/erp/updates/mapping_simulation", `{"format":"json","payload":"{}"}`, 400, "VALIDATION_ERROR", "event_configuration"},
+		{"bad format", "/v2/erp/updates/mapping_simulation", `{"event_configuration":` + cfg + `,"format":"csv","payload":"{}"}`, 400, "VALIDATION_ERROR", "format"},
+		{"expression does not compile", "/v2/erp/updates/mapping_simulation",
+			`{"event_configuration":{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a","jsonataExpression":"$x("}]}]},"payload":"{}"}`,
+			422, "INVALID_CONFIGURATION", "entities[0].fields[0].jsonataExpression"},
+		{"payload not JSON", "/v2/erp/updates/mapping_simulation", `{"event_configuration":` + cfg + `,"format":"json","payload":"{nope"}`, 422, "MALFORMED_PAYLOAD", "not valid JSON"},
+		{"missing unique id", "/v2/erp/updates/mapping_simulation", `{"event_configuration":` + cfg + `,"payload":{"name":"x"}}`, 422, "MISSING_UNIQUE_IDENTIFIERS", "customer_number"},
+		{"unknown object type", "/v1/erp/updates/mapping_simulation",
+			`{"mapping_configuration":{"version":"2.0","mapping":{"events":{"customer":` + cfg + `}}},"object_type":"order","payload":"{}"}`, 422, "INVALID_CONFIGURATION", "customer"},
+		{"unknown version", "/v1/erp/updates/mapping_simulation",
+			`{"mapping_configuration":{"version":"3.0","mapping":{}},"object_type":"x","payload":"{}"}`, 422, "INVALID_CONFIGURATION", "version"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := c.do("POST", tc.path, "ro", tc.body)
+			if status != tc.status || body["code"] != tc.code || !strings.Contains(body["message"].(string), tc.mentions) {
+				t.Errorf("got %d %v, want %d %s mentioning %q", status, body, tc.status, tc.code, tc.mentions)
+			}
+		})
+	}
+}

@@ -1,0 +1,244 @@
+package mapping
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/erpstream/erpstream/internal/jsonata"
+	engine "github.com/erpstream/erpstream/jsonata"
+)
+
+// Relation is an extracted relation attribute (MAPPING.md §8): the operation and the related
+// entities by unique ids, not yet resolved to entity ids. It marshals as the simulation shows it:
+// {"$relation": {"_set": [{"$entity_unique_ids": {…}, "_schema": "contact", "_tags": […]}]}}.
+type Relation struct {
+	Operation string
+	Items     []RelationItem
+}
+
+// RelationItem is one related entity.
+type RelationItem struct {
+	Schema    string
+	UniqueIDs Attributes
+	Tags      []string
+	// Types are the _type of repeatable unique ids, for the stub created when the entity is missing.
+	Types map[string]string
+}
+
+// MarshalJSON writes the unresolved envelope.
+func (r *Relation) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(`{"$relation":{`)
+	op, _ := json.Marshal(r.Operation)
+	b.Write(op)
+	b.WriteString(":[")
+	for i, it := range r.Items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		uids, err := it.UniqueIDs.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(`{"$entity_unique_ids":`)
+		b.Write(uids)
+		schema, _ := json.Marshal(it.Schema)
+		b.WriteString(`,"_schema":`)
+		b.Write(schema)
+		if it.Tags != nil {
+			tags, _ := json.Marshal(it.Tags)
+			b.WriteString(`,"_tags":`)
+			b.Write(tags)
+		}
+		b.WriteByte('}')
+	}
+	b.WriteString("]}}")
+	return b.Bytes(), nil
+}
+
+// ResolvedRelation is a relation whose entities have ids:
+// {"$relation": [{"entity_id": "…", "_schema": "contact", "_tags": […]}]}.
+type ResolvedRelation struct {
+	Items []ResolvedRelationItem
+}
+
+// ResolvedRelationItem is one related entity by id.
+type ResolvedRelationItem struct {
+	EntityID string   `json:"entity_id"`
+	Schema   string   `json:"_schema"`
+	Tags     []string `json:"_tags,omitempty"`
+}
+
+// MarshalJSON writes the resolved envelope.
+func (r *ResolvedRelation) MarshalJSON() ([]byte, error) {
+	items := r.Items
+	if items == nil {
+		items = []ResolvedRelationItem{}
+	}
+	return json.Marshal(map[string]any{"$relation": items})
+}
+
+func (cr *compiledRelation) extract(ctx context.Context, path string, item any, env *jsonata.Env) (*Relation, *Error) {
+	rel := &Relation{Operation: cr.operation, Items: []RelationItem{}}
+	if cr.expr != nil {
+		v, err := cr.expr.Eval(ctx, item, env)
+		if err != nil {
+			return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".jsonataExpression", Msg: err.Error()}
+		}
+		for n, el := range itemsOf(v) {
+			ri, err := dynamicRelationItem(el, item)
+			if err != nil {
+				return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: fmt.Sprintf("%s.jsonataExpression (item %d)", path, n), Msg: err.Error()}
+			}
+			rel.Items = append(rel.Items, ri)
+		}
+		return rel, nil
+	}
+	for i, ci := range cr.items {
+		ipath := fmt.Sprintf("%s.items[%d]", path, i)
+		ri := RelationItem{Schema: ci.schema, Tags: ci.tags}
+		var missing []string
+		for k, u := range ci.uniqueIDs {
+			v, ok, err := u.value(ctx, fmt.Sprintf("%s.unique_ids[%d]", ipath, k), item, env)
+			if err != nil {
+				return nil, err
+			}
+			if ok && u.repeatable != "" {
+				v = firstRepeatable(v, u.repeatable)
+				if ri.Types == nil {
+					ri.Types = map[string]string{}
+				}
+				ri.Types[u.attribute] = u.repeatable
+			}
+			if !ok || isEmpty(v) {
+				missing = append(missing, u.attribute)
+				continue
+			}
+			ri.UniqueIDs = append(ri.UniqueIDs, Attribute{Name: u.attribute, Value: v})
+		}
+		if len(missing) > 0 {
+			return nil, &Error{Code: "MISSING_UNIQUE_IDENTIFIERS", Path: ipath + ".unique_ids",
+				Msg: fmt.Sprintf("related %s: no value for unique id attribute(s) %v (guard the field with enabled)", ci.schema, missing)}
+		}
+		rel.Items = append(rel.Items, ri)
+	}
+	return rel, nil
+}
+
+// dynamicRelationItem reads one element a relation's jsonataExpression returned, shaped like
+// RelationItemConfig; its unique ids take constant or field (a key of the current item).
+func dynamicRelationItem(el, item any) (RelationItem, error) {
+	obj, ok := el.(*engine.Object)
+	if !ok {
+		return RelationItem{}, fmt.Errorf("each relation item must be an object with entity_schema and unique_ids")
+	}
+	schema, _ := obj.Get("entity_schema")
+	ri := RelationItem{}
+	if ri.Schema, ok = schema.(string); !ok || ri.Schema == "" {
+		return RelationItem{}, fmt.Errorf("entity_schema: a non-empty string is required")
+	}
+	if tags, present := obj.Get("_tags"); present {
+		arr, ok := tags.(*engine.Array)
+		if !ok {
+			return RelationItem{}, fmt.Errorf("_tags: an array of strings is required")
+		}
+		ri.Tags = []string{}
+		for _, t := range arr.Items {
+			s, ok := t.(string)
+			if !ok {
+				return RelationItem{}, fmt.Errorf("_tags: an array of strings is required")
+			}
+			ri.Tags = append(ri.Tags, s)
+		}
+	}
+	uids, _ := obj.Get("unique_ids")
+	list, ok := uids.(*engine.Array)
+	if !ok || len(list.Items) == 0 {
+		return RelationItem{}, fmt.Errorf("unique_ids: a non-empty array is required")
+	}
+	for _, u := range list.Items {
+		uo, ok := u.(*engine.Object)
+		if !ok {
+			return RelationItem{}, fmt.Errorf("unique_ids: objects with attribute and constant or field are required")
+		}
+		attr, _ := uo.Get("attribute")
+		name, ok := attr.(string)
+		if !ok || name == "" {
+			return RelationItem{}, fmt.Errorf("unique_ids: attribute is required")
+		}
+		var v any
+		if c, present := uo.Get("constant"); present {
+			v = c
+		} else if _, present := uo.Get("jsonataExpression"); present {
+			return RelationItem{}, fmt.Errorf("unique_ids[%s]: jsonataExpression is not evaluated inside relation items built by JSONata; compute the value and return it as constant", name)
+		} else if f, present := uo.Get("field"); present {
+			key, _ := f.(string)
+			if io, ok := item.(*engine.Object); ok {
+				v, _ = io.Get(key)
+			}
+		}
+		if typ, present := uo.Get("_type"); present {
+			t, _ := typ.(string)
+			if t != "email" && t != "phone" {
+				return RelationItem{}, fmt.Errorf("unique_ids[%s]._type: one of email, phone", name)
+			}
+			if ri.Types == nil {
+				ri.Types = map[string]string{}
+			}
+			ri.Types[name] = t
+		}
+		if isEmpty(v) {
+			return RelationItem{}, fmt.Errorf("related %s: no value for unique id attribute %s", ri.Schema, name)
+		}
+		ri.UniqueIDs = append(ri.UniqueIDs, Attribute{Name: name, Value: v})
+	}
+	return ri, nil
+}
+
+// Resolve prepares an update for writing in org: relation attributes get the related entities'
+// ids, which are derived from their unique ids as every entity's are (so no lookup is needed and
+// an entity that arrives later gets the same id), and stubs lists an update per related entity
+// holding only its unique-id attributes: the pipeline writes each as a placeholder that any real
+// write of that entity supersedes (MAPPING.md §8's deferred creation).
+func (u *EntityUpdate) Resolve(org string) (attrs Attributes, stubs []EntityUpdate) {
+	attrs = make(Attributes, len(u.Attributes))
+	for i, a := range u.Attributes {
+		rel, ok := a.Value.(*Relation)
+		if !ok {
+			attrs[i] = a
+			continue
+		}
+		res := &ResolvedRelation{Items: make([]ResolvedRelationItem, 0, len(rel.Items))}
+		for _, it := range rel.Items {
+			stub := EntityUpdate{EntitySlug: it.Schema, UniqueIdentifiers: it.UniqueIDs, Mode: "upsert"}
+			for _, uid := range it.UniqueIDs {
+				v := uid.Value
+				if typ := it.Types[uid.Name]; typ != "" {
+					v, _ = repeatable(v, typ)
+				}
+				stub.Attributes = append(stub.Attributes, Attribute{Name: uid.Name, Value: v})
+			}
+			res.Items = append(res.Items, ResolvedRelationItem{EntityID: stub.EntityID(org), Schema: it.Schema, Tags: it.Tags})
+			stubs = append(stubs, stub)
+		}
+		attrs[i] = Attribute{Name: a.Name, Value: res}
+	}
+	return attrs, stubs
+}
+
+// Unapplied reports what the pipeline cannot apply yet although extraction (and so the
+// simulation) handles it: _append and _append_all need the entity's current relations, which the
+// processor does not read. Saving such a configuration is refused with this error.
+func (m *Mapping) Unapplied() error {
+	for i, ce := range m.entities {
+		for j, f := range ce.fields {
+			if f.relation != nil && f.relation.operation != "_set" {
+				return &ConfigError{Path: fmt.Sprintf("configuration.entities[%d].fields[%d].relations.operation", i, j),
+					Msg: f.relation.operation + " is not applied by this version (it needs the entity's current relations); use _set"}
+			}
+		}
+	}
+	return nil
+}

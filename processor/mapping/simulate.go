@@ -1,0 +1,92 @@
+package mapping
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/erpstream/erpstream/internal/jsonata"
+	"github.com/erpstream/erpstream/internal/xmljson"
+	engine "github.com/erpstream/erpstream/jsonata"
+)
+
+// Simulation is MappingSimulationResponse: what the pipeline would write for one payload.
+type Simulation struct {
+	EntityUpdates        []EntityUpdate `json:"entity_updates"`
+	MeterReadingsUpdates []any          `json:"meter_readings_updates"`
+	Warnings             []Warning      `json:"warnings"`
+}
+
+// Warning is MappingSimulationWarning.
+type Warning struct {
+	EntitySchema string `json:"entity_schema"`
+	Field        string `json:"field"`
+	Message      string `json:"message"`
+}
+
+// PayloadError is a payload that does not parse in its format.
+type PayloadError struct{ Msg string }
+
+func (e *PayloadError) Error() string { return e.Msg }
+
+// ParsePayload turns an API payload into an engine value: a JSON object is used as it is; a
+// string is parsed as JSON (format json) or converted from XML (format xml, MAPPING.md §14).
+func ParsePayload(raw json.RawMessage, format string) (any, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, &PayloadError{Msg: "payload: required"}
+	}
+	var doc []byte
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		doc = []byte(s)
+	} else if format == "xml" {
+		return nil, &PayloadError{Msg: "payload: an XML payload must be a string"}
+	} else {
+		doc = raw
+	}
+	if format == "xml" {
+		v, err := xmljson.Convert(doc)
+		if err != nil {
+			return nil, &PayloadError{Msg: "payload is not valid XML: " + err.Error()}
+		}
+		return v, nil
+	}
+	v, err := engine.DecodeJSON(doc)
+	if err != nil {
+		return nil, &PayloadError{Msg: "payload is not valid JSON: " + err.Error()}
+	}
+	return v, nil
+}
+
+// Simulate maps one payload exactly as the pipeline's extraction stage does (the same compiled
+// Mapping and evaluation), without writing or looking anything up: relations stay unresolved
+// envelopes. now stands in for the event's receive time ($now()).
+func (m *Mapping) Simulate(ctx context.Context, payload any, now time.Time) (*Simulation, error) {
+	updates, err := m.Map(ctx, payload, &jsonata.Env{Now: now})
+	if err != nil {
+		return nil, err
+	}
+	if updates == nil {
+		updates = []EntityUpdate{}
+	}
+	sim := &Simulation{EntityUpdates: updates, MeterReadingsUpdates: []any{}, Warnings: []Warning{}}
+	if err := m.Unapplied(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			sim.Warnings = append(sim.Warnings, Warning{EntitySchema: m.schemaAt(ce.Path), Field: ce.Path,
+				Message: fmt.Sprintf("simulated, but the pipeline refuses to save it: %s", ce.Msg)})
+		}
+	}
+	return sim, nil
+}
+
+// schemaAt names the entity schema a configuration path points into.
+func (m *Mapping) schemaAt(path string) string {
+	var i int
+	if _, err := fmt.Sscanf(path, "configuration.entities[%d]", &i); err == nil && i < len(m.entities) {
+		return m.entities[i].schema
+	}
+	return ""
+}
