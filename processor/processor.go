@@ -223,6 +223,17 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 	outs := make([]*kgo.Record, 0, len(updates))
 	entities := make([]map[string]string, 0, len(updates))
 	deleted := 0
+	// event_type is stored but drives nothing unless the integration opts in with
+	// settings.honor_event_type (MAPPING.md §13.2): then DELETE applies upserts as deletes.
+	honorEventType := false
+	if integ, ok := snap.Integration(ev.OrgID, ev.IntegrationID); ok {
+		var settings struct {
+			HonorEventType bool `json:"honor_event_type"`
+		}
+		if json.Unmarshal(integ.Fields["settings"], &settings) == nil {
+			honorEventType = settings.HonorEventType
+		}
+	}
 	// stubVersion is below every real write's version (a receive time in µs): a placeholder for a
 	// related entity never overrides the entity's real state, whichever is projected first.
 	const stubVersion = 1
@@ -251,7 +262,7 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 	}
 	for _, u := range updates {
 		op := envelope.OpUpsert
-		if u.Mode == "delete" || ev.EventType == "DELETE" {
+		if u.Mode == "delete" || (honorEventType && ev.EventType == "DELETE") {
 			op = envelope.OpDelete
 			deleted++
 		}

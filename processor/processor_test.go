@@ -23,6 +23,9 @@ func TestEventsBecomeEntityWritesAndOneMonitoringRowEach(t *testing.T) {
 	c := kafkatest.New(t)
 	reg := registrytest.Start(t, c)
 	ctx := context.Background()
+	// The integration honours event_type (settings.honor_event_type), so DELETE deletes.
+	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP",
+		Fields: map[string]json.RawMessage{"settings": json.RawMessage(`{"honor_event_type":true}`)}}))
 	must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "uc-1", OrgID: "org", IntegrationID: "int", Name: "c", Slug: "customer",
 		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
 
@@ -32,54 +35,7 @@ func TestEventsBecomeEntityWritesAndOneMonitoringRowEach(t *testing.T) {
 		{EventID: "e3", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: json.RawMessage(`{"no":"K-1"}`), EventType: "DELETE", CorrelationID: "c2", ReceivedAtUs: 3000},
 		{EventID: "e4", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-gone", Format: "json", Payload: json.RawMessage(`{"no":"K-9"}`), CorrelationID: "c3", ReceivedAtUs: 4000},
 	}
-	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
-	must(t, err)
-	defer producer.Close()
-	for _, e := range events {
-		b, _ := json.Marshal(e)
-		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte(e.EventID), Value: b}).FirstErr())
-	}
-
-	p, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
-		Now: func() time.Time { return time.UnixMilli(5000) }})
-	must(t, err)
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	defer func() {
-		cancel()
-		must(t, <-done)
-	}()
-
-	monitoring := map[string]envelope.MonitoringEvent{}
-	var writes []envelope.EntityWrite
-	consumer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.ConsumeTopics(c.Topics.Monitoring, c.Topics.Entities),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	must(t, err)
-	defer consumer.Close()
-	waitCtx, waitCancel := context.WithTimeout(ctx, 20*time.Second)
-	defer waitCancel()
-	for len(monitoring) < len(events) {
-		fs := consumer.PollFetches(waitCtx)
-		if waitCtx.Err() != nil {
-			t.Fatalf("got %d monitoring rows, want %d", len(monitoring), len(events))
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			switch r.Topic {
-			case c.Topics.Monitoring:
-				var m envelope.MonitoringEvent
-				must(t, json.Unmarshal(r.Value, &m))
-				if _, dup := monitoring[m.EventID]; dup {
-					t.Errorf("two monitoring rows for %s", m.EventID)
-				}
-				monitoring[m.EventID] = m
-			case c.Topics.Entities:
-				var w envelope.EntityWrite
-				must(t, json.Unmarshal(r.Value, &w))
-				writes = append(writes, w)
-			}
-		})
-	}
+	monitoring, writes := runPipeline(t, c, reg, events)
 
 	want := map[string][2]string{
 		"e1": {"success", "ENTITY_UPDATED"},
@@ -116,5 +72,74 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// runPipeline produces events, runs a processor until every event has its monitoring row, and
+// returns the rows by event id and the entity writes.
+func runPipeline(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, events []envelope.Event) (map[string]envelope.MonitoringEvent, []envelope.EntityWrite) {
+	t.Helper()
+	ctx := context.Background()
+	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
+	must(t, err)
+	defer producer.Close()
+	for _, e := range events {
+		b, _ := json.Marshal(e)
+		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte(e.EventID), Value: b}).FirstErr())
+	}
+	p, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
+		Now: func() time.Time { return time.UnixMilli(5000) }})
+	must(t, err)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	defer func() {
+		cancel()
+		must(t, <-done)
+	}()
+	monitoring := map[string]envelope.MonitoringEvent{}
+	var writes []envelope.EntityWrite
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.ConsumeTopics(c.Topics.Monitoring, c.Topics.Entities),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	must(t, err)
+	defer consumer.Close()
+	waitCtx, waitCancel := context.WithTimeout(ctx, 20*time.Second)
+	defer waitCancel()
+	for len(monitoring) < len(events) {
+		fs := consumer.PollFetches(waitCtx)
+		if waitCtx.Err() != nil {
+			t.Fatalf("got %d monitoring rows, want %d", len(monitoring), len(events))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			switch r.Topic {
+			case c.Topics.Monitoring:
+				var m envelope.MonitoringEvent
+				must(t, json.Unmarshal(r.Value, &m))
+				if _, dup := monitoring[m.EventID]; dup {
+					t.Errorf("two monitoring rows for %s", m.EventID)
+				}
+				monitoring[m.EventID] = m
+			case c.Topics.Entities:
+				var w envelope.EntityWrite
+				must(t, json.Unmarshal(r.Value, &w))
+				writes = append(writes, w)
+			}
+		})
+	}
+	return monitoring, writes
+}
+
+// Without settings.honor_event_type, event_type drives nothing: a DELETE event upserts.
+func TestEventTypeIsIgnoredUnlessTheIntegrationHonoursIt(t *testing.T) {
+	c := kafkatest.New(t)
+	reg := registrytest.Start(t, c)
+	ctx := context.Background()
+	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}))
+	must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "uc-1", OrgID: "org", IntegrationID: "int", Name: "c", Slug: "customer",
+		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
+	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{{EventID: "e1", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1",
+		Format: "json", Payload: json.RawMessage(`{"no":"K-1","name":"x"}`), EventType: "DELETE", ReceivedAtUs: 1000}})
+	if m := monitoring["e1"]; m.Code != "ENTITY_UPDATED" || len(writes) != 1 || writes[0].Op != envelope.OpUpsert {
+		t.Errorf("DELETE without honor_event_type: %s, writes %+v; want an upsert", m.Code, writes)
 	}
 }

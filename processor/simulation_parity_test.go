@@ -5,16 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"testing"
-	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/jsonata"
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/registry/registrytest"
-	"github.com/erpstream/erpstream/processor"
 	"github.com/erpstream/erpstream/processor/mapping"
 )
 
@@ -38,50 +34,19 @@ func TestPipelineWritesWhatTheSimulationShows(t *testing.T) {
 	const receivedUs = 1_746_088_200_000_000
 	ev := envelope.Event{EventID: "e1", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: gc.Payload,
 		CorrelationID: "c1", ReceivedAtUs: receivedUs}
-	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
-	must(t, err)
-	defer producer.Close()
-	b, _ := json.Marshal(ev)
-	must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte("e1"), Value: b}).FirstErr())
-
-	p, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet()})
-	must(t, err)
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	defer func() {
-		cancel()
-		must(t, <-done)
-	}()
-	consumer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.ConsumeTopics(c.Topics.Monitoring, c.Topics.Entities),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	must(t, err)
-	defer consumer.Close()
-	writes := map[string]envelope.EntityWrite{}
-	var outcome *envelope.MonitoringEvent
-	waitCtx, waitCancel := context.WithTimeout(ctx, 20*time.Second)
-	defer waitCancel()
-	for outcome == nil || len(writes) < 4 {
-		fs := consumer.PollFetches(waitCtx)
-		if waitCtx.Err() != nil {
-			t.Fatalf("got %d entity writes and outcome %v", len(writes), outcome)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Topic == c.Topics.Monitoring {
-				outcome = &envelope.MonitoringEvent{}
-				must(t, json.Unmarshal(r.Value, outcome))
-				return
-			}
-			var w envelope.EntityWrite
-			must(t, json.Unmarshal(r.Value, &w))
-			if _, dup := writes[w.EntityID]; dup {
-				t.Errorf("entity %s written twice", w.EntityID)
-			}
-			writes[w.EntityID] = w
-		})
-	}
-	if outcome.Code != "ENTITY_UPDATED" {
+	monitoring, list := runPipeline(t, c, reg, []envelope.Event{ev})
+	if outcome := monitoring["e1"]; outcome.Code != "ENTITY_UPDATED" {
 		t.Fatalf("outcome %s: %s", outcome.Code, outcome.Message)
+	}
+	writes := map[string]envelope.EntityWrite{}
+	for _, w := range list {
+		if _, dup := writes[w.EntityID]; dup {
+			t.Errorf("entity %s written twice", w.EntityID)
+		}
+		writes[w.EntityID] = w
+	}
+	if len(writes) != 4 {
+		t.Fatalf("%d entities written, want the contract, two meters and the contact placeholder", len(writes))
 	}
 
 	m, err := mapping.Compile(gc.Configuration, jsonata.Default)

@@ -68,10 +68,14 @@ func Compile(raw json.RawMessage, eng jsonata.Engine) (*Mapping, error) {
 	if err := dec.Decode(&cfg); err != nil {
 		return nil, &ConfigError{Path: "configuration", Msg: "not a valid inbound configuration: " + err.Error()}
 	}
-	if len(cfg.MeterReadings) > 0 {
-		return nil, &ConfigError{Path: "configuration.meter_readings", Msg: "meter readings are not supported by this version"}
-	}
 	m := &Mapping{engine: eng}
+	for i, raw := range cfg.MeterReadings {
+		cm, err := compileMeterReading(fmt.Sprintf("configuration.meter_readings[%d]", i), raw, eng)
+		if err != nil {
+			return nil, err
+		}
+		m.meterReadings = append(m.meterReadings, cm)
+	}
 	for i, ec := range cfg.Entities {
 		path := fmt.Sprintf("configuration.entities[%d]", i)
 		ce, err := compileEntity(path, ec, eng)

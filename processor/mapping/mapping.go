@@ -14,8 +14,9 @@ import (
 
 // Mapping is a compiled inbound configuration, safe for concurrent use.
 type Mapping struct {
-	engine   jsonata.Engine
-	entities []*compiledEntity
+	engine        jsonata.Engine
+	entities      []*compiledEntity
+	meterReadings []*compiledMeterReading
 }
 
 type compiledEntity struct {
@@ -169,6 +170,12 @@ func (e *Error) Error() string {
 // Map runs the extraction stage for one parsed payload. Per-item expressions see the item as
 // input and the payload as $$ and $payload (MAPPING.md §4.1).
 func (m *Mapping) Map(ctx context.Context, payload any, env *jsonata.Env) ([]EntityUpdate, error) {
+	updates, _, err := m.MapAll(ctx, payload, env)
+	return updates, err
+}
+
+// MapAll is Map with the meter readings (MAPPING.md §2 step 5: entities, then meter readings).
+func (m *Mapping) MapAll(ctx context.Context, payload any, env *jsonata.Env) ([]EntityUpdate, []MeterReadingUpdate, error) {
 	if env == nil {
 		env = &jsonata.Env{}
 	}
@@ -185,13 +192,13 @@ func (m *Mapping) Map(ctx context.Context, payload any, env *jsonata.Env) ([]Ent
 		if ce.expr != nil {
 			v, err := ce.expr.Eval(ctx, payload, itemEnv)
 			if err != nil {
-				return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".jsonataExpression", Msg: err.Error()}
+				return nil, nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".jsonataExpression", Msg: err.Error()}
 			}
 			data = v
 		}
 		on, err := ce.enabled.eval(ctx, data, itemEnv)
 		if err != nil {
-			return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".enabled", Msg: err.Error()}
+			return nil, nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".enabled", Msg: err.Error()}
 		}
 		if !on {
 			continue
@@ -202,12 +209,20 @@ func (m *Mapping) Map(ctx context.Context, payload any, env *jsonata.Env) ([]Ent
 				if _, many := data.(*engine.Array); many {
 					err.Path = fmt.Sprintf("%s (item %d)", err.Path, n)
 				}
-				return nil, err
+				return nil, nil, err
 			}
 			out = append(out, upd)
 		}
 	}
-	return out, nil
+	var readings []MeterReadingUpdate
+	for i, cm := range m.meterReadings {
+		rs, err := cm.extract(ctx, fmt.Sprintf("meter_readings[%d]", i), payload, itemEnv)
+		if err != nil {
+			return nil, nil, err
+		}
+		readings = append(readings, rs...)
+	}
+	return out, readings, nil
 }
 
 // itemsOf: an array is many items, undefined none, anything else one.

@@ -229,9 +229,13 @@ func (u *EntityUpdate) Resolve(org string) (attrs Attributes, stubs []EntityUpda
 }
 
 // Unapplied reports what the pipeline cannot apply yet although extraction (and so the
-// simulation) handles it: _append and _append_all need the entity's current relations, which the
-// processor does not read. Saving such a configuration is refused with this error.
+// simulation) handles it: meter readings (their apply stage matches existing readings), and
+// _append/_append_all, which need the entity's current relations; the processor reads no state.
+// Saving such a configuration is refused with this error.
 func (m *Mapping) Unapplied() error {
+	if len(m.meterReadings) > 0 {
+		return &ConfigError{Path: "configuration.meter_readings", Msg: "meter readings are extracted (see the mapping simulation) but not applied by this version"}
+	}
 	for i, ce := range m.entities {
 		for j, f := range ce.fields {
 			if f.relation != nil && f.relation.operation != "_set" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
@@ -14,9 +15,9 @@ import (
 
 // Simulation is MappingSimulationResponse: what the pipeline would write for one payload.
 type Simulation struct {
-	EntityUpdates        []EntityUpdate `json:"entity_updates"`
-	MeterReadingsUpdates []any          `json:"meter_readings_updates"`
-	Warnings             []Warning      `json:"warnings"`
+	EntityUpdates        []EntityUpdate       `json:"entity_updates"`
+	MeterReadingsUpdates []MeterReadingUpdate `json:"meter_readings_updates"`
+	Warnings             []Warning            `json:"warnings"`
 }
 
 // Warning is MappingSimulationWarning.
@@ -64,14 +65,17 @@ func ParsePayload(raw json.RawMessage, format string) (any, error) {
 // Mapping and evaluation), without writing or looking anything up: relations stay unresolved
 // envelopes. now stands in for the event's receive time ($now()).
 func (m *Mapping) Simulate(ctx context.Context, payload any, now time.Time) (*Simulation, error) {
-	updates, err := m.Map(ctx, payload, &jsonata.Env{Now: now})
+	updates, readings, err := m.MapAll(ctx, payload, &jsonata.Env{Now: now})
 	if err != nil {
 		return nil, err
 	}
 	if updates == nil {
 		updates = []EntityUpdate{}
 	}
-	sim := &Simulation{EntityUpdates: updates, MeterReadingsUpdates: []any{}, Warnings: []Warning{}}
+	if readings == nil {
+		readings = []MeterReadingUpdate{}
+	}
+	sim := &Simulation{EntityUpdates: updates, MeterReadingsUpdates: readings, Warnings: []Warning{}}
 	if err := m.Unapplied(); err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) {
@@ -84,6 +88,9 @@ func (m *Mapping) Simulate(ctx context.Context, payload any, now time.Time) (*Si
 
 // schemaAt names the entity schema a configuration path points into.
 func (m *Mapping) schemaAt(path string) string {
+	if strings.HasPrefix(path, "configuration.meter_readings") {
+		return "meter_reading"
+	}
 	var i int
 	if _, err := fmt.Sscanf(path, "configuration.entities[%d]", &i); err == nil && i < len(m.entities) {
 		return m.entities[i].schema
