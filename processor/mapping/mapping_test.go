@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +192,41 @@ func BenchmarkMapFieldCopy20(b *testing.B) {
 		p, _ := engine.DecodeJSON(raw)
 		if _, err := m.Map(context.Background(), p, env); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMapJSONataHeavy maps MAPPING.md Ex 2 (entity fan-out, expressions, $$, relations) and
+// does what the processor does with the result: resolve relations and marshal the attributes.
+func BenchmarkMapJSONataHeavy(b *testing.B) {
+	raw, err := os.ReadFile("testdata/golden/ex2-fanout-relations.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var gc struct {
+		Configuration json.RawMessage `json:"configuration"`
+		Payload       json.RawMessage `json:"payload"`
+	}
+	if err := json.Unmarshal(raw, &gc); err != nil {
+		b.Fatal(err)
+	}
+	m, err := Compile(gc.Configuration, jsonata.Default)
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := &jsonata.Env{}
+	b.ReportAllocs()
+	for b.Loop() {
+		p, _ := engine.DecodeJSON(gc.Payload)
+		updates, err := m.Map(context.Background(), p, env)
+		if err != nil || len(updates) != 3 {
+			b.Fatal(err)
+		}
+		for _, u := range updates {
+			attrs, _ := u.Resolve("org")
+			if _, err := json.Marshal(attrs); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }
