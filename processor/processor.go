@@ -42,13 +42,14 @@ type Config struct {
 type Processor struct {
 	cfg      Config
 	log      *slog.Logger
-	mappings sync.Map // use case id + "@" + version -> *compiledMapping
+	mappings sync.Map // use case id -> *compiledMapping of its latest version
 	dedup    *dedupStore
 }
 
 type compiledMapping struct {
-	m   *mapping.Mapping
-	err error
+	version int64
+	m       *mapping.Mapping
+	err     error
 }
 
 // New validates cfg and returns a processor.
@@ -188,6 +189,7 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 	snap := p.cfg.Registry.Snapshot()
 	uc, ok := snap.UseCase(ev.OrgID, ev.UseCaseID)
 	if !ok {
+		p.mappings.Delete(ev.UseCaseID)
 		return nil, outcome{level: envelope.LevelError, code: "USE_CASE_NOT_FOUND",
 			message: fmt.Sprintf("use case %s was deleted before the event was processed", ev.UseCaseID)}
 	}
@@ -327,17 +329,18 @@ func headers(ev *envelope.Event) []kgo.RecordHeader {
 	}
 }
 
-// compiled returns the use case's mapping, compiling it once per use-case version.
+// compiled returns the use case's mapping, compiling it once per use-case version; a new version
+// replaces the old one's entry, so the cache holds one mapping per live use case.
 func (p *Processor) compiled(uc *registry.UseCase) (*mapping.Mapping, error) {
-	key := uc.ID + "@" + strconv.FormatInt(uc.Version, 10)
-	if v, ok := p.mappings.Load(key); ok {
-		c := v.(*compiledMapping)
-		return c.m, c.err
+	if v, ok := p.mappings.Load(uc.ID); ok {
+		if c := v.(*compiledMapping); c.version == uc.Version {
+			return c.m, c.err
+		}
 	}
 	m, err := mapping.Compile(uc.Configuration, p.cfg.Engine)
 	if err == nil {
 		err = m.Unapplied()
 	}
-	p.mappings.Store(key, &compiledMapping{m: m, err: err})
+	p.mappings.Store(uc.ID, &compiledMapping{version: uc.Version, m: m, err: err})
 	return m, err
 }
