@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/envelope"
@@ -50,13 +51,16 @@ type Config struct {
 	AckTimeout time.Duration
 	Log        *slog.Logger
 	Now        func() time.Time
+	// Metrics registers erpstream_ingest_events_total (nil: not exported).
+	Metrics prometheus.Registerer
 }
 
 // Service is the ingest HTTP service.
 type Service struct {
-	cfg   Config
-	log   *slog.Logger
-	clock ids.MonotonicMicros
+	cfg    Config
+	log    *slog.Logger
+	clock  ids.MonotonicMicros
+	events *prometheus.CounterVec // by per-event result: success, error, skipped, ignored, not_stored
 }
 
 // New validates cfg.
@@ -70,7 +74,15 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, log: cfg.Log.With("component", "ingest")}, nil
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_ingest_events_total",
+		Help: "Events answered by ingest, by per-event result (not_stored: Kafka did not acknowledge)."}, []string{"result"})
+	if err := cfg.Metrics.Register(events); err != nil {
+		return nil, fmt.Errorf("ingest metrics: %w", err)
+	}
+	return &Service{cfg: cfg, log: cfg.Log.With("component", "ingest"), events: events}, nil
 }
 
 // Register mounts the event routes on an authenticated router group.
@@ -238,8 +250,12 @@ func (s *Service) handle(c *gin.Context, version apiVersion) {
 			c.Header("Retry-After", "5")
 			httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable,
 				"events could not be stored; retry the request (deduplication ids make the retry safe)")
+			s.events.WithLabelValues("not_stored").Add(float64(len(results)))
 			return
 		}
+	}
+	for _, r := range results {
+		s.events.WithLabelValues(r.Status).Inc()
 	}
 	c.JSON(http.StatusOK, gin.H{"results": results})
 }

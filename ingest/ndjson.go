@@ -107,6 +107,9 @@ func (s *Service) eventsNDJSON(c *gin.Context) {
 			for _, r := range head.results {
 				if head.err != nil && r.Status == "success" {
 					r.Status, r.Code, r.Message = "error", "NOT_STORED", "not stored: "+head.err.Error()+"; resend this line"
+					s.events.WithLabelValues("not_stored").Inc()
+				} else if r.EventID != "" { // a line that never became an event (unparsable) has no id
+					s.events.WithLabelValues(r.Status).Inc()
 				}
 				summary[r.Status]++
 				_ = enc.Encode(r)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/envelope"
@@ -36,6 +37,8 @@ type Config struct {
 	Engine      jsonata.Engine
 	Log         *slog.Logger
 	Now         func() time.Time
+	// Metrics registers the processor's metrics (nil: not exported).
+	Metrics prometheus.Registerer
 }
 
 // Processor is the mapping service.
@@ -44,6 +47,12 @@ type Processor struct {
 	log      *slog.Logger
 	mappings sync.Map // use case id -> *compiledMapping of its latest version
 	dedup    *dedupStore
+
+	// Outcomes are counted when their transaction commits, so a retried batch counts once.
+	pending   map[[2]string]int // (level, code) -> events in the open transaction
+	outcomes  *prometheus.CounterVec
+	aborts    prometheus.Counter
+	batchTime prometheus.Histogram
 }
 
 type compiledMapping struct {
@@ -75,8 +84,24 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = ids.NewUUID()
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
 	log := cfg.Log.With("component", "processor")
-	return &Processor{cfg: cfg, log: log, dedup: newDedupStore(log)}, nil
+	p := &Processor{cfg: cfg, log: log, dedup: newDedupStore(log), pending: map[[2]string]int{},
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_processor_events_total",
+			Help: "Events processed (committed), by monitoring level and code."}, []string{"level", "code"}),
+		aborts: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_transaction_aborts_total",
+			Help: "Transactions aborted; their batch is processed again."}),
+		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "erpstream_processor_batch_duration_seconds",
+			Help: "Time from a batch's first record to its committed transaction.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
+	}
+	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.batchTime} {
+		if err := cfg.Metrics.Register(c); err != nil {
+			return nil, fmt.Errorf("processor metrics: %w", err)
+		}
+	}
+	return p, nil
 }
 
 // Run consumes until ctx ends.
@@ -127,6 +152,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
+		began := time.Now()
 		if err := sess.Begin(); err != nil {
 			return fmt.Errorf("processor: begin transaction: %w", err)
 		}
@@ -139,9 +165,15 @@ func (p *Processor) Run(ctx context.Context) error {
 		committed, err := sess.End(ctx, promise.Err() == nil)
 		if committed {
 			p.dedup.commit()
+			for k, n := range p.pending {
+				p.outcomes.WithLabelValues(k[0], k[1]).Add(float64(n))
+			}
+			p.batchTime.Observe(time.Since(began).Seconds())
 		} else {
 			p.dedup.abort()
+			p.aborts.Inc()
 		}
+		clear(p.pending)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -312,6 +344,7 @@ func (p *Processor) monitoringRecord(ev *envelope.Event, o outcome) *kgo.Record 
 		Detail:        detail,
 		CreatedAtMs:   p.cfg.Now().UnixMilli(),
 	}
+	p.pending[[2]string{string(o.level), o.code}]++
 	if o.level == envelope.LevelError {
 		p.log.Info("event failed", "event_id", ev.EventID, "use_case_id", ev.UseCaseID, "code", o.code, "message", o.message)
 	}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/envelope"
@@ -50,6 +51,8 @@ type Config struct {
 	AfterInsert func() error
 	// Retention drops old partitions once an hour (nil: no retention).
 	Retention func(ctx context.Context) error
+	// Metrics registers the projector's metrics (nil: not exported).
+	Metrics prometheus.Registerer
 }
 
 // Projector is the ClickHouse writer service.
@@ -60,7 +63,11 @@ type Projector struct {
 	mu sync.Mutex
 	// unsure marks monitoring partitions whose next batch may repeat rows already stored: newly
 	// assigned ones (the previous owner may have crashed between insert and commit).
-	unsure map[int32]bool
+	unsure    map[int32]bool
+	rows      *prometheus.CounterVec
+	failures  prometheus.Counter
+	skipped   prometheus.Counter
+	batchTime prometheus.Histogram
 }
 
 // New validates cfg.
@@ -80,7 +87,25 @@ func New(cfg Config) (*Projector, error) {
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = time.Second
 	}
-	return &Projector{cfg: cfg, log: cfg.Log.With("component", "projector"), unsure: map[int32]bool{}}, nil
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	p := &Projector{cfg: cfg, log: cfg.Log.With("component", "projector"), unsure: map[int32]bool{},
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_projector_rows_total",
+			Help: "Rows stored in ClickHouse, by kind (raw_events, entities, monitoring_events, access_logs)."}, []string{"kind"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_projector_insert_failures_total",
+			Help: "Failed ClickHouse batch inserts; each is retried with backoff while consumption pauses."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_projector_rows_already_stored_total",
+			Help: "Monitoring rows an earlier attempt (or a crashed owner) had stored, not inserted again."}),
+		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "erpstream_projector_batch_duration_seconds",
+			Help: "Time to store one batch in ClickHouse, retries included.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
+	}
+	for _, c := range []prometheus.Collector{p.rows, p.failures, p.skipped, p.batchTime} {
+		if err := cfg.Metrics.Register(c); err != nil {
+			return nil, fmt.Errorf("projector metrics: %w", err)
+		}
+	}
+	return p, nil
 }
 
 // Run consumes until ctx ends.
@@ -231,12 +256,19 @@ func (p *Projector) flush(ctx context.Context, recs []*kgo.Record) error {
 	}
 	p.mu.Unlock()
 	backoff := 200 * time.Millisecond
+	batchStart := time.Now()
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		// After an assignment, and on every retry (an insert may have failed after the server
 		// stored it), keep out the monitoring rows that are stored already.
 		existing, err := p.write(ctx, &b, check || attempt > 1)
 		if err == nil {
+			p.rows.WithLabelValues("raw_events").Add(float64(len(b.raw)))
+			p.rows.WithLabelValues("entities").Add(float64(len(b.entities)))
+			p.rows.WithLabelValues("monitoring_events").Add(float64(len(b.monitoring) - len(existing)))
+			p.rows.WithLabelValues("access_logs").Add(float64(len(b.access)))
+			p.skipped.Add(float64(len(existing)))
+			p.batchTime.Observe(time.Since(batchStart).Seconds())
 			// A crashed owner's insert covers a contiguous run from the committed offset, so once
 			// a partition's last row in a batch was new, nothing after it can be stored already.
 			p.mu.Lock()
@@ -252,6 +284,7 @@ func (p *Projector) flush(ctx context.Context, recs []*kgo.Record) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		p.failures.Inc()
 		p.log.Warn("clickhouse insert failed; retrying", "attempt", attempt, "entities", len(b.entities), "monitoring", len(b.monitoring), "err", err, "retry_in", backoff)
 		select {
 		case <-time.After(backoff):

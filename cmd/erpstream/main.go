@@ -133,7 +133,8 @@ func env(key, def string) string {
 
 func configFromEnv(log *slog.Logger) (app.Config, error) {
 	cfg := app.Config{
-		HTTPAddr: env("ERPSTREAM_HTTP_ADDR", "127.0.0.1:8080"),
+		HTTPAddr:    env("ERPSTREAM_HTTP_ADDR", "127.0.0.1:8080"),
+		MetricsAddr: os.Getenv("ERPSTREAM_METRICS_ADDR"),
 		Kafka: kafkax.Config{
 			TopicPrefix: env("ERPSTREAM_TOPIC_PREFIX", "erp"),
 		},

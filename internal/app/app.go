@@ -19,6 +19,9 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -57,8 +60,11 @@ var AllServices = []string{Ingest, Process, Project, Query}
 // Config of one erpstream process.
 type Config struct {
 	Services []string
-	HTTPAddr string       // ERPSTREAM_HTTP_ADDR, default 127.0.0.1:8080
-	Listener net.Listener // tests pass their own; else HTTPAddr is listened on
+	HTTPAddr string // ERPSTREAM_HTTP_ADDR, default 127.0.0.1:8080
+	// MetricsAddr serves GET /metrics (Prometheus) on a listener of its own (ERPSTREAM_METRICS_ADDR);
+	// unset, /metrics is served on HTTPAddr (processes without the API then export none).
+	MetricsAddr string
+	Listener    net.Listener // tests pass their own; else HTTPAddr is listened on
 
 	Kafka kafkax.Config
 	// Without Kafka.Brokers an embedded broker (kfake) keeps its data in EmbeddedKafkaDir.
@@ -171,8 +177,25 @@ func Run(ctx context.Context, cfg Config) error {
 		return g.Wait()
 	}
 
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metricsHandler := promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})
+	if cfg.MetricsAddr != "" {
+		msrv := &http.Server{Addr: cfg.MetricsAddr, Handler: metricsHandler, ReadHeaderTimeout: 10 * time.Second}
+		g.Go("metrics", func() error {
+			if err := msrv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics on %s: %w", cfg.MetricsAddr, err)
+			}
+			return nil
+		})
+		g.Go("metrics-shutdown", func() error {
+			<-ctx.Done()
+			return msrv.Close()
+		})
+	}
+
 	if cfg.has(Process) {
-		p, err := processor.New(processor.Config{Kafka: cfg.Kafka, Topics: topics, InstanceID: cfg.InstanceID, Registry: reg, Log: log})
+		p, err := processor.New(processor.Config{Kafka: cfg.Kafka, Topics: topics, InstanceID: cfg.InstanceID, Registry: reg, Log: log, Metrics: metrics})
 		if err != nil {
 			return err
 		}
@@ -181,7 +204,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.has(Project) {
 		sink := &projector.ClickHouseSink{Conn: ch}
 		p, err := projector.New(projector.Config{Kafka: cfg.Kafka, Topics: topics, Sink: sink,
-			FlushInterval: cfg.ProjectorFlushInterval, Log: log, AfterInsert: cfg.ProjectorAfterInsert,
+			FlushInterval: cfg.ProjectorFlushInterval, Log: log, AfterInsert: cfg.ProjectorAfterInsert, Metrics: metrics,
 			Retention: sink.Retention(RawRetentionDays, MonitoringRetentionDays, time.Now)})
 		if err != nil {
 			return err
@@ -192,6 +215,10 @@ func Run(ctx context.Context, cfg Config) error {
 	var ready atomic.Bool
 	if cfg.has(Ingest) || cfg.has(Query) {
 		engine := httpapi.NewEngine(log)
+		engine.Use(httpapi.RequestMetrics(metrics))
+		if cfg.MetricsAddr == "" {
+			engine.GET("/metrics", gin.WrapH(metricsHandler))
+		}
 		engine.GET("/healthz", func(c *gin.Context) {
 			if !ready.Load() {
 				httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "starting")
@@ -215,10 +242,13 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("kafka producer: %w", err)
 		}
 		defer producer.Close()
-		access := &accessLogProducer{client: producer, topic: topics.Access, log: log}
+		access := &accessLogProducer{client: producer, topic: topics.Access, log: log,
+			dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_access_log_dropped_total",
+				Help: "Access log entries dropped because the producer buffer was full or Kafka unreachable."})}
+		metrics.MustRegister(access.dropped)
 		api := engine.Group("/", httpapi.RequireAuth(chain), httpapi.AccessLog(access.record), limiter.Middleware())
 		if cfg.has(Ingest) {
-			svc, err := ingest.New(ingest.Config{Topics: topics, Producer: producer, Registry: reg, AckTimeout: cfg.AckTimeout, Log: log, Now: cfg.Now})
+			svc, err := ingest.New(ingest.Config{Topics: topics, Producer: producer, Registry: reg, AckTimeout: cfg.AckTimeout, Log: log, Now: cfg.Now, Metrics: metrics})
 			if err != nil {
 				return err
 			}
@@ -353,7 +383,8 @@ type accessLogProducer struct {
 	client  *kgo.Client
 	topic   string
 	log     *slog.Logger
-	dropped atomic.Int64
+	dropped prometheus.Counter
+	drops   atomic.Int64
 }
 
 func (a *accessLogProducer) record(e envelope.AccessLog) {
@@ -361,7 +392,8 @@ func (a *accessLogProducer) record(e envelope.AccessLog) {
 	a.client.TryProduce(context.Background(), &kgo.Record{Topic: a.topic, Key: []byte(e.OrgID), Value: value}, func(_ *kgo.Record, err error) {
 		if err != nil {
 			// Log the first drop and then every 1,000th, so a broker outage does not flood the log.
-			if n := a.dropped.Add(1); n == 1 || n%1000 == 0 {
+			a.dropped.Inc()
+			if n := a.drops.Add(1); n == 1 || n%1000 == 0 {
 				a.log.Warn("access log entries dropped", "dropped_total", n, "err", err)
 			}
 		}

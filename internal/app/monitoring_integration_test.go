@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -139,6 +140,25 @@ func TestIntegrationMonitoringSurface(t *testing.T) {
 	from := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
 	base := "/v2/integrations/" + id + "/monitoring/"
 
+	// Prometheus metrics count the same events at every stage.
+	resp, err := http.Get(e.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`erpstream_ingest_events_total{result="success"} 20`,
+		`erpstream_ingest_events_total{result="error"} 2`,
+		`erpstream_processor_events_total{code="ENTITY_UPDATED",level="success"} 20`,
+		`erpstream_http_requests_total{method="POST",route="/v3/erp/updates/events",status="200"} 1`,
+		`erpstream_projector_rows_total{kind="raw_events"} 20`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
 	status, st := e.call("POST", base+"stats", `{"from_date":"`+from+`","group_by":"level"}`)
 	if status != http.StatusOK || st["total_events"] != 22.0 || st["error_count"] != 2.0 {
 		t.Fatalf("v2 stats: %d %v", status, st)
@@ -238,7 +258,7 @@ func TestIntegrationMonitoringSurface(t *testing.T) {
 	// Bulk replay of the last hour: every original event once, never the replays.
 	req, _ := http.NewRequest("POST", e.url+"/v1/integrations/"+id+"/events/replay/bulk", strings.NewReader(`{"from_date":"`+from+`"}`))
 	req.Header.Set("Authorization", "Bearer it-token")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
