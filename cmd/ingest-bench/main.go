@@ -48,7 +48,7 @@ func main() {
 	done := make(chan error, 1)
 	prefix := "bench-" + ids.ULID(time.Now())[:10]
 	go func() {
-		done <- app.Run(ctx, app.Config{Services: []string{app.Ingest}, Listener: ln, DevMode: true, DevToken: "bench",
+		done <- app.Run(ctx, app.Config{Services: []string{app.Ingest}, Listener: ln, DevMode: true, DevToken: "bench", RateLimitPerMinute: -1,
 			Kafka: kafkax.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: strings.ToLower(prefix), Partitions: 12, Replication: 1},
 			Log:   log, OnReady: func(a string) { ready <- a }})
 	}()
