@@ -326,6 +326,12 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 }
 
 func (p *Processor) monitoringRecord(ev *envelope.Event, o outcome) *kgo.Record {
+	if ev.Replay { // replays are marked in monitoring (their correlation id also starts with replay_)
+		if o.detail == nil {
+			o.detail = map[string]any{}
+		}
+		o.detail["replay"] = true
+	}
 	var detail json.RawMessage
 	if o.detail != nil {
 		detail, _ = json.Marshal(o.detail)

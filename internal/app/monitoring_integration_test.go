@@ -254,6 +254,11 @@ func TestIntegrationMonitoringSurface(t *testing.T) {
 	if status != http.StatusOK || len(replayed["data"].([]any)) != 2 {
 		t.Errorf("replayed events' monitoring: %d %v", status, replayed)
 	}
+	for _, r := range replayed["data"].([]any) {
+		if d, _ := r.(map[string]any)["detail"].(map[string]any); d["replay"] != true {
+			t.Errorf("a replay's monitoring row is not marked: %v", r)
+		}
+	}
 
 	// Bulk replay of the last hour: every original event once, never the replays.
 	req, _ := http.NewRequest("POST", e.url+"/v1/integrations/"+id+"/events/replay/bulk", strings.NewReader(`{"from_date":"`+from+`"}`))
