@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,7 @@ type Processor struct {
 	log      *slog.Logger
 	mappings sync.Map // use case id -> *compiledMapping of its latest version
 	dedup    *dedupStore
+	entities *entityStore
 
 	// Outcomes are counted when their transaction commits, so a retried batch counts once.
 	pending   map[[2]string]int // (level, code) -> events in the open transaction
@@ -88,7 +90,7 @@ func New(cfg Config) (*Processor, error) {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
 	log := cfg.Log.With("component", "processor")
-	p := &Processor{cfg: cfg, log: log, dedup: newDedupStore(log), pending: map[[2]string]int{},
+	p := &Processor{cfg: cfg, log: log, dedup: newDedupStore(log), entities: newEntityStore(log), pending: map[[2]string]int{},
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_processor_events_total",
 			Help: "Events processed (committed), by monitoring level and code."}, []string{"level", "code"}),
 		aborts: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_transaction_aborts_total",
@@ -108,6 +110,18 @@ func New(cfg Config) (*Processor, error) {
 func (p *Processor) Run(ctx context.Context) error {
 	select {
 	case <-p.cfg.Registry.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	// The entity state is read whole before the first event is mapped, then followed.
+	stateCtx, stopState := context.WithCancel(ctx)
+	defer stopState()
+	stateErr := make(chan error, 1)
+	go func() { stateErr <- p.entities.run(stateCtx, p.cfg.Kafka, p.cfg.Topics.EntityState) }()
+	select {
+	case <-p.entities.ready:
+	case err := <-stateErr:
+		return fmt.Errorf("processor: %w", err)
 	case <-ctx.Done():
 		return nil
 	}
@@ -165,12 +179,14 @@ func (p *Processor) Run(ctx context.Context) error {
 		committed, err := sess.End(ctx, promise.Err() == nil)
 		if committed {
 			p.dedup.commit()
+			p.entities.commit()
 			for k, n := range p.pending {
 				p.outcomes.WithLabelValues(k[0], k[1]).Add(float64(n))
 			}
 			p.batchTime.Observe(time.Since(began).Seconds())
 		} else {
 			p.dedup.abort()
+			p.entities.abort()
 			p.aborts.Inc()
 		}
 		clear(p.pending)
@@ -290,36 +306,113 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		entities = append(entities, map[string]string{"entity_schema": u.EntitySlug, "entity_id": entityID, "op": string(op)})
 		return nil
 	}
-	stubbed := map[string]bool{} // entities this event writes for real need no placeholder
-	for _, u := range updates {
-		stubbed[u.EntityID(ev.OrgID)] = true
+	// The event's state changes stay local until it has mapped without error; later updates of
+	// the event see earlier ones.
+	changed := map[string]*entityState{}
+	state := func(id string) *entityState {
+		if st, ok := changed[id]; ok {
+			return st
+		}
+		return p.entities.get(id)
 	}
+	version := uint64(ev.ReceivedAtUs)
+	var warnings []string
+	noops := 0
 	for _, u := range updates {
-		op := envelope.OpUpsert
+		id := u.EntityID(ev.OrgID)
+		cur := state(id)
+		// Events of one entity can sit in different partitions and be mapped out of order. A late
+		// event (older than the state) is written as it is, and ClickHouse keeps the newer version;
+		// it neither reads nor changes the state.
+		late := cur != nil && cur.Version > version
 		if u.Mode == "delete" || (honorEventType && ev.EventType == "DELETE") {
-			op = envelope.OpDelete
-			deleted++
+			// The tombstone is written even when the entity is unknown or deleted already (then the
+			// outcome is a no-op): an older upsert still in flight must not resurrect it.
+			if err := emit(u, u.Attributes, envelope.OpDelete, version); err != nil {
+				o.level, o.code, o.message = envelope.LevelError, "ATTRIBUTE_TYPE_MISMATCH", fmt.Sprintf("use case %s, entity %s: %v", uc.Slug, u.EntitySlug, err)
+				return nil, o
+			}
+			if !late && !cur.live() {
+				noops++
+			} else {
+				deleted++
+			}
+			if !late {
+				next := &entityState{Schema: u.EntitySlug, Deleted: true, Version: version, Phantom: !cur.live() && !cur.softDeleted()}
+				if cur != nil {
+					next.Relations = cur.Relations
+				}
+				changed[id] = next
+			}
+			continue
+		}
+		if late {
+			attrs, _ := u.Resolve(ev.OrgID)
+			if err := emit(u, attrs, envelope.OpUpsert, version); err != nil {
+				o.level, o.code, o.message = envelope.LevelError, "ATTRIBUTE_TYPE_MISMATCH", fmt.Sprintf("use case %s, entity %s: %v", uc.Slug, u.EntitySlug, err)
+				return nil, o
+			}
+			continue
+		}
+		if honorEventType && ev.EventType == "CREATE" && cur.live() {
+			o.level, o.code = envelope.LevelError, "ENTITY_ALREADY_EXISTS"
+			o.message = fmt.Sprintf("use case %s: CREATE of %s %s, which exists", uc.Slug, u.EntitySlug, uniqueIDsText(u))
+			return nil, o
+		}
+		if cur.softDeleted() {
+			warnings = append(warnings, fmt.Sprintf("%s %s was deleted; the upsert restores it", u.EntitySlug, uniqueIDsText(u)))
 		}
 		attrs, stubs := u.Resolve(ev.OrgID)
-		if err := emit(u, attrs, op, uint64(ev.ReceivedAtUs)); err != nil {
+		next := &entityState{Schema: u.EntitySlug, Version: version, Relations: map[string][]mapping.ResolvedRelationItem{}}
+		if cur.live() {
+			for k, v := range cur.Relations {
+				next.Relations[k] = v
+			}
+		}
+		for i, a := range u.Attributes {
+			rel, ok := a.Value.(*mapping.Relation)
+			if !ok {
+				continue
+			}
+			items := attrs[i].Value.(*mapping.ResolvedRelation).Items
+			if cur.live() { // on a new entity both appends are _set
+				items = mapping.MergeRelation(rel.Operation, cur.Relations[a.Name], items)
+			}
+			attrs[i].Value = &mapping.ResolvedRelation{Items: items}
+			next.Relations[a.Name] = items
+		}
+		if err := emit(u, attrs, envelope.OpUpsert, version); err != nil {
 			o.level, o.code, o.message = envelope.LevelError, "ATTRIBUTE_TYPE_MISMATCH", fmt.Sprintf("use case %s, entity %s: %v", uc.Slug, u.EntitySlug, err)
 			return nil, o
 		}
+		changed[id] = next
 		for _, st := range stubs {
-			if id := st.EntityID(ev.OrgID); !stubbed[id] {
-				stubbed[id] = true
-				_ = emit(st, st.Attributes, envelope.OpUpsert, stubVersion)
+			sid := st.EntityID(ev.OrgID)
+			if state(sid) != nil {
+				continue // exists, or a placeholder is there already
 			}
+			_ = emit(st, st.Attributes, envelope.OpUpsert, stubVersion)
+			changed[sid] = &entityState{Schema: st.EntitySlug, Placeholder: true, Version: stubVersion}
 		}
+	}
+	for id, st := range changed {
+		b, _ := json.Marshal(st)
+		outs = append(outs, &kgo.Record{Topic: p.cfg.Topics.EntityState, Key: []byte(id), Value: b})
+		p.entities.stage(id, st)
 	}
 	o.level = envelope.LevelSuccess
 	switch {
-	case len(updates) == 0:
+	case len(updates) == noops:
 		o.code, o.message = "ENTITY_NO_OP", "the mapping produced no entity updates"
-	case deleted == len(updates):
+		if len(updates) > 0 {
+			o.message = strconv.Itoa(noops) + " delete(s) of entities that did not exist or were deleted already"
+		}
+	case len(warnings) > 0:
+		o.level, o.code, o.message = envelope.LevelWarning, "SOFT_DELETED_ENTITY_MATCHED", strings.Join(warnings, "; ")
+	case deleted == len(updates)-noops:
 		o.code, o.message = "ENTITY_DELETED", strconv.Itoa(deleted)+" entity update(s) applied"
 	default:
-		o.code, o.message = "ENTITY_UPDATED", strconv.Itoa(len(updates))+" entity update(s) applied"
+		o.code, o.message = "ENTITY_UPDATED", strconv.Itoa(len(updates)-noops)+" entity update(s) applied"
 	}
 	o.detail = map[string]any{"entities": entities, "use_case_version": uc.Version}
 	return outs, o
@@ -382,4 +475,9 @@ func (p *Processor) compiled(uc *registry.UseCase) (*mapping.Mapping, error) {
 	}
 	p.mappings.Store(uc.ID, &compiledMapping{version: uc.Version, m: m, err: err})
 	return m, err
+}
+
+func uniqueIDsText(u mapping.EntityUpdate) string {
+	b, _ := json.Marshal(u.UniqueIdentifiers)
+	return string(b)
 }

@@ -76,7 +76,7 @@ func must(t *testing.T, err error) {
 }
 
 // runPipeline produces events, runs a processor until every event has its monitoring row, and
-// returns the rows by event id and the entity writes.
+// returns the rows by event id and the entity writes (of earlier runs on c too).
 func runPipeline(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, events []envelope.Event) (map[string]envelope.MonitoringEvent, []envelope.EntityWrite) {
 	t.Helper()
 	ctx := context.Background()
@@ -85,7 +85,9 @@ func runPipeline(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, eve
 	defer producer.Close()
 	for _, e := range events {
 		b, _ := json.Marshal(e)
-		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte(e.EventID), Value: b}).FirstErr())
+		// One partition, so the events are mapped in the order given (as events of one entity with
+		// one deduplication-id stream would be).
+		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte("one-partition"), Value: b}).FirstErr())
 	}
 	p, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
 		Now: func() time.Time { return time.UnixMilli(5000) }})
@@ -105,10 +107,19 @@ func runPipeline(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, eve
 	defer consumer.Close()
 	waitCtx, waitCancel := context.WithTimeout(ctx, 20*time.Second)
 	defer waitCancel()
-	for len(monitoring) < len(events) {
+	missing := func() int {
+		n := 0
+		for _, e := range events {
+			if _, ok := monitoring[e.EventID]; !ok {
+				n++
+			}
+		}
+		return n
+	}
+	for missing() > 0 {
 		fs := consumer.PollFetches(waitCtx)
 		if waitCtx.Err() != nil {
-			t.Fatalf("got %d monitoring rows, want %d", len(monitoring), len(events))
+			t.Fatalf("%d of %d events have no monitoring row", missing(), len(events))
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			switch r.Topic {

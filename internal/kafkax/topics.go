@@ -36,6 +36,8 @@ type Topics struct {
 	Config     string
 	Dedup      string
 	Access     string
+	// EntityState is the processor's entity state: existence, deletion and relations per entity.
+	EntityState string
 }
 
 // NewTopics names the topics under prefix.
@@ -50,6 +52,8 @@ func NewTopics(prefix string) Topics {
 		Config:     prefix + ".config",
 		Dedup:      prefix + ".dedup",
 		Access:     prefix + ".access",
+
+		EntityState: prefix + ".entity-state",
 	}
 }
 
@@ -75,6 +79,8 @@ func (t Topics) Specs(dataPartitions int32) []TopicSpec {
 		{Name: t.Dedup, Partitions: dataPartitions, SamePartitionsAs: t.Events, Purpose: "deduplication marks (24 h window), co-partitioned with events",
 			Configs: map[string]string{"cleanup.policy": "compact,delete", "retention.ms": strconv.Itoa(25 * 60 * 60 * 1000),
 				"segment.ms": strconv.Itoa(60 * 60 * 1000), "min.compaction.lag.ms": "0"}},
+		{Name: t.EntityState, Partitions: dataPartitions, Purpose: "entity state the processor applies relations and modes with (compacted, keyed by entity id)",
+			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(day)}},
 		{Name: t.Config, Partitions: 1, ExactPartitions: true, Purpose: "integrations and use cases (compacted log)",
 			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(day)}},
 	}

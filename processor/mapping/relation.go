@@ -229,20 +229,35 @@ func (u *EntityUpdate) Resolve(org string) (attrs Attributes, stubs []EntityUpda
 }
 
 // Unapplied reports what the pipeline cannot apply yet although extraction (and so the
-// simulation) handles it: meter readings (their apply stage matches existing readings), and
-// _append/_append_all, which need the entity's current relations; the processor reads no state.
-// Saving such a configuration is refused with this error.
+// simulation) handles it: meter readings, whose apply stage matches stored readings. Saving such
+// a configuration is refused with this error.
 func (m *Mapping) Unapplied() error {
 	if len(m.meterReadings) > 0 {
 		return &ConfigError{Path: "configuration.meter_readings", Msg: "meter readings are extracted (see the mapping simulation) but not applied by this version"}
 	}
-	for i, ce := range m.entities {
-		for j, f := range ce.fields {
-			if f.relation != nil && f.relation.operation != "_set" {
-				return &ConfigError{Path: fmt.Sprintf("configuration.entities[%d].fields[%d].relations.operation", i, j),
-					Msg: f.relation.operation + " is not applied by this version (it needs the entity's current relations); use _set"}
+	return nil
+}
+
+// MergeRelation applies a relation operation to an entity's current relation items (MAPPING.md §8,
+// Ex 3): _set replaces; _append adds items whose entity is not related yet (existing entries keep
+// their tags and order); _append_all adds every item.
+func MergeRelation(operation string, current, incoming []ResolvedRelationItem) []ResolvedRelationItem {
+	switch operation {
+	case "_append":
+		out := append([]ResolvedRelationItem(nil), current...)
+		seen := map[string]bool{}
+		for _, it := range current {
+			seen[it.EntityID] = true
+		}
+		for _, it := range incoming {
+			if !seen[it.EntityID] {
+				seen[it.EntityID] = true
+				out = append(out, it)
 			}
 		}
+		return out
+	case "_append_all":
+		return append(append([]ResolvedRelationItem(nil), current...), incoming...)
 	}
-	return nil
+	return incoming
 }

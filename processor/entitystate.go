@@ -1,0 +1,166 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/processor/mapping"
+)
+
+// entityState is what the processor knows of one entity: enough to apply relation appends,
+// deletes of missing entities and soft-deleted matches, not its attributes (memory).
+type entityState struct {
+	Schema      string                                    `json:"s"`
+	Deleted     bool                                      `json:"d,omitempty"`
+	Placeholder bool                                      `json:"p,omitempty"` // created only because something relates to it
+	Phantom     bool                                      `json:"x,omitempty"` // deleted before it ever existed
+	Version     uint64                                    `json:"v"`
+	Relations   map[string][]mapping.ResolvedRelationItem `json:"r,omitempty"`
+}
+
+// live is an entity that exists for lookups: written for real and not deleted.
+func (s *entityState) live() bool { return s != nil && !s.Deleted && !s.Placeholder }
+
+// softDeleted is an entity that existed and was deleted.
+func (s *entityState) softDeleted() bool { return s != nil && s.Deleted && !s.Phantom }
+
+// entityStore holds the state of every entity of the deployment, materialised from the
+// compacted entity-state topic (which every processor instance reads whole, as a global table:
+// events are partitioned by use case and deduplication id, not by entity). This instance's own
+// changes are staged per transaction and become visible when it commits; other instances'
+// changes arrive through the topic. A change never replaces a newer version.
+type entityStore struct {
+	mu     sync.RWMutex
+	m      map[string]*entityState
+	staged map[string]*entityState
+	ready  chan struct{}
+	log    *slog.Logger
+}
+
+func newEntityStore(log *slog.Logger) *entityStore {
+	return &entityStore{m: map[string]*entityState{}, staged: map[string]*entityState{}, ready: make(chan struct{}), log: log}
+}
+
+func (s *entityStore) get(id string) *entityState {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if st, ok := s.staged[id]; ok {
+		return st
+	}
+	return s.m[id]
+}
+
+func (s *entityStore) stage(id string, st *entityState) {
+	s.mu.Lock()
+	s.staged[id] = st
+	s.mu.Unlock()
+}
+
+func (s *entityStore) commit() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, st := range s.staged {
+		s.applyLocked(id, st)
+	}
+	clear(s.staged)
+}
+
+func (s *entityStore) abort() {
+	s.mu.Lock()
+	clear(s.staged)
+	s.mu.Unlock()
+}
+
+func (s *entityStore) applyLocked(id string, st *entityState) {
+	if cur, ok := s.m[id]; ok && cur.Version > st.Version {
+		return
+	}
+	s.m[id] = st
+}
+
+// run reads the entity-state topic from its start: ready closes once every partition's last
+// stable offset (as of the start) is reached; then it keeps following other instances' changes.
+func (s *entityStore) run(ctx context.Context, kc kafkax.Config, topic string) error {
+	start := time.Now()
+	cl, err := kgo.NewClient(append(kc.BaseOpts(s.log),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(250*time.Millisecond),
+	)...)
+	if err != nil {
+		return fmt.Errorf("entity state client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	lso, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("entity state: last stable offsets of %s: %w", topic, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("entity state: start offsets of %s: %w", topic, err)
+	}
+	pending := map[int32]int64{}
+	lso.Each(func(o kadm.ListedOffset) {
+		if b, ok := starts.Lookup(topic, o.Partition); ok && o.Offset > b.Offset {
+			pending[o.Partition] = o.Offset
+		}
+	})
+	read := 0
+	idleSince := time.Now()
+	markReady := func() {
+		select {
+		case <-s.ready:
+		default:
+			close(s.ready)
+			s.log.Info("entity state restored", "entities", s.size(), "records", read, "ms", time.Since(start).Milliseconds())
+		}
+	}
+	if len(pending) == 0 {
+		markReady()
+	}
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fetches := cl.PollFetches(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		got := false
+		s.mu.Lock()
+		fetches.EachRecord(func(r *kgo.Record) {
+			got = true
+			read++
+			var st entityState
+			if err := json.Unmarshal(r.Value, &st); err == nil {
+				s.applyLocked(string(r.Key), &st)
+			}
+			// A committed transaction ends with a marker the consumer never sees.
+			if end, ok := pending[r.Partition]; ok && r.Offset+2 >= end {
+				delete(pending, r.Partition)
+			}
+		})
+		s.mu.Unlock()
+		if got {
+			idleSince = time.Now()
+		}
+		if len(pending) == 0 || time.Since(idleSince) > 2*time.Second {
+			markReady() // only transaction markers can remain below the last stable offsets
+		}
+	}
+}
+
+func (s *entityStore) size() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.m)
+}
