@@ -307,3 +307,82 @@ func TestIntegrationMonitoringSurface(t *testing.T) {
 		t.Errorf("foreign token id: %d %v, want 400", status, res)
 	}
 }
+
+// Relations on the real services: a contract relates to a contact no event has written yet (a
+// placeholder is stored), the contact arrives and replaces the placeholder, and a second contract
+// event appends a second contact to the stored relation.
+func TestIntegrationRelationsAndPlaceholders(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	body := `{"name":"SAP","use_cases":[
+	 {"name":"Contracts","slug":"contract","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"contract",
+	  "unique_ids":["contract_number"],"fields":[{"attribute":"contract_number","field":"nr"},
+	  {"attribute":"customers","relations":{"operation":"_append","items":[{"entity_schema":"contact","_tags":["KUNDE"],
+	    "unique_ids":[{"attribute":"customer_number","field":"kunde"}]}]}}]}]}},
+	 {"name":"Customers","slug":"customer","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"contact",
+	  "unique_ids":["customer_number"],"fields":[{"attribute":"customer_number","field":"nr"},{"attribute":"name","field":"name"}]}]}}]}`
+	status, integ := e.call("POST", "/v2/integrations", body)
+	if status != http.StatusCreated {
+		t.Fatalf("create integration: %d %v", status, integ)
+	}
+	id := integ["id"].(string)
+	send := func(slug, payload string) {
+		p, _ := json.Marshal(payload)
+		e.sendBatch(id, slug, []string{`{"use_case_slug":"` + slug + `","timestamp":"2025-05-01T08:30:00Z","payload":` + string(p) + `}`})
+	}
+	contact := func(no string) (attrs map[string]any, n uint64) {
+		var raw string
+		_ = e.conn.QueryRow(context.Background(), `SELECT attributes FROM entities FINAL WHERE entity_schema = 'contact'
+			AND visitParamExtractString(unique_identifiers, 'customer_number') = ?`, no).Scan(&raw)
+		_ = json.Unmarshal([]byte(raw), &attrs)
+		n = e.scalar("SELECT count() FROM entities FINAL WHERE entity_schema = 'contact' AND deleted = 0")
+		return attrs, n
+	}
+	relatedIDs := func() []string {
+		var raw string
+		if err := e.conn.QueryRow(context.Background(), `SELECT attributes FROM entities FINAL WHERE entity_schema = 'contract'`).Scan(&raw); err != nil {
+			t.Fatal(err)
+		}
+		var attrs struct {
+			Customers struct {
+				Relation []struct {
+					EntityID string `json:"entity_id"`
+				} `json:"$relation"`
+			} `json:"customers"`
+		}
+		_ = json.Unmarshal([]byte(raw), &attrs)
+		var out []string
+		for _, r := range attrs.Customers.Relation {
+			out = append(out, r.EntityID)
+		}
+		return out
+	}
+
+	send("contract", `{"nr":"V-1","kunde":"K-9"}`)
+	e.waitStats(id, 1)
+	waitFor(t, func() bool { a, _ := contact("K-9"); return a["customer_number"] == "K-9" })
+	if a, _ := contact("K-9"); a["name"] != nil {
+		t.Errorf("placeholder holds more than the unique id: %v", a)
+	}
+	send("customer", `{"nr":"K-9","name":"Kim"}`)
+	waitFor(t, func() bool { a, _ := contact("K-9"); return a["name"] == "Kim" })
+	if _, n := contact("K-9"); n != 1 {
+		t.Errorf("%d contacts, want the one (placeholder replaced)", n)
+	}
+	send("contract", `{"nr":"V-1","kunde":"K-10"}`)
+	waitFor(t, func() bool { return len(relatedIDs()) == 2 })
+	if ids := relatedIDs(); ids[0] == ids[1] {
+		t.Errorf("related ids %v", ids)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 60s")
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
