@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/kafkax"
+	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 // Sink stores decoded rows; implemented by the ClickHouse sink.
@@ -31,6 +33,17 @@ type Sink interface {
 	// insert and its offset commit, or an insert whose outcome is unknown, the rows already stored
 	// must not reach the aggregates a second time.
 	ExistingMonitoring(ctx context.Context, rows []envelope.MonitoringEvent) (map[string]bool, error)
+	// CurrentEntities returns the stored state of entities by id, per org and schema.
+	CurrentEntities(ctx context.Context, ids map[EntityScope][]string) (map[string]StoredEntity, error)
+}
+
+// EntityScope is an org and entity schema: the prefix of the entities table's key.
+type EntityScope struct{ OrgID, Schema string }
+
+// StoredEntity is an entity's latest stored row.
+type StoredEntity struct {
+	Version    uint64
+	Attributes []byte
 }
 
 // Config of the projector.
@@ -306,7 +319,11 @@ func (p *Projector) write(ctx context.Context, b *batch, checkExisting bool) (ex
 		}
 	}
 	if len(b.entities) > 0 {
-		if err := p.cfg.Sink.WriteEntities(ctx, b.entities); err != nil {
+		rows, err := p.patch(ctx, b.entities)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.cfg.Sink.WriteEntities(ctx, rows); err != nil {
 			return nil, err
 		}
 	}
@@ -356,4 +373,68 @@ func (p *Projector) retention(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// patch gives entity writes patch semantics (MAPPING.md §7.1: only mapped attributes are
+// written): each write's attributes are laid over the entity's stored ones, in version order, so
+// an attribute a later event does not map (another use case's, or one left undefined) keeps its
+// value. A write older than the stored row is dropped (ClickHouse would keep the newer row
+// anyway). Merging is idempotent, so a batch written again after a crash merges to the same rows.
+// Entity writes are keyed by entity id, so one projector owns all writes of an entity.
+func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([]envelope.EntityWrite, error) {
+	scopes := map[EntityScope][]string{}
+	seen := map[string]bool{}
+	for _, w := range writes {
+		if !seen[w.EntityID] {
+			seen[w.EntityID] = true
+			scope := EntityScope{w.OrgID, w.EntitySchema}
+			scopes[scope] = append(scopes[scope], w.EntityID)
+		}
+	}
+	stored, err := p.cfg.Sink.CurrentEntities(ctx, scopes)
+	if err != nil {
+		return nil, err
+	}
+	sorted := append([]envelope.EntityWrite(nil), writes...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Version < sorted[j].Version })
+	out := sorted[:0]
+	for _, w := range sorted {
+		cur, ok := stored[w.EntityID]
+		if ok && cur.Version > w.Version {
+			continue
+		}
+		if ok {
+			merged, err := mergeAttributes(cur.Attributes, w.Attributes)
+			if err != nil {
+				p.log.Error("stored entity attributes unreadable; the write replaces them", "entity_id", w.EntityID, "err", err)
+			} else {
+				w.Attributes = merged
+			}
+		}
+		stored[w.EntityID] = StoredEntity{Version: w.Version, Attributes: w.Attributes}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// mergeAttributes lays patch's keys over base's, keeping base's key order and appending new keys.
+func mergeAttributes(base, patch []byte) ([]byte, error) {
+	bv, err := engine.DecodeJSON(base)
+	if err != nil {
+		return nil, err
+	}
+	pv, err := engine.DecodeJSON(patch)
+	if err != nil {
+		return nil, err
+	}
+	bo, ok1 := bv.(*engine.Object)
+	po, ok2 := pv.(*engine.Object)
+	if !ok1 || !ok2 {
+		return nil, errors.New("attributes are not JSON objects")
+	}
+	for _, k := range po.Keys() {
+		v, _ := po.Get(k)
+		bo.Set(k, v)
+	}
+	return engine.MarshalValue(bo)
 }

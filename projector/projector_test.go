@@ -46,6 +46,9 @@ func (s *flakySink) WriteMonitoring(_ context.Context, rows []envelope.Monitorin
 
 func (s *flakySink) WriteRawEvents(context.Context, []envelope.Event) error      { return nil }
 func (s *flakySink) WriteAccessLogs(context.Context, []envelope.AccessLog) error { return nil }
+func (s *flakySink) CurrentEntities(context.Context, map[projector.EntityScope][]string) (map[string]projector.StoredEntity, error) {
+	return map[string]projector.StoredEntity{}, nil
+}
 func (s *flakySink) ExistingMonitoring(_ context.Context, rows []envelope.MonitoringEvent) (map[string]bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/erpstream/erpstream/internal/envelope"
@@ -147,6 +148,42 @@ func (s *ClickHouseSink) ExistingMonitoring(ctx context.Context, rows []envelope
 		}
 	}
 	return found, nil
+}
+
+// CurrentEntities reads the latest row of each entity, in chunks that keep the query under
+// max_query_size; the org and schema prefix and the IN list use the table's primary key.
+func (s *ClickHouseSink) CurrentEntities(ctx context.Context, ids map[EntityScope][]string) (map[string]StoredEntity, error) {
+	out := map[string]StoredEntity{}
+	const chunk = 2000
+	for scope, list := range ids {
+		for len(list) > 0 {
+			part := list[:min(chunk, len(list))]
+			list = list[len(part):]
+			set := make([]any, len(part))
+			for i, id := range part {
+				set[i] = id
+			}
+			rows, err := s.Conn.Query(ctx, `SELECT entity_id, version, attributes FROM entities FINAL
+				WHERE org_id = ? AND entity_schema = ? AND entity_id IN ?`, scope.OrgID, scope.Schema, clickhouse.GroupSet{Value: set})
+			if err != nil {
+				return nil, fmt.Errorf("current entities: %w", err)
+			}
+			for rows.Next() {
+				var id, attrs string
+				var version uint64
+				if err := rows.Scan(&id, &version, &attrs); err != nil {
+					rows.Close()
+					return nil, err
+				}
+				out[id] = StoredEntity{Version: version, Attributes: []byte(attrs)}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
 }
 
 // Retention drops day partitions of raw_events older than rawDays and month partitions of the

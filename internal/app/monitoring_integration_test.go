@@ -386,3 +386,45 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(250 * time.Millisecond)
 	}
 }
+
+// Patch semantics on the real services (MAPPING.md §7.1): two use cases map different attributes
+// of one contact, and an event that leaves an attribute undefined keeps its stored value.
+func TestIntegrationEntityWritesPatchTheStoredAttributes(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	body := `{"name":"SAP","use_cases":[
+	 {"name":"Master data","slug":"master","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"contact",
+	  "unique_ids":["customer_number"],"fields":[{"attribute":"customer_number","field":"nr"},
+	  {"attribute":"first_name","field":"vorname"},{"attribute":"city","field":"$.adresse.ort"}]}]}},
+	 {"name":"Scoring","slug":"scoring","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"contact",
+	  "unique_ids":["customer_number"],"fields":[{"attribute":"customer_number","field":"nr"},{"attribute":"segment","field":"segment"}]}]}}]}`
+	status, integ := e.call("POST", "/v2/integrations", body)
+	if status != http.StatusCreated {
+		t.Fatalf("create integration: %d %v", status, integ)
+	}
+	id := integ["id"].(string)
+	send := func(slug, payload string) {
+		p, _ := json.Marshal(payload)
+		e.sendBatch(id, slug, []string{`{"use_case_slug":"` + slug + `","timestamp":"2025-05-01T08:30:00Z","payload":` + string(p) + `}`})
+	}
+	send("master", `{"nr":"K-1","vorname":"Ann","adresse":{"ort":"Köln"}}`)
+	e.waitStats(id, 1)
+	send("scoring", `{"nr":"K-1","segment":"gold"}`)
+	e.waitStats(id, 2)
+	send("master", `{"nr":"K-1","vorname":"Anna"}`)
+	e.waitStats(id, 3)
+	var attrs map[string]any
+	waitFor(t, func() bool {
+		var raw string
+		_ = e.conn.QueryRow(context.Background(), `SELECT attributes FROM entities FINAL WHERE entity_schema = 'contact'`).Scan(&raw)
+		attrs = nil
+		_ = json.Unmarshal([]byte(raw), &attrs)
+		return attrs["first_name"] == "Anna"
+	})
+	if attrs["city"] != "Köln" || attrs["segment"] != "gold" || attrs["customer_number"] != "K-1" {
+		t.Errorf("contact K-1 = %v; want first_name Anna, city Köln kept, segment gold kept", attrs)
+	}
+	if n := e.scalar("SELECT count() FROM entity_changes WHERE entity_schema = 'contact'"); n != 3 {
+		t.Errorf("%d entity changes, want 3", n)
+	}
+}
