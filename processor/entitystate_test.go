@@ -107,3 +107,71 @@ func TestModesUseTheEntityState(t *testing.T) {
 		t.Error("a failed CREATE was written")
 	}
 }
+
+// Meter readings by external id: the meter must exist (readings never create one), a reading sent
+// again updates the same reading, and mode delete removes it.
+func TestMeterReadingsByExternalID(t *testing.T) {
+	c := kafkatest.New(t)
+	reg := registrytest.Start(t, c)
+	ctx := context.Background()
+	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}))
+	readings := func(mode string) json.RawMessage {
+		return json.RawMessage(`{"meter_readings":[{"jsonataExpression":"ablesungen","mode":"` + mode + `",
+			"meter":{"unique_ids":[{"attribute":"meter_number","field":"zaehler"}]},
+			"fields":[{"attribute":"external_id","jsonataExpression":"zaehler & '-' & datum"},{"attribute":"timestamp","field":"datum"},
+			{"attribute":"value","jsonataExpression":"$number(stand)"},{"attribute":"source","constant":"ERP"}]}]}`)
+	}
+	for id, cfg := range map[string]json.RawMessage{
+		"meters":   json.RawMessage(`{"entities":[{"entity_schema":"meter","unique_ids":["meter_number"],"fields":[{"attribute":"meter_number","field":"nr"}]}]}`),
+		"readings": readings("upsert"), "removals": readings("delete"),
+	} {
+		must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: id, OrgID: "org", IntegrationID: "int", Name: id, Slug: id,
+			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: cfg}))
+	}
+	ev := func(id, useCase, payload string, at int64) envelope.Event {
+		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
+			Payload: json.RawMessage(payload), ReceivedAtUs: at}
+	}
+	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
+		ev("r0", "readings", `{"ablesungen":[{"zaehler":"Z-9","datum":"2025-03-10","stand":"1"}]}`, 1000),
+		ev("m1", "meters", `{"nr":"Z-1"}`, 2000),
+		ev("r1", "readings", `{"ablesungen":[{"zaehler":"Z-1","datum":"2025-03-10","stand":"4711.5"},{"zaehler":"Z-1","datum":"2025-03-11","stand":"4712"}]}`, 3000),
+		ev("r2", "readings", `{"ablesungen":[{"zaehler":"Z-1","datum":"2025-03-10","stand":"4711.6"}]}`, 4000),
+		ev("d1", "removals", `{"ablesungen":[{"zaehler":"Z-1","datum":"2025-03-11","stand":"0"}]}`, 5000),
+	})
+	want := map[string]string{"r0": "METER_READING_GROUP_FAILED", "m1": "ENTITY_UPDATED", "r1": "METER_READING_UPSERTED",
+		"r2": "METER_READING_UPSERTED", "d1": "METER_READING_DELETED"}
+	for id, code := range want {
+		if m := monitoring[id]; m.Code != code {
+			t.Errorf("%s: %s (%s), want %s", id, m.Code, m.Message, code)
+		}
+	}
+	byEvent := map[string][]envelope.EntityWrite{}
+	for _, w := range writes {
+		if w.EntitySchema == "meter_reading" {
+			byEvent[w.EventID] = append(byEvent[w.EventID], w)
+		}
+	}
+	if len(byEvent["r0"]) != 0 || len(byEvent["r1"]) != 2 || len(byEvent["r2"]) != 1 || len(byEvent["d1"]) != 1 {
+		t.Fatalf("reading writes per event: r0 %d, r1 %d, r2 %d, d1 %d", len(byEvent["r0"]), len(byEvent["r1"]), len(byEvent["r2"]), len(byEvent["d1"]))
+	}
+	// Writes of different entities come back in partition order: find them by external id.
+	byExternalID := map[string]envelope.EntityWrite{}
+	for _, w := range byEvent["r1"] {
+		var attrs map[string]any
+		must(t, json.Unmarshal(w.Attributes, &attrs))
+		byExternalID[attrs["external_id"].(string)] = w
+	}
+	first, second := byExternalID["Z-1-2025-03-10"], byExternalID["Z-1-2025-03-11"]
+	if byEvent["r2"][0].EntityID != first.EntityID {
+		t.Error("the reading sent again got a new id")
+	}
+	if d := byEvent["d1"][0]; d.Op != envelope.OpDelete || d.EntityID != second.EntityID {
+		t.Errorf("delete of %s (%s), want a tombstone of the 11 March reading", d.EntityID, d.Op)
+	}
+	var attrs map[string]any
+	must(t, json.Unmarshal(first.Attributes, &attrs))
+	if attrs["timestamp"] != "2025-03-10T00:00:00.000Z" || attrs["value"] != 4711.5 || attrs["meter_id"] == nil {
+		t.Errorf("reading attributes %v", attrs)
+	}
+}

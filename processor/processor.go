@@ -259,7 +259,7 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 	}
 	evalCtx, cancel := context.WithTimeout(ctx, p.cfg.EvalTimeout)
 	defer cancel()
-	updates, err := m.Map(evalCtx, payload, &jsonata.Env{Now: ev.ReceivedAt()})
+	updates, readings, err := m.MapAll(evalCtx, payload, &jsonata.Env{Now: ev.ReceivedAt()})
 	if err != nil {
 		var me *mapping.Error
 		code := "MAPPING_EXPRESSION_FAILED"
@@ -395,6 +395,51 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 			changed[sid] = &entityState{Schema: st.EntitySlug, Placeholder: true, Version: stubVersion}
 		}
 	}
+	// Meter readings, after the entities (MAPPING.md §2 step 6): matched by external id within the
+	// meter (and counter); the meter must exist, readings never create one.
+	readingsDeleted := 0
+	var externalIDs []any
+	for _, r := range readings {
+		meter := mapping.EntityUpdate{EntitySlug: "meter", UniqueIdentifiers: r.Meter.UniqueIDs}
+		meterID := meter.EntityID(ev.OrgID)
+		if !state(meterID).live() {
+			o.level, o.code = envelope.LevelError, "METER_READING_GROUP_FAILED"
+			o.message = fmt.Sprintf("use case %s: meter %s not found; readings never create meters", uc.Slug, uniqueIDsText(meter))
+			return nil, o
+		}
+		reading := mapping.EntityUpdate{EntitySlug: "meter_reading",
+			UniqueIdentifiers: mapping.Attributes{{Name: "meter_id", Value: meterID}}}
+		attrs := mapping.Attributes{{Name: "meter_id", Value: meterID}}
+		if r.MeterCounter != nil {
+			counter := mapping.EntityUpdate{EntitySlug: "meter_counter", UniqueIdentifiers: r.MeterCounter.UniqueIDs}
+			counterID := counter.EntityID(ev.OrgID)
+			if !state(counterID).live() {
+				o.level, o.code = envelope.LevelError, "METER_READING_GROUP_FAILED"
+				o.message = fmt.Sprintf("use case %s: meter counter %s not found", uc.Slug, uniqueIDsText(counter))
+				return nil, o
+			}
+			reading.UniqueIdentifiers = append(reading.UniqueIdentifiers, mapping.Attribute{Name: "counter_id", Value: counterID})
+			attrs = append(attrs, mapping.Attribute{Name: "counter_id", Value: counterID})
+		}
+		for _, a := range r.Attributes {
+			if a.Name == "external_id" {
+				reading.UniqueIdentifiers = append(reading.UniqueIdentifiers, a)
+				externalIDs = append(externalIDs, a.Value)
+			}
+			if a.Name != "meter_id" && a.Name != "counter_id" {
+				attrs = append(attrs, a)
+			}
+		}
+		op := envelope.OpUpsert
+		if r.Mode == "delete" {
+			op = envelope.OpDelete
+			readingsDeleted++
+		}
+		if err := emit(reading, attrs, op, version); err != nil {
+			o.level, o.code, o.message = envelope.LevelError, "INVALID_METER_READING_ATTRIBUTES", fmt.Sprintf("use case %s: %v", uc.Slug, err)
+			return nil, o
+		}
+	}
 	for id, st := range changed {
 		b, _ := json.Marshal(st)
 		outs = append(outs, &kgo.Record{Topic: p.cfg.Topics.EntityState, Key: []byte(id), Value: b})
@@ -402,6 +447,10 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 	}
 	o.level = envelope.LevelSuccess
 	switch {
+	case len(updates) == 0 && len(readings) > 0 && readingsDeleted == len(readings):
+		o.code, o.message = "METER_READING_DELETED", strconv.Itoa(len(readings))+" meter reading(s) deleted"
+	case len(updates) == 0 && len(readings) > 0:
+		o.code, o.message = "METER_READING_UPSERTED", strconv.Itoa(len(readings))+" meter reading(s) applied"
 	case len(updates) == noops:
 		o.code, o.message = "ENTITY_NO_OP", "the mapping produced no entity updates"
 		if len(updates) > 0 {
@@ -415,6 +464,9 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		o.code, o.message = "ENTITY_UPDATED", strconv.Itoa(len(updates)-noops)+" entity update(s) applied"
 	}
 	o.detail = map[string]any{"entities": entities, "use_case_version": uc.Version}
+	if len(readings) > 0 {
+		o.detail["reading_count"], o.detail["external_ids"] = len(readings), externalIDs
+	}
 	return outs, o
 }
 

@@ -229,11 +229,17 @@ func (u *EntityUpdate) Resolve(org string) (attrs Attributes, stubs []EntityUpda
 }
 
 // Unapplied reports what the pipeline cannot apply yet although extraction (and so the
-// simulation) handles it: meter readings, whose apply stage matches stored readings. Saving such
-// a configuration is refused with this error.
+// simulation) handles it: strict-date matching and pruning of meter readings, which need the
+// stored readings of a meter. Saving such a configuration is refused with this error.
 func (m *Mapping) Unapplied() error {
-	if len(m.meterReadings) > 0 {
-		return &ConfigError{Path: "configuration.meter_readings", Msg: "meter readings are extracted (see the mapping simulation) but not applied by this version"}
+	for i, cm := range m.meterReadings {
+		path := fmt.Sprintf("configuration.meter_readings[%d]", i)
+		if cm.matching == "strict-date" {
+			return &ConfigError{Path: path + ".reading_matching", Msg: "strict-date is extracted (see the mapping simulation) but not applied by this version; use external_id"}
+		}
+		if cm.mode == "upsert-prune-scope" {
+			return &ConfigError{Path: path + ".mode", Msg: "upsert-prune-scope is extracted (see the mapping simulation) but not applied by this version"}
+		}
 	}
 	return nil
 }
