@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -41,12 +42,15 @@ type entityStore struct {
 	mu     sync.RWMutex
 	m      map[string]*entityState
 	staged map[string]*entityState
-	ready  chan struct{}
-	log    *slog.Logger
+	// relatedFrom indexes m's relations backwards: related entity id -> ids relating to it.
+	relatedFrom map[string]map[string]bool
+	ready       chan struct{}
+	log         *slog.Logger
 }
 
 func newEntityStore(log *slog.Logger) *entityStore {
-	return &entityStore{m: map[string]*entityState{}, staged: map[string]*entityState{}, ready: make(chan struct{}), log: log}
+	return &entityStore{m: map[string]*entityState{}, staged: map[string]*entityState{}, relatedFrom: map[string]map[string]bool{},
+		ready: make(chan struct{}), log: log}
 }
 
 func (s *entityStore) get(id string) *entityState {
@@ -80,10 +84,85 @@ func (s *entityStore) abort() {
 }
 
 func (s *entityStore) applyLocked(id string, st *entityState) {
-	if cur, ok := s.m[id]; ok && cur.Version > st.Version {
+	cur, ok := s.m[id]
+	if ok && cur.Version > st.Version {
 		return
 	}
+	if ok {
+		for _, items := range cur.Relations {
+			for _, it := range items {
+				delete(s.relatedFrom[it.EntityID], id)
+			}
+		}
+	}
+	for _, items := range st.Relations {
+		for _, it := range items {
+			if s.relatedFrom[it.EntityID] == nil {
+				s.relatedFrom[it.EntityID] = map[string]bool{}
+			}
+			s.relatedFrom[it.EntityID][id] = true
+		}
+	}
 	s.m[id] = st
+}
+
+// inScope lists the live entities of schema related to the scope entity in either direction
+// (MAPPING.md §7.3): those relating to it, and those it relates to. overlay holds the running
+// event's changes, which win over the store's.
+func (s *entityStore) inScope(scopeID, schema string, overlay map[string]*entityState) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	candidates := map[string]bool{}
+	for id := range s.relatedFrom[scopeID] {
+		candidates[id] = true
+	}
+	relates := func(st *entityState) bool {
+		for _, items := range st.Relations {
+			for _, it := range items {
+				if it.EntityID == scopeID {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for id, st := range s.staged { // changes of earlier events of the open transaction
+		if relates(st) {
+			candidates[id] = true
+		}
+	}
+	for id, st := range overlay {
+		if relates(st) {
+			candidates[id] = true
+		}
+	}
+	scope := overlay[scopeID]
+	if scope == nil {
+		if scope = s.staged[scopeID]; scope == nil {
+			scope = s.m[scopeID]
+		}
+	}
+	if scope != nil {
+		for _, items := range scope.Relations {
+			for _, it := range items {
+				candidates[it.EntityID] = true
+			}
+		}
+	}
+	var out []string
+	for id := range candidates {
+		st := overlay[id]
+		if st == nil {
+			if st = s.staged[id]; st == nil {
+				st = s.m[id]
+			}
+		}
+		if st.live() && st.Schema == schema {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // run reads the entity-state topic from its start: ready closes once every partition's last

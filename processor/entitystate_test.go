@@ -3,6 +3,7 @@ package processor_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"testing"
 
 	"github.com/erpstream/erpstream/internal/envelope"
@@ -173,5 +174,50 @@ func TestMeterReadingsByExternalID(t *testing.T) {
 	must(t, json.Unmarshal(first.Attributes, &attrs))
 	if attrs["timestamp"] != "2025-03-10T00:00:00.000Z" || attrs["value"] != 4711.5 || attrs["meter_id"] == nil {
 		t.Errorf("reading attributes %v", attrs)
+	}
+}
+
+// MAPPING.md §18 Ex 5 on the pipeline: billing events of account BA-9 not in the payload are
+// soft-deleted; an empty list prunes the whole scope.
+func TestPruneScopeRelations(t *testing.T) {
+	raw, err := os.ReadFile("mapping/testdata/golden/ex5-prune-scope.json")
+	must(t, err)
+	var gc struct {
+		Configuration json.RawMessage `json:"configuration"`
+	}
+	must(t, json.Unmarshal(raw, &gc))
+	c := kafkatest.New(t)
+	reg := registrytest.Start(t, c)
+	ctx := context.Background()
+	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}))
+	must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "accounts", OrgID: "org", IntegrationID: "int", Name: "a", Slug: "accounts",
+		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(`{"entities":[{"entity_schema":"billing_account",
+		"unique_ids":["billing_account_number"],"fields":[{"attribute":"billing_account_number","field":"nr"}]}]}`)}))
+	must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "events", OrgID: "org", IntegrationID: "int", Name: "e", Slug: "events",
+		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: gc.Configuration}))
+	ev := func(id, useCase, payload string, at int64) envelope.Event {
+		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
+			Payload: json.RawMessage(payload), ReceivedAtUs: at}
+	}
+	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
+		ev("a", "accounts", `{"nr":"BA-9"}`, 1000),
+		ev("p1", "events", `{"konto":"BA-9","events":[{"id":"E-1"},{"id":"E-2"},{"id":"E-3"}]}`, 2000),
+		ev("p2", "events", `{"konto":"BA-9","events":[{"id":"E-2"},{"id":"E-4"}]}`, 3000),
+		ev("p3", "events", `{"konto":"BA-9","events":[]}`, 4000),
+		ev("p4", "events", `{"konto":"BA-404","events":[]}`, 5000),
+	})
+	deletedBy := map[string]int{}
+	for _, w := range writes {
+		if w.Op == envelope.OpDelete {
+			deletedBy[w.EventID]++
+		}
+	}
+	for id, want := range map[string]int{"p1": 0, "p2": 2, "p3": 2} {
+		if m := monitoring[id]; m.Code != "PRUNE_SCOPE_COMPLETED" || deletedBy[id] != want {
+			t.Errorf("%s: %s (%s), %d deleted; want PRUNE_SCOPE_COMPLETED with %d deleted", id, m.Code, m.Message, deletedBy[id], want)
+		}
+	}
+	if m := monitoring["p4"]; m.Code != "PRUNE_SCOPE_PARTIAL_FAILURE" || m.Level != envelope.LevelWarning {
+		t.Errorf("unknown scope: %s/%s (%s), want a PRUNE_SCOPE_PARTIAL_FAILURE warning", m.Level, m.Code, m.Message)
 	}
 }

@@ -259,7 +259,7 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 	}
 	evalCtx, cancel := context.WithTimeout(ctx, p.cfg.EvalTimeout)
 	defer cancel()
-	updates, readings, err := m.MapAll(evalCtx, payload, &jsonata.Env{Now: ev.ReceivedAt()})
+	res, err := m.Extract(evalCtx, payload, &jsonata.Env{Now: ev.ReceivedAt()})
 	if err != nil {
 		var me *mapping.Error
 		code := "MAPPING_EXPRESSION_FAILED"
@@ -269,6 +269,7 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		o.level, o.code, o.message = envelope.LevelError, code, fmt.Sprintf("use case %s: %v", uc.Slug, err)
 		return nil, o
 	}
+	updates, readings := res.Entities, res.MeterReadings
 	now := p.cfg.Now().UnixMilli()
 	outs := make([]*kgo.Record, 0, len(updates))
 	entities := make([]map[string]string, 0, len(updates))
@@ -317,6 +318,13 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 	}
 	version := uint64(ev.ReceivedAtUs)
 	var warnings []string
+	warnCode := ""
+	warn := func(code, msg string) {
+		if warnCode == "" {
+			warnCode = code
+		}
+		warnings = append(warnings, msg)
+	}
 	noops := 0
 	for _, u := range updates {
 		id := u.EntityID(ev.OrgID)
@@ -325,10 +333,14 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		// event (older than the state) is written as it is, and ClickHouse keeps the newer version;
 		// it neither reads nor changes the state.
 		late := cur != nil && cur.Version > version
-		if u.Mode == "delete" || (honorEventType && ev.EventType == "DELETE") {
+		if u.Mode == "delete" || u.Mode == "purge" || (honorEventType && ev.EventType == "DELETE") {
+			op := envelope.OpDelete
+			if u.Mode == "purge" {
+				op = envelope.OpPurge
+			}
 			// The tombstone is written even when the entity is unknown or deleted already (then the
 			// outcome is a no-op): an older upsert still in flight must not resurrect it.
-			if err := emit(u, u.Attributes, envelope.OpDelete, version); err != nil {
+			if err := emit(u, u.Attributes, op, version); err != nil {
 				o.level, o.code, o.message = envelope.LevelError, "ATTRIBUTE_TYPE_MISMATCH", fmt.Sprintf("use case %s, entity %s: %v", uc.Slug, u.EntitySlug, err)
 				return nil, o
 			}
@@ -338,7 +350,9 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 				deleted++
 			}
 			if !late {
-				next := &entityState{Schema: u.EntitySlug, Deleted: true, Version: version, Phantom: !cur.live() && !cur.softDeleted()}
+				// A purged entity is gone for good: matching it later is no restore.
+				next := &entityState{Schema: u.EntitySlug, Deleted: true, Version: version,
+					Phantom: op == envelope.OpPurge || (!cur.live() && !cur.softDeleted())}
 				if cur != nil {
 					next.Relations = cur.Relations
 				}
@@ -360,7 +374,7 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 			return nil, o
 		}
 		if cur.softDeleted() {
-			warnings = append(warnings, fmt.Sprintf("%s %s was deleted; the upsert restores it", u.EntitySlug, uniqueIDsText(u)))
+			warn("SOFT_DELETED_ENTITY_MATCHED", fmt.Sprintf("%s %s was deleted; the upsert restores it", u.EntitySlug, uniqueIDsText(u)))
 		}
 		attrs, stubs := u.Resolve(ev.OrgID)
 		next := &entityState{Schema: u.EntitySlug, Version: version, Relations: map[string][]mapping.ResolvedRelationItem{}}
@@ -395,6 +409,36 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 			changed[sid] = &entityState{Schema: st.EntitySlug, Placeholder: true, Version: stubVersion}
 		}
 	}
+	// Prune scopes (MAPPING.md §7.3), after the upserts: the entities of the scope that this entry
+	// did not upsert are deleted or purged.
+	var pruned []string
+	for _, pu := range res.Prunes {
+		scopeID := pu.ScopeEntityID(ev.OrgID)
+		if !state(scopeID).live() {
+			warn("PRUNE_SCOPE_PARTIAL_FAILURE", fmt.Sprintf("scope %s %s not found; nothing pruned", pu.Scope.Schema, mustJSON(pu.Scope.UniqueIDs)))
+			continue
+		}
+		keep := pu.KeepIDs(ev.OrgID)
+		op := envelope.OpDelete
+		if pu.DeletionMode == "purge" {
+			op = envelope.OpPurge
+		}
+		for _, id := range p.entities.inScope(scopeID, pu.EntitySlug, changed) {
+			if keep[id] {
+				continue
+			}
+			cur := state(id)
+			w := envelope.EntityWrite{OrgID: ev.OrgID, EntitySchema: pu.EntitySlug, EntityID: id, Op: op,
+				UniqueIdentifiers: json.RawMessage(`{}`), Attributes: json.RawMessage(`{}`), Version: version,
+				IntegrationID: ev.IntegrationID, UseCaseID: ev.UseCaseID, EventID: ev.EventID, CorrelationID: ev.CorrelationID, WrittenAtMs: now}
+			b, _ := json.Marshal(&w)
+			outs = append(outs, &kgo.Record{Topic: p.cfg.Topics.Entities, Key: []byte(ev.OrgID + "/" + id), Value: b, Headers: headers(ev)})
+			entities = append(entities, map[string]string{"entity_schema": pu.EntitySlug, "entity_id": id, "op": string(op)})
+			changed[id] = &entityState{Schema: pu.EntitySlug, Deleted: true, Version: version, Phantom: op == envelope.OpPurge, Relations: cur.Relations}
+			pruned = append(pruned, id)
+		}
+	}
+
 	// Meter readings, after the entities (MAPPING.md §2 step 6): matched by external id within the
 	// meter (and counter); the meter must exist, readings never create one.
 	readingsDeleted := 0
@@ -451,13 +495,16 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		o.code, o.message = "METER_READING_DELETED", strconv.Itoa(len(readings))+" meter reading(s) deleted"
 	case len(updates) == 0 && len(readings) > 0:
 		o.code, o.message = "METER_READING_UPSERTED", strconv.Itoa(len(readings))+" meter reading(s) applied"
+	case len(warnings) > 0:
+		o.level, o.code, o.message = envelope.LevelWarning, warnCode, strings.Join(warnings, "; ")
+	case len(res.Prunes) > 0:
+		o.code = "PRUNE_SCOPE_COMPLETED"
+		o.message = fmt.Sprintf("%d entity update(s) applied, %d entit(ies) pruned from the scope", len(updates)-noops, len(pruned))
 	case len(updates) == noops:
 		o.code, o.message = "ENTITY_NO_OP", "the mapping produced no entity updates"
 		if len(updates) > 0 {
 			o.message = strconv.Itoa(noops) + " delete(s) of entities that did not exist or were deleted already"
 		}
-	case len(warnings) > 0:
-		o.level, o.code, o.message = envelope.LevelWarning, "SOFT_DELETED_ENTITY_MATCHED", strings.Join(warnings, "; ")
 	case deleted == len(updates)-noops:
 		o.code, o.message = "ENTITY_DELETED", strconv.Itoa(deleted)+" entity update(s) applied"
 	default:
@@ -466,6 +513,9 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 	o.detail = map[string]any{"entities": entities, "use_case_version": uc.Version}
 	if len(readings) > 0 {
 		o.detail["reading_count"], o.detail["external_ids"] = len(readings), externalIDs
+	}
+	if len(res.Prunes) > 0 {
+		o.detail["pruned"] = pruned
 	}
 	return outs, o
 }
@@ -531,5 +581,10 @@ func (p *Processor) compiled(uc *registry.UseCase) (*mapping.Mapping, error) {
 
 func uniqueIDsText(u mapping.EntityUpdate) string {
 	b, _ := json.Marshal(u.UniqueIdentifiers)
+	return string(b)
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
 	return string(b)
 }

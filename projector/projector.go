@@ -42,8 +42,9 @@ type EntityScope struct{ OrgID, Schema string }
 
 // StoredEntity is an entity's latest stored row.
 type StoredEntity struct {
-	Version    uint64
-	Attributes []byte
+	Version           uint64
+	UniqueIdentifiers []byte
+	Attributes        []byte
 }
 
 // Config of the projector.
@@ -403,7 +404,10 @@ func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([
 		if ok && cur.Version > w.Version {
 			continue
 		}
-		if ok {
+		if ok && (len(w.UniqueIdentifiers) == 0 || string(w.UniqueIdentifiers) == "{}") {
+			w.UniqueIdentifiers = cur.UniqueIdentifiers // a tombstone by id (a prune) names no unique ids
+		}
+		if ok && w.Op != envelope.OpPurge { // a purge drops what was stored
 			merged, err := mergeAttributes(cur.Attributes, w.Attributes)
 			if err != nil {
 				p.log.Error("stored entity attributes unreadable; the write replaces them", "entity_id", w.EntityID, "err", err)
@@ -411,7 +415,7 @@ func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([
 				w.Attributes = merged
 			}
 		}
-		stored[w.EntityID] = StoredEntity{Version: w.Version, Attributes: w.Attributes}
+		stored[w.EntityID] = StoredEntity{Version: w.Version, UniqueIdentifiers: w.UniqueIdentifiers, Attributes: w.Attributes}
 		out = append(out, w)
 	}
 	return out, nil

@@ -27,7 +27,7 @@ func (s *ClickHouseSink) WriteEntities(ctx context.Context, rows []envelope.Enti
 	for i := range rows {
 		r := &rows[i]
 		var deleted uint8
-		if r.Op == envelope.OpDelete {
+		if r.Op == envelope.OpDelete || r.Op == envelope.OpPurge {
 			deleted = 1
 		}
 		if err := b.Append(r.OrgID, r.EntitySchema, r.EntityID, r.Version, deleted,
@@ -163,19 +163,19 @@ func (s *ClickHouseSink) CurrentEntities(ctx context.Context, ids map[EntityScop
 			for i, id := range part {
 				set[i] = id
 			}
-			rows, err := s.Conn.Query(ctx, `SELECT entity_id, version, attributes FROM entities FINAL
+			rows, err := s.Conn.Query(ctx, `SELECT entity_id, version, unique_identifiers, attributes FROM entities FINAL
 				WHERE org_id = ? AND entity_schema = ? AND entity_id IN ?`, scope.OrgID, scope.Schema, clickhouse.GroupSet{Value: set})
 			if err != nil {
 				return nil, fmt.Errorf("current entities: %w", err)
 			}
 			for rows.Next() {
-				var id, attrs string
+				var id, uids, attrs string
 				var version uint64
-				if err := rows.Scan(&id, &version, &attrs); err != nil {
+				if err := rows.Scan(&id, &version, &uids, &attrs); err != nil {
 					rows.Close()
 					return nil, err
 				}
-				out[id] = StoredEntity{Version: version, Attributes: []byte(attrs)}
+				out[id] = StoredEntity{Version: version, UniqueIdentifiers: []byte(uids), Attributes: []byte(attrs)}
 			}
 			rows.Close()
 			if err := rows.Err(); err != nil {

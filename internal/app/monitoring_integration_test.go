@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -137,6 +138,8 @@ func TestIntegrationMonitoringSurface(t *testing.T) {
 		`{"use_case_slug":"customer","timestamp":"2025-05-01T08:30:00Z","payload":"[1,"}`)
 	eventIDs := e.sendBatch(id, "mon-1", events)
 	e.waitStats(id, 22)
+	// Raw events come from another topic than the monitoring rows and can land a batch later.
+	waitFor(t, func() bool { return e.scalar("SELECT count() FROM raw_events FINAL WHERE integration_id = ?", id) == 20 })
 	from := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
 	base := "/v2/integrations/" + id + "/monitoring/"
 
@@ -426,5 +429,66 @@ func TestIntegrationEntityWritesPatchTheStoredAttributes(t *testing.T) {
 	}
 	if n := e.scalar("SELECT count() FROM entity_changes WHERE entity_schema = 'contact'"); n != 3 {
 		t.Errorf("%d entity changes, want 3", n)
+	}
+}
+
+// Prune scope on the real services (MAPPING.md §18 Ex 5): pruned billing events are marked deleted
+// in ClickHouse and keep their unique ids and attributes.
+func TestIntegrationPruneScope(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	raw, err := os.ReadFile("../../processor/mapping/testdata/golden/ex5-prune-scope.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gc struct {
+		Configuration json.RawMessage `json:"configuration"`
+	}
+	if err := json.Unmarshal(raw, &gc); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"name":"Billing","use_cases":[
+	 {"name":"Accounts","slug":"accounts","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"billing_account",
+	  "unique_ids":["billing_account_number"],"fields":[{"attribute":"billing_account_number","field":"nr"}]}]}},
+	 {"name":"Events","slug":"events","type":"inbound","enabled":true,"configuration":` + string(gc.Configuration) + `}]}`
+	status, integ := e.call("POST", "/v2/integrations", body)
+	if status != http.StatusCreated {
+		t.Fatalf("create integration: %d %v", status, integ)
+	}
+	id := integ["id"].(string)
+	send := func(slug, payload string, n float64) {
+		p, _ := json.Marshal(payload)
+		e.sendBatch(id, slug, []string{`{"use_case_slug":"` + slug + `","timestamp":"2025-05-01T08:30:00Z","payload":` + string(p) + `}`})
+		e.waitStats(id, n)
+	}
+	send("accounts", `{"nr":"BA-9"}`, 1)
+	send("events", `{"konto":"BA-9","events":[{"id":"E-1"},{"id":"E-2"},{"id":"E-3"}]}`, 2)
+	send("events", `{"konto":"BA-9","events":[{"id":"E-2"},{"id":"E-4"}]}`, 3)
+	type row struct {
+		uid     string
+		deleted uint8
+	}
+	var rows []row
+	waitFor(t, func() bool {
+		r, err := e.conn.Query(context.Background(), `SELECT visitParamExtractString(unique_identifiers, 'external_id') AS uid, deleted
+			FROM entities FINAL WHERE entity_schema = 'billing_event' ORDER BY uid`) // 18.16 has no positional ORDER BY
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		rows = nil
+		for r.Next() {
+			var x row
+			_ = r.Scan(&x.uid, &x.deleted)
+			rows = append(rows, x)
+		}
+		return len(rows) == 4 && rows[0].deleted == 1
+	})
+	want := []row{{"E-1", 1}, {"E-2", 0}, {"E-3", 1}, {"E-4", 0}}
+	for i, w := range want {
+		if rows[i] != w {
+			t.Errorf("billing events %v, want %v", rows, want)
+			break
+		}
 	}
 }

@@ -49,7 +49,8 @@ type EntityOp string
 
 const (
 	OpUpsert EntityOp = "upsert"
-	OpDelete EntityOp = "delete"
+	OpDelete EntityOp = "delete" // soft: the row is marked deleted and keeps its attributes
+	OpPurge  EntityOp = "purge"  // hard: marked deleted with its attributes dropped; a later upsert starts afresh
 )
 
 // EntityWrite is one planned change of one entity, produced by the processor.

@@ -56,7 +56,8 @@ func (e *ConfigError) Error() string { return e.Path + ": " + e.Msg }
 
 // Modes this version applies. The others of the spec are refused at save time instead of being
 // applied half-way.
-var supportedModes = map[string]bool{"": true, "upsert": true, "delete": true}
+var supportedModes = map[string]bool{"": true, "upsert": true, "delete": true, "purge": true,
+	"upsert-prune-scope-delete": true, "upsert-prune-scope-purge": true}
 
 // Compile validates a configuration and compiles every expression in it.
 func Compile(raw json.RawMessage, eng jsonata.Engine) (*Mapping, error) {
@@ -95,7 +96,7 @@ func compileEntity(path string, ec EntityConfig, eng jsonata.Engine) (*compiledE
 		return nil, &ConfigError{Path: path + ".unique_ids", Msg: "at least one unique id attribute is required"}
 	}
 	if !supportedModes[ec.Mode] {
-		return nil, &ConfigError{Path: path + ".mode", Msg: fmt.Sprintf("mode %q is not supported by this version (supported: upsert, delete)", ec.Mode)}
+		return nil, &ConfigError{Path: path + ".mode", Msg: fmt.Sprintf("mode %q: one of upsert, delete, purge, upsert-prune-scope-delete, upsert-prune-scope-purge", ec.Mode)}
 	}
 	if len(ec.Pricing) > 0 && string(ec.Pricing) != "null" {
 		return nil, &ConfigError{Path: path + ".pricing", Msg: "pricing is not supported by this version"}
@@ -103,6 +104,14 @@ func compileEntity(path string, ec EntityConfig, eng jsonata.Engine) (*compiledE
 	ce := &compiledEntity{schema: ec.EntitySchema, uniqueIDs: ec.UniqueIDs, mode: ec.Mode}
 	if ce.mode == "" {
 		ce.mode = "upsert"
+	}
+	if strings.HasPrefix(ce.mode, "upsert-prune-scope-") {
+		var err error
+		if ce.scope, err = compileScope(path+".scope", ec.Scope, eng); err != nil {
+			return nil, err
+		}
+	} else if len(ec.Scope) > 0 && string(ec.Scope) != "null" {
+		return nil, &ConfigError{Path: path + ".scope", Msg: "only for the upsert-prune-scope modes"}
 	}
 	var err error
 	if ec.JSONataExpression != "" {

@@ -26,6 +26,7 @@ type compiledEntity struct {
 	expr      jsonata.Expression
 	enabled   *enabledRule
 	fields    []*compiledField
+	scope     *compiledScope // upsert-prune-scope modes
 }
 
 type valueSource int
@@ -170,12 +171,23 @@ func (e *Error) Error() string {
 // Map runs the extraction stage for one parsed payload. Per-item expressions see the item as
 // input and the payload as $$ and $payload (MAPPING.md §4.1).
 func (m *Mapping) Map(ctx context.Context, payload any, env *jsonata.Env) ([]EntityUpdate, error) {
-	updates, _, err := m.MapAll(ctx, payload, env)
-	return updates, err
+	r, err := m.Extract(ctx, payload, env)
+	if err != nil {
+		return nil, err
+	}
+	return r.Entities, nil
 }
 
-// MapAll is Map with the meter readings (MAPPING.md §2 step 5: entities, then meter readings).
-func (m *Mapping) MapAll(ctx context.Context, payload any, env *jsonata.Env) ([]EntityUpdate, []MeterReadingUpdate, error) {
+// Extraction is everything one payload maps to (MAPPING.md §2 step 5): entity updates, prune-scope
+// plans, then meter readings.
+type Extraction struct {
+	Entities      []EntityUpdate
+	Prunes        []PruneScopeUpdate
+	MeterReadings []MeterReadingUpdate
+}
+
+// Extract runs the extraction stage: pure, no lookups; the pipeline and the simulation share it.
+func (m *Mapping) Extract(ctx context.Context, payload any, env *jsonata.Env) (*Extraction, error) {
 	if env == nil {
 		env = &jsonata.Env{}
 	}
@@ -185,44 +197,51 @@ func (m *Mapping) MapAll(ctx context.Context, payload any, env *jsonata.Env) ([]
 	}
 	bindings["payload"] = payload
 	itemEnv := &jsonata.Env{Now: env.Now, Bindings: bindings, Root: payload}
-	var out []EntityUpdate
+	res := &Extraction{}
 	for i, ce := range m.entities {
 		path := fmt.Sprintf("entities[%d]", i)
 		data := payload
 		if ce.expr != nil {
 			v, err := ce.expr.Eval(ctx, payload, itemEnv)
 			if err != nil {
-				return nil, nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".jsonataExpression", Msg: err.Error()}
+				return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".jsonataExpression", Msg: err.Error()}
 			}
 			data = v
 		}
 		on, err := ce.enabled.eval(ctx, data, itemEnv)
 		if err != nil {
-			return nil, nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".enabled", Msg: err.Error()}
+			return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".enabled", Msg: err.Error()}
 		}
 		if !on {
 			continue
 		}
+		first := len(res.Entities)
 		for n, item := range itemsOf(data) {
 			upd, err := ce.mapItem(ctx, path, item, itemEnv)
 			if err != nil {
 				if _, many := data.(*engine.Array); many {
 					err.Path = fmt.Sprintf("%s (item %d)", err.Path, n)
 				}
-				return nil, nil, err
+				return nil, err
 			}
-			out = append(out, upd)
+			res.Entities = append(res.Entities, upd)
+		}
+		if ce.pruneMode() {
+			pu, err := ce.plan(ctx, path, payload, itemEnv, res.Entities[first:])
+			if err != nil {
+				return nil, err
+			}
+			res.Prunes = append(res.Prunes, pu)
 		}
 	}
-	var readings []MeterReadingUpdate
 	for i, cm := range m.meterReadings {
 		rs, err := cm.extract(ctx, fmt.Sprintf("meter_readings[%d]", i), payload, itemEnv)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		readings = append(readings, rs...)
+		res.MeterReadings = append(res.MeterReadings, rs...)
 	}
-	return out, readings, nil
+	return res, nil
 }
 
 // itemsOf: an array is many items, undefined none, anything else one.

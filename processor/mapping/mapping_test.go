@@ -149,14 +149,16 @@ func TestMissingUniqueIDFailsTheEvent(t *testing.T) {
 
 func TestCompileErrorsNameThePath(t *testing.T) {
 	cases := map[string]struct{ cfg, path string }{
-		"bad jsonata":       {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a","jsonataExpression":"$foo("}]}]}`, "configuration.entities[0].fields[0].jsonataExpression"},
-		"no schema":         {`{"entities":[{"unique_ids":["a"],"fields":[{"attribute":"a","field":"a"}]}]}`, "configuration.entities[0].entity_schema"},
-		"unmapped uid":      {`{"entities":[{"entity_schema":"c","unique_ids":["a","b"],"fields":[{"attribute":"a","field":"a"}]}]}`, "configuration.entities[0].unique_ids[1]"},
-		"no source":         {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a"}]}]}`, "configuration.entities[0].fields[0]"},
-		"unsupported mode":  {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"mode":"purge","fields":[{"attribute":"a","field":"a"}]}]}`, "configuration.entities[0].mode"},
-		"enabled not bool":  {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"enabled":3,"fields":[{"attribute":"a","field":"a"}]}]}`, "configuration.entities[0].enabled"},
-		"not an object":     {`[1,2]`, "configuration"},
-		"relations not yet": {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a","field":"a"},{"attribute":"r","relations":{"operation":"_set"}}]}]}`, "configuration.entities[0].fields[1].relations"},
+		"bad jsonata":        {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a","jsonataExpression":"$foo("}]}]}`, "configuration.entities[0].fields[0].jsonataExpression"},
+		"no schema":          {`{"entities":[{"unique_ids":["a"],"fields":[{"attribute":"a","field":"a"}]}]}`, "configuration.entities[0].entity_schema"},
+		"unmapped uid":       {`{"entities":[{"entity_schema":"c","unique_ids":["a","b"],"fields":[{"attribute":"a","field":"a"}]}]}`, "configuration.entities[0].unique_ids[1]"},
+		"no source":          {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a"}]}]}`, "configuration.entities[0].fields[0]"},
+		"unknown mode":       {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"mode":"shred","fields":[{"attribute":"a","field":"a"}]}]}`, "configuration.entities[0].mode"},
+		"prune no scope":     {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"mode":"upsert-prune-scope-delete","fields":[{"attribute":"a","field":"a"}]}]}`, "configuration.entities[0].scope"},
+		"relations scope":    {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"mode":"upsert-prune-scope-delete","scope":{"scope_mode":"relations"},"fields":[{"attribute":"a","field":"a"}]}]}`, "configuration.entities[0].scope.schema"},
+		"enabled not bool":   {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"enabled":3,"fields":[{"attribute":"a","field":"a"}]}]}`, "configuration.entities[0].enabled"},
+		"not an object":      {`[1,2]`, "configuration"},
+		"relations no items": {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a","field":"a"},{"attribute":"r","relations":{"operation":"_set"}}]}]}`, "configuration.entities[0].fields[1].relations"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

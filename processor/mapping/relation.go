@@ -232,6 +232,12 @@ func (u *EntityUpdate) Resolve(org string) (attrs Attributes, stubs []EntityUpda
 // simulation) handles it: strict-date matching and pruning of meter readings, which need the
 // stored readings of a meter. Saving such a configuration is refused with this error.
 func (m *Mapping) Unapplied() error {
+	for i, ce := range m.entities {
+		if ce.scope != nil && ce.scope.mode == "query" {
+			return &ConfigError{Path: fmt.Sprintf("configuration.entities[%d].scope.scope_mode", i),
+				Msg: "query scopes are extracted (see the mapping simulation) but not applied by this version (they need attribute search); use relations"}
+		}
+	}
 	for i, cm := range m.meterReadings {
 		path := fmt.Sprintf("configuration.meter_readings[%d]", i)
 		if cm.matching == "strict-date" {

@@ -17,7 +17,9 @@ import (
 type Simulation struct {
 	EntityUpdates        []EntityUpdate       `json:"entity_updates"`
 	MeterReadingsUpdates []MeterReadingUpdate `json:"meter_readings_updates"`
-	Warnings             []Warning            `json:"warnings"`
+	// PruneScopeUpdates are the upsert-prune-scope plans (beyond 0.58.0; later API versions' shape).
+	PruneScopeUpdates []PruneScopeUpdate `json:"prune_scope_updates,omitempty"`
+	Warnings          []Warning          `json:"warnings"`
 }
 
 // Warning is MappingSimulationWarning.
@@ -65,17 +67,17 @@ func ParsePayload(raw json.RawMessage, format string) (any, error) {
 // Mapping and evaluation), without writing or looking anything up: relations stay unresolved
 // envelopes. now stands in for the event's receive time ($now()).
 func (m *Mapping) Simulate(ctx context.Context, payload any, now time.Time) (*Simulation, error) {
-	updates, readings, err := m.MapAll(ctx, payload, &jsonata.Env{Now: now})
+	res, err := m.Extract(ctx, payload, &jsonata.Env{Now: now})
 	if err != nil {
 		return nil, err
 	}
-	if updates == nil {
-		updates = []EntityUpdate{}
+	sim := &Simulation{EntityUpdates: res.Entities, MeterReadingsUpdates: res.MeterReadings, PruneScopeUpdates: res.Prunes, Warnings: []Warning{}}
+	if sim.EntityUpdates == nil {
+		sim.EntityUpdates = []EntityUpdate{}
 	}
-	if readings == nil {
-		readings = []MeterReadingUpdate{}
+	if sim.MeterReadingsUpdates == nil {
+		sim.MeterReadingsUpdates = []MeterReadingUpdate{}
 	}
-	sim := &Simulation{EntityUpdates: updates, MeterReadingsUpdates: readings, Warnings: []Warning{}}
 	if err := m.Unapplied(); err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) {
