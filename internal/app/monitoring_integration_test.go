@@ -139,7 +139,9 @@ func TestIntegrationMonitoringSurface(t *testing.T) {
 	eventIDs := e.sendBatch(id, "mon-1", events)
 	e.waitStats(id, 22)
 	// Raw events come from another topic than the monitoring rows and can land a batch later.
-	waitFor(t, func() bool { return e.scalar("SELECT count() FROM raw_events FINAL WHERE integration_id = ?", id) == 20 })
+	waitFor(t, func() bool {
+		return e.scalar("SELECT count() FROM raw_events FINAL WHERE integration_id = ?", id) == 20
+	})
 	from := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
 	base := "/v2/integrations/" + id + "/monitoring/"
 
