@@ -36,6 +36,23 @@ func (e *env) sendBatch(integrationID, correlation string, events []string) []st
 	return ids
 }
 
+// createIntegration creates an integration from a v2 body and returns its id.
+func (e *env) createIntegration(body string) string {
+	e.t.Helper()
+	status, integ := e.call("POST", "/v2/integrations", body)
+	if status != http.StatusCreated {
+		e.t.Fatalf("create integration: %d %v", status, integ)
+	}
+	return integ["id"].(string)
+}
+
+// sendOne sends one event with a JSON payload (given as its text) to a use case.
+func (e *env) sendOne(integrationID, slug, payload string) {
+	e.t.Helper()
+	p, _ := json.Marshal(payload)
+	e.sendBatch(integrationID, slug, []string{`{"use_case_slug":"` + slug + `","timestamp":"2025-05-01T08:30:00Z","payload":` + string(p) + `}`})
+}
+
 func (e *env) scalar(query string, args ...any) uint64 {
 	e.t.Helper()
 	var n uint64
@@ -326,15 +343,8 @@ func TestIntegrationRelationsAndPlaceholders(t *testing.T) {
 	    "unique_ids":[{"attribute":"customer_number","field":"kunde"}]}]}}]}]}},
 	 {"name":"Customers","slug":"customer","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"contact",
 	  "unique_ids":["customer_number"],"fields":[{"attribute":"customer_number","field":"nr"},{"attribute":"name","field":"name"}]}]}}]}`
-	status, integ := e.call("POST", "/v2/integrations", body)
-	if status != http.StatusCreated {
-		t.Fatalf("create integration: %d %v", status, integ)
-	}
-	id := integ["id"].(string)
-	send := func(slug, payload string) {
-		p, _ := json.Marshal(payload)
-		e.sendBatch(id, slug, []string{`{"use_case_slug":"` + slug + `","timestamp":"2025-05-01T08:30:00Z","payload":` + string(p) + `}`})
-	}
+	id := e.createIntegration(body)
+	send := func(slug, payload string) { e.sendOne(id, slug, payload) }
 	contact := func(no string) (attrs map[string]any, n uint64) {
 		var raw string
 		_ = e.conn.QueryRow(context.Background(), `SELECT attributes FROM entities FINAL WHERE entity_schema = 'contact'
@@ -403,15 +413,8 @@ func TestIntegrationEntityWritesPatchTheStoredAttributes(t *testing.T) {
 	  {"attribute":"first_name","field":"vorname"},{"attribute":"city","field":"$.adresse.ort"}]}]}},
 	 {"name":"Scoring","slug":"scoring","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"contact",
 	  "unique_ids":["customer_number"],"fields":[{"attribute":"customer_number","field":"nr"},{"attribute":"segment","field":"segment"}]}]}}]}`
-	status, integ := e.call("POST", "/v2/integrations", body)
-	if status != http.StatusCreated {
-		t.Fatalf("create integration: %d %v", status, integ)
-	}
-	id := integ["id"].(string)
-	send := func(slug, payload string) {
-		p, _ := json.Marshal(payload)
-		e.sendBatch(id, slug, []string{`{"use_case_slug":"` + slug + `","timestamp":"2025-05-01T08:30:00Z","payload":` + string(p) + `}`})
-	}
+	id := e.createIntegration(body)
+	send := func(slug, payload string) { e.sendOne(id, slug, payload) }
 	send("master", `{"nr":"K-1","vorname":"Ann","adresse":{"ort":"Köln"}}`)
 	e.waitStats(id, 1)
 	send("scoring", `{"nr":"K-1","segment":"gold"}`)
@@ -453,14 +456,9 @@ func TestIntegrationPruneScope(t *testing.T) {
 	 {"name":"Accounts","slug":"accounts","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"billing_account",
 	  "unique_ids":["billing_account_number"],"fields":[{"attribute":"billing_account_number","field":"nr"}]}]}},
 	 {"name":"Events","slug":"events","type":"inbound","enabled":true,"configuration":` + string(gc.Configuration) + `}]}`
-	status, integ := e.call("POST", "/v2/integrations", body)
-	if status != http.StatusCreated {
-		t.Fatalf("create integration: %d %v", status, integ)
-	}
-	id := integ["id"].(string)
+	id := e.createIntegration(body)
 	send := func(slug, payload string, n float64) {
-		p, _ := json.Marshal(payload)
-		e.sendBatch(id, slug, []string{`{"use_case_slug":"` + slug + `","timestamp":"2025-05-01T08:30:00Z","payload":` + string(p) + `}`})
+		e.sendOne(id, slug, payload)
 		e.waitStats(id, n)
 	}
 	send("accounts", `{"nr":"BA-9"}`, 1)
