@@ -85,20 +85,9 @@ func (s *Service) eventsPage(c *gin.Context, f Filter, limitIn *int, rawCursor j
 		s.storeFailed(c, err)
 		return
 	}
-	hasMore := len(rows) > limit
-	if hasMore {
-		rows = rows[:limit]
-	}
-	data := make([]gin.H, 0, len(rows))
-	for _, m := range rows {
-		data = append(data, eventView(m))
-	}
-	var next any
-	if hasMore {
-		last := rows[len(rows)-1]
-		next = cursorOut(Cursor{CreatedAtMs: last.CreatedAtMs, ID: last.ID})
-	}
-	c.JSON(http.StatusOK, gin.H{"data": data, "next_cursor": next, "has_more": hasMore})
+	writePage(c, rows, limit, eventView, func(last envelope.MonitoringEvent) any {
+		return cursorOut(Cursor{CreatedAtMs: last.CreatedAtMs, ID: last.ID})
+	})
 }
 
 // scoped binds the body into req, resolves the path's integration in the caller's org and parses
@@ -347,13 +336,8 @@ func (s *Service) v1InboundEvents(c *gin.Context) {
 		s.storeFailed(c, err)
 		return
 	}
-	hasMore := len(rows) > limit
-	if hasMore {
-		rows = rows[:limit]
-	}
 	snap := s.Registry.Snapshot()
-	data := make([]gin.H, 0, len(rows))
-	for _, m := range rows {
+	view := func(m envelope.MonitoringEvent) gin.H {
 		status := string(m.Level)
 		if m.Level == envelope.LevelInfo {
 			status = "skipped"
@@ -374,14 +358,11 @@ func (s *Service) v1InboundEvents(c *gin.Context) {
 		if m.Level == envelope.LevelError {
 			row["error_code"], row["error_message"], row["error_category"] = m.Code, m.Message, categoryOf(m.Code)
 		}
-		data = append(data, row)
+		return row
 	}
-	var next any
-	if hasMore {
-		last := rows[len(rows)-1]
-		next = cursorObject("completed_at", "event_id", Cursor{CreatedAtMs: last.CreatedAtMs, ID: last.ID})
-	}
-	c.JSON(http.StatusOK, gin.H{"data": data, "next_cursor": next, "has_more": hasMore})
+	writePage(c, rows, limit, view, func(last envelope.MonitoringEvent) any {
+		return cursorObject("completed_at", "event_id", Cursor{CreatedAtMs: last.CreatedAtMs, ID: last.ID})
+	})
 }
 
 // v1OutboundEvents lists the outbound lane (webhook deliveries); erpstream records none until
@@ -590,22 +571,14 @@ func (s *Service) accessLogs(c *gin.Context) {
 		s.storeFailed(c, err)
 		return
 	}
-	hasMore := len(rows) > limit
-	if hasMore {
-		rows = rows[:limit]
-	}
-	data := make([]gin.H, 0, len(rows))
-	for _, a := range rows {
-		data = append(data, gin.H{"timestamp": time.UnixMilli(a.AtMs).UTC().Format(time.RFC3339Nano), "service": a.Service,
+	view := func(a envelope.AccessLog) gin.H {
+		return gin.H{"timestamp": time.UnixMilli(a.AtMs).UTC().Format(time.RFC3339Nano), "service": a.Service,
 			"request_id": a.RequestID, "method": a.Method, "path": a.Path, "status": a.Status, "response_latency_ms": a.LatencyMs,
-			"token_id": a.TokenID, "org_id": a.OrgID})
+			"token_id": a.TokenID, "org_id": a.OrgID}
 	}
-	var next any
-	if hasMore {
-		last := rows[len(rows)-1]
-		next = cursorObject("timestamp", "request_id", Cursor{CreatedAtMs: last.AtMs, ID: last.RequestID})
-	}
-	c.JSON(http.StatusOK, gin.H{"data": data, "next_cursor": next, "has_more": hasMore})
+	writePage(c, rows, limit, view, func(last envelope.AccessLog) any {
+		return cursorObject("timestamp", "request_id", Cursor{CreatedAtMs: last.AtMs, ID: last.RequestID})
+	})
 }
 
 // --- received events and replay ------------------------------------------------------------------
@@ -674,20 +647,9 @@ func (s *Service) queryEvents(c *gin.Context) {
 		s.storeFailed(c, err)
 		return
 	}
-	hasMore := len(rows) > limit
-	if hasMore {
-		rows = rows[:limit]
-	}
-	data := make([]gin.H, 0, len(rows))
-	for _, e := range rows {
-		data = append(data, rawView(e))
-	}
-	var next any
-	if hasMore {
-		last := rows[len(rows)-1]
-		next = cursorObject("event_time", "event_id", Cursor{CreatedAtMs: last.ReceivedAtUs, ID: last.EventID})
-	}
-	c.JSON(http.StatusOK, gin.H{"data": data, "next_cursor": next, "has_more": hasMore})
+	writePage(c, rows, limit, rawView, func(last envelope.Event) any {
+		return cursorObject("event_time", "event_id", Cursor{CreatedAtMs: last.ReceivedAtUs, ID: last.EventID})
+	})
 }
 
 type replayResult struct {
@@ -868,4 +830,22 @@ func firstNonEmpty(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// writePage answers a keyset page: rows holds up to limit+1 rows (the extra one only says there is
+// more), each rendered with view; next_cursor is the cursor of the last row shown.
+func writePage[T any](c *gin.Context, rows []T, limit int, view func(T) gin.H, cursor func(last T) any) {
+	hasMore := len(rows) > limit
+	if hasMore {
+		rows = rows[:limit]
+	}
+	data := make([]gin.H, 0, len(rows))
+	for _, r := range rows {
+		data = append(data, view(r))
+	}
+	var next any
+	if hasMore {
+		next = cursor(rows[len(rows)-1])
+	}
+	c.JSON(http.StatusOK, gin.H{"data": data, "next_cursor": next, "has_more": hasMore})
 }
