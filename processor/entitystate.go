@@ -25,6 +25,7 @@ type entityState struct {
 	Phantom     bool                                      `json:"x,omitempty"` // deleted before it ever existed
 	Version     uint64                                    `json:"v"`
 	Relations   map[string][]mapping.ResolvedRelationItem `json:"r,omitempty"`
+	Reading     *readingState                             `json:"m,omitempty"` // meter readings only
 }
 
 // live is an entity that exists for lookups: written for real and not deleted.
@@ -44,12 +45,17 @@ type entityStore struct {
 	staged map[string]*entityState
 	// relatedFrom indexes m's relations backwards: related entity id -> ids relating to it.
 	relatedFrom map[string]map[string]bool
-	ready       chan struct{}
-	log         *slog.Logger
+	// readings indexes live meter readings by group (meter id / counter id); stagedReadings
+	// holds the open transaction's additions. Both may hold stale ids: readers check the state.
+	readings       map[string]map[string]bool
+	stagedReadings map[string]map[string]bool
+	ready          chan struct{}
+	log            *slog.Logger
 }
 
 func newEntityStore(log *slog.Logger) *entityStore {
 	return &entityStore{m: map[string]*entityState{}, staged: map[string]*entityState{}, relatedFrom: map[string]map[string]bool{},
+		readings: map[string]map[string]bool{}, stagedReadings: map[string]map[string]bool{},
 		ready: make(chan struct{}), log: log}
 }
 
@@ -65,7 +71,17 @@ func (s *entityStore) get(id string) *entityState {
 func (s *entityStore) stage(id string, st *entityState) {
 	s.mu.Lock()
 	s.staged[id] = st
+	if st.Reading != nil {
+		addToSet(s.stagedReadings, st.Reading.Group, id)
+	}
 	s.mu.Unlock()
+}
+
+func addToSet(index map[string]map[string]bool, key, id string) {
+	if index[key] == nil {
+		index[key] = map[string]bool{}
+	}
+	index[key][id] = true
 }
 
 func (s *entityStore) commit() {
@@ -75,11 +91,13 @@ func (s *entityStore) commit() {
 		s.applyLocked(id, st)
 	}
 	clear(s.staged)
+	clear(s.stagedReadings)
 }
 
 func (s *entityStore) abort() {
 	s.mu.Lock()
 	clear(s.staged)
+	clear(s.stagedReadings)
 	s.mu.Unlock()
 }
 
@@ -94,6 +112,17 @@ func (s *entityStore) applyLocked(id string, st *entityState) {
 				delete(s.relatedFrom[it.EntityID], id)
 			}
 		}
+		if cur.Reading != nil {
+			if group := s.readings[cur.Reading.Group]; group != nil {
+				delete(group, id)
+				if len(group) == 0 {
+					delete(s.readings, cur.Reading.Group)
+				}
+			}
+		}
+	}
+	if st.Reading != nil && !st.Deleted {
+		addToSet(s.readings, st.Reading.Group, id)
 	}
 	for _, items := range st.Relations {
 		for _, it := range items {
@@ -162,6 +191,38 @@ func (s *entityStore) inScope(scopeID, schema string, overlay map[string]*entity
 		}
 	}
 	sort.Strings(out)
+	return out
+}
+
+// readingsIn returns the live meter readings of a group (meter id / counter id) with their
+// current state; overlay holds the running event's changes, which win over the store's.
+func (s *entityStore) readingsIn(group string, overlay map[string]*entityState) map[string]*entityState {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	candidates := map[string]bool{}
+	for id := range s.readings[group] {
+		candidates[id] = true
+	}
+	for id := range s.stagedReadings[group] {
+		candidates[id] = true
+	}
+	for id, st := range overlay {
+		if st.Reading != nil && st.Reading.Group == group {
+			candidates[id] = true
+		}
+	}
+	out := map[string]*entityState{}
+	for id := range candidates {
+		st := overlay[id]
+		if st == nil {
+			if st = s.staged[id]; st == nil {
+				st = s.m[id]
+			}
+		}
+		if st != nil && !st.Deleted && st.Reading != nil && st.Reading.Group == group {
+			out[id] = st
+		}
+	}
 	return out
 }
 

@@ -167,8 +167,8 @@ func TestMeterReadingsByExternalID(t *testing.T) {
 	if byEvent["r2"][0].EntityID != first.EntityID {
 		t.Error("the reading sent again got a new id")
 	}
-	if d := byEvent["d1"][0]; d.Op != envelope.OpDelete || d.EntityID != second.EntityID {
-		t.Errorf("delete of %s (%s), want a tombstone of the 11 March reading", d.EntityID, d.Op)
+	if d := byEvent["d1"][0]; d.Op != envelope.OpPurge || d.EntityID != second.EntityID {
+		t.Errorf("delete of %s (%s), want the 11 March reading purged (reading deletes are permanent)", d.EntityID, d.Op)
 	}
 	var attrs map[string]any
 	must(t, json.Unmarshal(first.Attributes, &attrs))

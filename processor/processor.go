@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -269,255 +267,21 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		o.level, o.code, o.message = envelope.LevelError, code, fmt.Sprintf("use case %s: %v", uc.Slug, err)
 		return nil, o
 	}
-	updates, readings := res.Entities, res.MeterReadings
-	now := p.cfg.Now().UnixMilli()
-	outs := make([]*kgo.Record, 0, len(updates))
-	entities := make([]map[string]string, 0, len(updates))
-	deleted := 0
+	app := &application{p: p, ev: ev, uc: uc, now: p.cfg.Now().UnixMilli(), version: uint64(ev.ReceivedAtUs),
+		changed: map[string]*entityState{}}
 	// event_type is stored but drives nothing unless the integration opts in with
-	// settings.honor_event_type (MAPPING.md §13.2): then DELETE applies upserts as deletes.
-	honorEventType := false
-	if integ, ok := snap.Integration(ev.OrgID, ev.IntegrationID); ok {
-		var settings struct {
-			HonorEventType bool `json:"honor_event_type"`
-		}
-		if json.Unmarshal(integ.Fields["settings"], &settings) == nil {
-			honorEventType = settings.HonorEventType
-		}
+	// settings.honor_event_type (MAPPING.md §13.2).
+	app.honorDel = ev.EventType == "DELETE" && app.honorEventType()
+	if f := app.entities(res.Entities); f != nil {
+		o.level, o.code, o.message = envelope.LevelError, f.code, f.message
+		return nil, o
 	}
-	// stubVersion is below every real write's version (a receive time in µs): a placeholder for a
-	// related entity never overrides the entity's real state, whichever is projected first.
-	const stubVersion = 1
-	emit := func(u mapping.EntityUpdate, attrs mapping.Attributes, op envelope.EntityOp, version uint64) error {
-		entityID := u.EntityID(ev.OrgID)
-		uids, _ := json.Marshal(u.UniqueIdentifiers)
-		ab, err := json.Marshal(attrs)
-		if err != nil {
-			return err
-		}
-		w := envelope.EntityWrite{
-			OrgID: ev.OrgID, EntitySchema: u.EntitySlug, EntityID: entityID, Op: op,
-			UniqueIdentifiers: uids, Attributes: ab, Version: version,
-			IntegrationID: ev.IntegrationID, UseCaseID: ev.UseCaseID, EventID: ev.EventID,
-			CorrelationID: ev.CorrelationID, WrittenAtMs: now,
-		}
-		b, _ := json.Marshal(&w)
-		outs = append(outs, &kgo.Record{Topic: p.cfg.Topics.Entities, Key: []byte(ev.OrgID + "/" + entityID), Value: b,
-			Headers: headers(ev)})
-		entities = append(entities, map[string]string{"entity_schema": u.EntitySlug, "entity_id": entityID, "op": string(op)})
-		return nil
+	app.prunes(res.Prunes)
+	if f := app.meterReadings(res.MeterReadings, res.ReadingPrunes); f != nil {
+		o.level, o.code, o.message = envelope.LevelError, f.code, f.message
+		return nil, o
 	}
-	// The event's state changes stay local until it has mapped without error; later updates of
-	// the event see earlier ones.
-	changed := map[string]*entityState{}
-	state := func(id string) *entityState {
-		if st, ok := changed[id]; ok {
-			return st
-		}
-		return p.entities.get(id)
-	}
-	version := uint64(ev.ReceivedAtUs)
-	var warnings []string
-	warnCode := ""
-	warn := func(code, msg string) {
-		if warnCode == "" {
-			warnCode = code
-		}
-		warnings = append(warnings, msg)
-	}
-	noops := 0
-	for _, u := range updates {
-		id := u.EntityID(ev.OrgID)
-		cur := state(id)
-		// Events of one entity can sit in different partitions and be mapped out of order. A late
-		// event (older than the state) is written as it is, and ClickHouse keeps the newer version;
-		// it neither reads nor changes the state.
-		late := cur != nil && cur.Version > version
-		if u.Mode == "delete" || u.Mode == "purge" || (honorEventType && ev.EventType == "DELETE") {
-			op := envelope.OpDelete
-			if u.Mode == "purge" {
-				op = envelope.OpPurge
-			}
-			// The tombstone is written even when the entity is unknown or deleted already (then the
-			// outcome is a no-op): an older upsert still in flight must not resurrect it.
-			if err := emit(u, u.Attributes, op, version); err != nil {
-				o.level, o.code, o.message = envelope.LevelError, "ATTRIBUTE_TYPE_MISMATCH", fmt.Sprintf("use case %s, entity %s: %v", uc.Slug, u.EntitySlug, err)
-				return nil, o
-			}
-			if !late && !cur.live() {
-				noops++
-			} else {
-				deleted++
-			}
-			if !late {
-				// A purged entity is gone for good: matching it later is no restore.
-				next := &entityState{Schema: u.EntitySlug, Deleted: true, Version: version,
-					Phantom: op == envelope.OpPurge || (!cur.live() && !cur.softDeleted())}
-				if cur != nil {
-					next.Relations = cur.Relations
-				}
-				changed[id] = next
-			}
-			continue
-		}
-		if late {
-			attrs, _ := u.Resolve(ev.OrgID)
-			if err := emit(u, attrs, envelope.OpUpsert, version); err != nil {
-				o.level, o.code, o.message = envelope.LevelError, "ATTRIBUTE_TYPE_MISMATCH", fmt.Sprintf("use case %s, entity %s: %v", uc.Slug, u.EntitySlug, err)
-				return nil, o
-			}
-			continue
-		}
-		if honorEventType && ev.EventType == "CREATE" && cur.live() {
-			o.level, o.code = envelope.LevelError, "ENTITY_ALREADY_EXISTS"
-			o.message = fmt.Sprintf("use case %s: CREATE of %s %s, which exists", uc.Slug, u.EntitySlug, uniqueIDsText(u))
-			return nil, o
-		}
-		if cur.softDeleted() {
-			warn("SOFT_DELETED_ENTITY_MATCHED", fmt.Sprintf("%s %s was deleted; the upsert restores it", u.EntitySlug, uniqueIDsText(u)))
-		}
-		attrs, stubs := u.Resolve(ev.OrgID)
-		next := &entityState{Schema: u.EntitySlug, Version: version, Relations: map[string][]mapping.ResolvedRelationItem{}}
-		if cur.live() {
-			for k, v := range cur.Relations {
-				next.Relations[k] = v
-			}
-		}
-		for i, a := range u.Attributes {
-			rel, ok := a.Value.(*mapping.Relation)
-			if !ok {
-				continue
-			}
-			items := attrs[i].Value.(*mapping.ResolvedRelation).Items
-			if cur.live() { // on a new entity both appends are _set
-				items = mapping.MergeRelation(rel.Operation, cur.Relations[a.Name], items)
-			}
-			attrs[i].Value = &mapping.ResolvedRelation{Items: items}
-			next.Relations[a.Name] = items
-		}
-		if err := emit(u, attrs, envelope.OpUpsert, version); err != nil {
-			o.level, o.code, o.message = envelope.LevelError, "ATTRIBUTE_TYPE_MISMATCH", fmt.Sprintf("use case %s, entity %s: %v", uc.Slug, u.EntitySlug, err)
-			return nil, o
-		}
-		changed[id] = next
-		for _, st := range stubs {
-			sid := st.EntityID(ev.OrgID)
-			if state(sid) != nil {
-				continue // exists, or a placeholder is there already
-			}
-			_ = emit(st, st.Attributes, envelope.OpUpsert, stubVersion)
-			changed[sid] = &entityState{Schema: st.EntitySlug, Placeholder: true, Version: stubVersion}
-		}
-	}
-	// Prune scopes (MAPPING.md §7.3), after the upserts: the entities of the scope that this entry
-	// did not upsert are deleted or purged.
-	var pruned []string
-	for _, pu := range res.Prunes {
-		scopeID := pu.ScopeEntityID(ev.OrgID)
-		if !state(scopeID).live() {
-			warn("PRUNE_SCOPE_PARTIAL_FAILURE", fmt.Sprintf("scope %s %s not found; nothing pruned", pu.Scope.Schema, mustJSON(pu.Scope.UniqueIDs)))
-			continue
-		}
-		keep := pu.KeepIDs(ev.OrgID)
-		op := envelope.OpDelete
-		if pu.DeletionMode == "purge" {
-			op = envelope.OpPurge
-		}
-		for _, id := range p.entities.inScope(scopeID, pu.EntitySlug, changed) {
-			if keep[id] {
-				continue
-			}
-			cur := state(id)
-			w := envelope.EntityWrite{OrgID: ev.OrgID, EntitySchema: pu.EntitySlug, EntityID: id, Op: op,
-				UniqueIdentifiers: json.RawMessage(`{}`), Attributes: json.RawMessage(`{}`), Version: version,
-				IntegrationID: ev.IntegrationID, UseCaseID: ev.UseCaseID, EventID: ev.EventID, CorrelationID: ev.CorrelationID, WrittenAtMs: now}
-			b, _ := json.Marshal(&w)
-			outs = append(outs, &kgo.Record{Topic: p.cfg.Topics.Entities, Key: []byte(ev.OrgID + "/" + id), Value: b, Headers: headers(ev)})
-			entities = append(entities, map[string]string{"entity_schema": pu.EntitySlug, "entity_id": id, "op": string(op)})
-			changed[id] = &entityState{Schema: pu.EntitySlug, Deleted: true, Version: version, Phantom: op == envelope.OpPurge, Relations: cur.Relations}
-			pruned = append(pruned, id)
-		}
-	}
-
-	// Meter readings, after the entities (MAPPING.md §2 step 6): matched by external id within the
-	// meter (and counter); the meter must exist, readings never create one.
-	readingsDeleted := 0
-	var externalIDs []any
-	for _, r := range readings {
-		meter := mapping.EntityUpdate{EntitySlug: "meter", UniqueIdentifiers: r.Meter.UniqueIDs}
-		meterID := meter.EntityID(ev.OrgID)
-		if !state(meterID).live() {
-			o.level, o.code = envelope.LevelError, "METER_READING_GROUP_FAILED"
-			o.message = fmt.Sprintf("use case %s: meter %s not found; readings never create meters", uc.Slug, uniqueIDsText(meter))
-			return nil, o
-		}
-		reading := mapping.EntityUpdate{EntitySlug: "meter_reading",
-			UniqueIdentifiers: mapping.Attributes{{Name: "meter_id", Value: meterID}}}
-		attrs := mapping.Attributes{{Name: "meter_id", Value: meterID}}
-		if r.MeterCounter != nil {
-			counter := mapping.EntityUpdate{EntitySlug: "meter_counter", UniqueIdentifiers: r.MeterCounter.UniqueIDs}
-			counterID := counter.EntityID(ev.OrgID)
-			if !state(counterID).live() {
-				o.level, o.code = envelope.LevelError, "METER_READING_GROUP_FAILED"
-				o.message = fmt.Sprintf("use case %s: meter counter %s not found", uc.Slug, uniqueIDsText(counter))
-				return nil, o
-			}
-			reading.UniqueIdentifiers = append(reading.UniqueIdentifiers, mapping.Attribute{Name: "counter_id", Value: counterID})
-			attrs = append(attrs, mapping.Attribute{Name: "counter_id", Value: counterID})
-		}
-		for _, a := range r.Attributes {
-			if a.Name == "external_id" {
-				reading.UniqueIdentifiers = append(reading.UniqueIdentifiers, a)
-				externalIDs = append(externalIDs, a.Value)
-			}
-			if a.Name != "meter_id" && a.Name != "counter_id" {
-				attrs = append(attrs, a)
-			}
-		}
-		op := envelope.OpUpsert
-		if r.Mode == "delete" {
-			op = envelope.OpDelete
-			readingsDeleted++
-		}
-		if err := emit(reading, attrs, op, version); err != nil {
-			o.level, o.code, o.message = envelope.LevelError, "INVALID_METER_READING_ATTRIBUTES", fmt.Sprintf("use case %s: %v", uc.Slug, err)
-			return nil, o
-		}
-	}
-	for id, st := range changed {
-		b, _ := json.Marshal(st)
-		outs = append(outs, &kgo.Record{Topic: p.cfg.Topics.EntityState, Key: []byte(id), Value: b})
-		p.entities.stage(id, st)
-	}
-	o.level = envelope.LevelSuccess
-	switch {
-	case len(updates) == 0 && len(readings) > 0 && readingsDeleted == len(readings):
-		o.code, o.message = "METER_READING_DELETED", strconv.Itoa(len(readings))+" meter reading(s) deleted"
-	case len(updates) == 0 && len(readings) > 0:
-		o.code, o.message = "METER_READING_UPSERTED", strconv.Itoa(len(readings))+" meter reading(s) applied"
-	case len(warnings) > 0:
-		o.level, o.code, o.message = envelope.LevelWarning, warnCode, strings.Join(warnings, "; ")
-	case len(res.Prunes) > 0:
-		o.code = "PRUNE_SCOPE_COMPLETED"
-		o.message = fmt.Sprintf("%d entity update(s) applied, %d entit(ies) pruned from the scope", len(updates)-noops, len(pruned))
-	case len(updates) == noops:
-		o.code, o.message = "ENTITY_NO_OP", "the mapping produced no entity updates"
-		if len(updates) > 0 {
-			o.message = strconv.Itoa(noops) + " delete(s) of entities that did not exist or were deleted already"
-		}
-	case deleted == len(updates)-noops:
-		o.code, o.message = "ENTITY_DELETED", strconv.Itoa(deleted)+" entity update(s) applied"
-	default:
-		o.code, o.message = "ENTITY_UPDATED", strconv.Itoa(len(updates)-noops)+" entity update(s) applied"
-	}
-	o.detail = map[string]any{"entities": entities, "use_case_version": uc.Version}
-	if len(readings) > 0 {
-		o.detail["reading_count"], o.detail["external_ids"] = len(readings), externalIDs
-	}
-	if len(res.Prunes) > 0 {
-		o.detail["pruned"] = pruned
-	}
-	return outs, o
+	return app.outs, app.finish(res)
 }
 
 func (p *Processor) monitoringRecord(ev *envelope.Event, o outcome) *kgo.Record {

@@ -184,6 +184,10 @@ type Extraction struct {
 	Entities      []EntityUpdate
 	Prunes        []PruneScopeUpdate
 	MeterReadings []MeterReadingUpdate
+	// ReadingPrunes are the upsert-prune-scope plans of meter readings.
+	ReadingPrunes []ReadingPrune
+	// Warnings are extraction notes that do not fail the event.
+	Warnings []Warning
 }
 
 // Extract runs the extraction stage: pure, no lookups; the pipeline and the simulation share it.
@@ -235,11 +239,19 @@ func (m *Mapping) Extract(ctx context.Context, payload any, env *jsonata.Env) (*
 		}
 	}
 	for i, cm := range m.meterReadings {
-		rs, err := cm.extract(ctx, fmt.Sprintf("meter_readings[%d]", i), payload, itemEnv)
+		rs, prunes, warnings, err := cm.extract(ctx, fmt.Sprintf("meter_readings[%d]", i), payload, itemEnv)
 		if err != nil {
 			return nil, err
 		}
+		for k := range rs {
+			rs[k].Entry = i
+		}
+		for k := range prunes {
+			prunes[k].Entry = i
+		}
 		res.MeterReadings = append(res.MeterReadings, rs...)
+		res.ReadingPrunes = append(res.ReadingPrunes, prunes...)
+		res.Warnings = append(res.Warnings, warnings...)
 	}
 	return res, nil
 }

@@ -45,6 +45,21 @@ type MeterReadingUpdate struct {
 	MeterCounter *EntityRef `json:"meter_counter,omitempty"`
 	Attributes   Attributes `json:"attributes"`
 	Mode         string     `json:"mode"`
+	// Matching is the entry's reading_matching: external_id or strict-date.
+	Matching string `json:"-"`
+	// Entry is the index of the meter_readings entry that produced the update.
+	Entry int `json:"-"`
+}
+
+// ReadingPrune is the prune plan of an upsert-prune-scope entry for one (meter, counter) pair
+// (MAPPING.md §11): after the upserts, every other reading of the pair whose external id is not
+// kept is deleted; with Source set, only readings of that source are eligible.
+type ReadingPrune struct {
+	Meter           EntityRef  `json:"meter"`
+	MeterCounter    *EntityRef `json:"meter_counter,omitempty"`
+	Source          string     `json:"source,omitempty"`
+	KeepExternalIDs []any      `json:"keep_external_ids"`
+	Entry           int        `json:"-"`
 }
 
 // EntityRef names an entity by unique ids: {"$entity_unique_ids": {…}}.
@@ -142,44 +157,88 @@ func compileUniqueIDs(path string, uids []RelationUniqueIDConfig, eng jsonata.En
 	return out, nil
 }
 
-// extract runs MAPPING.md §11 steps 1–5 for one meter_readings entry.
-func (cm *compiledMeterReading) extract(ctx context.Context, path string, payload any, env *jsonata.Env) ([]MeterReadingUpdate, *Error) {
+// extract runs MAPPING.md §11 steps 1–5 for one meter_readings entry, and plans its pruning.
+func (cm *compiledMeterReading) extract(ctx context.Context, path string, payload any, env *jsonata.Env) ([]MeterReadingUpdate, []ReadingPrune, []Warning, *Error) {
 	data := payload
 	if cm.expr != nil {
 		v, err := cm.expr.Eval(ctx, payload, env)
 		if err != nil {
-			return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".jsonataExpression", Msg: err.Error()}
+			return nil, nil, nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".jsonataExpression", Msg: err.Error()}
 		}
 		data = v
 	}
 	var out []MeterReadingUpdate
 	for n, item := range itemsOf(data) {
 		ipath := fmt.Sprintf("%s (item %d)", path, n)
-		upd := MeterReadingUpdate{Mode: cm.mode}
+		upd := MeterReadingUpdate{Mode: cm.mode, Matching: cm.matching}
 		var err *Error
-		if upd.Meter.UniqueIDs, err = uniqueIDValues(ctx, ipath+".meter", cm.meter, item, env); err != nil {
-			return nil, err
-		}
-		if cm.counter != nil {
-			ids, err := uniqueIDValues(ctx, ipath+".meter_counter", cm.counter, item, env)
-			if err != nil {
-				return nil, err
-			}
-			upd.MeterCounter = &EntityRef{UniqueIDs: ids}
+		if upd.Meter, upd.MeterCounter, err = cm.meterOf(ctx, ipath, item, env); err != nil {
+			return nil, nil, nil, err
 		}
 		for j, f := range cm.fields {
 			v, ok, err := f.value(ctx, fmt.Sprintf("%s.fields[%d]", path, j), item, env)
 			if err != nil {
-				return nil, err
+				return nil, nil, nil, err
 			}
 			if ok {
 				upd.Attributes.set(f.attribute, v)
 			}
 		}
 		if err := cm.validate(ipath, &upd); err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		out = append(out, upd)
+	}
+	if cm.mode != "upsert-prune-scope" {
+		return out, nil, nil, nil
+	}
+	prunes, warning := cm.plan(ctx, path, payload, env, out)
+	return out, prunes, warning, nil
+}
+
+func (cm *compiledMeterReading) meterOf(ctx context.Context, path string, item any, env *jsonata.Env) (EntityRef, *EntityRef, *Error) {
+	meter, err := uniqueIDValues(ctx, path+".meter", cm.meter, item, env)
+	if err != nil {
+		return EntityRef{}, nil, err
+	}
+	if cm.counter == nil {
+		return EntityRef{UniqueIDs: meter}, nil, nil
+	}
+	counter, err := uniqueIDValues(ctx, path+".meter_counter", cm.counter, item, env)
+	if err != nil {
+		return EntityRef{}, nil, err
+	}
+	return EntityRef{UniqueIDs: meter}, &EntityRef{UniqueIDs: counter}, nil
+}
+
+// plan groups an upsert-prune-scope entry's readings by (meter, counter). With no readings the
+// pair is derived from the payload itself (MAPPING.md §11 proposal), and everything of that
+// pair in scope is pruned; when it cannot be derived nothing is pruned, with a warning.
+func (cm *compiledMeterReading) plan(ctx context.Context, path string, payload any, env *jsonata.Env, readings []MeterReadingUpdate) ([]ReadingPrune, []Warning) {
+	if len(readings) == 0 {
+		meter, counter, err := cm.meterOf(ctx, path, payload, env)
+		if err != nil {
+			return nil, []Warning{{EntitySchema: "meter_reading", Field: "configuration." + path,
+				Message: "no readings, and the meter (and counter) cannot be derived from the payload: nothing pruned (" + err.Msg + ")"}}
+		}
+		return []ReadingPrune{{Meter: meter, MeterCounter: counter, Source: cm.scopeFrom, KeepExternalIDs: []any{}}}, nil
+	}
+	var out []ReadingPrune
+	index := map[string]int{}
+	for _, r := range readings {
+		key := display(r.Meter.UniqueIDs)
+		if r.MeterCounter != nil {
+			key += display(r.MeterCounter.UniqueIDs)
+		}
+		i, ok := index[key]
+		if !ok {
+			i = len(out)
+			index[key] = i
+			out = append(out, ReadingPrune{Meter: r.Meter, MeterCounter: r.MeterCounter, Source: cm.scopeFrom, KeepExternalIDs: []any{}})
+		}
+		if id, ok := r.Attributes.get("external_id"); ok {
+			out[i].KeepExternalIDs = append(out[i].KeepExternalIDs, id)
+		}
 	}
 	return out, nil
 }

@@ -229,22 +229,12 @@ func (u *EntityUpdate) Resolve(org string) (attrs Attributes, stubs []EntityUpda
 }
 
 // Unapplied reports what the pipeline cannot apply yet although extraction (and so the
-// simulation) handles it: strict-date matching and pruning of meter readings, which need the
-// stored readings of a meter. Saving such a configuration is refused with this error.
+// simulation) handles it. Saving such a configuration is refused with this error.
 func (m *Mapping) Unapplied() error {
 	for i, ce := range m.entities {
 		if ce.scope != nil && ce.scope.mode == "query" {
 			return &ConfigError{Path: fmt.Sprintf("configuration.entities[%d].scope.scope_mode", i),
 				Msg: "query scopes are extracted (see the mapping simulation) but not applied by this version (they need attribute search); use relations"}
-		}
-	}
-	for i, cm := range m.meterReadings {
-		path := fmt.Sprintf("configuration.meter_readings[%d]", i)
-		if cm.matching == "strict-date" {
-			return &ConfigError{Path: path + ".reading_matching", Msg: "strict-date is extracted (see the mapping simulation) but not applied by this version; use external_id"}
-		}
-		if cm.mode == "upsert-prune-scope" {
-			return &ConfigError{Path: path + ".mode", Msg: "upsert-prune-scope is extracted (see the mapping simulation) but not applied by this version"}
 		}
 	}
 	return nil

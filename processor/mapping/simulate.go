@@ -19,7 +19,10 @@ type Simulation struct {
 	MeterReadingsUpdates []MeterReadingUpdate `json:"meter_readings_updates"`
 	// PruneScopeUpdates are the upsert-prune-scope plans (beyond 0.58.0; later API versions' shape).
 	PruneScopeUpdates []PruneScopeUpdate `json:"prune_scope_updates,omitempty"`
-	Warnings          []Warning          `json:"warnings"`
+	// MeterReadingPruneUpdates are the meter readings' upsert-prune-scope plans (additive, like
+	// prune_scope_updates).
+	MeterReadingPruneUpdates []ReadingPrune `json:"meter_reading_prune_updates,omitempty"`
+	Warnings                 []Warning      `json:"warnings"`
 }
 
 // Warning is MappingSimulationWarning.
@@ -71,7 +74,8 @@ func (m *Mapping) Simulate(ctx context.Context, payload any, now time.Time) (*Si
 	if err != nil {
 		return nil, err
 	}
-	sim := &Simulation{EntityUpdates: res.Entities, MeterReadingsUpdates: res.MeterReadings, PruneScopeUpdates: res.Prunes, Warnings: []Warning{}}
+	sim := &Simulation{EntityUpdates: res.Entities, MeterReadingsUpdates: res.MeterReadings, PruneScopeUpdates: res.Prunes,
+		MeterReadingPruneUpdates: res.ReadingPrunes, Warnings: append([]Warning{}, res.Warnings...)}
 	if sim.EntityUpdates == nil {
 		sim.EntityUpdates = []EntityUpdate{}
 	}

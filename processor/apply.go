@@ -1,0 +1,263 @@
+package processor
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/processor/mapping"
+)
+
+// application is the apply stage of one event (MAPPING.md §2 step 6): it turns the extraction
+// into entity writes against the entity state. Its state changes stay local until the event
+// has mapped without error; later updates of the event see earlier ones.
+type application struct {
+	p        *Processor
+	ev       *envelope.Event
+	uc       *registry.UseCase
+	now      int64  // written_at of the writes, ms
+	version  uint64 // the event's receive time, µs: orders writes of one entity
+	honorDel bool   // integration honours event_type and this is a DELETE
+
+	outs     []*kgo.Record
+	written  []map[string]string // per write: entity_schema, entity_id, op (monitoring detail)
+	changed  map[string]*entityState
+	warnings []string
+	warnCode string
+
+	deleted, noops   int
+	pruned           []string
+	readingsUpserted int
+	readingsDeleted  int
+	externalIDs      []any
+}
+
+// stubVersion is below every real write's version (a receive time in µs): a placeholder for a
+// related entity never overrides the entity's real state, whichever is projected first.
+const stubVersion = 1
+
+// failure ends an event as an error; nothing of it is written.
+type failure struct{ code, message string }
+
+func (a *application) fail(code, format string, args ...any) *failure {
+	return &failure{code: code, message: "use case " + a.uc.Slug + ": " + fmt.Sprintf(format, args...)}
+}
+
+func (a *application) state(id string) *entityState {
+	if st, ok := a.changed[id]; ok {
+		return st
+	}
+	return a.p.entities.get(id)
+}
+
+func (a *application) warn(code, msg string) {
+	if a.warnCode == "" {
+		a.warnCode = code
+	}
+	a.warnings = append(a.warnings, msg)
+}
+
+// write emits one entity write.
+func (a *application) write(schema, entityID string, uniqueIDs, attrs mapping.Attributes, op envelope.EntityOp, version uint64) error {
+	uids, err := json.Marshal(uniqueIDs)
+	if err != nil {
+		return err
+	}
+	ab, err := json.Marshal(attrs)
+	if err != nil {
+		return err
+	}
+	ev := a.ev
+	w := envelope.EntityWrite{
+		OrgID: ev.OrgID, EntitySchema: schema, EntityID: entityID, Op: op,
+		UniqueIdentifiers: uids, Attributes: ab, Version: version,
+		IntegrationID: ev.IntegrationID, UseCaseID: ev.UseCaseID, EventID: ev.EventID,
+		CorrelationID: ev.CorrelationID, WrittenAtMs: a.now,
+	}
+	b, _ := json.Marshal(&w)
+	a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.Entities, Key: []byte(ev.OrgID + "/" + entityID), Value: b,
+		Headers: headers(ev)})
+	a.written = append(a.written, map[string]string{"entity_schema": schema, "entity_id": entityID, "op": string(op)})
+	return nil
+}
+
+func (a *application) emit(u mapping.EntityUpdate, attrs mapping.Attributes, op envelope.EntityOp, version uint64) *failure {
+	if err := a.write(u.EntitySlug, u.EntityID(a.ev.OrgID), u.UniqueIdentifiers, attrs, op, version); err != nil {
+		return a.fail("ATTRIBUTE_TYPE_MISMATCH", "entity %s: %v", u.EntitySlug, err)
+	}
+	return nil
+}
+
+// entities applies the entity updates in order: deletes, late events, upserts with relations.
+func (a *application) entities(updates []mapping.EntityUpdate) *failure {
+	org := a.ev.OrgID
+	for _, u := range updates {
+		id := u.EntityID(org)
+		cur := a.state(id)
+		// Events of one entity can sit in different partitions and be mapped out of order. A late
+		// event (older than the state) is written as it is, and ClickHouse keeps the newer version;
+		// it neither reads nor changes the state.
+		late := cur != nil && cur.Version > a.version
+		if u.Mode == "delete" || u.Mode == "purge" || a.honorDel {
+			op := envelope.OpDelete
+			if u.Mode == "purge" {
+				op = envelope.OpPurge
+			}
+			// The tombstone is written even when the entity is unknown or deleted already (then the
+			// outcome is a no-op): an older upsert still in flight must not resurrect it.
+			if f := a.emit(u, u.Attributes, op, a.version); f != nil {
+				return f
+			}
+			if !late && !cur.live() {
+				a.noops++
+			} else {
+				a.deleted++
+			}
+			if !late {
+				// A purged entity is gone for good: matching it later is no restore.
+				next := &entityState{Schema: u.EntitySlug, Deleted: true, Version: a.version,
+					Phantom: op == envelope.OpPurge || (!cur.live() && !cur.softDeleted())}
+				if cur != nil {
+					next.Relations = cur.Relations
+				}
+				a.changed[id] = next
+			}
+			continue
+		}
+		if late {
+			attrs, _ := u.Resolve(org)
+			if f := a.emit(u, attrs, envelope.OpUpsert, a.version); f != nil {
+				return f
+			}
+			continue
+		}
+		if a.honorCreate() && cur.live() {
+			return a.fail("ENTITY_ALREADY_EXISTS", "CREATE of %s %s, which exists", u.EntitySlug, uniqueIDsText(u))
+		}
+		if cur.softDeleted() {
+			a.warn("SOFT_DELETED_ENTITY_MATCHED", fmt.Sprintf("%s %s was deleted; the upsert restores it", u.EntitySlug, uniqueIDsText(u)))
+		}
+		attrs, stubs := u.Resolve(org)
+		next := &entityState{Schema: u.EntitySlug, Version: a.version, Relations: map[string][]mapping.ResolvedRelationItem{}}
+		if cur.live() {
+			for k, v := range cur.Relations {
+				next.Relations[k] = v
+			}
+		}
+		for i, at := range u.Attributes {
+			rel, ok := at.Value.(*mapping.Relation)
+			if !ok {
+				continue
+			}
+			items := attrs[i].Value.(*mapping.ResolvedRelation).Items
+			if cur.live() { // on a new entity both appends are _set
+				items = mapping.MergeRelation(rel.Operation, cur.Relations[at.Name], items)
+			}
+			attrs[i].Value = &mapping.ResolvedRelation{Items: items}
+			next.Relations[at.Name] = items
+		}
+		if f := a.emit(u, attrs, envelope.OpUpsert, a.version); f != nil {
+			return f
+		}
+		a.changed[id] = next
+		for _, st := range stubs {
+			sid := st.EntityID(org)
+			if a.state(sid) != nil {
+				continue // exists, or a placeholder is there already
+			}
+			_ = a.emit(st, st.Attributes, envelope.OpUpsert, stubVersion)
+			a.changed[sid] = &entityState{Schema: st.EntitySlug, Placeholder: true, Version: stubVersion}
+		}
+	}
+	return nil
+}
+
+func (a *application) honorCreate() bool { return a.ev.EventType == "CREATE" && a.honorEventType() }
+
+func (a *application) honorEventType() bool {
+	integ, ok := a.p.cfg.Registry.Snapshot().Integration(a.ev.OrgID, a.ev.IntegrationID)
+	if !ok {
+		return false
+	}
+	var settings struct {
+		HonorEventType bool `json:"honor_event_type"`
+	}
+	return json.Unmarshal(integ.Fields["settings"], &settings) == nil && settings.HonorEventType
+}
+
+// prunes applies the upsert-prune-scope plans (MAPPING.md §7.3), after the upserts: the entities
+// of the scope that the entry did not upsert are deleted or purged.
+func (a *application) prunes(plans []mapping.PruneScopeUpdate) {
+	org := a.ev.OrgID
+	for _, pu := range plans {
+		scopeID := pu.ScopeEntityID(org)
+		if !a.state(scopeID).live() {
+			a.warn("PRUNE_SCOPE_PARTIAL_FAILURE", fmt.Sprintf("scope %s %s not found; nothing pruned", pu.Scope.Schema, mustJSON(pu.Scope.UniqueIDs)))
+			continue
+		}
+		keep := pu.KeepIDs(org)
+		op := envelope.OpDelete
+		if pu.DeletionMode == "purge" {
+			op = envelope.OpPurge
+		}
+		for _, id := range a.p.entities.inScope(scopeID, pu.EntitySlug, a.changed) {
+			if keep[id] {
+				continue
+			}
+			cur := a.state(id)
+			_ = a.write(pu.EntitySlug, id, nil, nil, op, a.version)
+			a.changed[id] = &entityState{Schema: pu.EntitySlug, Deleted: true, Version: a.version, Phantom: op == envelope.OpPurge, Relations: cur.Relations}
+			a.pruned = append(a.pruned, id)
+		}
+	}
+}
+
+// finish stages the event's state changes and returns its monitoring outcome.
+func (a *application) finish(res *mapping.Extraction) outcome {
+	for id, st := range a.changed {
+		b, _ := json.Marshal(st)
+		a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.EntityState, Key: []byte(id), Value: b})
+		a.p.entities.stage(id, st)
+	}
+	for _, w := range res.Warnings {
+		a.warn("METER_READING_PRUNE_SKIPPED", w.Message)
+	}
+	updates, readings := res.Entities, res.MeterReadings
+	o := outcome{useCaseType: a.uc.Type, level: envelope.LevelSuccess}
+	switch {
+	case len(a.warnings) > 0:
+		o.level, o.code, o.message = envelope.LevelWarning, a.warnCode, strings.Join(a.warnings, "; ")
+	case len(updates) == 0 && len(readings)+len(res.ReadingPrunes) > 0 && a.readingsUpserted == 0:
+		o.code, o.message = "METER_READING_DELETED", strconv.Itoa(a.readingsDeleted)+" meter reading(s) deleted"
+	case len(updates) == 0 && len(readings) > 0:
+		o.code, o.message = "METER_READING_UPSERTED", strconv.Itoa(a.readingsUpserted)+" meter reading(s) applied"
+		if a.readingsDeleted > 0 {
+			o.message += ", " + strconv.Itoa(a.readingsDeleted) + " pruned"
+		}
+	case len(res.Prunes) > 0:
+		o.code = "PRUNE_SCOPE_COMPLETED"
+		o.message = fmt.Sprintf("%d entity update(s) applied, %d entit(ies) pruned from the scope", len(updates)-a.noops, len(a.pruned))
+	case len(updates) == a.noops:
+		o.code, o.message = "ENTITY_NO_OP", "the mapping produced no entity updates"
+		if len(updates) > 0 {
+			o.message = strconv.Itoa(a.noops) + " delete(s) of entities that did not exist or were deleted already"
+		}
+	case a.deleted == len(updates)-a.noops:
+		o.code, o.message = "ENTITY_DELETED", strconv.Itoa(a.deleted)+" entity update(s) applied"
+	default:
+		o.code, o.message = "ENTITY_UPDATED", strconv.Itoa(len(updates)-a.noops)+" entity update(s) applied"
+	}
+	o.detail = map[string]any{"entities": a.written, "use_case_version": a.uc.Version}
+	if len(readings)+len(res.ReadingPrunes) > 0 {
+		o.detail["reading_count"], o.detail["external_ids"] = len(readings), a.externalIDs
+	}
+	if len(res.Prunes) > 0 {
+		o.detail["pruned"] = a.pruned
+	}
+	return o
+}

@@ -1,0 +1,145 @@
+package processor_test
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
+	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/internal/registry/registrytest"
+)
+
+// readingsConfig is MAPPING.md §18 Ex 6 with the given matching, mode and scope.
+func readingsConfig(matching, mode, scope string) json.RawMessage {
+	return json.RawMessage(`{"meter_readings":[{"jsonataExpression":"ablesungen","reading_matching":"` + matching + `","mode":"` + mode + `"` + scope + `,
+		"meter":{"unique_ids":[{"attribute":"meter_number","field":"zaehler"}]},
+		"meter_counter":{"unique_ids":[{"attribute":"obis_number","constant":"1-0:1.8.0"}]},
+		"fields":[{"attribute":"external_id","jsonataExpression":"zaehler & '-' & datum"},{"attribute":"timestamp","field":"datum"},
+			{"attribute":"value","jsonataExpression":"$number(stand)"},{"attribute":"source","constant":"ERP"}]}]}`)
+}
+
+// MAPPING.md §11 and Ex 6 on the pipeline: strict-date matches ECP readings by Europe/Berlin
+// day, by external id once matched; two on one day are skipped; pruning keeps other sources.
+func TestMeterReadingsStrictDateAndPruneScope(t *testing.T) {
+	c := kafkatest.New(t)
+	reg := registrytest.Start(t, c)
+	ctx := context.Background()
+	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}))
+	for id, cfg := range map[string]json.RawMessage{
+		"setup": json.RawMessage(`{"entities":[{"entity_schema":"meter","unique_ids":["meter_number"],"fields":[{"attribute":"meter_number","field":"nr"}]},
+			{"entity_schema":"meter_counter","unique_ids":["obis_number"],"fields":[{"attribute":"obis_number","constant":"1-0:1.8.0"}]}]}`),
+		"ecp": json.RawMessage(`{"meter_readings":[{"jsonataExpression":"readings",
+			"meter":{"unique_ids":[{"attribute":"meter_number","constant":"Z-1"}]},
+			"meter_counter":{"unique_ids":[{"attribute":"obis_number","constant":"1-0:1.8.0"}]},
+			"fields":[{"attribute":"external_id","field":"id"},{"attribute":"timestamp","field":"ts"},{"attribute":"value","field":"v"},
+				{"attribute":"source","constant":"ECP"}]}]}`),
+		"erp":    readingsConfig("strict-date", "upsert", ""),
+		"remove": readingsConfig("strict-date", "delete", ""),
+		"mirror": readingsConfig("external_id", "upsert-prune-scope", `,"scope":{"source":"ERP"}`),
+	} {
+		must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: id, OrgID: "org", IntegrationID: "int", Name: id, Slug: id,
+			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: cfg}))
+	}
+	var at int64
+	ev := func(id, useCase, payload string) envelope.Event {
+		at += 1000
+		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
+			Payload: json.RawMessage(payload), ReceivedAtUs: at}
+	}
+	erp := func(id, useCase string, days ...string) envelope.Event {
+		var rs []string
+		for _, d := range days {
+			rs = append(rs, `{"zaehler":"Z-1","datum":"`+d+`","stand":"1"}`)
+		}
+		return ev(id, useCase, `{"zaehler":"Z-1","ablesungen":[`+strings.Join(rs, ",")+`]}`)
+	}
+	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
+		ev("setup", "setup", `{"nr":"Z-1"}`),
+		// 22:30Z is 23:30 in Berlin on 10 March; 23:30Z is 00:30 on 11 March.
+		ev("ecp", "ecp", `{"readings":[{"id":"ecp-1","ts":"2025-03-10T22:30:00Z","v":1},{"id":"ecp-2","ts":"2025-03-10T23:30:00Z","v":2},
+			{"id":"ecp-3","ts":"2025-03-12T08:00:00+01:00","v":3},{"id":"ecp-4","ts":"2025-03-12T18:00:00+01:00","v":4}]}`),
+		erp("erp-10", "erp", "2025-03-10"),
+		erp("erp-10-again", "erp", "2025-03-10"),
+		erp("erp-12", "erp", "2025-03-12"),
+		erp("erp-15", "erp", "2025-03-15"),
+		erp("remove-11", "remove", "2025-03-11"),
+		erp("mirror", "mirror", "2025-03-10", "2025-03-16"),
+		erp("mirror-empty", "mirror"),
+	})
+	want := map[string]string{"setup": "ENTITY_UPDATED", "ecp": "METER_READING_UPSERTED", "erp-10": "METER_READING_UPSERTED",
+		"erp-10-again": "METER_READING_UPSERTED", "erp-12": "METER_READING_MULTIPLE_MATCHES", "erp-15": "METER_READING_UPSERTED",
+		"remove-11": "METER_READING_DELETED", "mirror": "METER_READING_UPSERTED", "mirror-empty": "METER_READING_DELETED"}
+	for id, code := range want {
+		if m := monitoring[id]; m.Code != code {
+			t.Errorf("%s: %s (%s), want %s", id, m.Code, m.Message, code)
+		}
+	}
+	if m := monitoring["erp-12"]; m.Level != envelope.LevelWarning || !strings.Contains(m.Message, "2025-03-12") {
+		t.Errorf("erp-12: %s %q, want a warning naming the day", m.Level, m.Message)
+	}
+	byEvent := map[string][]envelope.EntityWrite{}
+	idOf := map[string]string{} // external id of the first write -> entity id
+	for _, w := range writes {
+		if w.EntitySchema != "meter_reading" {
+			continue
+		}
+		byEvent[w.EventID] = append(byEvent[w.EventID], w)
+		var attrs map[string]any
+		must(t, json.Unmarshal(w.Attributes, &attrs))
+		if x, ok := attrs["external_id"].(string); ok && w.EventID == "ecp" {
+			idOf[x] = w.EntityID
+		}
+	}
+	one := func(event string) envelope.EntityWrite {
+		t.Helper()
+		if len(byEvent[event]) != 1 {
+			t.Fatalf("%s: %d reading writes, want 1", event, len(byEvent[event]))
+		}
+		return byEvent[event][0]
+	}
+	// The ERP's date-only reading of 10 March updates the ECP reading of that Berlin day in place.
+	w := one("erp-10")
+	if w.EntityID != idOf["ecp-1"] || w.Op != envelope.OpUpsert || !strings.Contains(string(w.Attributes), `"external_id":"Z-1-2025-03-10"`) {
+		t.Errorf("erp-10 wrote %s %s %s, want ecp-1's reading (%s) with the ERP's external id", w.EntityID, w.Op, w.Attributes, idOf["ecp-1"])
+	}
+	if again := one("erp-10-again"); again.EntityID != idOf["ecp-1"] {
+		t.Error("the ERP reading sent again is not matched by its external id")
+	}
+	if len(byEvent["erp-12"]) != 0 {
+		t.Errorf("an ambiguous day match wrote %d readings", len(byEvent["erp-12"]))
+	}
+	created := one("erp-15").EntityID
+	for _, id := range idOf {
+		if id == created {
+			t.Error("a reading with no match on its day reused an ECP reading")
+		}
+	}
+	// Delete with strict-date falls back to the Berlin day: ecp-2 (00:30 on 11 March).
+	if d := one("remove-11"); d.EntityID != idOf["ecp-2"] || d.Op != envelope.OpPurge {
+		t.Errorf("remove-11 %s %s, want ecp-2 (%s) purged", d.EntityID, d.Op, idOf["ecp-2"])
+	}
+	// The mirror keeps 10 March, adds 16 March and prunes only ERP readings: 15 March.
+	ops := map[string]envelope.EntityOp{}
+	for _, w := range byEvent["mirror"] {
+		ops[w.EntityID] = w.Op
+	}
+	if len(ops) != 3 || ops[idOf["ecp-1"]] != envelope.OpUpsert || ops[created] != envelope.OpPurge {
+		t.Errorf("mirror writes %v, want ecp-1/10 March upserted, 16 March created, 15 March (%s) purged", ops, created)
+	}
+	// An empty list prunes every ERP reading of the counter named by the payload: 10 and 16 March.
+	var purged []string
+	for _, w := range byEvent["mirror-empty"] {
+		if w.Op != envelope.OpPurge {
+			t.Errorf("mirror-empty wrote %s", w.Op)
+		}
+		purged = append(purged, w.EntityID)
+	}
+	sort.Strings(purged)
+	if len(purged) != 2 || (purged[0] != idOf["ecp-1"] && purged[1] != idOf["ecp-1"]) {
+		t.Errorf("mirror-empty purged %v, want the two ERP readings (one of them %s)", purged, idOf["ecp-1"])
+	}
+}
