@@ -366,11 +366,7 @@ func (a *API) checkConfiguration(typ string, raw json.RawMessage) string {
 		return msg
 	}
 	if typ == registry.TypeInbound {
-		m, err := mapping.Compile(raw, a.Engine)
-		if err == nil {
-			err = m.Unapplied()
-		}
-		if err != nil {
+		if _, err := mapping.Compile(raw, a.Engine); err != nil {
 			var ce *mapping.ConfigError
 			if errors.As(err, &ce) {
 				return ce.Error()

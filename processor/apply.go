@@ -86,18 +86,33 @@ func (a *application) write(schema, entityID string, uniqueIDs, attrs mapping.At
 	return nil
 }
 
-func (a *application) emit(u mapping.EntityUpdate, attrs mapping.Attributes, op envelope.EntityOp, version uint64) *failure {
-	if err := a.write(u.EntitySlug, u.EntityID(a.ev.OrgID), u.UniqueIdentifiers, attrs, op, version); err != nil {
+func (a *application) emit(id string, u mapping.EntityUpdate, attrs mapping.Attributes, op envelope.EntityOp, version uint64) *failure {
+	if err := a.write(u.EntitySlug, id, u.UniqueIdentifiers, attrs, op, version); err != nil {
 		return a.fail("ATTRIBUTE_TYPE_MISMATCH", "entity %s: %v", u.EntitySlug, err)
 	}
 	return nil
 }
 
-// entities applies the entity updates in order: deletes, late events, upserts with relations.
+// resolve looks an update's related entities up (MAPPING.md §8).
+func (a *application) resolve(u mapping.EntityUpdate) (mapping.Attributes, []mapping.EntityUpdate, *failure) {
+	attrs, stubs, err := u.Resolve(a.ev.OrgID, a.find)
+	if err != nil {
+		return nil, nil, a.fail("UNIQUE_ID_MULTIPLE_MATCHES", "entity %s %s, related entity of %v", u.EntitySlug, uniqueIDsText(u), err)
+	}
+	return attrs, stubs, nil
+}
+
+// entities applies the entity updates in order: lookup, then delete, or upsert with relations.
 func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 	org := a.ev.OrgID
 	for _, u := range updates {
-		id := u.EntityID(org)
+		id, err := a.find(u.EntitySlug, u.UniqueIdentifiers)
+		if err != nil {
+			return a.fail("UNIQUE_ID_MULTIPLE_MATCHES", "entity %s: %v", u.EntitySlug, err)
+		}
+		if id == "" { // a new entity: its id follows from its unique ids
+			id = u.EntityID(org)
+		}
 		cur := a.state(id)
 		// Events of one entity can sit in different partitions and be mapped out of order. A late
 		// event (older than the state) is written as it is, and ClickHouse keeps the newer version;
@@ -110,7 +125,7 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 			}
 			// The tombstone is written even when the entity is unknown or deleted already (then the
 			// outcome is a no-op): an older upsert still in flight must not resurrect it.
-			if f := a.emit(u, u.Attributes, op, a.version); f != nil {
+			if f := a.emit(id, u, u.Attributes, op, a.version); f != nil {
 				return f
 			}
 			if !late && !cur.live() {
@@ -124,14 +139,20 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 					Phantom: op == envelope.OpPurge || (!cur.live() && !cur.softDeleted())}
 				if cur != nil {
 					next.Relations = cur.Relations
+					if !next.Phantom {
+						next.Keys = cur.Keys // a soft-deleted entity is still found
+					}
 				}
 				a.changed[id] = next
 			}
 			continue
 		}
 		if late {
-			attrs, _ := u.Resolve(org)
-			if f := a.emit(u, attrs, envelope.OpUpsert, a.version); f != nil {
+			attrs, _, f := a.resolve(u)
+			if f == nil {
+				f = a.emit(id, u, attrs, envelope.OpUpsert, a.version)
+			}
+			if f != nil {
 				return f
 			}
 			continue
@@ -142,8 +163,16 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 		if cur.softDeleted() {
 			a.warn("SOFT_DELETED_ENTITY_MATCHED", fmt.Sprintf("%s %s was deleted; the upsert restores it", u.EntitySlug, uniqueIDsText(u)))
 		}
-		attrs, stubs := u.Resolve(org)
+		attrs, stubs, f := a.resolve(u)
+		if f != nil {
+			return f
+		}
 		next := &entityState{Schema: u.EntitySlug, Version: a.version, Relations: map[string][]mapping.ResolvedRelationItem{}}
+		var keys attrKeys
+		if cur.findable() {
+			keys = cur.Keys
+		}
+		next.Keys = a.keysFor(u.EntitySlug, keys, attrs)
 		if cur.live() {
 			for k, v := range cur.Relations {
 				next.Relations[k] = v
@@ -161,17 +190,18 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 			attrs[i].Value = &mapping.ResolvedRelation{Items: items}
 			next.Relations[at.Name] = items
 		}
-		if f := a.emit(u, attrs, envelope.OpUpsert, a.version); f != nil {
+		if f := a.emit(id, u, attrs, envelope.OpUpsert, a.version); f != nil {
 			return f
 		}
 		a.changed[id] = next
 		for _, st := range stubs {
 			sid := st.EntityID(org)
 			if a.state(sid) != nil {
-				continue // exists, or a placeholder is there already
+				continue // a placeholder is there already
 			}
-			_ = a.emit(st, st.Attributes, envelope.OpUpsert, stubVersion)
-			a.changed[sid] = &entityState{Schema: st.EntitySlug, Placeholder: true, Version: stubVersion}
+			_ = a.emit(sid, st, st.Attributes, envelope.OpUpsert, stubVersion)
+			a.changed[sid] = &entityState{Schema: st.EntitySlug, Placeholder: true, Version: stubVersion,
+				Keys: a.keysFor(st.EntitySlug, nil, st.Attributes)}
 		}
 	}
 	return nil
@@ -191,30 +221,52 @@ func (a *application) honorEventType() bool {
 }
 
 // prunes applies the upsert-prune-scope plans (MAPPING.md §7.3), after the upserts: the entities
-// of the scope that the entry did not upsert are deleted or purged.
-func (a *application) prunes(plans []mapping.PruneScopeUpdate) {
-	org := a.ev.OrgID
+// of the scope that the entry did not upsert are deleted or purged. The scope is the entities
+// related to the scope entity (either direction), or those whose attributes match the query.
+func (a *application) prunes(plans []mapping.PruneScopeUpdate) *failure {
 	for _, pu := range plans {
-		scopeID := pu.ScopeEntityID(org)
-		if !a.state(scopeID).live() {
-			a.warn("PRUNE_SCOPE_PARTIAL_FAILURE", fmt.Sprintf("scope %s %s not found; nothing pruned", pu.Scope.Schema, mustJSON(pu.Scope.UniqueIDs)))
-			continue
+		var inScope []string
+		if pu.Scope.ScopeMode == "query" {
+			for _, id := range a.search(pu.EntitySlug, pu.Scope.Query) {
+				if a.state(id).live() {
+					inScope = append(inScope, id)
+				}
+			}
+		} else {
+			scopeID, err := a.find(pu.Scope.Schema, pu.Scope.UniqueIDs)
+			if err != nil {
+				return a.fail("UNIQUE_ID_MULTIPLE_MATCHES", "scope of %s: %v", pu.EntitySlug, err)
+			}
+			if !a.state(scopeID).live() {
+				a.warn("PRUNE_SCOPE_PARTIAL_FAILURE", fmt.Sprintf("scope %s %s not found; nothing pruned", pu.Scope.Schema, mustJSON(pu.Scope.UniqueIDs)))
+				continue
+			}
+			inScope = a.p.entities.inScope(scopeID, pu.EntitySlug, a.changed)
 		}
-		keep := pu.KeepIDs(org)
+		keep := map[string]bool{}
+		for _, uids := range pu.KeepUniqueIDs {
+			id, _ := a.find(pu.EntitySlug, uids) // upserted just before: found
+			keep[id] = true
+		}
 		op := envelope.OpDelete
 		if pu.DeletionMode == "purge" {
 			op = envelope.OpPurge
 		}
-		for _, id := range a.p.entities.inScope(scopeID, pu.EntitySlug, a.changed) {
+		for _, id := range inScope {
 			if keep[id] {
 				continue
 			}
 			cur := a.state(id)
 			_ = a.write(pu.EntitySlug, id, nil, nil, op, a.version)
-			a.changed[id] = &entityState{Schema: pu.EntitySlug, Deleted: true, Version: a.version, Phantom: op == envelope.OpPurge, Relations: cur.Relations}
+			next := &entityState{Schema: pu.EntitySlug, Deleted: true, Version: a.version, Phantom: op == envelope.OpPurge, Relations: cur.Relations}
+			if op == envelope.OpDelete {
+				next.Keys = cur.Keys
+			}
+			a.changed[id] = next
 			a.pruned = append(a.pruned, id)
 		}
 	}
+	return nil
 }
 
 // finish stages the event's state changes and returns its monitoring outcome.

@@ -26,6 +26,7 @@ type entityState struct {
 	Version     uint64                                    `json:"v"`
 	Relations   map[string][]mapping.ResolvedRelationItem `json:"r,omitempty"`
 	Reading     *readingState                             `json:"m,omitempty"` // meter readings only
+	Keys        attrKeys                                  `json:"k,omitempty"` // indexed lookup values
 }
 
 // live is an entity that exists for lookups: written for real and not deleted.
@@ -49,13 +50,17 @@ type entityStore struct {
 	// holds the open transaction's additions. Both may hold stale ids: readers check the state.
 	readings       map[string]map[string]bool
 	stagedReadings map[string]map[string]bool
-	ready          chan struct{}
-	log            *slog.Logger
+	// byKey indexes entities by lookup key (lookup.go); stagedByKey the open transaction's.
+	byKey       map[lookupKey][]string
+	stagedByKey map[lookupKey][]string
+	ready       chan struct{}
+	log         *slog.Logger
 }
 
 func newEntityStore(log *slog.Logger) *entityStore {
 	return &entityStore{m: map[string]*entityState{}, staged: map[string]*entityState{}, relatedFrom: map[string]map[string]bool{},
 		readings: map[string]map[string]bool{}, stagedReadings: map[string]map[string]bool{},
+		byKey: map[lookupKey][]string{}, stagedByKey: map[lookupKey][]string{},
 		ready: make(chan struct{}), log: log}
 }
 
@@ -73,6 +78,9 @@ func (s *entityStore) stage(id string, st *entityState) {
 	s.staged[id] = st
 	if st.Reading != nil {
 		addToSet(s.stagedReadings, st.Reading.Group, id)
+	}
+	if st.findable() {
+		s.indexKeysLocked(s.stagedByKey, id, st.Keys, true)
 	}
 	s.mu.Unlock()
 }
@@ -92,12 +100,14 @@ func (s *entityStore) commit() {
 	}
 	clear(s.staged)
 	clear(s.stagedReadings)
+	clear(s.stagedByKey)
 }
 
 func (s *entityStore) abort() {
 	s.mu.Lock()
 	clear(s.staged)
 	clear(s.stagedReadings)
+	clear(s.stagedByKey)
 	s.mu.Unlock()
 }
 
@@ -112,6 +122,7 @@ func (s *entityStore) applyLocked(id string, st *entityState) {
 				delete(s.relatedFrom[it.EntityID], id)
 			}
 		}
+		s.indexKeysLocked(s.byKey, id, cur.Keys, false)
 		if cur.Reading != nil {
 			if group := s.readings[cur.Reading.Group]; group != nil {
 				delete(group, id)
@@ -123,6 +134,9 @@ func (s *entityStore) applyLocked(id string, st *entityState) {
 	}
 	if st.Reading != nil && !st.Deleted {
 		addToSet(s.readings, st.Reading.Group, id)
+	}
+	if st.findable() {
+		s.indexKeysLocked(s.byKey, id, st.Keys, true)
 	}
 	for _, items := range st.Relations {
 		for _, it := range items {

@@ -45,8 +45,10 @@ type Processor struct {
 	cfg      Config
 	log      *slog.Logger
 	mappings sync.Map // use case id -> *compiledMapping of its latest version
-	dedup    *dedupStore
-	entities *entityStore
+	// lookupAttrs are the attributes each org's configurations look entities up by.
+	lookupAttrs lookupAttributes
+	dedup       *dedupStore
+	entities    *entityStore
 
 	// Outcomes are counted when their transaction commits, so a retried batch counts once.
 	pending   map[[2]string]int // (level, code) -> events in the open transaction
@@ -276,7 +278,10 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		o.level, o.code, o.message = envelope.LevelError, f.code, f.message
 		return nil, o
 	}
-	app.prunes(res.Prunes)
+	if f := app.prunes(res.Prunes); f != nil {
+		o.level, o.code, o.message = envelope.LevelError, f.code, f.message
+		return nil, o
+	}
 	if f := app.meterReadings(res.MeterReadings, res.ReadingPrunes); f != nil {
 		o.level, o.code, o.message = envelope.LevelError, f.code, f.message
 		return nil, o
@@ -336,9 +341,6 @@ func (p *Processor) compiled(uc *registry.UseCase) (*mapping.Mapping, error) {
 		}
 	}
 	m, err := mapping.Compile(uc.Configuration, p.cfg.Engine)
-	if err == nil {
-		err = m.Unapplied()
-	}
 	p.mappings.Store(uc.ID, &compiledMapping{version: uc.Version, m: m, err: err})
 	return m, err
 }

@@ -52,26 +52,35 @@ func text(attrs mapping.Attributes, name string) string {
 	return ""
 }
 
-// readingGroup resolves a reading's meter (and counter): both must exist, readings never create
+// readingGroup looks a reading's meter (and counter) up: both must exist, readings never create
 // them. The group key names the pair.
 func (a *application) readingGroup(meter mapping.EntityRef, counter *mapping.EntityRef) (group string, ids mapping.Attributes, _ *failure) {
-	m := mapping.EntityUpdate{EntitySlug: "meter", UniqueIdentifiers: meter.UniqueIDs}
-	meterID := m.EntityID(a.ev.OrgID)
-	if !a.state(meterID).live() {
-		return "", nil, a.fail("METER_READING_GROUP_FAILED", "meter %s not found; readings never create meters", uniqueIDsText(m))
+	meterID, f := a.existing("meter", meter.UniqueIDs)
+	if f != nil {
+		return "", nil, f
 	}
 	ids = mapping.Attributes{{Name: "meter_id", Value: meterID}}
 	group = meterID + "/"
 	if counter != nil {
-		c := mapping.EntityUpdate{EntitySlug: "meter_counter", UniqueIdentifiers: counter.UniqueIDs}
-		counterID := c.EntityID(a.ev.OrgID)
-		if !a.state(counterID).live() {
-			return "", nil, a.fail("METER_READING_GROUP_FAILED", "meter counter %s not found", uniqueIDsText(c))
+		counterID, f := a.existing("meter_counter", counter.UniqueIDs)
+		if f != nil {
+			return "", nil, f
 		}
 		ids = append(ids, mapping.Attribute{Name: "counter_id", Value: counterID})
 		group += counterID
 	}
 	return group, ids, nil
+}
+
+func (a *application) existing(schema string, uniqueIDs mapping.Attributes) (string, *failure) {
+	id, err := a.find(schema, uniqueIDs)
+	if err != nil {
+		return "", a.fail("METER_READING_GROUP_FAILED", "%v", err)
+	}
+	if !a.state(id).live() {
+		return "", a.fail("METER_READING_GROUP_FAILED", "%s %s not found; readings never create meters or counters", schema, mustJSON(uniqueIDs))
+	}
+	return id, nil
 }
 
 // matchReading finds the stored reading an incoming one updates: the one with its external id,

@@ -60,7 +60,7 @@ func TestPipelineWritesWhatTheSimulationShows(t *testing.T) {
 		if !ok {
 			t.Fatalf("the simulation's %s %v was not written", u.EntitySlug, u.UniqueIdentifiers)
 		}
-		attrs, _ := u.Resolve("org")
+		attrs, _, _ := u.Resolve("org", nil)
 		want, _ := json.Marshal(attrs)
 		if string(w.Attributes) != string(want) || w.Version != receivedUs {
 			t.Errorf("%s written as %s (version %d), simulation resolves to %s", u.EntitySlug, w.Attributes, w.Version, want)

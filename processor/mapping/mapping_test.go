@@ -225,7 +225,7 @@ func BenchmarkMapJSONataHeavy(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, u := range updates {
-			attrs, _ := u.Resolve("org")
+			attrs, _, _ := u.Resolve("org", nil)
 			if _, err := json.Marshal(attrs); err != nil {
 				b.Fatal(err)
 			}

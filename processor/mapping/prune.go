@@ -94,20 +94,4 @@ func (ce *compiledEntity) plan(ctx context.Context, path string, payload any, en
 	return pu, nil
 }
 
-// ScopeEntityID is the id of the scope entity of a relations scope.
-func (p *PruneScopeUpdate) ScopeEntityID(org string) string {
-	u := EntityUpdate{EntitySlug: p.Scope.Schema, UniqueIdentifiers: p.Scope.UniqueIDs}
-	return u.EntityID(org)
-}
-
-// KeepIDs are the ids of the entities the entry upserted.
-func (p *PruneScopeUpdate) KeepIDs(org string) map[string]bool {
-	out := map[string]bool{}
-	for _, uids := range p.KeepUniqueIDs {
-		u := EntityUpdate{EntitySlug: p.EntitySlug, UniqueIdentifiers: uids}
-		out[u.EntityID(org)] = true
-	}
-	return out
-}
-
 func (ce *compiledEntity) pruneMode() bool { return strings.HasPrefix(ce.mode, "upsert-prune-scope-") }

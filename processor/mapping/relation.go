@@ -197,12 +197,17 @@ func dynamicRelationItem(el, item any) (RelationItem, error) {
 	return ri, nil
 }
 
+// Finder looks an entity of schema up by unique-id values (MAPPING.md §6): its id, or "" when
+// none matches. An error (several match) fails the update.
+type Finder func(schema string, uniqueIDs Attributes) (string, error)
+
 // Resolve prepares an update for writing in org: relation attributes get the related entities'
-// ids, which are derived from their unique ids as every entity's are (so no lookup is needed and
-// an entity that arrives later gets the same id), and stubs lists an update per related entity
-// holding only its unique-id attributes: the pipeline writes each as a placeholder that any real
-// write of that entity supersedes (MAPPING.md §8's deferred creation).
-func (u *EntityUpdate) Resolve(org string) (attrs Attributes, stubs []EntityUpdate) {
+// ids. find looks each related entity up; one not found gets the id derived from its unique ids
+// (as every entity's is, so an entity that arrives later gets the same id), and stubs lists an
+// update for it holding only its unique-id attributes: the pipeline writes each as a placeholder
+// that any real write of that entity supersedes (MAPPING.md §8's deferred creation). A nil find
+// finds nothing.
+func (u *EntityUpdate) Resolve(org string, find Finder) (attrs Attributes, stubs []EntityUpdate, _ error) {
 	attrs = make(Attributes, len(u.Attributes))
 	for i, a := range u.Attributes {
 		rel, ok := a.Value.(*Relation)
@@ -212,32 +217,68 @@ func (u *EntityUpdate) Resolve(org string) (attrs Attributes, stubs []EntityUpda
 		}
 		res := &ResolvedRelation{Items: make([]ResolvedRelationItem, 0, len(rel.Items))}
 		for _, it := range rel.Items {
-			stub := EntityUpdate{EntitySlug: it.Schema, UniqueIdentifiers: it.UniqueIDs, Mode: "upsert"}
-			for _, uid := range it.UniqueIDs {
-				v := uid.Value
-				if typ := it.Types[uid.Name]; typ != "" {
-					v, _ = repeatable(v, typ)
+			var id string
+			if find != nil {
+				var err error
+				if id, err = find(it.Schema, it.UniqueIDs); err != nil {
+					return nil, nil, fmt.Errorf("attribute %s: %w", a.Name, err)
 				}
-				stub.Attributes = append(stub.Attributes, Attribute{Name: uid.Name, Value: v})
 			}
-			res.Items = append(res.Items, ResolvedRelationItem{EntityID: stub.EntityID(org), Schema: it.Schema, Tags: it.Tags})
-			stubs = append(stubs, stub)
+			if id == "" {
+				stub := EntityUpdate{EntitySlug: it.Schema, UniqueIdentifiers: it.UniqueIDs, Mode: "upsert"}
+				for _, uid := range it.UniqueIDs {
+					v := uid.Value
+					if typ := it.Types[uid.Name]; typ != "" {
+						v, _ = repeatable(v, typ)
+					}
+					stub.Attributes = append(stub.Attributes, Attribute{Name: uid.Name, Value: v})
+				}
+				id = stub.EntityID(org)
+				stubs = append(stubs, stub)
+			}
+			res.Items = append(res.Items, ResolvedRelationItem{EntityID: id, Schema: it.Schema, Tags: it.Tags})
 		}
 		attrs[i] = Attribute{Name: a.Name, Value: res}
 	}
-	return attrs, stubs
+	return attrs, stubs, nil
 }
 
-// Unapplied reports what the pipeline cannot apply yet although extraction (and so the
-// simulation) handles it. Saving such a configuration is refused with this error.
-func (m *Mapping) Unapplied() error {
-	for i, ce := range m.entities {
-		if ce.scope != nil && ce.scope.mode == "query" {
-			return &ConfigError{Path: fmt.Sprintf("configuration.entities[%d].scope.scope_mode", i),
-				Msg: "query scopes are extracted (see the mapping simulation) but not applied by this version (they need attribute search); use relations"}
+// LookupAttributes calls add for every (schema, attribute) this mapping looks entities up by
+// (MAPPING.md §6): entities' unique ids, the unique ids of relation items named in the
+// configuration (not those a relation's JSONata builds), scopes, meters and counters. The
+// pipeline indexes these attributes' values so a lookup finds an entity whichever mapping wrote it.
+func (m *Mapping) LookupAttributes(add func(schema, attribute string)) {
+	for _, ce := range m.entities {
+		for _, u := range ce.uniqueIDs {
+			add(ce.schema, u)
+		}
+		for _, f := range ce.fields {
+			if f.relation == nil {
+				continue
+			}
+			for _, it := range f.relation.items {
+				for _, u := range it.uniqueIDs {
+					add(it.schema, u.attribute)
+				}
+			}
+		}
+		if ce.scope != nil {
+			for _, u := range ce.scope.uniqueIDs {
+				add(ce.scope.schema, u.attribute)
+			}
+			for _, q := range ce.scope.query {
+				add(ce.schema, q.attribute)
+			}
 		}
 	}
-	return nil
+	for _, cm := range m.meterReadings {
+		for _, u := range cm.meter {
+			add("meter", u.attribute)
+		}
+		for _, u := range cm.counter {
+			add("meter_counter", u.attribute)
+		}
+	}
 }
 
 // MergeRelation applies a relation operation to an entity's current relation items (MAPPING.md §8,

@@ -3,9 +3,6 @@ package mapping
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
@@ -82,24 +79,5 @@ func (m *Mapping) Simulate(ctx context.Context, payload any, now time.Time) (*Si
 	if sim.MeterReadingsUpdates == nil {
 		sim.MeterReadingsUpdates = []MeterReadingUpdate{}
 	}
-	if err := m.Unapplied(); err != nil {
-		var ce *ConfigError
-		if errors.As(err, &ce) {
-			sim.Warnings = append(sim.Warnings, Warning{EntitySchema: m.schemaAt(ce.Path), Field: ce.Path,
-				Message: fmt.Sprintf("simulated, but the pipeline refuses to save it: %s", ce.Msg)})
-		}
-	}
 	return sim, nil
-}
-
-// schemaAt names the entity schema a configuration path points into.
-func (m *Mapping) schemaAt(path string) string {
-	if strings.HasPrefix(path, "configuration.meter_readings") {
-		return "meter_reading"
-	}
-	var i int
-	if _, err := fmt.Sscanf(path, "configuration.entities[%d]", &i); err == nil && i < len(m.entities) {
-		return m.entities[i].schema
-	}
-	return ""
 }
