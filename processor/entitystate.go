@@ -53,6 +53,9 @@ type entityStore struct {
 	// byKey indexes entities by lookup key (lookup.go); stagedByKey the open transaction's.
 	byKey       map[lookupKey][]string
 	stagedByKey map[lookupKey][]string
+	// names holds one copy of each schema and attribute name: decoded states would otherwise
+	// carry a copy each.
+	names map[string]string
 	ready       chan struct{}
 	log         *slog.Logger
 }
@@ -60,7 +63,7 @@ type entityStore struct {
 func newEntityStore(log *slog.Logger) *entityStore {
 	return &entityStore{m: map[string]*entityState{}, staged: map[string]*entityState{}, relatedFrom: map[string]map[string]bool{},
 		readings: map[string]map[string]bool{}, stagedReadings: map[string]map[string]bool{},
-		byKey: map[lookupKey][]string{}, stagedByKey: map[lookupKey][]string{},
+		byKey: map[lookupKey][]string{}, stagedByKey: map[lookupKey][]string{}, names: map[string]string{},
 		ready: make(chan struct{}), log: log}
 }
 
@@ -112,6 +115,7 @@ func (s *entityStore) abort() {
 }
 
 func (s *entityStore) applyLocked(id string, st *entityState) {
+	s.internLocked(st)
 	cur, ok := s.m[id]
 	if ok && cur.Version > st.Version {
 		return
@@ -147,6 +151,25 @@ func (s *entityStore) applyLocked(id string, st *entityState) {
 		}
 	}
 	s.m[id] = st
+}
+
+func (s *entityStore) internLocked(st *entityState) {
+	intern := func(name string) string {
+		if x, ok := s.names[name]; ok {
+			return x
+		}
+		s.names[name] = name
+		return name
+	}
+	st.Schema = intern(st.Schema)
+	for i := range st.Keys {
+		st.Keys[i].Attr = intern(st.Keys[i].Attr)
+	}
+	for _, items := range st.Relations {
+		for i := range items {
+			items[i].Schema = intern(items[i].Schema)
+		}
+	}
 }
 
 // inScope lists the live entities of schema related to the scope entity in either direction
