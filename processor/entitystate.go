@@ -56,8 +56,8 @@ type entityStore struct {
 	// names holds one copy of each schema and attribute name: decoded states would otherwise
 	// carry a copy each.
 	names map[string]string
-	ready       chan struct{}
-	log         *slog.Logger
+	ready chan struct{}
+	log   *slog.Logger
 }
 
 func newEntityStore(log *slog.Logger) *entityStore {
