@@ -36,6 +36,9 @@ fi
 echo "== whole-event mapping (processor/mapping)"
 GOMAXPROCS=1 go test -run XXX -bench . -benchtime "$benchtime" -benchmem ./processor/mapping | grep -E '^Benchmark'
 
+echo "== processor entity state: heap per entity (100,000 restored)"
+go test -run XXX -bench EntityStateMemory -benchtime 1x ./processor | grep -E '^Benchmark'
+
 echo "== ingest throughput on Apache Kafka (1 KB payloads; the load client shares the 2 cores)"
 started_kafka=0
 if [ -z "${KAFKA_BROKERS:-}" ]; then
