@@ -106,6 +106,7 @@ func (a *application) resolve(u mapping.EntityUpdate) (mapping.Attributes, []map
 func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 	org := a.ev.OrgID
 	for _, u := range updates {
+		mapping.ResolveFileProxyURLs(u.Attributes, a.p.cfg.FileProxyBaseURL, org, a.ev.IntegrationID)
 		id, err := a.find(u.EntitySlug, u.UniqueIdentifiers)
 		if err != nil {
 			return a.fail("UNIQUE_ID_MULTIPLE_MATCHES", "entity %s: %v", u.EntitySlug, err)

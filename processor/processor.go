@@ -36,6 +36,8 @@ type Config struct {
 	Engine      jsonata.Engine
 	Log         *slog.Logger
 	Now         func() time.Time
+	// FileProxyBaseURL is where file_proxy_url attributes point: <base>/download?… (MAPPING.md §4.6).
+	FileProxyBaseURL string
 	// Metrics registers the processor's metrics (nil: not exported).
 	Metrics prometheus.Registerer
 }

@@ -3,6 +3,7 @@ package processor_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"sort"
 	"testing"
 	"time"
@@ -90,7 +91,7 @@ func runPipeline(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, eve
 		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte("one-partition"), Value: b}).FirstErr())
 	}
 	p, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
-		Now: func() time.Time { return time.UnixMilli(5000) }})
+		Now: func() time.Time { return time.UnixMilli(5000) }, FileProxyBaseURL: "https://files.example.com"})
 	must(t, err)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -152,5 +153,33 @@ func TestEventTypeIsIgnoredUnlessTheIntegrationHonoursIt(t *testing.T) {
 		Format: "json", Payload: json.RawMessage(`{"no":"K-1","name":"x"}`), EventType: "DELETE", ReceivedAtUs: 1000}})
 	if m := monitoring["e1"]; m.Code != "ENTITY_UPDATED" || len(writes) != 1 || writes[0].Op != envelope.OpUpsert {
 		t.Errorf("DELETE without honor_event_type: %s, writes %+v; want an upsert", m.Code, writes)
+	}
+}
+
+// MAPPING.md §4.6: the pipeline writes the file-proxy URL the simulation leaves out.
+func TestFileProxyURLIsWrittenWithTheEventsIntegration(t *testing.T) {
+	raw, err := os.ReadFile("mapping/testdata/golden/file-proxy-url.json")
+	must(t, err)
+	var gc struct {
+		Configuration json.RawMessage `json:"configuration"`
+		Payload       json.RawMessage `json:"payload"`
+	}
+	must(t, json.Unmarshal(raw, &gc))
+	c := kafkatest.New(t)
+	reg := registrytest.Start(t, c)
+	ctx := context.Background()
+	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int-7", OrgID: "org", Name: "SAP"}))
+	must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "uc-1", OrgID: "org", IntegrationID: "int-7", Name: "c", Slug: "contracts",
+		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: gc.Configuration}))
+	_, writes := runPipeline(t, c, reg, []envelope.Event{{EventID: "e1", OrgID: "org", IntegrationID: "int-7", UseCaseID: "uc-1",
+		Format: "json", Payload: gc.Payload, ReceivedAtUs: 1000}})
+	if len(writes) != 1 {
+		t.Fatalf("%d writes, want 1", len(writes))
+	}
+	var attrs map[string]any
+	must(t, json.Unmarshal(writes[0].Attributes, &attrs))
+	want := "https://files.example.com/download?orgId=org&integrationId=int-7&useCaseSlug=invoice-pdf&documentId=R+2025%2F17&year=2025&kind=invoice"
+	if attrs["invoice_pdf"] != want {
+		t.Errorf("invoice_pdf = %v\nwant %s", attrs["invoice_pdf"], want)
 	}
 }

@@ -154,9 +154,10 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 			Issuer:      os.Getenv("ERPSTREAM_JWT_ISSUER"),
 			Audience:    os.Getenv("ERPSTREAM_JWT_AUDIENCE"),
 		},
-		SecretsKey: os.Getenv("ERPSTREAM_SECRETS_KEY"),
-		InstanceID: os.Getenv("ERPSTREAM_INSTANCE_ID"),
-		Log:        log,
+		SecretsKey:       os.Getenv("ERPSTREAM_SECRETS_KEY"),
+		InstanceID:       os.Getenv("ERPSTREAM_INSTANCE_ID"),
+		FileProxyBaseURL: os.Getenv("ERPSTREAM_FILE_PROXY_BASE_URL"),
+		Log:              log,
 	}
 	if b := os.Getenv("KAFKA_BROKERS"); b != "" {
 		for _, s := range strings.Split(b, ",") {

@@ -84,6 +84,10 @@ type Config struct {
 	// default 1000; negative disables).
 	RateLimitPerMinute int
 
+	// FileProxyBaseURL is the base of the download URLs file_proxy_url fields build
+	// (ERPSTREAM_FILE_PROXY_BASE_URL, default http://<HTTPAddr>).
+	FileProxyBaseURL string
+
 	InstanceID string // ERPSTREAM_INSTANCE_ID, default a random id
 	AckTimeout time.Duration
 	// ProjectorFlushInterval bounds how long a projector batch waits for more rows.
@@ -112,6 +116,9 @@ func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Log
 	if cfg.HTTPAddr == "" {
 		cfg.HTTPAddr = "127.0.0.1:8080"
+	}
+	if cfg.FileProxyBaseURL == "" {
+		cfg.FileProxyBaseURL = "http://" + cfg.HTTPAddr
 	}
 	if len(cfg.Kafka.Brokers) == 0 {
 		emb, err := kafkax.StartEmbedded(cfg.EmbeddedKafkaDir, cfg.EmbeddedKafkaPort)
@@ -195,7 +202,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	if cfg.has(Process) {
-		p, err := processor.New(processor.Config{Kafka: cfg.Kafka, Topics: topics, InstanceID: cfg.InstanceID, Registry: reg, Log: log, Metrics: metrics})
+		p, err := processor.New(processor.Config{Kafka: cfg.Kafka, Topics: topics, InstanceID: cfg.InstanceID, Registry: reg, Log: log, Metrics: metrics,
+			FileProxyBaseURL: cfg.FileProxyBaseURL})
 		if err != nil {
 			return err
 		}

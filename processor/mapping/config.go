@@ -129,6 +129,13 @@ func compileEntity(path string, ec EntityConfig, eng jsonata.Engine) (*compiledE
 		if err != nil {
 			return nil, err
 		}
+		if cf.source == sourceFileProxy {
+			for _, uid := range ec.UniqueIDs {
+				if uid == fc.Attribute {
+					return nil, &ConfigError{Path: fpath + ".file_proxy_url", Msg: "a file_proxy_url cannot be a unique id"}
+				}
+			}
+		}
 		mapped[fc.Attribute] = true
 		ce.fields = append(ce.fields, cf)
 	}
@@ -144,10 +151,8 @@ func compileField(path string, fc FieldConfig, eng jsonata.Engine) (*compiledFie
 	if fc.Attribute == "" {
 		return nil, &ConfigError{Path: path + ".attribute", Msg: "required"}
 	}
-	for name, v := range map[string]json.RawMessage{"relation_refs": fc.RelationRefs, "file_proxy_url": fc.FileProxyURL} {
-		if len(v) > 0 && string(v) != "null" {
-			return nil, &ConfigError{Path: path + "." + name, Msg: name + " is not supported by this version"}
-		}
+	if len(fc.RelationRefs) > 0 && string(fc.RelationRefs) != "null" {
+		return nil, &ConfigError{Path: path + ".relation_refs", Msg: "relation_refs is not supported by this version"}
 	}
 	if fc.Type != "" && fc.Type != "email" && fc.Type != "phone" {
 		return nil, &ConfigError{Path: path + "._type", Msg: "one of email, phone"}
@@ -159,6 +164,19 @@ func compileField(path string, fc FieldConfig, eng jsonata.Engine) (*compiledFie
 			return nil, err
 		}
 		cf.source = sourceRelation
+		if cf.enabled, err = compileEnabled(eng, path+".enabled", fc.Enabled); err != nil {
+			return nil, err
+		}
+		return cf, nil
+	}
+	if len(fc.FileProxyURL) > 0 && string(fc.FileProxyURL) != "null" {
+		if len(fc.Constant) > 0 || fc.JSONataExpression != "" || fc.Field != "" || fc.Type != "" {
+			return nil, &ConfigError{Path: path + ".file_proxy_url", Msg: "file_proxy_url builds the value: remove constant, jsonataExpression, field and _type"}
+		}
+		if cf.fileProxy, err = compileFileProxy(path+".file_proxy_url", fc.FileProxyURL, eng); err != nil {
+			return nil, err
+		}
+		cf.source = sourceFileProxy
 		if cf.enabled, err = compileEnabled(eng, path+".enabled", fc.Enabled); err != nil {
 			return nil, err
 		}

@@ -36,6 +36,7 @@ const (
 	sourceExpr
 	sourceKey
 	sourceRelation
+	sourceFileProxy
 )
 
 type compiledField struct {
@@ -48,6 +49,7 @@ type compiledField struct {
 	// repeatable is the field's _type (email, phone): values become [{"email": v}].
 	repeatable string
 	relation   *compiledRelation
+	fileProxy  *compiledFileProxy
 	uidOnly    bool
 }
 
@@ -304,6 +306,12 @@ func (f *compiledField) value(ctx context.Context, fpath string, item any, env *
 			return nil, false, err
 		}
 		return rel, true, nil
+	case sourceFileProxy:
+		fp, err := f.fileProxy.extract(ctx, fpath+".file_proxy_url", item, env)
+		if err != nil {
+			return nil, false, err
+		}
+		return fp, true, nil
 	}
 	if f.repeatable != "" {
 		rv, err := repeatable(v, f.repeatable)

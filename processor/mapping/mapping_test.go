@@ -159,6 +159,9 @@ func TestCompileErrorsNameThePath(t *testing.T) {
 		"enabled not bool":   {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"enabled":3,"fields":[{"attribute":"a","field":"a"}]}]}`, "configuration.entities[0].enabled"},
 		"not an object":      {`[1,2]`, "configuration"},
 		"relations no items": {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a","field":"a"},{"attribute":"r","relations":{"operation":"_set"}}]}]}`, "configuration.entities[0].fields[1].relations"},
+		"file proxy both":    {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a","field":"a"},{"attribute":"f","file_proxy_url":{"use_case_slug":"x","use_case_id":"y"}}]}]}`, "configuration.entities[0].fields[1].file_proxy_url"},
+		"file proxy slug":    {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a","field":"a"},{"attribute":"f","file_proxy_url":{"use_case_slug":"Bad Slug"}}]}]}`, "configuration.entities[0].fields[1].file_proxy_url.use_case_slug"},
+		"file proxy param":   {`{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a","field":"a"},{"attribute":"f","file_proxy_url":{"use_case_id":"u","params":{"p":{"jsonataExpression":"$x("}}}}]}]}`, "configuration.entities[0].fields[1].file_proxy_url.params.p.jsonataExpression"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -230,5 +233,17 @@ func BenchmarkMapJSONataHeavy(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+func TestFileProxyURLKeepsParameterOrderAndEncodes(t *testing.T) {
+	m := compile(t, `{"entities":[{"entity_schema":"contract","unique_ids":["nr"],"fields":[{"attribute":"nr","field":"nr"},
+		{"attribute":"pdf","file_proxy_url":{"use_case_id":"uc-1","params":{"z":{"field":"doc"},"a":{"constant":7},"gone":{"field":"missing"}}}}]}]}`)
+	u := run(t, m, `{"nr":"V-1","doc":"R 2025/17&x"}`)[0]
+	ResolveFileProxyURLs(u.Attributes, "https://files.example.com/", "org 1", "int-1")
+	got, _ := u.Attributes.get("pdf")
+	want := "https://files.example.com/download?orgId=org+1&integrationId=int-1&useCaseId=uc-1&z=R+2025%2F17%26x&a=7"
+	if got != want {
+		t.Errorf("url\n got %v\nwant %s", got, want)
 	}
 }

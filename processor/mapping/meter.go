@@ -136,6 +136,9 @@ func compileMeterReading(path string, raw json.RawMessage, eng jsonata.Engine) (
 		if err != nil {
 			return nil, err
 		}
+		if cf.source == sourceFileProxy || cf.source == sourceRelation {
+			return nil, &ConfigError{Path: fmt.Sprintf("%s.fields[%d]", path, j), Msg: "meter reading fields take constant, jsonataExpression or field"}
+		}
 		cm.fields = append(cm.fields, cf)
 	}
 	return cm, nil

@@ -76,6 +76,9 @@ func (m *Mapping) Simulate(ctx context.Context, payload any, now time.Time) (*Si
 	if sim.EntityUpdates == nil {
 		sim.EntityUpdates = []EntityUpdate{}
 	}
+	for i := range sim.EntityUpdates {
+		sim.EntityUpdates[i].Attributes = withoutFileProxyURLs(sim.EntityUpdates[i].Attributes)
+	}
 	if sim.MeterReadingsUpdates == nil {
 		sim.MeterReadingsUpdates = []MeterReadingUpdate{}
 	}
