@@ -3,6 +3,7 @@ package processor
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -139,9 +140,9 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 				next := &entityState{Schema: u.EntitySlug, Deleted: true, Version: a.version,
 					Phantom: op == envelope.OpPurge || (!cur.live() && !cur.softDeleted())}
 				if cur != nil {
-					next.Relations = cur.Relations
-					if !next.Phantom {
-						next.Keys = cur.Keys // a soft-deleted entity is still found
+					next.Relations, next.RelRefs = cur.Relations, cur.RelRefs
+					if !next.Phantom { // a soft-deleted entity is still found, and restorable
+						next.Keys, next.Arrays = cur.Keys, cur.Arrays
 					}
 				}
 				a.changed[id] = next
@@ -150,6 +151,14 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 		}
 		if late {
 			attrs, _, f := a.resolve(u)
+			// A late event cannot read the state references need: its references are left out.
+			kept := attrs[:0]
+			for _, at := range attrs {
+				if _, isRef := at.Value.(*mapping.RelationRef); !isRef {
+					kept = append(kept, at)
+				}
+			}
+			attrs = kept
 			if f == nil {
 				f = a.emit(id, u, attrs, envelope.OpUpsert, a.version)
 			}
@@ -172,12 +181,15 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 		var keys attrKeys
 		if cur.findable() {
 			keys = cur.Keys
+			next.Arrays = maps.Clone(cur.Arrays)
 		}
 		next.Keys = a.keysFor(u.EntitySlug, keys, attrs)
+		a.withElementIDs(u.EntitySlug, id, attrs, next)
 		if cur.live() {
 			for k, v := range cur.Relations {
 				next.Relations[k] = v
 			}
+			next.RelRefs = maps.Clone(cur.RelRefs)
 		}
 		for i, at := range u.Attributes {
 			rel, ok := at.Value.(*mapping.Relation)
@@ -190,6 +202,24 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 			}
 			attrs[i].Value = &mapping.ResolvedRelation{Items: items}
 			next.Relations[at.Name] = items
+		}
+		for i, at := range u.Attributes {
+			ref, ok := at.Value.(*mapping.RelationRef)
+			if !ok {
+				continue
+			}
+			entries, f := a.relationRefs(u, at.Name, ref)
+			if f != nil {
+				return f
+			}
+			if cur.live() { // on a new entity both appends are _set
+				entries = mapping.MergeRelationRefs(ref.Operation, cur.RelRefs[at.Name], entries)
+			}
+			attrs[i].Value = &mapping.ResolvedRelationRef{Items: entries}
+			if next.RelRefs == nil {
+				next.RelRefs = map[string][]mapping.RelationRefEntry{}
+			}
+			next.RelRefs[at.Name] = entries
 		}
 		if f := a.emit(id, u, attrs, envelope.OpUpsert, a.version); f != nil {
 			return f

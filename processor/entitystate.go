@@ -27,6 +27,9 @@ type entityState struct {
 	Relations   map[string][]mapping.ResolvedRelationItem `json:"r,omitempty"`
 	Reading     *readingState                             `json:"m,omitempty"` // meter readings only
 	Keys        attrKeys                                  `json:"k,omitempty"` // indexed lookup values
+	// Arrays are the elements of attributes relation refs point into; RelRefs this entity's refs.
+	Arrays  map[string][]refElement               `json:"a,omitempty"`
+	RelRefs map[string][]mapping.RelationRefEntry `json:"rr,omitempty"`
 }
 
 // live is an entity that exists for lookups: written for real and not deleted.

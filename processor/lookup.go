@@ -85,7 +85,7 @@ func (ks attrKeys) has(k lookupKey) bool {
 // array (the email/phone key of repeatable elements). Relations and null are not looked up.
 func lookupValues(v any) []string {
 	switch x := v.(type) {
-	case nil, *mapping.Relation, *mapping.ResolvedRelation:
+	case nil, *mapping.Relation, *mapping.ResolvedRelation, *mapping.RelationRef, *mapping.ResolvedRelationRef, json.RawMessage:
 		return nil
 	case string:
 		return []string{x}
@@ -214,26 +214,40 @@ func (s *entityStore) lookup(schema string, keys []lookupKey, overlay map[string
 	return out
 }
 
-// lookupAttributes are, per org, the attributes its inbound configurations look each schema up
-// by; rebuilt when the registry changes.
+// orgAttributes are, per schema, the attributes an org's inbound configurations look entities up
+// by, and those relation_refs write elements into.
+type orgAttributes struct {
+	lookup     map[string]map[string]bool
+	refTargets map[string]map[string]bool
+}
+
+// lookupAttributes caches orgAttributes per org; rebuilt when the registry changes.
 type lookupAttributes struct {
 	mu    sync.Mutex
 	snap  *registry.Snapshot
-	byOrg map[string]map[string]map[string]bool // org -> schema -> attribute
+	byOrg map[string]*orgAttributes
 }
 
-func (p *Processor) indexedAttributes(org string) map[string]map[string]bool {
+func (p *Processor) orgAttributes(org string) *orgAttributes {
 	snap := p.cfg.Registry.Snapshot()
 	la := &p.lookupAttrs
 	la.mu.Lock()
 	defer la.mu.Unlock()
 	if la.snap != snap {
-		la.snap, la.byOrg = snap, map[string]map[string]map[string]bool{}
+		la.snap, la.byOrg = snap, map[string]*orgAttributes{}
 	}
 	if attrs, ok := la.byOrg[org]; ok {
 		return attrs
 	}
-	attrs := map[string]map[string]bool{}
+	attrs := &orgAttributes{lookup: map[string]map[string]bool{}, refTargets: map[string]map[string]bool{}}
+	adder := func(into map[string]map[string]bool) func(schema, attr string) {
+		return func(schema, attr string) {
+			if into[schema] == nil {
+				into[schema] = map[string]bool{}
+			}
+			into[schema][attr] = true
+		}
+	}
 	for _, integ := range snap.Integrations(org) {
 		for _, uc := range snap.UseCases(org, integ.ID) {
 			if uc.Type != registry.TypeInbound {
@@ -243,12 +257,8 @@ func (p *Processor) indexedAttributes(org string) map[string]map[string]bool {
 			if err != nil {
 				continue
 			}
-			m.LookupAttributes(func(schema, attr string) {
-				if attrs[schema] == nil {
-					attrs[schema] = map[string]bool{}
-				}
-				attrs[schema][attr] = true
-			})
+			m.LookupAttributes(adder(attrs.lookup))
+			m.RefTargets(adder(attrs.refTargets))
 		}
 	}
 	la.byOrg[org] = attrs
@@ -281,7 +291,7 @@ func (a *application) find(schema string, uniqueIDs mapping.Attributes) (string,
 // search returns every findable entity of schema whose indexed attributes hold all the values;
 // none when an attribute is not indexed for the schema.
 func (a *application) search(schema string, values mapping.Attributes) []string {
-	indexed := a.p.indexedAttributes(a.ev.OrgID)[schema]
+	indexed := a.p.orgAttributes(a.ev.OrgID).lookup[schema]
 	keys := make([]lookupKey, 0, len(values))
 	for _, v := range values {
 		if !indexed[v.Name] {
@@ -295,7 +305,7 @@ func (a *application) search(schema string, values mapping.Attributes) []string 
 // keysFor merges the indexed values of a write's attributes into the entity's current keys:
 // an attribute the write names replaces its keys, others keep theirs (patch semantics).
 func (a *application) keysFor(schema string, current attrKeys, attrs mapping.Attributes) attrKeys {
-	indexed := a.p.indexedAttributes(a.ev.OrgID)[schema]
+	indexed := a.p.orgAttributes(a.ev.OrgID).lookup[schema]
 	if len(indexed) == 0 {
 		return current
 	}

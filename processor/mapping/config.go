@@ -151,9 +151,6 @@ func compileField(path string, fc FieldConfig, eng jsonata.Engine) (*compiledFie
 	if fc.Attribute == "" {
 		return nil, &ConfigError{Path: path + ".attribute", Msg: "required"}
 	}
-	if len(fc.RelationRefs) > 0 && string(fc.RelationRefs) != "null" {
-		return nil, &ConfigError{Path: path + ".relation_refs", Msg: "relation_refs is not supported by this version"}
-	}
 	if fc.Type != "" && fc.Type != "email" && fc.Type != "phone" {
 		return nil, &ConfigError{Path: path + "._type", Msg: "one of email, phone"}
 	}
@@ -164,6 +161,19 @@ func compileField(path string, fc FieldConfig, eng jsonata.Engine) (*compiledFie
 			return nil, err
 		}
 		cf.source = sourceRelation
+		if cf.enabled, err = compileEnabled(eng, path+".enabled", fc.Enabled); err != nil {
+			return nil, err
+		}
+		return cf, nil
+	}
+	if len(fc.RelationRefs) > 0 && string(fc.RelationRefs) != "null" {
+		if len(fc.Relations) > 0 && string(fc.Relations) != "null" {
+			return nil, &ConfigError{Path: path + ".relation_refs", Msg: "relations and relation_refs exclude each other"}
+		}
+		if cf.relationRefs, err = compileRelationRefs(path+".relation_refs", fc.RelationRefs, eng); err != nil {
+			return nil, err
+		}
+		cf.source = sourceRelationRef
 		if cf.enabled, err = compileEnabled(eng, path+".enabled", fc.Enabled); err != nil {
 			return nil, err
 		}
@@ -284,32 +294,39 @@ func compileRelations(path string, raw json.RawMessage, eng jsonata.Engine) (*co
 		return nil, &ConfigError{Path: path, Msg: "items or jsonataExpression is required"}
 	}
 	for i, it := range rc.Items {
-		ipath := fmt.Sprintf("%s.items[%d]", path, i)
-		if it.EntitySchema == "" {
-			return nil, &ConfigError{Path: ipath + ".entity_schema", Msg: "required"}
+		ci, err := compileRelationItem(fmt.Sprintf("%s.items[%d]", path, i), it.EntitySchema, it.UniqueIDs, it.Tags, eng)
+		if err != nil {
+			return nil, err
 		}
-		if len(it.UniqueIDs) == 0 {
-			return nil, &ConfigError{Path: ipath + ".unique_ids", Msg: "at least one unique id is required"}
-		}
-		ci := compiledRelationItem{schema: it.EntitySchema, tags: it.Tags}
-		for k, u := range it.UniqueIDs {
-			upath := fmt.Sprintf("%s.unique_ids[%d]", ipath, k)
-			if u.Attribute == "" {
-				return nil, &ConfigError{Path: upath + ".attribute", Msg: "required"}
-			}
-			if u.Type != "" && u.Type != "email" && u.Type != "phone" {
-				return nil, &ConfigError{Path: upath + "._type", Msg: "one of email, phone"}
-			}
-			f, err := compileField(upath, FieldConfig{Attribute: u.Attribute, Field: u.Field, JSONataExpression: u.JSONataExpression, Constant: u.Constant}, eng)
-			if err != nil {
-				return nil, err
-			}
-			f.repeatable = u.Type
-			ci.uniqueIDs = append(ci.uniqueIDs, f)
-		}
-		cr.items = append(cr.items, ci)
+		cr.items = append(cr.items, *ci)
 	}
 	return cr, nil
+}
+
+func compileRelationItem(ipath, schema string, uids []RelationUniqueIDConfig, tags []string, eng jsonata.Engine) (*compiledRelationItem, error) {
+	if schema == "" {
+		return nil, &ConfigError{Path: ipath + ".entity_schema", Msg: "required"}
+	}
+	if len(uids) == 0 {
+		return nil, &ConfigError{Path: ipath + ".unique_ids", Msg: "at least one unique id is required"}
+	}
+	ci := &compiledRelationItem{schema: schema, tags: tags}
+	for k, u := range uids {
+		upath := fmt.Sprintf("%s.unique_ids[%d]", ipath, k)
+		if u.Attribute == "" {
+			return nil, &ConfigError{Path: upath + ".attribute", Msg: "required"}
+		}
+		if u.Type != "" && u.Type != "email" && u.Type != "phone" {
+			return nil, &ConfigError{Path: upath + "._type", Msg: "one of email, phone"}
+		}
+		f, err := compileField(upath, FieldConfig{Attribute: u.Attribute, Field: u.Field, JSONataExpression: u.JSONataExpression, Constant: u.Constant}, eng)
+		if err != nil {
+			return nil, err
+		}
+		f.repeatable = u.Type
+		ci.uniqueIDs = append(ci.uniqueIDs, f)
+	}
+	return ci, nil
 }
 
 // ObjectV1 is IntegrationObjectV1: one object type mapped onto several entities.

@@ -37,6 +37,7 @@ const (
 	sourceKey
 	sourceRelation
 	sourceFileProxy
+	sourceRelationRef
 )
 
 type compiledField struct {
@@ -47,10 +48,11 @@ type compiledField struct {
 	key       string
 	enabled   *enabledRule
 	// repeatable is the field's _type (email, phone): values become [{"email": v}].
-	repeatable string
-	relation   *compiledRelation
-	fileProxy  *compiledFileProxy
-	uidOnly    bool
+	repeatable   string
+	relation     *compiledRelation
+	fileProxy    *compiledFileProxy
+	relationRefs *compiledRelationRefs
+	uidOnly      bool
 }
 
 type compiledRelation struct {
@@ -306,6 +308,12 @@ func (f *compiledField) value(ctx context.Context, fpath string, item any, env *
 			return nil, false, err
 		}
 		return rel, true, nil
+	case sourceRelationRef:
+		ref, err := f.relationRefs.extract(ctx, fpath+".relation_refs", item, env)
+		if err != nil {
+			return nil, false, err
+		}
+		return ref, true, nil
 	case sourceFileProxy:
 		fp, err := f.fileProxy.extract(ctx, fpath+".file_proxy_url", item, env)
 		if err != nil {

@@ -136,7 +136,7 @@ func compileMeterReading(path string, raw json.RawMessage, eng jsonata.Engine) (
 		if err != nil {
 			return nil, err
 		}
-		if cf.source == sourceFileProxy || cf.source == sourceRelation {
+		if cf.source == sourceFileProxy || cf.source == sourceRelation || cf.source == sourceRelationRef {
 			return nil, &ConfigError{Path: fmt.Sprintf("%s.fields[%d]", path, j), Msg: "meter reading fields take constant, jsonataExpression or field"}
 		}
 		cm.fields = append(cm.fields, cf)

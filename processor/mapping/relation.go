@@ -96,35 +96,43 @@ func (cr *compiledRelation) extract(ctx context.Context, path string, item any, 
 		}
 		return rel, nil
 	}
-	for i, ci := range cr.items {
-		ipath := fmt.Sprintf("%s.items[%d]", path, i)
-		ri := RelationItem{Schema: ci.schema, Tags: ci.tags}
-		var missing []string
-		for k, u := range ci.uniqueIDs {
-			v, ok, err := u.value(ctx, fmt.Sprintf("%s.unique_ids[%d]", ipath, k), item, env)
-			if err != nil {
-				return nil, err
-			}
-			if ok && u.repeatable != "" {
-				v = firstRepeatable(v, u.repeatable)
-				if ri.Types == nil {
-					ri.Types = map[string]string{}
-				}
-				ri.Types[u.attribute] = u.repeatable
-			}
-			if !ok || isEmpty(v) {
-				missing = append(missing, u.attribute)
-				continue
-			}
-			ri.UniqueIDs = append(ri.UniqueIDs, Attribute{Name: u.attribute, Value: v})
-		}
-		if len(missing) > 0 {
-			return nil, &Error{Code: "MISSING_UNIQUE_IDENTIFIERS", Path: ipath + ".unique_ids",
-				Msg: fmt.Sprintf("related %s: no value for unique id attribute(s) %v (guard the field with enabled)", ci.schema, missing)}
+	for i := range cr.items {
+		ri, err := cr.items[i].extract(ctx, fmt.Sprintf("%s.items[%d]", path, i), item, env)
+		if err != nil {
+			return nil, err
 		}
 		rel.Items = append(rel.Items, ri)
 	}
 	return rel, nil
+}
+
+// extract resolves a configured related entity's unique ids against the item.
+func (ci *compiledRelationItem) extract(ctx context.Context, ipath string, item any, env *jsonata.Env) (RelationItem, *Error) {
+	ri := RelationItem{Schema: ci.schema, Tags: ci.tags}
+	var missing []string
+	for k, u := range ci.uniqueIDs {
+		v, ok, err := u.value(ctx, fmt.Sprintf("%s.unique_ids[%d]", ipath, k), item, env)
+		if err != nil {
+			return RelationItem{}, err
+		}
+		if ok && u.repeatable != "" {
+			v = firstRepeatable(v, u.repeatable)
+			if ri.Types == nil {
+				ri.Types = map[string]string{}
+			}
+			ri.Types[u.attribute] = u.repeatable
+		}
+		if !ok || isEmpty(v) {
+			missing = append(missing, u.attribute)
+			continue
+		}
+		ri.UniqueIDs = append(ri.UniqueIDs, Attribute{Name: u.attribute, Value: v})
+	}
+	if len(missing) > 0 {
+		return RelationItem{}, &Error{Code: "MISSING_UNIQUE_IDENTIFIERS", Path: ipath + ".unique_ids",
+			Msg: fmt.Sprintf("related %s: no value for unique id attribute(s) %v (guard the field with enabled)", ci.schema, missing)}
+	}
+	return ri, nil
 }
 
 // dynamicRelationItem reads one element a relation's jsonataExpression returned, shaped like
@@ -225,14 +233,7 @@ func (u *EntityUpdate) Resolve(org string, find Finder) (attrs Attributes, stubs
 				}
 			}
 			if id == "" {
-				stub := EntityUpdate{EntitySlug: it.Schema, UniqueIdentifiers: it.UniqueIDs, Mode: "upsert"}
-				for _, uid := range it.UniqueIDs {
-					v := uid.Value
-					if typ := it.Types[uid.Name]; typ != "" {
-						v, _ = repeatable(v, typ)
-					}
-					stub.Attributes = append(stub.Attributes, Attribute{Name: uid.Name, Value: v})
-				}
+				stub := RelationStub(it)
 				id = stub.EntityID(org)
 				stubs = append(stubs, stub)
 			}
@@ -241,6 +242,36 @@ func (u *EntityUpdate) Resolve(org string, find Finder) (attrs Attributes, stubs
 		attrs[i] = Attribute{Name: a.Name, Value: res}
 	}
 	return attrs, stubs, nil
+}
+
+// RefTargets calls add for every (schema, attribute) this mapping's relation_refs items (those
+// named in the configuration) write elements into: the pipeline keeps those attributes' elements
+// with their _ids, so references keep pointing at the same element (MAPPING.md §9).
+func (m *Mapping) RefTargets(add func(schema, attribute string)) {
+	for _, ce := range m.entities {
+		for _, f := range ce.fields {
+			if f.relationRefs == nil {
+				continue
+			}
+			for _, it := range f.relationRefs.items {
+				add(it.related.schema, it.attribute)
+			}
+		}
+	}
+}
+
+// RelationStub is the placeholder update of a related entity: only its unique-id attributes
+// (repeatable ones in their array form).
+func RelationStub(it RelationItem) EntityUpdate {
+	stub := EntityUpdate{EntitySlug: it.Schema, UniqueIdentifiers: it.UniqueIDs, Mode: "upsert"}
+	for _, uid := range it.UniqueIDs {
+		v := uid.Value
+		if typ := it.Types[uid.Name]; typ != "" {
+			v, _ = repeatable(v, typ)
+		}
+		stub.Attributes = append(stub.Attributes, Attribute{Name: uid.Name, Value: v})
+	}
+	return stub
 }
 
 // LookupAttributes calls add for every (schema, attribute) this mapping looks entities up by
@@ -253,12 +284,18 @@ func (m *Mapping) LookupAttributes(add func(schema, attribute string)) {
 			add(ce.schema, u)
 		}
 		for _, f := range ce.fields {
-			if f.relation == nil {
-				continue
+			if f.relation != nil {
+				for _, it := range f.relation.items {
+					for _, u := range it.uniqueIDs {
+						add(it.schema, u.attribute)
+					}
+				}
 			}
-			for _, it := range f.relation.items {
-				for _, u := range it.uniqueIDs {
-					add(it.schema, u.attribute)
+			if f.relationRefs != nil {
+				for _, it := range f.relationRefs.items {
+					for _, u := range it.related.uniqueIDs {
+						add(it.related.schema, u.attribute)
+					}
 				}
 			}
 		}
