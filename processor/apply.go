@@ -177,6 +177,11 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 		if f != nil {
 			return f
 		}
+		if u.Pricing != nil {
+			if attrs, f = a.pricing(u, attrs); f != nil {
+				return f
+			}
+		}
 		next := &entityState{Schema: u.EntitySlug, Version: a.version, Relations: map[string][]mapping.ResolvedRelationItem{}}
 		var keys attrKeys
 		if cur.findable() {
@@ -184,6 +189,13 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 			next.Arrays = maps.Clone(cur.Arrays)
 		}
 		next.Keys = a.keysFor(u.EntitySlug, keys, attrs)
+		if u.EntitySlug == priceSchema {
+			var facts *priceFacts
+			if cur.findable() {
+				facts = cur.Price
+			}
+			next.Price = capturePrice(facts, attrs)
+		}
 		a.withElementIDs(u.EntitySlug, id, attrs, next)
 		if cur.live() {
 			for k, v := range cur.Relations {

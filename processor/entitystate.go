@@ -30,6 +30,7 @@ type entityState struct {
 	// Arrays are the elements of attributes relation refs point into; RelRefs this entity's refs.
 	Arrays  map[string][]refElement               `json:"a,omitempty"`
 	RelRefs map[string][]mapping.RelationRefEntry `json:"rr,omitempty"`
+	Price   *priceFacts                           `json:"pr,omitempty"` // entities of schema price
 }
 
 // live is an entity that exists for lookups: written for real and not deleted.

@@ -98,10 +98,13 @@ func compileEntity(path string, ec EntityConfig, eng jsonata.Engine) (*compiledE
 	if !supportedModes[ec.Mode] {
 		return nil, &ConfigError{Path: path + ".mode", Msg: fmt.Sprintf("mode %q: one of upsert, delete, purge, upsert-prune-scope-delete, upsert-prune-scope-purge", ec.Mode)}
 	}
-	if len(ec.Pricing) > 0 && string(ec.Pricing) != "null" {
-		return nil, &ConfigError{Path: path + ".pricing", Msg: "pricing is not supported by this version"}
-	}
 	ce := &compiledEntity{schema: ec.EntitySchema, uniqueIDs: ec.UniqueIDs, mode: ec.Mode}
+	if len(ec.Pricing) > 0 && string(ec.Pricing) != "null" {
+		var err error
+		if ce.pricing, err = compilePricing(path+".pricing", ec.Pricing, eng); err != nil {
+			return nil, err
+		}
+	}
 	if ce.mode == "" {
 		ce.mode = "upsert"
 	}

@@ -27,6 +27,7 @@ type compiledEntity struct {
 	enabled   *enabledRule
 	fields    []*compiledField
 	scope     *compiledScope // upsert-prune-scope modes
+	pricing   *compiledPricing
 }
 
 type valueSource int
@@ -80,6 +81,8 @@ type EntityUpdate struct {
 	Mode              string     `json:"mode"`
 	// UniqueIdentifiersMetadata says which unique ids come from repeatable (_type) attributes.
 	UniqueIdentifiersMetadata map[string]UniqueIDMetadata `json:"unique_identifiers_metadata,omitempty"`
+	// Pricing is the entity's pricing input (MAPPING.md §12), priced by the apply stage.
+	Pricing *PricingInput `json:"pricing,omitempty"`
 }
 
 // UniqueIDMetadata: the unique id is element Index of a repeatable attribute of FieldType.
@@ -384,7 +387,11 @@ func (ce *compiledEntity) mapItem(ctx context.Context, path string, item any, en
 		return EntityUpdate{}, &Error{Code: "MISSING_UNIQUE_IDENTIFIERS", Path: path + ".unique_ids",
 			Msg: fmt.Sprintf("%s: no value for unique id attribute(s) %v", ce.schema, missing)}
 	}
-	return EntityUpdate{EntitySlug: ce.schema, UniqueIdentifiers: uids, Attributes: attrs, Mode: ce.mode, UniqueIdentifiersMetadata: meta}, nil
+	upd := EntityUpdate{EntitySlug: ce.schema, UniqueIdentifiers: uids, Attributes: attrs, Mode: ce.mode, UniqueIdentifiersMetadata: meta}
+	if ce.pricing != nil {
+		upd.Pricing = ce.pricing.extract(ctx, path+".pricing", item, env)
+	}
+	return upd, nil
 }
 
 func isEmpty(v any) bool { return v == nil || v == engine.Null || v == "" || v == jsonata.Undefined }

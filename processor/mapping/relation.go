@@ -299,6 +299,17 @@ func (m *Mapping) LookupAttributes(add func(schema, attribute string)) {
 				}
 			}
 		}
+		if ce.pricing != nil {
+			for _, it := range ce.pricing.items {
+				for _, ref := range []*compiledRelationItem{it.product, it.price} {
+					if ref != nil {
+						for _, u := range ref.uniqueIDs {
+							add(ref.schema, u.attribute)
+						}
+					}
+				}
+			}
+		}
 		if ce.scope != nil {
 			for _, u := range ce.scope.uniqueIDs {
 				add(ce.scope.schema, u.attribute)
