@@ -279,6 +279,8 @@ func TestSecureProxyReadOnlyFieldsAndEverySchema(t *testing.T) {
 		"outbound jsonata":          {`{"name":"o","type":"outbound","enabled":true,"configuration":{"event_catalog_event":"c","mappings":[{"name":"m","jsonata_expression":"$x(","enabled":true,"delivery":{"type":"webhook","webhook_id":"w"}}]}}`, "configuration.mappings[0].jsonata_expression: JSONata does not compile"},
 		"managed call mapping":      {`{"name":"m","type":"managed_call","enabled":true,"configuration":{"operation":{"method":"GET","path":"/x"},"response_mapping":"{"}}`, "configuration.response_mapping"},
 		"inbound unique ids":        {`{"name":"i","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"c","unique_ids":"x","fields":[]}]}}`, "configuration.entities[0].unique_ids"},
+		"pricing on_error":          {`{"name":"i","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a","field":"a"}],"pricing":{"items_jsonata":"x","on_error":"retry"}}]}}`, "configuration.entities[0].pricing.on_error"},
+		"relation ref path":         {`{"name":"i","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"c","unique_ids":["a"],"fields":[{"attribute":"a","field":"a"},{"attribute":"r","relation_refs":{"operation":"_set","items":[{"entity_schema":"contact","unique_ids":[{"attribute":"n","field":"n"}],"path":"address","value":{"attribute":"addresses","field":"x"}}]}}]}]}}`, "configuration.entities[0].fields[1].relation_refs.items[0].value.attribute"},
 	}
 	for name, tc := range cases {
 		if status, body := c.do("POST", "/v1/integrations/"+id+"/use-cases", "a", tc.body); status != 400 || !strings.Contains(body["message"].(string), tc.mentions) {
