@@ -18,12 +18,13 @@ import (
 // into entity writes against the entity state. Its state changes stay local until the event
 // has mapped without error; later updates of the event see earlier ones.
 type application struct {
-	p        *Processor
-	ev       *envelope.Event
-	uc       *registry.UseCase
-	now      int64  // written_at of the writes, ms
-	version  uint64 // the event's receive time, µs: orders writes of one entity
-	honorDel bool   // integration honours event_type and this is a DELETE
+	p       *Processor
+	ev      *envelope.Event
+	uc      *registry.UseCase
+	now     int64  // written_at of the writes, ms
+	version uint64 // the event's receive time, µs: orders writes of one entity
+	// honorDel and honorCreate: the integration honours event_type and this is a DELETE or CREATE.
+	honorDel, honorCreate bool
 
 	outs     []*kgo.Record
 	written  []map[string]string // per write: entity_schema, entity_id, op (monitoring detail)
@@ -167,7 +168,7 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 			}
 			continue
 		}
-		if a.honorCreate() && cur.live() {
+		if a.honorCreate && cur.live() {
 			return a.fail("ENTITY_ALREADY_EXISTS", "CREATE of %s %s, which exists", u.EntitySlug, uniqueIDsText(u))
 		}
 		if cur.softDeleted() {
@@ -249,8 +250,6 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 	}
 	return nil
 }
-
-func (a *application) honorCreate() bool { return a.ev.EventType == "CREATE" && a.honorEventType() }
 
 func (a *application) honorEventType() bool {
 	integ, ok := a.p.cfg.Registry.Snapshot().Integration(a.ev.OrgID, a.ev.IntegrationID)
