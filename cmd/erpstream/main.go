@@ -184,6 +184,10 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 	}
 	for _, i := range ints {
 		v, err := strconv.Atoi(env(i.key, strconv.Itoa(i.def)))
+		if i.key == "ERPSTREAM_RATE_LIMIT_PER_MIN" && err == nil && v < 0 {
+			i.set(v) // negative disables the limit (README)
+			continue
+		}
 		if err != nil || v <= 0 {
 			return cfg, fmt.Errorf("%s: want a positive integer", i.key)
 		}
