@@ -3,6 +3,7 @@ package processor
 import (
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ type application struct {
 	warnCode string
 
 	deleted, noops   int
+	unchanged        int // upserts that would have written what the entity's last write did
 	pruned           []string
 	readingsUpserted int
 	readingsDeleted  int
@@ -66,11 +68,15 @@ func (a *application) warn(code, msg string) {
 
 // write emits one entity write.
 func (a *application) write(schema, entityID string, uniqueIDs, attrs mapping.Attributes, op envelope.EntityOp, version uint64) error {
-	uids, err := json.Marshal(uniqueIDs)
+	ab, err := json.Marshal(attrs)
 	if err != nil {
 		return err
 	}
-	ab, err := json.Marshal(attrs)
+	return a.writeJSON(schema, entityID, uniqueIDs, ab, op, version)
+}
+
+func (a *application) writeJSON(schema, entityID string, uniqueIDs mapping.Attributes, ab []byte, op envelope.EntityOp, version uint64) error {
+	uids, err := json.Marshal(uniqueIDs)
 	if err != nil {
 		return err
 	}
@@ -234,8 +240,24 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 			}
 			next.RelRefs[at.Name] = entries
 		}
-		if f := a.emit(id, u, attrs, envelope.OpUpsert, a.version); f != nil {
-			return f
+		ab, err := json.Marshal(attrs)
+		if err != nil {
+			return a.fail("ATTRIBUTE_TYPE_MISMATCH", "entity %s: %v", u.EntitySlug, err)
+		}
+		// An upsert that would write exactly what this use case last wrote to the entity changes
+		// nothing (MAPPING.md §7.1 ENTITY_NO_OP): nightly full syncs re-send mostly unchanged
+		// records. Replays always write: they are how operators repair what went wrong downstream.
+		next.LastWrite = writeHash(a.ev.UseCaseID, ab)
+		if cur.live() && cur.LastWrite == next.LastWrite && !a.ev.Replay && len(stubs) == 0 {
+			a.unchanged++
+			if !sameKeys(cur.Keys, next.Keys) { // a configuration made another attribute searchable
+				next.Version = cur.Version
+				a.changed[id] = next
+			}
+			continue
+		}
+		if err := a.writeJSON(u.EntitySlug, id, u.UniqueIdentifiers, ab, envelope.OpUpsert, a.version); err != nil {
+			return a.fail("ATTRIBUTE_TYPE_MISMATCH", "entity %s: %v", u.EntitySlug, err)
 		}
 		a.changed[id] = next
 		for _, st := range stubs {
@@ -311,6 +333,27 @@ func (a *application) prunes(plans []mapping.PruneScopeUpdate) *failure {
 	return nil
 }
 
+// writeHash identifies what a use case wrote to an entity.
+func writeHash(useCaseID string, attrs []byte) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(useCaseID))
+	h.Write([]byte{0})
+	h.Write(attrs)
+	return h.Sum64()
+}
+
+func sameKeys(a, b attrKeys) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, k := range a {
+		if !b.has(k.Key) {
+			return false
+		}
+	}
+	return true
+}
+
 // finish stages the event's state changes and returns its monitoring outcome.
 func (a *application) finish(res *mapping.Extraction) outcome {
 	for id, st := range a.changed {
@@ -335,16 +378,23 @@ func (a *application) finish(res *mapping.Extraction) outcome {
 		}
 	case len(res.Prunes) > 0:
 		o.code = "PRUNE_SCOPE_COMPLETED"
-		o.message = fmt.Sprintf("%d entity update(s) applied, %d entit(ies) pruned from the scope", len(updates)-a.noops, len(a.pruned))
-	case len(updates) == a.noops:
+		o.message = fmt.Sprintf("%d entity update(s) applied, %d entit(ies) pruned from the scope", len(updates)-a.noops-a.unchanged, len(a.pruned))
+	case len(updates) == a.noops+a.unchanged:
 		o.code, o.message = "ENTITY_NO_OP", "the mapping produced no entity updates"
-		if len(updates) > 0 {
-			o.message = strconv.Itoa(a.noops) + " delete(s) of entities that did not exist or were deleted already"
+		var parts []string
+		if a.unchanged > 0 {
+			parts = append(parts, strconv.Itoa(a.unchanged)+" upsert(s) identical to the entity's last write")
 		}
-	case a.deleted == len(updates)-a.noops:
+		if a.noops > 0 {
+			parts = append(parts, strconv.Itoa(a.noops)+" delete(s) of entities that did not exist or were deleted already")
+		}
+		if len(parts) > 0 {
+			o.message = strings.Join(parts, "; ") + ": nothing written"
+		}
+	case a.deleted == len(updates)-a.noops-a.unchanged:
 		o.code, o.message = "ENTITY_DELETED", strconv.Itoa(a.deleted)+" entity update(s) applied"
 	default:
-		o.code, o.message = "ENTITY_UPDATED", strconv.Itoa(len(updates)-a.noops)+" entity update(s) applied"
+		o.code, o.message = "ENTITY_UPDATED", strconv.Itoa(len(updates)-a.noops-a.unchanged)+" entity update(s) applied"
 	}
 	o.detail = map[string]any{"entities": a.written, "use_case_version": a.uc.Version}
 	if len(readings)+len(res.ReadingPrunes) > 0 {

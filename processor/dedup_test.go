@@ -93,7 +93,7 @@ func TestDeduplicationWindowSurvivesARestart(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	ev := func(id string, dedup string, at time.Time) envelope.Event {
 		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json",
-			Payload: json.RawMessage(`{"no":"K-1","name":"x"}`), DeduplicationID: dedup, ReceivedAtUs: at.UnixMicro(), CorrelationID: "c"}
+			Payload: json.RawMessage(`{"no":"K-1","name":"` + id + `"}`), DeduplicationID: dedup, ReceivedAtUs: at.UnixMicro(), CorrelationID: "c"}
 	}
 	h.run(func() {
 		h.send(ev("e1", "doc-1", t0))

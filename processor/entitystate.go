@@ -31,6 +31,8 @@ type entityState struct {
 	Arrays  map[string][]refElement               `json:"a,omitempty"`
 	RelRefs map[string][]mapping.RelationRefEntry `json:"rr,omitempty"`
 	Price   *priceFacts                           `json:"pr,omitempty"` // entities of schema price
+	// LastWrite hashes the use case and attributes of the entity's last upsert (no-op detection).
+	LastWrite uint64 `json:"h,omitempty"`
 }
 
 // live is an entity that exists for lookups: written for real and not deleted.

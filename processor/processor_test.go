@@ -183,3 +183,44 @@ func TestFileProxyURLIsWrittenWithTheEventsIntegration(t *testing.T) {
 		t.Errorf("invoice_pdf = %v\nwant %s", attrs["invoice_pdf"], want)
 	}
 }
+
+// MAPPING.md §7.1: an upsert identical to the entity's last write by the same use case is
+// ENTITY_NO_OP and writes nothing; another use case's write in between, a change, or a replay writes.
+func TestUnchangedUpsertsWriteNothing(t *testing.T) {
+	c := kafkatest.New(t)
+	reg := registrytest.Start(t, c)
+	ctx := context.Background()
+	for _, id := range []string{"a", "b"} {
+		must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: id, OrgID: "org", IntegrationID: "int", Name: id, Slug: id,
+			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
+	}
+	var at int64
+	ev := func(id, useCase, name string, replay bool) envelope.Event {
+		at += 1000
+		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
+			Payload: json.RawMessage(`{"no":"K-1","name":"` + name + `"}`), ReceivedAtUs: at, Replay: replay}
+	}
+	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
+		ev("first", "a", "ann", false),
+		ev("same", "a", "ann", false),
+		ev("other-use-case", "b", "bob", false),
+		ev("back", "a", "ann", false),
+		ev("again", "a", "ann", false),
+		ev("replayed", "a", "ann", true),
+		ev("changed", "a", "anna", false),
+	})
+	want := map[string]string{"first": "ENTITY_UPDATED", "same": "ENTITY_NO_OP", "other-use-case": "ENTITY_UPDATED",
+		"back": "ENTITY_UPDATED", "again": "ENTITY_NO_OP", "replayed": "ENTITY_UPDATED", "changed": "ENTITY_UPDATED"}
+	for id, code := range want {
+		if m := monitoring[id]; m.Code != code {
+			t.Errorf("%s: %s (%s), want %s", id, m.Code, m.Message, code)
+		}
+	}
+	written := map[string]bool{}
+	for _, w := range writes {
+		written[w.EventID] = true
+	}
+	if len(writes) != 5 || written["same"] || written["again"] {
+		t.Errorf("%d writes (%v), want 5: none for the unchanged upserts", len(writes), written)
+	}
+}

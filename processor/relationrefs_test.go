@@ -28,7 +28,7 @@ func TestRelationRefsPreserveElementIDs(t *testing.T) {
 	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}))
 	for id, cfg := range map[string]json.RawMessage{
 		"contacts": json.RawMessage(`{"entities":[{"entity_schema":"contact","unique_ids":["customer_number"],"fields":[
-			{"attribute":"customer_number","field":"kunde"},
+			{"attribute":"customer_number","field":"kunde"},{"attribute":"name","field":"name"},
 			{"attribute":"address","jsonataExpression":"[{\"_id\": adr_id, \"street\": str, \"city\": ort, \"postal_code\": plz}]"}]}]}`),
 		"orders": gc.Configuration,
 	} {
@@ -49,7 +49,7 @@ func TestRelationRefsPreserveElementIDs(t *testing.T) {
 		ev("contact", "contacts", `{"kunde":"K-700","adr_id":"a1","str":"Ring 5","ort":"Köln","plz":"50667"}`),
 		ev("same", "orders", ring("K-700", "50667")),
 		ev("other", "orders", ring("K-700", "50668")),
-		ev("contact-again", "contacts", ring("K-700", "50667")),
+		ev("contact-again", "contacts", `{"kunde":"K-700","name":"Ann","str":"Ring 5","ort":"Köln","plz":"50667"}`),
 		ev("missing", "orders", ring("K-999", "50667")),
 	})
 	for id, m := range monitoring {
