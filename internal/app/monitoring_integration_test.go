@@ -162,23 +162,34 @@ func TestIntegrationMonitoringSurface(t *testing.T) {
 	from := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
 	base := "/v2/integrations/" + id + "/monitoring/"
 
-	// Prometheus metrics count the same events at every stage.
-	resp, err := http.Get(e.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
-		`erpstream_ingest_events_total{result="success"} 20`,
-		`erpstream_ingest_events_total{result="error"} 2`,
-		`erpstream_processor_events_total{code="ENTITY_UPDATED",level="success"} 20`,
-		`erpstream_http_requests_total{method="POST",route="/v3/erp/updates/events",status="200"} 1`,
-		`erpstream_projector_rows_total{kind="raw_events"} 20`,
-	} {
-		if !strings.Contains(string(metrics), want) {
-			t.Errorf("/metrics lacks %s", want)
+	// Prometheus metrics count the same events at every stage. A stage counts when its offsets are
+	// committed, which can be a moment after its rows are visible: poll.
+	var missing []string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		resp, err := http.Get(e.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = nil
+		for _, want := range []string{
+			`erpstream_ingest_events_total{result="success"} 20`,
+			`erpstream_ingest_events_total{result="error"} 2`,
+			`erpstream_processor_events_total{code="ENTITY_UPDATED",level="success"} 20`,
+			`erpstream_http_requests_total{method="POST",route="/v3/erp/updates/events",status="200"} 1`,
+			`erpstream_projector_rows_total{kind="raw_events"} 20`,
+		} {
+			if !strings.Contains(string(metrics), want) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, m := range missing {
+		t.Errorf("/metrics lacks %s", m)
 	}
 
 	status, st := e.call("POST", base+"stats", `{"from_date":"`+from+`","group_by":"level"}`)
@@ -285,7 +296,7 @@ func TestIntegrationMonitoringSurface(t *testing.T) {
 	// Bulk replay of the last hour: every original event once, never the replays.
 	req, _ := http.NewRequest("POST", e.url+"/v1/integrations/"+id+"/events/replay/bulk", strings.NewReader(`{"from_date":"`+from+`"}`))
 	req.Header.Set("Authorization", "Bearer it-token")
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
