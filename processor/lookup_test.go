@@ -1,48 +1,33 @@
 package processor_test
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 
 	"github.com/erpstream/erpstream/internal/envelope"
-	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
-	"github.com/erpstream/erpstream/internal/registry"
-	"github.com/erpstream/erpstream/internal/registry/registrytest"
 )
 
 // MAPPING.md §6: an entity is found by any attribute a configuration looks it up by, whichever
 // mapping wrote it, also after a restart; several matches fail the event; query scopes prune
 // by attribute values.
 func TestLookupByIndexedAttributes(t *testing.T) {
-	c := kafkatest.New(t)
-	reg := registrytest.Start(t, c)
-	ctx := context.Background()
-	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}))
-	for id, cfg := range map[string]string{
-		"customers": `{"entities":[{"entity_schema":"contact","unique_ids":["customer_number"],"fields":[
-			{"attribute":"customer_number","field":"kdnr"},{"attribute":"email","field":"mail","_type":"email"}]}]}`,
+	c, reg := withUseCases(t, map[string]json.RawMessage{
+		"customers": json.RawMessage(`{"entities":[{"entity_schema":"contact","unique_ids":["customer_number"],"fields":[
+			{"attribute":"customer_number","field":"kdnr"},{"attribute":"email","field":"mail","_type":"email"}]}]}`),
 		// The documented fallback: by customer number when there is one, else by email.
-		"by-email": `{"entities":[{"entity_schema":"contact","unique_ids":["email"],"fields":[
-			{"attribute":"email","field":"mail","_type":"email"},{"attribute":"first_name","field":"vorname"}]}]}`,
-		"contracts": `{"entities":[{"entity_schema":"contract","unique_ids":["contract_number"],"fields":[
+		"by-email": json.RawMessage(`{"entities":[{"entity_schema":"contact","unique_ids":["email"],"fields":[
+			{"attribute":"email","field":"mail","_type":"email"},{"attribute":"first_name","field":"vorname"}]}]}`),
+		"contracts": json.RawMessage(`{"entities":[{"entity_schema":"contract","unique_ids":["contract_number"],"fields":[
 			{"attribute":"contract_number","field":"vertrag"},
 			{"attribute":"customer","relations":{"operation":"_set","items":[{"entity_schema":"contact",
-				"unique_ids":[{"attribute":"email","field":"mail","_type":"email"}]}]}}]}]}`,
-		"tariffs": `{"entities":[{"entity_schema":"tariff","unique_ids":["code"],"mode":"upsert-prune-scope-delete",
+				"unique_ids":[{"attribute":"email","field":"mail","_type":"email"}]}]}}]}]}`),
+		"tariffs": json.RawMessage(`{"entities":[{"entity_schema":"tariff","unique_ids":["code"],"mode":"upsert-prune-scope-delete",
 			"jsonataExpression":"tarife","scope":{"scope_mode":"query","query":[{"attribute":"provider","field":"anbieter"}]},
-			"fields":[{"attribute":"code","field":"code"},{"attribute":"provider","field":"$$.anbieter"}]}]}`,
-	} {
-		must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: id, OrgID: "org", IntegrationID: "int", Name: id, Slug: id,
-			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(cfg)}))
-	}
-	var at int64
-	ev := func(id, useCase, payload string) envelope.Event {
-		at += 1000
-		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
-			Payload: json.RawMessage(payload), ReceivedAtUs: at}
-	}
+			"fields":[{"attribute":"code","field":"code"},{"attribute":"provider","field":"$$.anbieter"}]}]}`),
+	})
+	seq := &eventSeq{}
+	ev := seq.ev
 	runPipeline(t, c, reg, []envelope.Event{ev("k1", "customers", `{"kdnr":"K-1","mail":"a@x.de"}`)})
 	// A second processor restores the lookup index from the entity-state topic.
 	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{

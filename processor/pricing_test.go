@@ -1,16 +1,12 @@
 package processor_test
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/erpstream/erpstream/internal/envelope"
-	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
-	"github.com/erpstream/erpstream/internal/registry"
-	"github.com/erpstream/erpstream/internal/registry/registrytest"
 )
 
 // MAPPING.md §12 on the pipeline: catalog lines priced from the product's one active price,
@@ -25,11 +21,7 @@ func TestPricing(t *testing.T) {
 	onError := func(mode string) json.RawMessage {
 		return json.RawMessage(strings.Replace(string(gc.Configuration), `"on_error":"warn"`, `"on_error":"`+mode+`"`, 1))
 	}
-	c := kafkatest.New(t)
-	reg := registrytest.Start(t, c)
-	ctx := context.Background()
-	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}))
-	for id, cfg := range map[string]json.RawMessage{
+	c, reg := withUseCases(t, map[string]json.RawMessage{
 		"catalog": json.RawMessage(`{"entities":[
 			{"entity_schema":"price","unique_ids":["price_number"],"fields":[{"attribute":"price_number","field":"preis"},
 				{"attribute":"unit_amount","field":"cent"},{"attribute":"tax_rate","constant":19},{"attribute":"type","constant":"recurring"},
@@ -40,16 +32,9 @@ func TestPricing(t *testing.T) {
 		"custom": json.RawMessage(`{"entities":[{"entity_schema":"order","unique_ids":["order_number"],"fields":[{"attribute":"order_number","field":"nr"},
 			{"attribute":"amount_total","constant":1}],
 			"pricing":{"items_jsonata":"positionen.{'description': text, 'unit_amount_decimal': preis, 'quantity': menge, 'tax_rate': 19, 'is_tax_inclusive': true}"}}]}`),
-	} {
-		must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: id, OrgID: "org", IntegrationID: "int", Name: id, Slug: id,
-			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: cfg}))
-	}
-	var at int64
-	ev := func(id, useCase, payload string) envelope.Event {
-		at += 1000
-		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
-			Payload: json.RawMessage(payload), ReceivedAtUs: at}
-	}
+	})
+	seq := &eventSeq{}
+	ev := seq.ev
 	known := `{"vertrag":"V-1","positionen":[{"sku":"P-1","menge":"2","text":"Strom Basis"}]}`
 	unknown := `{"vertrag":"V-2","positionen":[{"sku":"P-9","menge":"1"}]}`
 	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{

@@ -224,3 +224,27 @@ func TestUnchangedUpsertsWriteNothing(t *testing.T) {
 		t.Errorf("%d writes (%v), want 5: none for the unchanged upserts", len(writes), written)
 	}
 }
+
+// withUseCases starts a broker and a registry holding integration "int" of org "org" with the
+// given inbound use cases (id = slug = name).
+func withUseCases(t *testing.T, configs map[string]json.RawMessage) (*kafkatest.Cluster, *registry.Registry) {
+	t.Helper()
+	c := kafkatest.New(t)
+	reg := registrytest.Start(t, c)
+	ctx := context.Background()
+	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}))
+	for id, cfg := range configs {
+		must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: id, OrgID: "org", IntegrationID: "int", Name: id, Slug: id,
+			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: cfg}))
+	}
+	return c, reg
+}
+
+// eventSeq makes events of org "org", integration "int", each received 1 ms after the previous.
+type eventSeq struct{ at int64 }
+
+func (s *eventSeq) ev(id, useCase, payload string) envelope.Event {
+	s.at += 1000
+	return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
+		Payload: json.RawMessage(payload), ReceivedAtUs: s.at}
+}

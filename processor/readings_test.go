@@ -1,16 +1,12 @@
 package processor_test
 
 import (
-	"context"
 	"encoding/json"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/erpstream/erpstream/internal/envelope"
-	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
-	"github.com/erpstream/erpstream/internal/registry"
-	"github.com/erpstream/erpstream/internal/registry/registrytest"
 )
 
 // readingsConfig is MAPPING.md §18 Ex 6 with the given matching, mode and scope.
@@ -25,11 +21,7 @@ func readingsConfig(matching, mode, scope string) json.RawMessage {
 // MAPPING.md §11 and Ex 6 on the pipeline: strict-date matches ECP readings by Europe/Berlin
 // day, by external id once matched; two on one day are skipped; pruning keeps other sources.
 func TestMeterReadingsStrictDateAndPruneScope(t *testing.T) {
-	c := kafkatest.New(t)
-	reg := registrytest.Start(t, c)
-	ctx := context.Background()
-	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}))
-	for id, cfg := range map[string]json.RawMessage{
+	c, reg := withUseCases(t, map[string]json.RawMessage{
 		"setup": json.RawMessage(`{"entities":[{"entity_schema":"meter","unique_ids":["meter_number"],"fields":[{"attribute":"meter_number","field":"nr"}]},
 			{"entity_schema":"meter_counter","unique_ids":["obis_number"],"fields":[{"attribute":"obis_number","constant":"1-0:1.8.0"}]}]}`),
 		"ecp": json.RawMessage(`{"meter_readings":[{"jsonataExpression":"readings",
@@ -40,16 +32,9 @@ func TestMeterReadingsStrictDateAndPruneScope(t *testing.T) {
 		"erp":    readingsConfig("strict-date", "upsert", ""),
 		"remove": readingsConfig("strict-date", "delete", ""),
 		"mirror": readingsConfig("external_id", "upsert-prune-scope", `,"scope":{"source":"ERP"}`),
-	} {
-		must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: id, OrgID: "org", IntegrationID: "int", Name: id, Slug: id,
-			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: cfg}))
-	}
-	var at int64
-	ev := func(id, useCase, payload string) envelope.Event {
-		at += 1000
-		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
-			Payload: json.RawMessage(payload), ReceivedAtUs: at}
-	}
+	})
+	seq := &eventSeq{}
+	ev := seq.ev
 	erp := func(id, useCase string, days ...string) envelope.Event {
 		var rs []string
 		for _, d := range days {

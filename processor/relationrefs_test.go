@@ -1,15 +1,11 @@
 package processor_test
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"testing"
 
 	"github.com/erpstream/erpstream/internal/envelope"
-	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
-	"github.com/erpstream/erpstream/internal/registry"
-	"github.com/erpstream/erpstream/internal/registry/registrytest"
 )
 
 // MAPPING.md §18 Ex 4 on the pipeline: a reference to an address equal to a stored one keeps its
@@ -22,25 +18,14 @@ func TestRelationRefsPreserveElementIDs(t *testing.T) {
 		Configuration json.RawMessage `json:"configuration"`
 	}
 	must(t, json.Unmarshal(raw, &gc))
-	c := kafkatest.New(t)
-	reg := registrytest.Start(t, c)
-	ctx := context.Background()
-	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}))
-	for id, cfg := range map[string]json.RawMessage{
+	c, reg := withUseCases(t, map[string]json.RawMessage{
 		"contacts": json.RawMessage(`{"entities":[{"entity_schema":"contact","unique_ids":["customer_number"],"fields":[
 			{"attribute":"customer_number","field":"kunde"},{"attribute":"name","field":"name"},
 			{"attribute":"address","jsonataExpression":"[{\"_id\": adr_id, \"street\": str, \"city\": ort, \"postal_code\": plz}]"}]}]}`),
 		"orders": gc.Configuration,
-	} {
-		must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: id, OrgID: "org", IntegrationID: "int", Name: id, Slug: id,
-			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: cfg}))
-	}
-	var at int64
-	ev := func(id, useCase, payload string) envelope.Event {
-		at += 1000
-		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
-			Payload: json.RawMessage(payload), ReceivedAtUs: at}
-	}
+	})
+	seq := &eventSeq{}
+	ev := seq.ev
 	ring := func(kunde, plz string) string {
 		return `{"auftrag":"A-` + plz + `-` + kunde + `","kunde":"` + kunde + `","str":"Ring 5","ort":"Köln","plz":"` + plz + `"}`
 	}

@@ -83,18 +83,9 @@ func (r *ResolvedRelation) MarshalJSON() ([]byte, error) {
 func (cr *compiledRelation) extract(ctx context.Context, path string, item any, env *jsonata.Env) (*Relation, *Error) {
 	rel := &Relation{Operation: cr.operation, Items: []RelationItem{}}
 	if cr.expr != nil {
-		v, err := cr.expr.Eval(ctx, item, env)
-		if err != nil {
-			return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".jsonataExpression", Msg: err.Error()}
-		}
-		for n, el := range itemsOf(v) {
-			ri, err := dynamicRelationItem(el, item)
-			if err != nil {
-				return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: fmt.Sprintf("%s.jsonataExpression (item %d)", path, n), Msg: err.Error()}
-			}
-			rel.Items = append(rel.Items, ri)
-		}
-		return rel, nil
+		var err *Error
+		rel.Items, err = dynamicItems(ctx, cr.expr, path, item, env, dynamicRelationItem)
+		return rel, err
 	}
 	for i := range cr.items {
 		ri, err := cr.items[i].extract(ctx, fmt.Sprintf("%s.items[%d]", path, i), item, env)
@@ -133,6 +124,25 @@ func (ci *compiledRelationItem) extract(ctx context.Context, ipath string, item 
 			Msg: fmt.Sprintf("related %s: no value for unique id attribute(s) %v (guard the field with enabled)", ci.schema, missing)}
 	}
 	return ri, nil
+}
+
+// dynamicItems evaluates a relation's (or reference's) jsonataExpression and reads each element
+// of the result with read.
+func dynamicItems[T any](ctx context.Context, expr jsonata.Expression, path string, item any, env *jsonata.Env,
+	read func(el, item any) (T, error)) ([]T, *Error) {
+	v, err := expr.Eval(ctx, item, env)
+	if err != nil {
+		return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".jsonataExpression", Msg: err.Error()}
+	}
+	out := []T{}
+	for n, el := range itemsOf(v) {
+		x, err := read(el, item)
+		if err != nil {
+			return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: fmt.Sprintf("%s.jsonataExpression (item %d)", path, n), Msg: err.Error()}
+		}
+		out = append(out, x)
+	}
+	return out, nil
 }
 
 // dynamicRelationItem reads one element a relation's jsonataExpression returned, shaped like

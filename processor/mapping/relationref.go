@@ -202,18 +202,9 @@ func compileRelationRefs(path string, raw json.RawMessage, eng jsonata.Engine) (
 func (cr *compiledRelationRefs) extract(ctx context.Context, path string, item any, env *jsonata.Env) (*RelationRef, *Error) {
 	ref := &RelationRef{Operation: cr.operation, Items: []RelationRefItem{}}
 	if cr.expr != nil {
-		v, err := cr.expr.Eval(ctx, item, env)
-		if err != nil {
-			return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: path + ".jsonataExpression", Msg: err.Error()}
-		}
-		for n, el := range itemsOf(v) {
-			ri, err := dynamicRelationRefItem(el, item)
-			if err != nil {
-				return nil, &Error{Code: "MAPPING_EXPRESSION_FAILED", Path: fmt.Sprintf("%s.jsonataExpression (item %d)", path, n), Msg: err.Error()}
-			}
-			ref.Items = append(ref.Items, ri)
-		}
-		return ref, nil
+		var err *Error
+		ref.Items, err = dynamicItems(ctx, cr.expr, path, item, env, dynamicRelationRefItem)
+		return ref, err
 	}
 	for i := range cr.items {
 		ci := &cr.items[i]
