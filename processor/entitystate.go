@@ -178,6 +178,18 @@ func (s *entityStore) internLocked(st *entityState) {
 	}
 }
 
+// currentLocked is an entity's state as the running event sees it: its own changes (overlay),
+// then the open transaction's, then the committed ones.
+func (s *entityStore) currentLocked(id string, overlay map[string]*entityState) *entityState {
+	if st, ok := overlay[id]; ok {
+		return st
+	}
+	if st, ok := s.staged[id]; ok {
+		return st
+	}
+	return s.m[id]
+}
+
 // inScope lists the live entities of schema related to the scope entity in either direction
 // (MAPPING.md §7.3): those relating to it, and those it relates to. overlay holds the running
 // event's changes, which win over the store's.
@@ -208,12 +220,7 @@ func (s *entityStore) inScope(scopeID, schema string, overlay map[string]*entity
 			candidates[id] = true
 		}
 	}
-	scope := overlay[scopeID]
-	if scope == nil {
-		if scope = s.staged[scopeID]; scope == nil {
-			scope = s.m[scopeID]
-		}
-	}
+	scope := s.currentLocked(scopeID, overlay)
 	if scope != nil {
 		for _, items := range scope.Relations {
 			for _, it := range items {
@@ -223,12 +230,7 @@ func (s *entityStore) inScope(scopeID, schema string, overlay map[string]*entity
 	}
 	var out []string
 	for id := range candidates {
-		st := overlay[id]
-		if st == nil {
-			if st = s.staged[id]; st == nil {
-				st = s.m[id]
-			}
-		}
+		st := s.currentLocked(id, overlay)
 		if st.live() && st.Schema == schema {
 			out = append(out, id)
 		}
@@ -256,12 +258,7 @@ func (s *entityStore) readingsIn(group string, overlay map[string]*entityState) 
 	}
 	out := map[string]*entityState{}
 	for id := range candidates {
-		st := overlay[id]
-		if st == nil {
-			if st = s.staged[id]; st == nil {
-				st = s.m[id]
-			}
-		}
+		st := s.currentLocked(id, overlay)
 		if st != nil && !st.Deleted && st.Reading != nil && st.Reading.Group == group {
 			out[id] = st
 		}

@@ -190,12 +190,7 @@ func (s *entityStore) lookup(schema string, keys []lookupKey, overlay map[string
 	}
 	var out []string
 	for id := range candidates {
-		st := overlay[id]
-		if st == nil {
-			if st = s.staged[id]; st == nil {
-				st = s.m[id]
-			}
-		}
+		st := s.currentLocked(id, overlay)
 		if !st.findable() || st.Schema != schema {
 			continue
 		}
