@@ -390,6 +390,10 @@ func MarshalValue(v any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// WriteValue writes an engine value as JSON into b, as MarshalValue does, without a buffer of its
+// own (callers that write many values into one document).
+func WriteValue(b *bytes.Buffer, v any) error { return writeJSON(b, v, false) }
+
 func writeJSON(b *bytes.Buffer, v any, inArray bool) error {
 	switch x := v.(type) {
 	case nil, nullType, Callable:

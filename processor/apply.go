@@ -28,7 +28,7 @@ type application struct {
 	honorDel, honorCreate bool
 
 	outs     []*kgo.Record
-	written  []map[string]string // per write: entity_schema, entity_id, op (monitoring detail)
+	written  []writtenEntity // the monitoring detail's list of writes
 	changed  map[string]*entityState
 	warnings []string
 	warnCode string
@@ -39,6 +39,13 @@ type application struct {
 	readingsUpserted int
 	readingsDeleted  int
 	externalIDs      []any
+}
+
+// writtenEntity is one entry of a monitoring row's detail.entities.
+type writtenEntity struct {
+	Schema string            `json:"entity_schema"`
+	ID     string            `json:"entity_id"`
+	Op     envelope.EntityOp `json:"op"`
 }
 
 // stubVersion is below every real write's version (a receive time in µs): a placeholder for a
@@ -68,7 +75,7 @@ func (a *application) warn(code, msg string) {
 
 // write emits one entity write.
 func (a *application) write(schema, entityID string, uniqueIDs, attrs mapping.Attributes, op envelope.EntityOp, version uint64) error {
-	ab, err := json.Marshal(attrs)
+	ab, err := attrs.MarshalJSON()
 	if err != nil {
 		return err
 	}
@@ -76,7 +83,7 @@ func (a *application) write(schema, entityID string, uniqueIDs, attrs mapping.At
 }
 
 func (a *application) writeJSON(schema, entityID string, uniqueIDs mapping.Attributes, ab []byte, op envelope.EntityOp, version uint64) error {
-	uids, err := json.Marshal(uniqueIDs)
+	uids, err := uniqueIDs.MarshalJSON()
 	if err != nil {
 		return err
 	}
@@ -87,10 +94,10 @@ func (a *application) writeJSON(schema, entityID string, uniqueIDs mapping.Attri
 		IntegrationID: ev.IntegrationID, UseCaseID: ev.UseCaseID, EventID: ev.EventID,
 		CorrelationID: ev.CorrelationID, WrittenAtMs: a.now,
 	}
-	b, _ := json.Marshal(&w)
+	b := w.AppendJSON(make([]byte, 0, 384+len(ab)+len(uids)))
 	a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.Entities, Key: []byte(ev.OrgID + "/" + entityID), Value: b,
 		Headers: headers(ev)})
-	a.written = append(a.written, map[string]string{"entity_schema": schema, "entity_id": entityID, "op": string(op)})
+	a.written = append(a.written, writtenEntity{Schema: schema, ID: entityID, Op: op})
 	return nil
 }
 
@@ -240,7 +247,7 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 			}
 			next.RelRefs[at.Name] = entries
 		}
-		ab, err := json.Marshal(attrs)
+		ab, err := attrs.MarshalJSON()
 		if err != nil {
 			return a.fail("ATTRIBUTE_TYPE_MISMATCH", "entity %s: %v", u.EntitySlug, err)
 		}

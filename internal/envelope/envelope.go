@@ -5,7 +5,9 @@ package envelope
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Header names set on every record so that operators can inspect topics without decoding values.
@@ -145,4 +147,63 @@ type AccessLog struct {
 	LatencyMs     int64  `json:"latency_ms"`
 	IntegrationID string `json:"integration_id,omitempty"`
 	AtMs          int64  `json:"at_ms"`
+}
+
+// AppendJSON appends w as JSON, the same document json.Marshal writes, without reflection and
+// without validating the raw fields again: the processor writes one per entity update, and
+// encoding/json spent most of its time re-compacting the attributes the mapping had just encoded.
+// UniqueIdentifiers and Attributes must be valid JSON.
+func (w *EntityWrite) AppendJSON(b []byte) []byte {
+	str := func(b []byte, key, v string) []byte {
+		return appendJSONString(append(b, key...), v)
+	}
+	raw := func(b []byte, key string, v json.RawMessage) []byte {
+		b = append(b, key...)
+		if len(v) == 0 {
+			return append(b, "null"...)
+		}
+		return append(b, v...)
+	}
+	b = str(b, `{"org_id":`, w.OrgID)
+	b = str(b, `,"entity_schema":`, w.EntitySchema)
+	b = str(b, `,"entity_id":`, w.EntityID)
+	b = str(b, `,"op":`, string(w.Op))
+	b = raw(b, `,"unique_identifiers":`, w.UniqueIdentifiers)
+	b = raw(b, `,"attributes":`, w.Attributes)
+	b = strconv.AppendUint(append(b, `,"version":`...), w.Version, 10)
+	b = str(b, `,"integration_id":`, w.IntegrationID)
+	b = str(b, `,"use_case_id":`, w.UseCaseID)
+	b = str(b, `,"event_id":`, w.EventID)
+	b = str(b, `,"correlation_id":`, w.CorrelationID)
+	b = strconv.AppendInt(append(b, `,"written_at_ms":`...), w.WrittenAtMs, 10)
+	return append(b, '}')
+}
+
+// appendJSONString appends v as a JSON string; invalid UTF-8 becomes U+FFFD, as encoding/json does.
+func appendJSONString(b []byte, v string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(v[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, v[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }

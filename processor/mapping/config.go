@@ -142,6 +142,11 @@ func compileEntity(path string, ec EntityConfig, eng jsonata.Engine) (*compiledE
 		mapped[fc.Attribute] = true
 		ce.fields = append(ce.fields, cf)
 	}
+	// Runtime error paths are built once here, not per event.
+	ce.path = strings.TrimPrefix(path, "configuration.")
+	for j := range ce.fields {
+		ce.fieldPaths = append(ce.fieldPaths, fmt.Sprintf("%s.fields[%d]", ce.path, j))
+	}
 	for k, uid := range ec.UniqueIDs {
 		if !mapped[uid] {
 			return nil, &ConfigError{Path: fmt.Sprintf("%s.unique_ids[%d]", path, k), Msg: fmt.Sprintf("attribute %q is not mapped by any field", uid)}

@@ -20,14 +20,16 @@ type Mapping struct {
 }
 
 type compiledEntity struct {
-	schema    string
-	uniqueIDs []string
-	mode      string
-	expr      jsonata.Expression
-	enabled   *enabledRule
-	fields    []*compiledField
-	scope     *compiledScope // upsert-prune-scope modes
-	pricing   *compiledPricing
+	path       string   // in mapping errors: entities[i]
+	fieldPaths []string // entities[i].fields[j]
+	schema     string
+	uniqueIDs  []string
+	mode       string
+	expr       jsonata.Expression
+	enabled    *enabledRule
+	fields     []*compiledField
+	scope      *compiledScope // upsert-prune-scope modes
+	pricing    *compiledPricing
 }
 
 type valueSource int
@@ -121,8 +123,7 @@ func (as Attributes) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		k, _ := json.Marshal(a.Name)
-		b.Write(k)
+		_ = engine.WriteValue(&b, a.Name)
 		b.WriteByte(':')
 		if m, ok := a.Value.(json.Marshaler); ok {
 			v, err := m.MarshalJSON()
@@ -132,11 +133,9 @@ func (as Attributes) MarshalJSON() ([]byte, error) {
 			b.Write(v)
 			continue
 		}
-		v, err := engine.MarshalValue(a.Value)
-		if err != nil {
+		if err := engine.WriteValue(&b, a.Value); err != nil {
 			return nil, fmt.Errorf("attribute %s: %w", a.Name, err)
 		}
-		b.Write(v)
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
@@ -209,8 +208,8 @@ func (m *Mapping) Extract(ctx context.Context, payload any, env *jsonata.Env) (*
 	bindings["payload"] = payload
 	itemEnv := &jsonata.Env{Now: env.Now, Bindings: bindings, Root: payload}
 	res := &Extraction{}
-	for i, ce := range m.entities {
-		path := fmt.Sprintf("entities[%d]", i)
+	for _, ce := range m.entities {
+		path := ce.path
 		data := payload
 		if ce.expr != nil {
 			v, err := ce.expr.Eval(ctx, payload, itemEnv)
@@ -342,7 +341,7 @@ func (ce *compiledEntity) mapItem(ctx context.Context, path string, item any, en
 	var uidOnly Attributes
 	var repeatables map[string]string
 	for j, f := range ce.fields {
-		v, ok, err := f.value(ctx, fmt.Sprintf("%s.fields[%d]", path, j), item, env)
+		v, ok, err := f.value(ctx, ce.fieldPaths[j], item, env)
 		if err != nil {
 			return EntityUpdate{}, err
 		}
