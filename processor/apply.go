@@ -110,7 +110,7 @@ func (a *application) emit(id string, u mapping.EntityUpdate, attrs mapping.Attr
 
 // resolve looks an update's related entities up (MAPPING.md §8).
 func (a *application) resolve(u mapping.EntityUpdate) (mapping.Attributes, []mapping.EntityUpdate, *failure) {
-	attrs, stubs, err := u.Resolve(a.ev.OrgID, a.find)
+	attrs, stubs, err := u.Resolve(a.ev.OrgID, a.findOrDerive)
 	if err != nil {
 		return nil, nil, a.fail("UNIQUE_ID_MULTIPLE_MATCHES", "entity %s %s, related entity of %v", u.EntitySlug, uniqueIDsText(u), err)
 	}
@@ -122,12 +122,10 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 	org := a.ev.OrgID
 	for _, u := range updates {
 		mapping.ResolveFileProxyURLs(u.Attributes, a.p.cfg.FileProxyBaseURL, org, a.ev.IntegrationID)
-		id, err := a.find(u.EntitySlug, u.UniqueIdentifiers)
+		// A new entity's id follows from its unique ids.
+		id, _, err := a.findOrDerive(u.EntitySlug, u.UniqueIdentifiers)
 		if err != nil {
 			return a.fail("UNIQUE_ID_MULTIPLE_MATCHES", "entity %s: %v", u.EntitySlug, err)
-		}
-		if id == "" { // a new entity: its id follows from its unique ids
-			id = u.EntityID(org)
 		}
 		cur := a.state(id)
 		// Events of one entity can sit in different partitions and be mapped out of order. A late

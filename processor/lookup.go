@@ -266,21 +266,29 @@ var errMultipleMatches = errors.New("several entities match")
 // find looks an entity of schema up by unique-id values: the entity with the id those values
 // derive, else the one entity whose indexed attributes hold them all. "" is none.
 func (a *application) find(schema string, uniqueIDs mapping.Attributes) (string, error) {
+	id, found, err := a.findOrDerive(schema, uniqueIDs)
+	if !found {
+		id = ""
+	}
+	return id, err
+}
+
+// findOrDerive is find, also returning the id the values derive when nothing is found (the id a
+// new entity gets), so that callers do not derive it again.
+func (a *application) findOrDerive(schema string, uniqueIDs mapping.Attributes) (id string, found bool, _ error) {
 	derived := (&mapping.EntityUpdate{EntitySlug: schema, UniqueIdentifiers: uniqueIDs}).EntityID(a.ev.OrgID)
 	if st := a.state(derived); st != nil {
-		if !st.findable() {
-			return "", nil // purged: found by nothing, recreated under the same id
-		}
-		return derived, nil
+		// A purged entity is found by nothing and is recreated under the same id.
+		return derived, st.findable(), nil
 	}
 	ids := a.search(schema, uniqueIDs)
 	switch {
 	case len(ids) > 1:
-		return "", fmt.Errorf("%w: %d %s entities have %s", errMultipleMatches, len(ids), schema, mustJSON(uniqueIDs))
+		return "", false, fmt.Errorf("%w: %d %s entities have %s", errMultipleMatches, len(ids), schema, mustJSON(uniqueIDs))
 	case len(ids) == 1:
-		return ids[0], nil
+		return ids[0], true, nil
 	}
-	return "", nil
+	return derived, false, nil
 }
 
 // search returns every findable entity of schema whose indexed attributes hold all the values;

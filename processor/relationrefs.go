@@ -183,14 +183,11 @@ func (a *application) relationRefs(owner mapping.EntityUpdate, attribute string,
 				owner.EntitySlug, attribute, rel.Schema, mustJSON(rel.UniqueIDs)))
 			continue
 		}
-		relID, err := a.find(rel.Schema, rel.UniqueIDs)
+		relID, _, err := a.findOrDerive(rel.Schema, rel.UniqueIDs)
 		if err != nil {
 			return nil, a.fail("UNIQUE_ID_MULTIPLE_MATCHES", "entity %s %s, attribute %s: %v", owner.EntitySlug, uniqueIDsText(owner), attribute, err)
 		}
 		stub := mapping.RelationStub(rel)
-		if relID == "" {
-			relID = stub.EntityID(a.ev.OrgID)
-		}
 		cur := a.state(relID)
 		var stored []refElement
 		if cur.findable() {

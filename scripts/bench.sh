@@ -36,6 +36,9 @@ fi
 echo "== whole-event mapping (processor/mapping)"
 GOMAXPROCS=1 go test -run XXX -bench . -benchtime "$benchtime" -benchmem ./processor/mapping | grep -E '^Benchmark'
 
+echo "== processor: one event through mapping and the apply stage (one core, no Kafka I/O)"
+GOMAXPROCS=1 go test -run XXX -bench ProcessEvent -benchtime "$benchtime" ./processor | grep -E '^Benchmark'
+
 echo "== processor entity state: heap per entity (100,000 restored)"
 go test -run XXX -bench EntityStateMemory -benchtime 1x ./processor | grep -E '^Benchmark'
 

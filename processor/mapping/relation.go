@@ -215,9 +215,9 @@ func dynamicRelationItem(el, item any) (RelationItem, error) {
 	return ri, nil
 }
 
-// Finder looks an entity of schema up by unique-id values (MAPPING.md §6): its id, or "" when
-// none matches. An error (several match) fails the update.
-type Finder func(schema string, uniqueIDs Attributes) (string, error)
+// Finder looks an entity of schema up by unique-id values (MAPPING.md §6): its id and found, or
+// the id the values derive and not found. An error (several match) fails the update.
+type Finder func(schema string, uniqueIDs Attributes) (id string, found bool, err error)
 
 // Resolve prepares an update for writing in org: relation attributes get the related entities'
 // ids. find looks each related entity up; one not found gets the id derived from its unique ids
@@ -236,15 +236,18 @@ func (u *EntityUpdate) Resolve(org string, find Finder) (attrs Attributes, stubs
 		res := &ResolvedRelation{Items: make([]ResolvedRelationItem, 0, len(rel.Items))}
 		for _, it := range rel.Items {
 			var id string
+			found := false
 			if find != nil {
 				var err error
-				if id, err = find(it.Schema, it.UniqueIDs); err != nil {
+				if id, found, err = find(it.Schema, it.UniqueIDs); err != nil {
 					return nil, nil, fmt.Errorf("attribute %s: %w", a.Name, err)
 				}
 			}
-			if id == "" {
+			if !found {
 				stub := RelationStub(it)
-				id = stub.EntityID(org)
+				if id == "" {
+					id = stub.EntityID(org)
+				}
 				stubs = append(stubs, stub)
 			}
 			res.Items = append(res.Items, ResolvedRelationItem{EntityID: id, Schema: it.Schema, Tags: it.Tags})
