@@ -132,148 +132,167 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 		// event (older than the state) is written as it is, and ClickHouse keeps the newer version;
 		// it neither reads nor changes the state.
 		late := cur != nil && cur.Version > a.version
-		if u.Mode == "delete" || u.Mode == "purge" || a.honorDel {
-			op := envelope.OpDelete
-			if u.Mode == "purge" {
-				op = envelope.OpPurge
-			}
-			// The tombstone is written even when the entity is unknown or deleted already (then the
-			// outcome is a no-op): an older upsert still in flight must not resurrect it.
-			if f := a.emit(id, u, u.Attributes, op, a.version); f != nil {
-				return f
-			}
-			if !late && !cur.live() {
-				a.noops++
-			} else {
-				a.deleted++
-			}
-			if !late {
-				// A purged entity is gone for good: matching it later is no restore.
-				next := &entityState{Schema: u.EntitySlug, Deleted: true, Version: a.version,
-					Phantom: op == envelope.OpPurge || (!cur.live() && !cur.softDeleted())}
-				if cur != nil {
-					next.Relations, next.RelRefs = cur.Relations, cur.RelRefs
-					if !next.Phantom { // a soft-deleted entity is still found, and restorable
-						next.Keys, next.Arrays = cur.Keys, cur.Arrays
-					}
-				}
-				a.changed[id] = next
-			}
-			continue
+		var f *failure
+		switch {
+		case u.Mode == "delete" || u.Mode == "purge" || a.honorDel:
+			f = a.remove(u, id, cur, late)
+		case late:
+			f = a.lateUpsert(u, id)
+		default:
+			f = a.upsert(u, id, cur)
 		}
-		if late {
-			attrs, _, f := a.resolve(u)
-			// A late event cannot read the state references need: its references are left out.
-			kept := attrs[:0]
-			for _, at := range attrs {
-				if _, isRef := at.Value.(*mapping.RelationRef); !isRef {
-					kept = append(kept, at)
-				}
-			}
-			attrs = kept
-			if f == nil {
-				f = a.emit(id, u, attrs, envelope.OpUpsert, a.version)
-			}
-			if f != nil {
-				return f
-			}
-			continue
-		}
-		if a.honorCreate && cur.live() {
-			return a.fail("ENTITY_ALREADY_EXISTS", "CREATE of %s %s, which exists", u.EntitySlug, uniqueIDsText(u))
-		}
-		if cur.softDeleted() {
-			a.warn("SOFT_DELETED_ENTITY_MATCHED", fmt.Sprintf("%s %s was deleted; the upsert restores it", u.EntitySlug, uniqueIDsText(u)))
-		}
-		attrs, stubs, f := a.resolve(u)
 		if f != nil {
 			return f
 		}
-		if u.Pricing != nil {
-			if attrs, f = a.pricing(u, attrs); f != nil {
-				return f
+	}
+	return nil
+}
+
+// remove deletes (soft) or purges an entity.
+func (a *application) remove(u mapping.EntityUpdate, id string, cur *entityState, late bool) *failure {
+	op := envelope.OpDelete
+	if u.Mode == "purge" {
+		op = envelope.OpPurge
+	}
+	// The tombstone is written even when the entity is unknown or deleted already (then the
+	// outcome is a no-op): an older upsert still in flight must not resurrect it.
+	if f := a.emit(id, u, u.Attributes, op, a.version); f != nil {
+		return f
+	}
+	if !late && !cur.live() {
+		a.noops++
+	} else {
+		a.deleted++
+	}
+	if !late {
+		// A purged entity is gone for good: matching it later is no restore.
+		next := &entityState{Schema: u.EntitySlug, Deleted: true, Version: a.version,
+			Phantom: op == envelope.OpPurge || (!cur.live() && !cur.softDeleted())}
+		if cur != nil {
+			next.Relations, next.RelRefs = cur.Relations, cur.RelRefs
+			if !next.Phantom { // a soft-deleted entity is still found, and restorable
+				next.Keys, next.Arrays = cur.Keys, cur.Arrays
 			}
-		}
-		next := &entityState{Schema: u.EntitySlug, Version: a.version, Relations: map[string][]mapping.ResolvedRelationItem{}}
-		var keys attrKeys
-		if cur.findable() {
-			keys = cur.Keys
-			next.Arrays = maps.Clone(cur.Arrays)
-		}
-		next.Keys = a.keysFor(u.EntitySlug, keys, attrs)
-		if u.EntitySlug == priceSchema {
-			var facts *priceFacts
-			if cur.findable() {
-				facts = cur.Price
-			}
-			next.Price = capturePrice(facts, attrs)
-		}
-		a.withElementIDs(u.EntitySlug, id, attrs, next)
-		if cur.live() {
-			for k, v := range cur.Relations {
-				next.Relations[k] = v
-			}
-			next.RelRefs = maps.Clone(cur.RelRefs)
-		}
-		for i, at := range u.Attributes {
-			rel, ok := at.Value.(*mapping.Relation)
-			if !ok {
-				continue
-			}
-			items := attrs[i].Value.(*mapping.ResolvedRelation).Items
-			if cur.live() { // on a new entity both appends are _set
-				items = mapping.MergeRelation(rel.Operation, cur.Relations[at.Name], items)
-			}
-			attrs[i].Value = &mapping.ResolvedRelation{Items: items}
-			next.Relations[at.Name] = items
-		}
-		for i, at := range u.Attributes {
-			ref, ok := at.Value.(*mapping.RelationRef)
-			if !ok {
-				continue
-			}
-			entries, f := a.relationRefs(u, at.Name, ref)
-			if f != nil {
-				return f
-			}
-			if cur.live() { // on a new entity both appends are _set
-				entries = mapping.MergeRelationRefs(ref.Operation, cur.RelRefs[at.Name], entries)
-			}
-			attrs[i].Value = &mapping.ResolvedRelationRef{Items: entries}
-			if next.RelRefs == nil {
-				next.RelRefs = map[string][]mapping.RelationRefEntry{}
-			}
-			next.RelRefs[at.Name] = entries
-		}
-		ab, err := attrs.MarshalJSON()
-		if err != nil {
-			return a.fail("ATTRIBUTE_TYPE_MISMATCH", "entity %s: %v", u.EntitySlug, err)
-		}
-		// An upsert that would write exactly what this use case last wrote to the entity changes
-		// nothing (MAPPING.md §7.1 ENTITY_NO_OP): nightly full syncs re-send mostly unchanged
-		// records. Replays always write: they are how operators repair what went wrong downstream.
-		next.LastWrite = writeHash(a.ev.UseCaseID, ab)
-		if cur.live() && cur.LastWrite == next.LastWrite && !a.ev.Replay && len(stubs) == 0 {
-			a.unchanged++
-			if !sameKeys(cur.Keys, next.Keys) { // a configuration made another attribute searchable
-				next.Version = cur.Version
-				a.changed[id] = next
-			}
-			continue
-		}
-		if err := a.writeJSON(u.EntitySlug, id, u.UniqueIdentifiers, ab, envelope.OpUpsert, a.version); err != nil {
-			return a.fail("ATTRIBUTE_TYPE_MISMATCH", "entity %s: %v", u.EntitySlug, err)
 		}
 		a.changed[id] = next
-		for _, st := range stubs {
-			sid := st.EntityID(org)
-			if a.state(sid) != nil {
-				continue // a placeholder is there already
-			}
-			_ = a.emit(sid, st, st.Attributes, envelope.OpUpsert, stubVersion)
-			a.changed[sid] = &entityState{Schema: st.EntitySlug, Placeholder: true, Version: stubVersion,
-				Keys: a.keysFor(st.EntitySlug, nil, st.Attributes)}
+	}
+	return nil
+}
+
+// lateUpsert writes an event older than the entity's state: as it is, without reading or
+// changing the state (ClickHouse keeps the newer version).
+func (a *application) lateUpsert(u mapping.EntityUpdate, id string) *failure {
+	attrs, _, f := a.resolve(u)
+	if f != nil {
+		return f
+	}
+	// A late event cannot read the state references need: its references are left out.
+	kept := attrs[:0]
+	for _, at := range attrs {
+		if _, isRef := at.Value.(*mapping.RelationRef); !isRef {
+			kept = append(kept, at)
 		}
+	}
+	return a.emit(id, u, kept, envelope.OpUpsert, a.version)
+}
+
+// upsert creates or patches an entity: relations, references, pricing, element ids, lookup keys.
+func (a *application) upsert(u mapping.EntityUpdate, id string, cur *entityState) *failure {
+	org := a.ev.OrgID
+	if a.honorCreate && cur.live() {
+		return a.fail("ENTITY_ALREADY_EXISTS", "CREATE of %s %s, which exists", u.EntitySlug, uniqueIDsText(u))
+	}
+	if cur.softDeleted() {
+		a.warn("SOFT_DELETED_ENTITY_MATCHED", fmt.Sprintf("%s %s was deleted; the upsert restores it", u.EntitySlug, uniqueIDsText(u)))
+	}
+	attrs, stubs, f := a.resolve(u)
+	if f != nil {
+		return f
+	}
+	if u.Pricing != nil {
+		if attrs, f = a.pricing(u, attrs); f != nil {
+			return f
+		}
+	}
+	next := &entityState{Schema: u.EntitySlug, Version: a.version, Relations: map[string][]mapping.ResolvedRelationItem{}}
+	var keys attrKeys
+	if cur.findable() {
+		keys = cur.Keys
+		next.Arrays = maps.Clone(cur.Arrays)
+	}
+	next.Keys = a.keysFor(u.EntitySlug, keys, attrs)
+	if u.EntitySlug == priceSchema {
+		var facts *priceFacts
+		if cur.findable() {
+			facts = cur.Price
+		}
+		next.Price = capturePrice(facts, attrs)
+	}
+	a.withElementIDs(u.EntitySlug, id, attrs, next)
+	if cur.live() {
+		for k, v := range cur.Relations {
+			next.Relations[k] = v
+		}
+		next.RelRefs = maps.Clone(cur.RelRefs)
+	}
+	for i, at := range u.Attributes {
+		rel, ok := at.Value.(*mapping.Relation)
+		if !ok {
+			continue
+		}
+		items := attrs[i].Value.(*mapping.ResolvedRelation).Items
+		if cur.live() { // on a new entity both appends are _set
+			items = mapping.MergeRelation(rel.Operation, cur.Relations[at.Name], items)
+		}
+		attrs[i].Value = &mapping.ResolvedRelation{Items: items}
+		next.Relations[at.Name] = items
+	}
+	for i, at := range u.Attributes {
+		ref, ok := at.Value.(*mapping.RelationRef)
+		if !ok {
+			continue
+		}
+		entries, f := a.relationRefs(u, at.Name, ref)
+		if f != nil {
+			return f
+		}
+		if cur.live() { // on a new entity both appends are _set
+			entries = mapping.MergeRelationRefs(ref.Operation, cur.RelRefs[at.Name], entries)
+		}
+		attrs[i].Value = &mapping.ResolvedRelationRef{Items: entries}
+		if next.RelRefs == nil {
+			next.RelRefs = map[string][]mapping.RelationRefEntry{}
+		}
+		next.RelRefs[at.Name] = entries
+	}
+	ab, err := attrs.MarshalJSON()
+	if err != nil {
+		return a.fail("ATTRIBUTE_TYPE_MISMATCH", "entity %s: %v", u.EntitySlug, err)
+	}
+	// An upsert that would write exactly what this use case last wrote to the entity changes
+	// nothing (MAPPING.md §7.1 ENTITY_NO_OP): nightly full syncs re-send mostly unchanged
+	// records. Replays always write: they are how operators repair what went wrong downstream.
+	next.LastWrite = writeHash(a.ev.UseCaseID, ab)
+	if cur.live() && cur.LastWrite == next.LastWrite && !a.ev.Replay && len(stubs) == 0 {
+		a.unchanged++
+		if !sameKeys(cur.Keys, next.Keys) { // a configuration made another attribute searchable
+			next.Version = cur.Version
+			a.changed[id] = next
+		}
+		return nil
+	}
+	if err := a.writeJSON(u.EntitySlug, id, u.UniqueIdentifiers, ab, envelope.OpUpsert, a.version); err != nil {
+		return a.fail("ATTRIBUTE_TYPE_MISMATCH", "entity %s: %v", u.EntitySlug, err)
+	}
+	a.changed[id] = next
+	for _, st := range stubs {
+		sid := st.EntityID(org)
+		if a.state(sid) != nil {
+			continue // a placeholder is there already
+		}
+		_ = a.emit(sid, st, st.Attributes, envelope.OpUpsert, stubVersion)
+		a.changed[sid] = &entityState{Schema: st.EntitySlug, Placeholder: true, Version: stubVersion,
+			Keys: a.keysFor(st.EntitySlug, nil, st.Attributes)}
 	}
 	return nil
 }
