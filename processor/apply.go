@@ -19,11 +19,12 @@ import (
 // into entity writes against the entity state. Its state changes stay local until the event
 // has mapped without error; later updates of the event see earlier ones.
 type application struct {
-	p       *Processor
-	ev      *envelope.Event
-	uc      *registry.UseCase
-	now     int64  // written_at of the writes, ms
-	version uint64 // the event's receive time, µs: orders writes of one entity
+	p        *Processor
+	ev       *envelope.Event
+	uc       *registry.UseCase
+	now      int64  // written_at of the writes, ms
+	version  uint64 // the event's receive time, µs: orders writes of one entity
+	settings *integrationSettings
 	// honorDel and honorCreate: the integration honours event_type and this is a DELETE or CREATE.
 	honorDel, honorCreate bool
 
@@ -121,6 +122,9 @@ func (a *application) resolve(u mapping.EntityUpdate) (mapping.Attributes, []map
 func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 	org := a.ev.OrgID
 	for _, u := range updates {
+		if f := a.unknownSchemas(u); f != nil {
+			return f
+		}
 		mapping.ResolveFileProxyURLs(u.Attributes, a.p.cfg.FileProxyBaseURL, org, a.ev.IntegrationID)
 		// A new entity's id follows from its unique ids.
 		id, _, err := a.findOrDerive(u.EntitySlug, u.UniqueIdentifiers)
@@ -297,15 +301,39 @@ func (a *application) upsert(u mapping.EntityUpdate, id string, cur *entityState
 	return nil
 }
 
-func (a *application) honorEventType() bool {
-	integ, ok := a.p.cfg.Registry.Snapshot().Integration(a.ev.OrgID, a.ev.IntegrationID)
-	if !ok {
-		return false
+// knownSchema: with settings.entity_schemas the integration declares the schemas it writes and
+// relates to (erpstream has no schema registry of its own); without, every schema is known.
+func (a *application) knownSchema(schema string) bool {
+	return a.settings.schemas == nil || a.settings.schemas[schema]
+}
+
+// unknownSchemas fails an update whose schema, or whose relations' or references' schemas, the
+// integration does not declare: typically a typo in a relation's JSONata.
+func (a *application) unknownSchemas(u mapping.EntityUpdate) *failure {
+	if !a.knownSchema(u.EntitySlug) {
+		return a.fail("ENTITY_SCHEMA_UNKNOWN", "entity %s %s: schema %q is not in the integration's settings.entity_schemas",
+			u.EntitySlug, uniqueIDsText(u), u.EntitySlug)
 	}
-	var settings struct {
-		HonorEventType bool `json:"honor_event_type"`
+	for _, at := range u.Attributes {
+		var related []string
+		switch v := at.Value.(type) {
+		case *mapping.Relation:
+			for _, it := range v.Items {
+				related = append(related, it.Schema)
+			}
+		case *mapping.RelationRef:
+			for _, it := range v.Items {
+				related = append(related, it.Related.Schema)
+			}
+		}
+		for _, schema := range related {
+			if !a.knownSchema(schema) {
+				return a.fail("RELATION_SCHEMA_UNKNOWN", "entity %s %s, field %s: related schema %q is not in the integration's settings.entity_schemas",
+					u.EntitySlug, uniqueIDsText(u), at.Name, schema)
+			}
+		}
 	}
-	return json.Unmarshal(integ.Fields["settings"], &settings) == nil && settings.HonorEventType
+	return nil
 }
 
 // prunes applies the upsert-prune-scope plans (MAPPING.md §7.3), after the upserts: the entities

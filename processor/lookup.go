@@ -216,11 +216,59 @@ type orgAttributes struct {
 	refTargets map[string]map[string]bool
 }
 
-// lookupAttributes caches orgAttributes per org; rebuilt when the registry changes.
+// lookupAttributes caches orgAttributes per org, and integrations' settings; rebuilt when the
+// registry changes.
 type lookupAttributes struct {
-	mu    sync.Mutex
-	snap  *registry.Snapshot
-	byOrg map[string]*orgAttributes
+	mu       sync.Mutex
+	snap     *registry.Snapshot
+	byOrg    map[string]*orgAttributes
+	settings map[[2]string]*integrationSettings
+}
+
+// integrationSettings are what the processor reads of an integration's settings.
+type integrationSettings struct {
+	// honorEventType applies event_type (MAPPING.md §13.2): DELETE deletes, CREATE of an
+	// existing entity fails.
+	honorEventType bool
+	// schemas, when the integration declares settings.entity_schemas, are the only schemas its
+	// mappings may write or relate to.
+	schemas map[string]bool
+}
+
+func (p *Processor) integrationSettings(org, integrationID string) *integrationSettings {
+	snap := p.cfg.Registry.Snapshot()
+	la := &p.lookupAttrs
+	la.mu.Lock()
+	defer la.mu.Unlock()
+	la.resetLocked(snap)
+	key := [2]string{org, integrationID}
+	if s, ok := la.settings[key]; ok {
+		return s
+	}
+	s := &integrationSettings{}
+	if integ, ok := snap.Integration(org, integrationID); ok {
+		var raw struct {
+			HonorEventType bool     `json:"honor_event_type"`
+			EntitySchemas  []string `json:"entity_schemas"`
+		}
+		if json.Unmarshal(integ.Fields["settings"], &raw) == nil {
+			s.honorEventType = raw.HonorEventType
+			if len(raw.EntitySchemas) > 0 {
+				s.schemas = map[string]bool{}
+				for _, schema := range raw.EntitySchemas {
+					s.schemas[schema] = true
+				}
+			}
+		}
+	}
+	la.settings[key] = s
+	return s
+}
+
+func (la *lookupAttributes) resetLocked(snap *registry.Snapshot) {
+	if la.snap != snap {
+		la.snap, la.byOrg, la.settings = snap, map[string]*orgAttributes{}, map[[2]string]*integrationSettings{}
+	}
 }
 
 func (p *Processor) orgAttributes(org string) *orgAttributes {
@@ -228,9 +276,7 @@ func (p *Processor) orgAttributes(org string) *orgAttributes {
 	la := &p.lookupAttrs
 	la.mu.Lock()
 	defer la.mu.Unlock()
-	if la.snap != snap {
-		la.snap, la.byOrg = snap, map[string]*orgAttributes{}
-	}
+	la.resetLocked(snap)
 	if attrs, ok := la.byOrg[org]; ok {
 		return attrs
 	}

@@ -275,10 +275,9 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		changed: map[string]*entityState{}}
 	// event_type is stored but drives nothing unless the integration opts in with
 	// settings.honor_event_type (MAPPING.md §13.2).
-	if ev.EventType == "DELETE" || ev.EventType == "CREATE" {
-		honor := app.honorEventType()
-		app.honorDel, app.honorCreate = honor && ev.EventType == "DELETE", honor && ev.EventType == "CREATE"
-	}
+	app.settings = p.integrationSettings(ev.OrgID, ev.IntegrationID)
+	app.honorDel = app.settings.honorEventType && ev.EventType == "DELETE"
+	app.honorCreate = app.settings.honorEventType && ev.EventType == "CREATE"
 	if f := app.entities(res.Entities); f != nil {
 		o.level, o.code, o.message = envelope.LevelError, f.code, f.message
 		return nil, o

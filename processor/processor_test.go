@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -247,4 +248,36 @@ func (s *eventSeq) ev(id, useCase, payload string) envelope.Event {
 	s.at += 1000
 	return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
 		Payload: json.RawMessage(payload), ReceivedAtUs: s.at}
+}
+
+// With settings.entity_schemas, an entity or a relation of a schema the integration does not
+// declare fails the event, naming use case, entity, field and schema; without, any schema goes.
+func TestDeclaredEntitySchemas(t *testing.T) {
+	c := kafkatest.New(t)
+	reg := registrytest.Start(t, c)
+	ctx := context.Background()
+	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "strict", OrgID: "org", Name: "SAP",
+		Fields: map[string]json.RawMessage{"settings": json.RawMessage(`{"entity_schemas":["contract","contact"]}`)}}))
+	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "open", OrgID: "org", Name: "Navision"}))
+	cfg := json.RawMessage(`{"entities":[{"entity_schema":"contract","unique_ids":["nr"],"fields":[{"attribute":"nr","field":"nr"},
+		{"attribute":"parties","relations":{"operation":"_set","jsonataExpression":"parteien.{\"entity_schema\": art, \"unique_ids\": [{\"attribute\": \"no\", \"constant\": no}]}"}}]}]}`)
+	for _, integ := range []string{"strict", "open"} {
+		must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "uc-" + integ, OrgID: "org", IntegrationID: integ, Name: "contracts", Slug: "contracts",
+			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: cfg}))
+	}
+	ev := func(id, integ, art string) envelope.Event {
+		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: integ, UseCaseID: "uc-" + integ, Format: "json", ReceivedAtUs: 1000,
+			Payload: json.RawMessage(`{"nr":"V-` + id + `","parteien":[{"art":"` + art + `","no":"K-1"}]}`)}
+	}
+	monitoring, _ := runPipeline(t, c, reg, []envelope.Event{ev("ok", "strict", "contact"), ev("typo", "strict", "contcat"), ev("open", "open", "contcat")})
+	if m := monitoring["ok"]; m.Code != "ENTITY_UPDATED" {
+		t.Errorf("declared schema: %s (%s)", m.Code, m.Message)
+	}
+	if m := monitoring["typo"]; m.Code != "RELATION_SCHEMA_UNKNOWN" || !strings.Contains(m.Message, "contracts") ||
+		!strings.Contains(m.Message, "parties") || !strings.Contains(m.Message, `"contcat"`) {
+		t.Errorf("undeclared related schema: %s %q, want RELATION_SCHEMA_UNKNOWN naming use case, field and schema", m.Code, m.Message)
+	}
+	if m := monitoring["open"]; m.Code != "ENTITY_UPDATED" {
+		t.Errorf("an integration that declares no schemas: %s (%s)", m.Code, m.Message)
+	}
 }
