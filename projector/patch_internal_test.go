@@ -60,3 +60,23 @@ func TestPatchLaysWritesOverTheStoredAttributesInVersionOrder(t *testing.T) {
 		t.Errorf("re-merge: %s", again[0].Attributes)
 	}
 }
+
+// An entity found by another unique id keeps the identifiers it was written with; all of them
+// are its unique identifiers.
+func TestPatchMergesUniqueIdentifiers(t *testing.T) {
+	p := &Projector{cfg: Config{Sink: storedSink{stored: map[string]StoredEntity{
+		"e1": {Version: 10, UniqueIdentifiers: []byte(`{"customer_number":"K-1"}`), Attributes: []byte(`{"customer_number":"K-1"}`)},
+	}}}}
+	out, err := p.patch(context.Background(), []envelope.EntityWrite{
+		{EntityID: "e1", Version: 20, UniqueIdentifiers: []byte(`{"email":"a@x.de"}`), Attributes: []byte(`{"first_name":"Ann"}`)},
+		{EntityID: "e1", Version: 30, Op: envelope.OpDelete, UniqueIdentifiers: []byte(`{}`), Attributes: []byte(`{}`)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range out {
+		if string(w.UniqueIdentifiers) != `{"customer_number":"K-1","email":"a@x.de"}` {
+			t.Errorf("version %d: unique identifiers %s", w.Version, w.UniqueIdentifiers)
+		}
+	}
+}

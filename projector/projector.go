@@ -404,8 +404,15 @@ func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([
 		if ok && cur.Version > w.Version {
 			continue
 		}
-		if ok && (len(w.UniqueIdentifiers) == 0 || string(w.UniqueIdentifiers) == "{}") {
-			w.UniqueIdentifiers = cur.UniqueIdentifiers // a tombstone by id (a prune) names no unique ids
+		if ok && len(cur.UniqueIdentifiers) > 0 {
+			// The unique identifiers are every value the entity was addressed by: a write that found
+			// it by email keeps the customer number it was created with; a tombstone by id (a prune)
+			// names none and keeps them all.
+			if len(w.UniqueIdentifiers) == 0 {
+				w.UniqueIdentifiers = cur.UniqueIdentifiers
+			} else if merged, err := mergeAttributes(cur.UniqueIdentifiers, w.UniqueIdentifiers); err == nil {
+				w.UniqueIdentifiers = merged
+			}
 		}
 		if ok && w.Op != envelope.OpPurge { // a purge drops what was stored
 			merged, err := mergeAttributes(cur.Attributes, w.Attributes)

@@ -73,6 +73,12 @@ func TestIntegrationLookupsReadingsReferencesAndPricing(t *testing.T) {
 	if c := e.scalar("SELECT count() FROM entities FINAL WHERE entity_schema = 'contact'"); c != 1 {
 		t.Errorf("%d contacts, want one (found by email)", c)
 	}
+	// Found by email, it keeps the customer number it was created with among its unique identifiers.
+	if c := e.scalar(`SELECT count() FROM entities FINAL WHERE entity_schema = 'contact'
+		AND visitParamExtractString(unique_identifiers, 'customer_number') = 'K-1'
+		AND visitParamExtractString(unique_identifiers, 'email') = 'ann@example.com'`); c != 1 {
+		t.Errorf("the contact's unique identifiers lack the customer number or the email")
+	}
 
 	send("orders", `{"nr":"A-1","mail":"ann@example.com","str":"Ring 5","ort":"Köln"}`)
 	contact := attributes("contact", "deleted = 0")
