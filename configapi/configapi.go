@@ -184,6 +184,10 @@ func (a *API) createIntegration(withUseCases bool) gin.HandlerFunc {
 				httpapi.Abort(c, status, code, fmt.Sprintf("use_cases[%d].%s", i, msg))
 				return
 			}
+			if msg := a.undeclaredSchema(req.Fields["settings"], uc); msg != "" {
+				httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, fmt.Sprintf("use_cases[%d].%s", i, msg))
+				return
+			}
 			if uc.Slug != "" && slugs[uc.Slug] {
 				httpapi.Abort(c, http.StatusConflict, httpapi.CodeConflict, fmt.Sprintf("use_cases[%d].slug: %q is used twice", i, uc.Slug))
 				return
@@ -391,6 +395,10 @@ func (a *API) createUseCase(c *gin.Context) {
 		httpapi.Abort(c, status, code, msg)
 		return
 	}
+	if msg := a.undeclaredSchema(integ.Fields["settings"], uc); msg != "" {
+		httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, msg)
+		return
+	}
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
 	snap := a.Registry.Snapshot()
@@ -464,6 +472,10 @@ func (a *API) updateUseCase(c *gin.Context) {
 	next, status, code, msg := a.applyUseCaseUpdate(cur, &req, now)
 	if next == nil {
 		httpapi.Abort(c, status, code, msg)
+		return
+	}
+	if msg := a.undeclaredSchema(integ.Fields["settings"], next); msg != "" {
+		httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, msg)
 		return
 	}
 	if err := a.Registry.PutHistory(c, historyOf(cur, "update", changedBy(c), now)); err != nil {
@@ -791,6 +803,22 @@ func (a *API) updateIntegration(v2 bool) gin.HandlerFunc {
 				}
 			}
 		}
+		// The use cases as they will be must fit the schemas the integration declares.
+		after := a.Registry.Snapshot().UseCases(cur.OrgID, cur.ID)
+		if hasUseCases {
+			after = nil
+			for _, ch := range changes {
+				if ch.put != nil {
+					after = append(after, ch.put)
+				}
+			}
+		}
+		for _, uc := range after {
+			if msg := a.undeclaredSchema(next.Fields["settings"], uc); msg != "" {
+				httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "use case "+uc.Name+": "+msg)
+				return
+			}
+		}
 		if err := a.Registry.PutIntegration(c, &next); err != nil {
 			unavailable(c, err)
 			return
@@ -943,4 +971,31 @@ func (a *API) compileExpressions(typ string, raw json.RawMessage) string {
 		}
 	}
 	return ""
+}
+
+// undeclaredSchema names the first schema an inbound use case's configuration writes or relates
+// to that the integration's settings.entity_schemas leaves out; "" when the integration declares
+// none (erpstream has no schema registry: declaring is how an integration gets typos refused).
+func (a *API) undeclaredSchema(settings json.RawMessage, uc *registry.UseCase) string {
+	var declared struct {
+		EntitySchemas []string `json:"entity_schemas"`
+	}
+	if uc.Type != registry.TypeInbound || json.Unmarshal(settings, &declared) != nil || len(declared.EntitySchemas) == 0 {
+		return ""
+	}
+	m, err := mapping.Compile(uc.Configuration, a.Engine)
+	if err != nil {
+		return ""
+	}
+	known := map[string]bool{}
+	for _, s := range declared.EntitySchemas {
+		known[s] = true
+	}
+	msg := ""
+	m.Schemas(func(path, schema string) {
+		if msg == "" && !known[schema] {
+			msg = fmt.Sprintf("%s: schema %q is not in the integration's settings.entity_schemas", path, schema)
+		}
+	})
+	return msg
 }

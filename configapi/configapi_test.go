@@ -330,3 +330,32 @@ func TestEnvironmentSecretsAreWriteOnly(t *testing.T) {
 		t.Errorf("delete without erp:write: %d", status)
 	}
 }
+
+// settings.entity_schemas: configurations naming an undeclared schema are refused with the path,
+// also when the settings change under existing use cases.
+func TestDeclaredEntitySchemasAreChecked(t *testing.T) {
+	c, _ := setup(t)
+	contracts := `{"name":"Contracts","slug":"contracts","type":"inbound","enabled":true,"configuration":{"entities":[
+		{"entity_schema":"contract","unique_ids":["nr"],"fields":[{"attribute":"nr","field":"nr"},
+		{"attribute":"customer","relations":{"operation":"_set","items":[{"entity_schema":"SCHEMA","unique_ids":[{"attribute":"no","field":"kunde"}]}]}}]}]}}`
+	status, integ := c.do("POST", "/v2/integrations", "a", `{"name":"SAP","settings":{"entity_schemas":["contract","contact"]},"use_cases":[`+
+		strings.Replace(contracts, "SCHEMA", "contcat", 1)+`]}`)
+	if status != http.StatusBadRequest || !strings.Contains(integ["message"].(string), `use_cases[0].configuration.entities[0].fields[1].relations.items[0].entity_schema: schema "contcat"`) {
+		t.Fatalf("an undeclared related schema: %d %v", status, integ)
+	}
+	status, integ = c.do("POST", "/v2/integrations", "a", `{"name":"SAP","settings":{"entity_schemas":["contract","contact"]},"use_cases":[`+
+		strings.Replace(contracts, "SCHEMA", "contact", 1)+`]}`)
+	if status != http.StatusCreated {
+		t.Fatalf("declared schemas: %d %v", status, integ)
+	}
+	id := integ["id"].(string)
+	status, body := c.do("POST", "/v1/integrations/"+id+"/use-cases", "a", `{"name":"Meters","type":"inbound","enabled":true,"configuration":{"entities":[
+		{"entity_schema":"meter","unique_ids":["nr"],"fields":[{"attribute":"nr","field":"nr"}]}]}}`)
+	if status != http.StatusBadRequest || !strings.Contains(body["message"].(string), `configuration.entities[0].entity_schema: schema "meter"`) {
+		t.Errorf("a use case of an undeclared schema: %d %v", status, body)
+	}
+	status, body = c.do("PUT", "/v1/integrations/"+id, "a", `{"settings":{"entity_schemas":["contact"]}}`)
+	if status != http.StatusBadRequest || !strings.Contains(body["message"].(string), `use case Contracts: configuration.entities[0].entity_schema: schema "contract"`) {
+		t.Errorf("settings that leave out a schema in use: %d %v", status, body)
+	}
+}

@@ -257,6 +257,29 @@ func (u *EntityUpdate) Resolve(org string, find Finder) (attrs Attributes, stubs
 	return attrs, stubs, nil
 }
 
+// Schemas calls add for every schema the configuration names, with its path: the entities' and
+// those of relation items, references and scopes written in it (not those JSONata builds).
+func (m *Mapping) Schemas(add func(path, schema string)) {
+	for _, ce := range m.entities {
+		add("configuration."+ce.path+".entity_schema", ce.schema)
+		for j, f := range ce.fields {
+			if f.relation != nil {
+				for k, it := range f.relation.items {
+					add(fmt.Sprintf("configuration.%s.relations.items[%d].entity_schema", ce.fieldPaths[j], k), it.schema)
+				}
+			}
+			if f.relationRefs != nil {
+				for k, it := range f.relationRefs.items {
+					add(fmt.Sprintf("configuration.%s.relation_refs.items[%d].entity_schema", ce.fieldPaths[j], k), it.related.schema)
+				}
+			}
+		}
+		if ce.scope != nil && ce.scope.schema != "" {
+			add("configuration."+ce.path+".scope.schema", ce.scope.schema)
+		}
+	}
+}
+
 // RefTargets calls add for every (schema, attribute) this mapping's relation_refs items (those
 // named in the configuration) write elements into: the pipeline keeps those attributes' elements
 // with their _ids, so references keep pointing at the same element (MAPPING.md §9).
