@@ -218,6 +218,7 @@ func (a *application) relationRefs(owner mapping.EntityUpdate, attribute string,
 			next.Arrays = map[string][]refElement{}
 		}
 		next.Arrays[it.Attribute] = elems
+		next.LastWrite = 0 // this write changed the entity: its own mapping's next upsert is no no-op
 		attrs := mapping.Attributes{{Name: it.Attribute, Value: elementsJSON(elems)}}
 		if next.Placeholder {
 			// A placeholder also holds the unique ids it was found by; an entity that exists keeps

@@ -34,6 +34,8 @@ func TestRelationRefsPreserveElementIDs(t *testing.T) {
 		ev("contact", "contacts", `{"kunde":"K-700","adr_id":"a1","str":"Ring 5","ort":"Köln","plz":"50667"}`),
 		ev("same", "orders", ring("K-700", "50667")),
 		ev("other", "orders", ring("K-700", "50668")),
+		// What the contact's mapping last wrote, sent again: the reference changed the contact since.
+		ev("contact-same", "contacts", `{"kunde":"K-700","adr_id":"a1","str":"Ring 5","ort":"Köln","plz":"50667"}`),
 		ev("contact-again", "contacts", `{"kunde":"K-700","name":"Ann","str":"Ring 5","ort":"Köln","plz":"50667"}`),
 		ev("missing", "orders", ring("K-999", "50667")),
 	})
@@ -100,6 +102,11 @@ func TestRelationRefsPreserveElementIDs(t *testing.T) {
 	read("other", "order")
 	if r := attrs.BillingAddress.Refs; len(r) != 1 || r[0] != (ref{contactID, "address", a2}) {
 		t.Errorf("other: billing_address %+v, want %s", r, a2)
+	}
+
+	read("contact-same", "contact")
+	if len(attrs.Address) != 1 || attrs.Address[0].ID != a1 {
+		t.Errorf("contact-same: %+v, want the contact's own single address again (not a no-op)", attrs.Address)
 	}
 
 	read("contact-again", "contact")
