@@ -69,6 +69,8 @@ type PricingInput struct {
 	Error   string        `json:"error,omitempty"`
 	// Names maps each result attribute's default name to the one written ("" = not written).
 	Names map[string]string `json:"-"`
+	// Path is the pricing block's configuration path, for errors.
+	Path string `json:"-"`
 }
 
 // PricingLine is one line before pricing: a catalog reference or a custom line.
@@ -235,7 +237,7 @@ func compilePricingRef(path, defaultSchema string, rc *pricingRefConfig, eng jso
 // extract builds the pricing input of one entity item. Failures do not fail the event here: the
 // apply stage handles them by on_error.
 func (cp *compiledPricing) extract(ctx context.Context, path string, item any, env *jsonata.Env) *PricingInput {
-	in := &PricingInput{OnError: cp.onError, Names: cp.names, Lines: []PricingLine{}}
+	in := &PricingInput{OnError: cp.onError, Names: cp.names, Lines: []PricingLine{}, Path: path}
 	fail := func(format string, args ...any) *PricingInput {
 		in.Lines, in.Error = []PricingLine{}, fmt.Sprintf(format, args...)
 		return in

@@ -3,6 +3,7 @@ package mapping
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
@@ -77,7 +78,13 @@ func (m *Mapping) Simulate(ctx context.Context, payload any, now time.Time) (*Si
 		sim.EntityUpdates = []EntityUpdate{}
 	}
 	for i := range sim.EntityUpdates {
-		sim.EntityUpdates[i].Attributes = withoutFileProxyURLs(sim.EntityUpdates[i].Attributes)
+		u := &sim.EntityUpdates[i]
+		u.Attributes = withoutFileProxyURLs(u.Attributes)
+		if u.Pricing != nil && (u.Mode == "upsert" || strings.HasPrefix(u.Mode, "upsert-prune-scope-")) {
+			if err := simulatePricing(u, sim); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if sim.MeterReadingsUpdates == nil {
 		sim.MeterReadingsUpdates = []MeterReadingUpdate{}
