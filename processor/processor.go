@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -173,11 +174,11 @@ func (p *Processor) Run(ctx context.Context) error {
 			return fmt.Errorf("processor: begin transaction: %w", err)
 		}
 		promise := kgo.AbortingFirstErrPromise(sess.Client())
-		fetches.EachRecord(func(rec *kgo.Record) {
-			for _, out := range p.process(ctx, rec) {
+		for _, in := range inReceiveOrder(fetches, p.log) {
+			for _, out := range p.process(ctx, in.rec, &in.ev) {
 				sess.Produce(ctx, out, promise.Promise())
 			}
-		})
+		}
 		committed, err := sess.End(ctx, promise.Err() == nil)
 		if committed {
 			p.dedup.commit()
@@ -204,27 +205,48 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 }
 
+// polledEvent is a consumed record and its event.
+type polledEvent struct {
+	rec *kgo.Record
+	ev  envelope.Event
+}
+
+// inReceiveOrder decodes a poll's records and orders them by receive time. Events are spread over
+// partitions by deduplication id or event id, not by entity, so a poll holds one ERP batch's
+// events in partition order; mapped in that order, a later event of an entity would be applied
+// before an earlier one (which is then late, and written under the newer one). Within a
+// partition the order is kept for equal times.
+func inReceiveOrder(fetches kgo.Fetches, log *slog.Logger) []polledEvent {
+	out := make([]polledEvent, 0, fetches.NumRecords())
+	fetches.EachRecord(func(rec *kgo.Record) {
+		var pe polledEvent
+		if err := json.Unmarshal(rec.Value, &pe.ev); err != nil {
+			log.Error("undecodable event record; skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+			return
+		}
+		pe.rec = rec
+		out = append(out, pe)
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ev.ReceivedAtUs < out[j].ev.ReceivedAtUs })
+	return out
+}
+
 // process maps one event record into the records to produce.
-func (p *Processor) process(ctx context.Context, rec *kgo.Record) []*kgo.Record {
-	var ev envelope.Event
-	if err := json.Unmarshal(rec.Value, &ev); err != nil {
-		p.log.Error("undecodable event record; skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
-		return nil
-	}
+func (p *Processor) process(ctx context.Context, rec *kgo.Record, ev *envelope.Event) []*kgo.Record {
 	if ev.DeduplicationID != "" && !ev.Replay {
 		receivedMs := ev.ReceivedAtUs / 1000
 		if p.dedup.duplicate(rec.Partition, string(rec.Key), receivedMs) {
-			return []*kgo.Record{p.monitoringRecord(&ev, outcome{useCaseType: registry.TypeInbound, level: envelope.LevelInfo,
+			return []*kgo.Record{p.monitoringRecord(ev, outcome{useCaseType: registry.TypeInbound, level: envelope.LevelInfo,
 				code: "DUPLICATE_EVENT", message: "deduplication_id " + ev.DeduplicationID + " was accepted within the last 24 hours; not mapped again"})}
 		}
 		mark, _ := json.Marshal(dedupRecord{FirstSeenMs: receivedMs, EventID: ev.EventID})
 		p.dedup.stage(rec.Partition, string(rec.Key), receivedMs)
-		outs, o := p.mapEvent(ctx, &ev)
+		outs, o := p.mapEvent(ctx, ev)
 		outs = append(outs, &kgo.Record{Topic: p.cfg.Topics.Dedup, Key: rec.Key, Value: mark})
-		return append(outs, p.monitoringRecord(&ev, o))
+		return append(outs, p.monitoringRecord(ev, o))
 	}
-	outs, o := p.mapEvent(ctx, &ev)
-	return append(outs, p.monitoringRecord(&ev, o))
+	outs, o := p.mapEvent(ctx, ev)
+	return append(outs, p.monitoringRecord(ev, o))
 }
 
 type outcome struct {

@@ -91,6 +91,13 @@ func runPipeline(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, eve
 		// one deduplication-id stream would be).
 		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte("one-partition"), Value: b}).FirstErr())
 	}
+	return processProduced(t, c, reg, events)
+}
+
+// processProduced runs a processor until every event (produced already) has its monitoring row.
+func processProduced(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, events []envelope.Event) (map[string]envelope.MonitoringEvent, []envelope.EntityWrite) {
+	t.Helper()
+	ctx := context.Background()
 	p, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
 		Now: func() time.Time { return time.UnixMilli(5000) }, FileProxyBaseURL: "https://files.example.com"})
 	must(t, err)
@@ -279,5 +286,34 @@ func TestDeclaredEntitySchemas(t *testing.T) {
 	}
 	if m := monitoring["open"]; m.Code != "ENTITY_UPDATED" {
 		t.Errorf("an integration that declares no schemas: %s (%s)", m.Code, m.Message)
+	}
+}
+
+// Events of one entity sit in different partitions (they are keyed by deduplication or event id).
+// A poll holding both maps them in receive order, not partition order: the later append sees
+// the earlier one.
+func TestAPollIsMappedInReceiveOrder(t *testing.T) {
+	c, reg := withUseCases(t, map[string]json.RawMessage{"contracts": contractConfig("_append")})
+	ctx := context.Background()
+	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	must(t, err)
+	defer producer.Close()
+	seq := &eventSeq{}
+	first := seq.ev("first", "contracts", `{"nr":"V-1","kontakte":[{"no":"K-1","rolle":"A"}]}`)
+	second := seq.ev("second", "contracts", `{"nr":"V-1","kontakte":[{"no":"K-2","rolle":"B"}]}`)
+	// The later event in the lower partition: partition order would map it first.
+	for partition, e := range []envelope.Event{second, first} {
+		b, _ := json.Marshal(e)
+		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Partition: int32(partition), Value: b}).FirstErr())
+	}
+	_, writes := processProduced(t, c, reg, []envelope.Event{first, second})
+	var last envelope.EntityWrite
+	for _, w := range writes {
+		if w.EntitySchema == "contract" && w.Version >= last.Version {
+			last = w
+		}
+	}
+	if last.EventID != "second" || strings.Count(string(last.Attributes), `"entity_id"`) != 2 {
+		t.Errorf("the newest contract write (%s) is %s, want the second event's with both contacts appended", last.EventID, last.Attributes)
 	}
 }
