@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -141,7 +142,7 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 		case u.Mode == "delete" || u.Mode == "purge" || a.honorDel:
 			f = a.remove(u, id, cur, late)
 		case late:
-			f = a.lateUpsert(u, id)
+			f = a.lateUpsert(u, id, cur)
 		default:
 			f = a.upsert(u, id, cur)
 		}
@@ -185,24 +186,67 @@ func (a *application) remove(u mapping.EntityUpdate, id string, cur *entityState
 
 // lateUpsert writes an event older than the entity's state: as it is, without reading or
 // changing the state (ClickHouse keeps the newer version).
-func (a *application) lateUpsert(u mapping.EntityUpdate, id string) *failure {
-	attrs, _, f := a.resolve(u)
+func (a *application) lateUpsert(u mapping.EntityUpdate, id string, cur *entityState) *failure {
+	attrs, stubs, f := a.resolve(u)
 	if f != nil {
 		return f
 	}
-	// A late event cannot read the state references need: its references are left out.
+	// Appends do not depend on order: a late event's appended items are merged into the entity's
+	// current list and written as a write of their own above the state's version (in the late
+	// write, the projector would rightly let the newer list win). References need the state the
+	// late event cannot read: they are left out.
+	next := *cur
+	next.Relations = maps.Clone(cur.Relations)
+	var appended mapping.Attributes
 	kept := attrs[:0]
-	for _, at := range attrs {
-		if _, isRef := at.Value.(*mapping.RelationRef); !isRef {
-			kept = append(kept, at)
+	for i, at := range attrs {
+		switch v := at.Value.(type) {
+		case *mapping.RelationRef:
+			continue
+		case *mapping.ResolvedRelation:
+			op := u.Attributes[i].Value.(*mapping.Relation).Operation
+			if cur.live() && (op == "_append" || op == "_append_all") {
+				merged := mapping.MergeRelation(op, cur.Relations[at.Name], v.Items)
+				if !reflect.DeepEqual(merged, cur.Relations[at.Name]) {
+					appended = append(appended, mapping.Attribute{Name: at.Name, Value: &mapping.ResolvedRelation{Items: merged}})
+					next.Relations[at.Name] = merged
+				}
+				continue
+			}
 		}
+		kept = append(kept, at)
 	}
-	return a.emit(id, u, kept, envelope.OpUpsert, a.version)
+	if f := a.emit(id, u, kept, envelope.OpUpsert, a.version); f != nil {
+		return f
+	}
+	if len(appended) > 0 {
+		next.Version, next.LastWrite = cur.Version+1, 0
+		if f := a.emit(id, u, appended, envelope.OpUpsert, next.Version); f != nil {
+			return f
+		}
+		a.changed[id] = &next
+	}
+	a.placeholders(stubs)
+	return nil
+}
+
+// placeholders writes a placeholder for each related entity not found (MAPPING.md §8's deferred
+// creation), unless one is there already.
+func (a *application) placeholders(stubs []mapping.EntityUpdate) {
+	org := a.ev.OrgID
+	for _, st := range stubs {
+		sid := st.EntityID(org)
+		if a.state(sid) != nil {
+			continue // a placeholder is there already
+		}
+		_ = a.emit(sid, st, st.Attributes, envelope.OpUpsert, stubVersion)
+		a.changed[sid] = &entityState{Schema: st.EntitySlug, Placeholder: true, Version: stubVersion,
+			Keys: a.keysFor(st.EntitySlug, nil, st.Attributes)}
+	}
 }
 
 // upsert creates or patches an entity: relations, references, pricing, element ids, lookup keys.
 func (a *application) upsert(u mapping.EntityUpdate, id string, cur *entityState) *failure {
-	org := a.ev.OrgID
 	if a.honorCreate && cur.live() {
 		return a.fail("ENTITY_ALREADY_EXISTS", "CREATE of %s %s, which exists", u.EntitySlug, uniqueIDsText(u))
 	}
@@ -289,15 +333,7 @@ func (a *application) upsert(u mapping.EntityUpdate, id string, cur *entityState
 		return a.fail("ATTRIBUTE_TYPE_MISMATCH", "entity %s: %v", u.EntitySlug, err)
 	}
 	a.changed[id] = next
-	for _, st := range stubs {
-		sid := st.EntityID(org)
-		if a.state(sid) != nil {
-			continue // a placeholder is there already
-		}
-		_ = a.emit(sid, st, st.Attributes, envelope.OpUpsert, stubVersion)
-		a.changed[sid] = &entityState{Schema: st.EntitySlug, Placeholder: true, Version: stubVersion,
-			Keys: a.keysFor(st.EntitySlug, nil, st.Attributes)}
-	}
+	a.placeholders(stubs)
 	return nil
 }
 

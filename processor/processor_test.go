@@ -317,3 +317,24 @@ func TestAPollIsMappedInReceiveOrder(t *testing.T) {
 		t.Errorf("the newest contract write (%s) is %s, want the second event's with both contacts appended", last.EventID, last.Attributes)
 	}
 }
+
+// An event older than the entity's state (mapped in a later poll than a newer one) still gets its
+// appends in: merged into the current list and written above the state's version.
+func TestALateEventsAppendsAreMerged(t *testing.T) {
+	c, reg := withUseCases(t, map[string]json.RawMessage{"contracts": contractConfig("_append")})
+	newer := envelope.Event{EventID: "newer", OrgID: "org", IntegrationID: "int", UseCaseID: "contracts", Format: "json",
+		Payload: json.RawMessage(`{"nr":"V-1","kontakte":[{"no":"K-2","rolle":"B"}]}`), ReceivedAtUs: 2000}
+	older := envelope.Event{EventID: "older", OrgID: "org", IntegrationID: "int", UseCaseID: "contracts", Format: "json",
+		Payload: json.RawMessage(`{"nr":"V-1","kontakte":[{"no":"K-1","rolle":"A"}]}`), ReceivedAtUs: 1000}
+	runPipeline(t, c, reg, []envelope.Event{newer})
+	_, writes := runPipeline(t, c, reg, []envelope.Event{older})
+	var merged *envelope.EntityWrite
+	for i, w := range writes {
+		if w.EventID == "older" && w.EntitySchema == "contract" && w.Version > 2000 {
+			merged = &writes[i]
+		}
+	}
+	if merged == nil || strings.Count(string(merged.Attributes), `"entity_id"`) != 2 || merged.Version != 2001 {
+		t.Fatalf("no write of the late append above the newer version: %+v", writes)
+	}
+}

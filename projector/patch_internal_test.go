@@ -53,11 +53,10 @@ func TestPatchLaysWritesOverTheStoredAttributesInVersionOrder(t *testing.T) {
 			t.Errorf("version %d: %s, want %s", v, got[v], w)
 		}
 	}
-	// Merging again (a batch re-written after a crash) gives the same rows.
+	// Merging again (a batch re-written after a crash) writes nothing: the row holds it already.
 	p.cfg.Sink = storedSink{stored: map[string]StoredEntity{"e1": {Version: 30, Attributes: []byte(`{"no":"K-1","name":"Lea","city":"Bonn","tags":["a"]}`)}}}
-	again, _ := p.patch(context.Background(), writes[:1])
-	if string(again[0].Attributes) != `{"no":"K-1","name":"Lea","city":"Bonn","tags":["a"]}` {
-		t.Errorf("re-merge: %s", again[0].Attributes)
+	if again, _ := p.patch(context.Background(), writes[:1]); len(again) != 0 {
+		t.Errorf("re-merge wrote %s", again[0].Attributes)
 	}
 }
 

@@ -43,8 +43,10 @@ type EntityScope struct{ OrgID, Schema string }
 // StoredEntity is an entity's latest stored row.
 type StoredEntity struct {
 	Version           uint64
+	Deleted           bool
 	UniqueIdentifiers []byte
 	Attributes        []byte
+	AttributeVersions []byte
 }
 
 // Config of the projector.
@@ -379,8 +381,9 @@ func (p *Projector) retention(ctx context.Context) {
 // patch gives entity writes patch semantics (MAPPING.md §7.1: only mapped attributes are
 // written): each write's attributes are laid over the entity's stored ones, in version order, so
 // an attribute a later event does not map (another use case's, or one left undefined) keeps its
-// value. A write older than the stored row is dropped (ClickHouse would keep the newer row
-// anyway). Merging is idempotent, so a batch written again after a crash merges to the same rows.
+// value. Merging is per attribute, by version (lww.go): a write older than the stored row still
+// sets the attributes no newer write set, and a write that adds nothing is not written, so a
+// batch written again after a crash changes nothing.
 // Entity writes are keyed by entity id, so one projector owns all writes of an entity.
 func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([]envelope.EntityWrite, error) {
 	scopes := map[EntityScope][]string{}
@@ -401,9 +404,6 @@ func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([
 	out := sorted[:0]
 	for _, w := range sorted {
 		cur, ok := stored[w.EntityID]
-		if ok && cur.Version > w.Version {
-			continue
-		}
 		if ok && len(cur.UniqueIdentifiers) > 0 {
 			// The unique identifiers are every value the entity was addressed by: a write that found
 			// it by email keeps the customer number it was created with; a tombstone by id (a prune)
@@ -414,15 +414,25 @@ func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([
 				w.UniqueIdentifiers = merged
 			}
 		}
-		if ok && w.Op != envelope.OpPurge { // a purge drops what was stored
-			merged, err := mergeAttributes(cur.Attributes, w.Attributes)
-			if err != nil {
+		if !ok {
+			if w.Op == envelope.OpPurge {
+				w.Attributes = json.RawMessage(`{}`) // a purge keeps nothing but the unique identifiers
+			}
+			w.AttributeVersions = firstVersions(&w)
+		} else {
+			merged, changed, err := mergeWrite(cur, w)
+			switch {
+			case err != nil:
 				p.log.Error("stored entity attributes unreadable; the write replaces them", "entity_id", w.EntityID, "err", err)
-			} else {
-				w.Attributes = merged
+				w.AttributeVersions = firstVersions(&w)
+			case !changed:
+				continue // applied already, or older than everything it sets
+			default:
+				w = merged
 			}
 		}
-		stored[w.EntityID] = StoredEntity{Version: w.Version, UniqueIdentifiers: w.UniqueIdentifiers, Attributes: w.Attributes}
+		stored[w.EntityID] = StoredEntity{Version: w.Version, Deleted: w.Op != envelope.OpUpsert, UniqueIdentifiers: w.UniqueIdentifiers,
+			Attributes: w.Attributes, AttributeVersions: w.AttributeVersions}
 		out = append(out, w)
 	}
 	return out, nil

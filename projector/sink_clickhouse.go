@@ -19,7 +19,8 @@ type ClickHouseSink struct {
 // WriteEntities inserts entity writes.
 func (s *ClickHouseSink) WriteEntities(ctx context.Context, rows []envelope.EntityWrite) error {
 	b, err := s.Conn.PrepareBatch(ctx, `INSERT INTO entities (org_id, entity_schema, entity_id, version, deleted,
-		unique_identifiers, attributes, integration_id, use_case_id, event_id, correlation_id, written_at_ms)`)
+		unique_identifiers, attributes, integration_id, use_case_id, event_id, correlation_id, written_at_ms,
+		attribute_versions)`)
 	if err != nil {
 		return fmt.Errorf("prepare entities batch: %w", err)
 	}
@@ -32,7 +33,7 @@ func (s *ClickHouseSink) WriteEntities(ctx context.Context, rows []envelope.Enti
 		}
 		if err := b.Append(r.OrgID, r.EntitySchema, r.EntityID, r.Version, deleted,
 			string(r.UniqueIdentifiers), string(r.Attributes), r.IntegrationID, r.UseCaseID, r.EventID,
-			r.CorrelationID, uint64(r.WrittenAtMs)); err != nil {
+			r.CorrelationID, uint64(r.WrittenAtMs), string(r.AttributeVersions)); err != nil {
 			return fmt.Errorf("append entity row: %w", err)
 		}
 	}
@@ -163,19 +164,21 @@ func (s *ClickHouseSink) CurrentEntities(ctx context.Context, ids map[EntityScop
 			for i, id := range part {
 				set[i] = id
 			}
-			rows, err := s.Conn.Query(ctx, `SELECT entity_id, version, unique_identifiers, attributes FROM entities FINAL
+			rows, err := s.Conn.Query(ctx, `SELECT entity_id, version, deleted, unique_identifiers, attributes, attribute_versions FROM entities FINAL
 				WHERE org_id = ? AND entity_schema = ? AND entity_id IN ?`, scope.OrgID, scope.Schema, clickhouse.GroupSet{Value: set})
 			if err != nil {
 				return nil, fmt.Errorf("current entities: %w", err)
 			}
 			for rows.Next() {
-				var id, uids, attrs string
+				var id, uids, attrs, versions string
 				var version uint64
-				if err := rows.Scan(&id, &version, &uids, &attrs); err != nil {
+				var deleted uint8
+				if err := rows.Scan(&id, &version, &deleted, &uids, &attrs, &versions); err != nil {
 					rows.Close()
 					return nil, err
 				}
-				out[id] = StoredEntity{Version: version, UniqueIdentifiers: []byte(uids), Attributes: []byte(attrs)}
+				out[id] = StoredEntity{Version: version, Deleted: deleted == 1, UniqueIdentifiers: []byte(uids), Attributes: []byte(attrs),
+					AttributeVersions: []byte(versions)}
 			}
 			rows.Close()
 			if err := rows.Err(); err != nil {

@@ -71,6 +71,8 @@ type EntityWrite struct {
 	EventID       string `json:"event_id"`
 	CorrelationID string `json:"correlation_id"`
 	WrittenAtMs   int64  `json:"written_at_ms"`
+	// AttributeVersions is the projector's bookkeeping stored with the row (not sent on Kafka).
+	AttributeVersions json.RawMessage `json:"-"`
 }
 
 // Level of a monitoring event. Stored as is; the 0.58.0 API has no "info" and shows it as "skipped".

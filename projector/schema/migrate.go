@@ -8,6 +8,7 @@ import (
 	"embed"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -98,6 +99,16 @@ func Migrate(ctx context.Context, conn driver.Conn, log *slog.Logger) error {
 			continue
 		}
 		for i, stmt := range m.Statements {
+			if table, column, ok := addsColumn(stmt); ok {
+				var n uint64
+				if err := conn.QueryRow(ctx, `SELECT count() FROM system.columns WHERE database = currentDatabase()
+					AND table = ? AND name = ?`, table, column).Scan(&n); err != nil {
+					return fmt.Errorf("migration %s statement %d: %w", m.Name, i+1, err)
+				}
+				if n > 0 {
+					continue // added before the migration was recorded
+				}
+			}
 			if err := conn.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("migration %s statement %d: %w", m.Name, i+1, err)
 			}
@@ -115,4 +126,16 @@ func Migrate(ctx context.Context, conn driver.Conn, log *slog.Logger) error {
 		log.Info("applied clickhouse migration", "version", m.Version, "name", m.Name)
 	}
 	return nil
+}
+
+var addColumn = regexp.MustCompile(`(?is)^\s*ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)\s`)
+
+// addsColumn recognises ALTER TABLE t ADD COLUMN c …: ClickHouse 18.16 has no IF NOT EXISTS
+// there, so the migrator checks system.columns itself.
+func addsColumn(stmt string) (table, column string, ok bool) {
+	m := addColumn.FindStringSubmatch(stmt)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[2], true
 }

@@ -34,3 +34,12 @@ func TestSplitStatements(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestAddColumnStatementsAreRecognised(t *testing.T) {
+	if table, column, ok := addsColumn("ALTER TABLE entities ADD COLUMN attribute_versions String DEFAULT ''"); !ok || table != "entities" || column != "attribute_versions" {
+		t.Errorf("got %q %q %v", table, column, ok)
+	}
+	if _, _, ok := addsColumn("CREATE TABLE x (a String) ENGINE = Memory"); ok {
+		t.Error("a CREATE TABLE taken for an ADD COLUMN")
+	}
+}

@@ -1,0 +1,129 @@
+package projector
+
+import (
+	"encoding/json"
+	"errors"
+
+	"github.com/erpstream/erpstream/internal/envelope"
+	engine "github.com/erpstream/erpstream/jsonata"
+)
+
+// attributeVersions is stored with each entity row (column attribute_versions): the version of
+// the write that set each attribute, of the last delete or restore, and of the last purge. With
+// them a write older than the stored row still lands where it belongs: events of one entity can
+// be mapped out of order (they sit in different partitions), and dropping an older partial write
+// would lose the attributes no newer write set (patch semantics, MAPPING.md §7.1).
+type attributeVersions struct {
+	Attrs   map[string]uint64 `json:"a"`
+	Deleted uint64            `json:"d,omitempty"` // the write that last set the deleted flag
+	Purged  uint64            `json:"p,omitempty"` // attributes up to this version were dropped
+}
+
+// versionsOf reads a stored row's versions; a row written before they existed counts every
+// attribute (and its deleted flag) at the row's version.
+func versionsOf(cur StoredEntity, attrs *engine.Object) attributeVersions {
+	var av attributeVersions
+	if len(cur.AttributeVersions) > 0 && json.Unmarshal(cur.AttributeVersions, &av) == nil && av.Attrs != nil {
+		return av
+	}
+	av = attributeVersions{Attrs: map[string]uint64{}, Deleted: cur.Version}
+	for _, k := range attrs.Keys() {
+		av.Attrs[k] = cur.Version
+	}
+	return av
+}
+
+func decodeObject(b []byte) (*engine.Object, error) {
+	if len(b) == 0 {
+		return engine.NewObject(), nil
+	}
+	v, err := engine.DecodeJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	o, ok := v.(*engine.Object)
+	if !ok {
+		return nil, errors.New("not a JSON object")
+	}
+	return o, nil
+}
+
+// firstVersions are the versions of an entity's first row.
+func firstVersions(w *envelope.EntityWrite) json.RawMessage {
+	av := attributeVersions{Attrs: map[string]uint64{}, Deleted: w.Version}
+	if o, err := decodeObject(w.Attributes); err == nil {
+		for _, k := range o.Keys() {
+			av.Attrs[k] = w.Version
+		}
+	}
+	if w.Op == envelope.OpPurge {
+		av.Purged = w.Version
+	}
+	b, _ := json.Marshal(av)
+	return b
+}
+
+// mergeWrite lays w over the stored row, attribute by attribute: an attribute takes w's value
+// unless a newer write set it (or a newer purge dropped it); the deleted flag follows the newest
+// delete, restore or purge. changed is false when w adds nothing (a write applied already, as
+// after a crash, or one every attribute of which is newer in the row): nothing is written then.
+// The row's version is w's, or one above the stored row's for a write older than it, so the
+// merged row is the newest.
+func mergeWrite(cur StoredEntity, w envelope.EntityWrite) (row envelope.EntityWrite, changed bool, _ error) {
+	base, err := decodeObject(cur.Attributes)
+	if err != nil {
+		return w, true, err
+	}
+	patch, err := decodeObject(w.Attributes)
+	if err != nil {
+		return w, true, err
+	}
+	av := versionsOf(cur, base)
+	v := w.Version
+	deleted, isDelete := cur.Deleted, w.Op != envelope.OpUpsert
+	if v > av.Deleted {
+		changed = changed || deleted != isDelete
+		deleted, av.Deleted = isDelete, v
+	}
+	if w.Op == envelope.OpPurge && v > av.Purged {
+		kept := engine.NewObject()
+		for _, k := range base.Keys() {
+			if av.Attrs[k] > v {
+				x, _ := base.Get(k)
+				kept.Set(k, x)
+			} else {
+				delete(av.Attrs, k)
+				changed = true
+			}
+		}
+		base, av.Purged = kept, v
+	}
+	if w.Op != envelope.OpPurge && v > av.Purged {
+		for _, k := range patch.Keys() {
+			if v > av.Attrs[k] {
+				x, _ := patch.Get(k)
+				base.Set(k, x)
+				av.Attrs[k] = v
+				changed = true
+			}
+		}
+	}
+	if !changed {
+		return w, false, nil
+	}
+	row = w
+	if row.Attributes, err = engine.MarshalValue(base); err != nil {
+		return w, true, err
+	}
+	if v <= cur.Version {
+		row.Version = cur.Version + 1
+	}
+	if deleted != isDelete { // an older write under a newer delete or restore
+		row.Op = envelope.OpUpsert
+		if deleted {
+			row.Op = envelope.OpDelete
+		}
+	}
+	row.AttributeVersions, _ = json.Marshal(av)
+	return row, true, nil
+}
