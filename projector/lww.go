@@ -14,23 +14,49 @@ import (
 // be mapped out of order (they sit in different partitions), and dropping an older partial write
 // would lose the attributes no newer write set (patch semantics, MAPPING.md §7.1).
 type attributeVersions struct {
-	Attrs   map[string]uint64 `json:"a"`
+	Attrs   map[string]uint64 `json:"a,omitempty"`
 	Deleted uint64            `json:"d,omitempty"` // the write that last set the deleted flag
 	Purged  uint64            `json:"p,omitempty"` // attributes up to this version were dropped
 }
 
-// versionsOf reads a stored row's versions; a row written before they existed counts every
-// attribute (and its deleted flag) at the row's version.
+// versionsOf reads a stored row's versions. Only versions other than the row's are stored (most
+// rows store none: their last write set every attribute they hold), and rows written before
+// versions existed store none either: an attribute or deleted flag without one is at the row's.
 func versionsOf(cur StoredEntity, attrs *engine.Object) attributeVersions {
 	var av attributeVersions
-	if len(cur.AttributeVersions) > 0 && json.Unmarshal(cur.AttributeVersions, &av) == nil && av.Attrs != nil {
-		return av
+	if len(cur.AttributeVersions) > 0 {
+		_ = json.Unmarshal(cur.AttributeVersions, &av)
 	}
-	av = attributeVersions{Attrs: map[string]uint64{}, Deleted: cur.Version}
+	if av.Attrs == nil {
+		av.Attrs = map[string]uint64{}
+	}
 	for _, k := range attrs.Keys() {
-		av.Attrs[k] = cur.Version
+		if _, ok := av.Attrs[k]; !ok {
+			av.Attrs[k] = cur.Version
+		}
+	}
+	if av.Deleted == 0 {
+		av.Deleted = cur.Version
 	}
 	return av
+}
+
+// compact stores only the versions that differ from the row's version.
+func (av attributeVersions) compact(rowVersion uint64) json.RawMessage {
+	out := attributeVersions{Attrs: map[string]uint64{}, Purged: av.Purged}
+	for k, v := range av.Attrs {
+		if v != rowVersion {
+			out.Attrs[k] = v
+		}
+	}
+	if av.Deleted != rowVersion {
+		out.Deleted = av.Deleted
+	}
+	if len(out.Attrs) == 0 && out.Deleted == 0 && out.Purged == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(out)
+	return b
 }
 
 func decodeObject(b []byte) (*engine.Object, error) {
@@ -48,19 +74,12 @@ func decodeObject(b []byte) (*engine.Object, error) {
 	return o, nil
 }
 
-// firstVersions are the versions of an entity's first row.
+// firstVersions are the versions of an entity's first row: all at the row's, but a purge's.
 func firstVersions(w *envelope.EntityWrite) json.RawMessage {
-	av := attributeVersions{Attrs: map[string]uint64{}, Deleted: w.Version}
-	if o, err := decodeObject(w.Attributes); err == nil {
-		for _, k := range o.Keys() {
-			av.Attrs[k] = w.Version
-		}
-	}
 	if w.Op == envelope.OpPurge {
-		av.Purged = w.Version
+		return attributeVersions{Purged: w.Version}.compact(w.Version)
 	}
-	b, _ := json.Marshal(av)
-	return b
+	return nil
 }
 
 // mergeWrite lays w over the stored row, attribute by attribute: an attribute takes w's value
@@ -124,6 +143,6 @@ func mergeWrite(cur StoredEntity, w envelope.EntityWrite) (row envelope.EntityWr
 			row.Op = envelope.OpDelete
 		}
 	}
-	row.AttributeVersions, _ = json.Marshal(av)
+	row.AttributeVersions = av.compact(row.Version)
 	return row, true, nil
 }
