@@ -186,25 +186,19 @@ func TestPruneScopeRelations(t *testing.T) {
 		Configuration json.RawMessage `json:"configuration"`
 	}
 	must(t, json.Unmarshal(raw, &gc))
-	c := kafkatest.New(t)
-	reg := registrytest.Start(t, c)
-	ctx := context.Background()
-	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}))
-	must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "accounts", OrgID: "org", IntegrationID: "int", Name: "a", Slug: "accounts",
-		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(`{"entities":[{"entity_schema":"billing_account",
-		"unique_ids":["billing_account_number"],"fields":[{"attribute":"billing_account_number","field":"nr"}]}]}`)}))
-	must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "events", OrgID: "org", IntegrationID: "int", Name: "e", Slug: "events",
-		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: gc.Configuration}))
-	ev := func(id, useCase, payload string, at int64) envelope.Event {
-		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
-			Payload: json.RawMessage(payload), ReceivedAtUs: at}
-	}
+	c, reg := withUseCases(t, map[string]json.RawMessage{
+		"accounts": json.RawMessage(`{"entities":[{"entity_schema":"billing_account",
+			"unique_ids":["billing_account_number"],"fields":[{"attribute":"billing_account_number","field":"nr"}]}]}`),
+		"events": gc.Configuration,
+	})
+	seq := &eventSeq{}
+	ev := seq.ev
 	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
-		ev("a", "accounts", `{"nr":"BA-9"}`, 1000),
-		ev("p1", "events", `{"konto":"BA-9","events":[{"id":"E-1"},{"id":"E-2"},{"id":"E-3"}]}`, 2000),
-		ev("p2", "events", `{"konto":"BA-9","events":[{"id":"E-2"},{"id":"E-4"}]}`, 3000),
-		ev("p3", "events", `{"konto":"BA-9","events":[]}`, 4000),
-		ev("p4", "events", `{"konto":"BA-404","events":[]}`, 5000),
+		ev("a", "accounts", `{"nr":"BA-9"}`),
+		ev("p1", "events", `{"konto":"BA-9","events":[{"id":"E-1"},{"id":"E-2"},{"id":"E-3"}]}`),
+		ev("p2", "events", `{"konto":"BA-9","events":[{"id":"E-2"},{"id":"E-4"}]}`),
+		ev("p3", "events", `{"konto":"BA-9","events":[]}`),
+		ev("p4", "events", `{"konto":"BA-404","events":[]}`),
 	})
 	deletedBy := map[string]int{}
 	for _, w := range writes {

@@ -30,11 +30,8 @@ func TestPipelineWritesWhatTheSimulationShows(t *testing.T) {
 	}
 	must(t, json.Unmarshal(raw, &gc))
 
-	c := kafkatest.New(t)
-	reg := registrytest.Start(t, c)
+	c, reg := withUseCases(t, map[string]json.RawMessage{"uc-1": gc.Configuration})
 	ctx := context.Background()
-	must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "uc-1", OrgID: "org", IntegrationID: "int", Name: "c", Slug: "contract",
-		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: gc.Configuration}))
 	const receivedUs = 1_746_088_200_000_000
 	ev := envelope.Event{EventID: "e1", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: gc.Payload,
 		CorrelationID: "c1", ReceivedAtUs: receivedUs}
