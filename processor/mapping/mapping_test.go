@@ -247,3 +247,17 @@ func TestFileProxyURLKeepsParameterOrderAndEncodes(t *testing.T) {
 		t.Errorf("url\n got %v\nwant %s", got, want)
 	}
 }
+
+func TestPricingRefusesNumbersOutOfRange(t *testing.T) {
+	m := compile(t, `{"entities":[{"entity_schema":"order","unique_ids":["nr"],"fields":[{"attribute":"nr","field":"nr"}],
+		"pricing":{"items_jsonata":"[{'description': 'x', 'unit_amount': cent, 'quantity': menge}]"}}]}`)
+	for _, payload := range []string{`{"nr":"1","cent":100,"menge":"NaN"}`, `{"nr":"1","cent":100,"menge":"1e13"}`,
+		`{"nr":"1","cent":999999999999,"menge":10000}`} {
+		p, _ := ParsePayload(json.RawMessage(payload), "json")
+		_, err := m.Simulate(context.Background(), p, time.Now())
+		var me *Error
+		if !errors.As(err, &me) || me.Code != "PRICING_FAILED" {
+			t.Errorf("%s: %v, want PRICING_FAILED", payload, err)
+		}
+	}
+}

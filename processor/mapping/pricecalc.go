@@ -71,6 +71,9 @@ func Price(in *PricingInput, catalog func(l PricingLine, p *PricedLine) error) (
 		if len(lines) > 0 && p.Currency != lines[0].Currency {
 			return nil, fmt.Errorf("line %d: currency %s differs from %s (one currency per entity)", n, p.Currency, lines[0].Currency)
 		}
+		if amount := float64(p.UnitAmount) * p.Quantity; math.Abs(amount) > 1e15 {
+			return nil, fmt.Errorf("line %d: amount %.0f cents is out of range", n, amount)
+		}
 		calculate(&p)
 		lines = append(lines, p)
 	}

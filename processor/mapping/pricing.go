@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -402,14 +403,20 @@ func (l *PricingLine) check() error {
 }
 
 func number(v any) (float64, bool) {
+	var f float64
 	switch x := v.(type) {
 	case float64:
-		return x, true
+		f = x
 	case string:
-		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
-		return f, err == nil
+		var err error
+		if f, err = strconv.ParseFloat(strings.TrimSpace(x), 64); err != nil {
+			return 0, false
+		}
+	default:
+		return 0, false
 	}
-	return 0, false
+	// Amounts are cents in an int64: keep every product of them far inside it.
+	return f, !math.IsNaN(f) && math.Abs(f) < 1e12
 }
 
 func copySign(a, b float64) float64 {
