@@ -131,6 +131,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	sess, err := kgo.NewGroupTransactSession(append(p.cfg.Kafka.BaseOpts(p.log),
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Events),
+		kgo.Balancers(singleActive{}), // one instance maps, the others stand by (balancer.go)
 		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
@@ -141,6 +142,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		// Same hashing as ingest, so a dedup mark lands in the partition number of its event.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+			p.log.Info("processor active: mapping events", "partitions", len(assigned[p.cfg.Topics.Events]))
 			if err := p.dedup.restore(ctx, p.cfg.Kafka, p.cfg.Topics.Dedup, assigned[p.cfg.Topics.Events]); err != nil {
 				p.log.Error("dedup restore failed; duplicates may be processed again", "err", err)
 			}

@@ -3,12 +3,14 @@ package processor_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/envelope"
@@ -337,4 +339,83 @@ func TestALateEventsAppendsAreMerged(t *testing.T) {
 	if merged == nil || strings.Count(string(merged.Attributes), `"entity_id"`) != 2 || merged.Version != 2001 {
 		t.Fatalf("no write of the late append above the newer version: %+v", writes)
 	}
+}
+
+// Two processor instances: one maps every event (exactly once), the other stands by, and takes
+// over when the active one stops.
+func TestOneInstanceMapsTheOtherStandsBy(t *testing.T) {
+	c, reg := withUseCases(t, map[string]json.RawMessage{"customers": json.RawMessage(mappingConfig)})
+	ctx := context.Background()
+	type instance struct {
+		metrics *prometheus.Registry
+		stop    context.CancelFunc
+		done    chan error
+	}
+	start := func(id string) *instance {
+		in := &instance{metrics: prometheus.NewRegistry(), done: make(chan error, 1)}
+		p, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
+			InstanceID: id, Metrics: in.metrics})
+		must(t, err)
+		runCtx, cancel := context.WithCancel(ctx)
+		in.stop = cancel
+		go func() { in.done <- p.Run(runCtx) }()
+		return in
+	}
+	mapped := func(in *instance) float64 {
+		families, _ := in.metrics.Gather()
+		total := 0.0
+		for _, f := range families {
+			if f.GetName() == "erpstream_processor_events_total" {
+				for _, m := range f.GetMetric() {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return total
+	}
+	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
+	must(t, err)
+	defer producer.Close()
+	send := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			e := envelope.Event{EventID: fmt.Sprint("e", i), OrgID: "org", IntegrationID: "int", UseCaseID: "customers", Format: "json",
+				Payload: json.RawMessage(fmt.Sprintf(`{"no":"K-%d","name":"n"}`, i)), ReceivedAtUs: int64(1000 + i)}
+			b, _ := json.Marshal(e)
+			// Keys spread the events over every partition, as ingest's do.
+			must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte(e.EventID), Value: b}).FirstErr())
+		}
+	}
+	waitTotal := func(want float64, ins ...*instance) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			total := 0.0
+			for _, in := range ins {
+				total += mapped(in)
+			}
+			if total == want {
+				return
+			}
+			if total > want || time.Now().After(deadline) {
+				t.Fatalf("%v events mapped, want %v", total, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	a, b := start("a"), start("b")
+	send(0, 40)
+	waitTotal(40, a, b)
+	active, standby := a, b
+	if mapped(b) > 0 {
+		active, standby = b, a
+	}
+	if mapped(standby) != 0 || mapped(active) != 40 {
+		t.Fatalf("events mapped by the instances: %v and %v, want all by one", mapped(a), mapped(b))
+	}
+	active.stop()
+	must(t, <-active.done)
+	send(40, 20)
+	waitTotal(20, standby)
+	standby.stop()
+	must(t, <-standby.done)
 }
