@@ -57,8 +57,8 @@ type entityStore struct {
 	readings       map[string]map[string]bool
 	stagedReadings map[string]map[string]bool
 	// byKey indexes entities by lookup key (lookup.go); stagedByKey the open transaction's.
-	byKey       map[lookupKey][]string
-	stagedByKey map[lookupKey][]string
+	byKey       map[lookupKey]idSet
+	stagedByKey map[lookupKey]idSet
 	// names holds one copy of each schema and attribute name: decoded states would otherwise
 	// carry a copy each.
 	names map[string]string
@@ -69,7 +69,7 @@ type entityStore struct {
 func newEntityStore(log *slog.Logger) *entityStore {
 	return &entityStore{m: map[string]*entityState{}, staged: map[string]*entityState{}, relatedFrom: map[string]map[string]bool{},
 		readings: map[string]map[string]bool{}, stagedReadings: map[string]map[string]bool{},
-		byKey: map[lookupKey][]string{}, stagedByKey: map[lookupKey][]string{}, names: map[string]string{},
+		byKey: map[lookupKey]idSet{}, stagedByKey: map[lookupKey]idSet{}, names: map[string]string{},
 		ready: make(chan struct{}), log: log}
 }
 

@@ -124,37 +124,77 @@ func lookupValue(v any) string {
 	return ""
 }
 
-// indexKeysLocked adds (add) or removes an entity's keys from the index.
-func (s *entityStore) indexKeysLocked(index map[lookupKey][]string, id string, keys attrKeys, add bool) {
-	for _, k := range keys {
-		ids := index[k.Key]
-		if add {
-			if !contains(ids, id) {
-				index[k.Key] = append(ids, id)
-			}
-			continue
-		}
-		for i, x := range ids {
-			if x == id {
-				ids = append(ids[:i:i], ids[i+1:]...)
-				break
-			}
-		}
-		if len(ids) == 0 {
-			delete(index, k.Key)
-		} else {
-			index[k.Key] = ids
-		}
+// idSet holds the entities of one lookup key: a few in a slice (most keys are one entity's
+// unique id), many in a map, so that low-cardinality attributes (a query scope's supplier or
+// market) do not make every add and remove a scan.
+type idSet struct {
+	few  []string
+	many map[string]struct{}
+}
+
+const idSetSliceMax = 16
+
+func (s idSet) len() int { return len(s.few) + len(s.many) }
+
+func (s idSet) each(fn func(id string)) {
+	for _, id := range s.few {
+		fn(id)
+	}
+	for id := range s.many {
+		fn(id)
 	}
 }
 
-func contains(ids []string, id string) bool {
-	for _, x := range ids {
+func (s idSet) add(id string) idSet {
+	if s.many != nil {
+		s.many[id] = struct{}{}
+		return s
+	}
+	for _, x := range s.few {
 		if x == id {
-			return true
+			return s
 		}
 	}
-	return false
+	if len(s.few) < idSetSliceMax {
+		s.few = append(s.few, id)
+		return s
+	}
+	s.many = make(map[string]struct{}, 2*idSetSliceMax)
+	for _, x := range s.few {
+		s.many[x] = struct{}{}
+	}
+	s.many[id], s.few = struct{}{}, nil
+	return s
+}
+
+func (s idSet) remove(id string) idSet {
+	if s.many != nil {
+		delete(s.many, id)
+		return s
+	}
+	for i, x := range s.few {
+		if x == id {
+			s.few = append(s.few[:i:i], s.few[i+1:]...)
+			break
+		}
+	}
+	return s
+}
+
+// indexKeysLocked adds (add) or removes an entity's keys from the index.
+func (s *entityStore) indexKeysLocked(index map[lookupKey]idSet, id string, keys attrKeys, add bool) {
+	for _, k := range keys {
+		set := index[k.Key]
+		if add {
+			index[k.Key] = set.add(id)
+			continue
+		}
+		if set = set.remove(id); set.len() == 0 {
+			delete(index, k.Key)
+		} else {
+			index[k.Key] = set
+		}
+	}
 }
 
 // findable is an entity a lookup can return: written (or a placeholder), possibly soft-deleted,
@@ -172,17 +212,14 @@ func (s *entityStore) lookup(schema string, keys []lookupKey, overlay map[string
 	// Candidates come from the rarest key.
 	first := keys[0]
 	for _, k := range keys[1:] {
-		if len(s.byKey[k])+len(s.stagedByKey[k]) < len(s.byKey[first])+len(s.stagedByKey[first]) {
+		if s.byKey[k].len()+s.stagedByKey[k].len() < s.byKey[first].len()+s.stagedByKey[first].len() {
 			first = k
 		}
 	}
 	candidates := map[string]bool{}
-	for _, id := range s.byKey[first] {
-		candidates[id] = true
-	}
-	for _, id := range s.stagedByKey[first] {
-		candidates[id] = true
-	}
+	mark := func(id string) { candidates[id] = true }
+	s.byKey[first].each(mark)
+	s.stagedByKey[first].each(mark)
 	for id, st := range overlay {
 		if st.Keys.has(first) {
 			candidates[id] = true
