@@ -443,10 +443,23 @@ func sameKeys(a, b attrKeys) bool {
 }
 
 // finish stages the event's state changes and returns its monitoring outcome.
-func (a *application) finish(res *mapping.Extraction) outcome {
+func (a *application) finish(res *mapping.Extraction) ([]*kgo.Record, outcome) {
+	states := make(map[string]*entityState, len(a.changed))
 	for id, st := range a.changed {
 		b, _ := json.Marshal(st)
 		a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.EntityState, Key: []byte(id), Value: b})
+		states[id] = st
+	}
+	// A record the broker would refuse would abort the transaction again and again and stall the
+	// pipeline: the event fails instead, and nothing of it is written.
+	for _, r := range a.outs {
+		if n := len(r.Key) + len(r.Value); n > a.p.cfg.MaxRecordBytes {
+			return nil, outcome{useCaseType: a.uc.Type, level: envelope.LevelError, code: "ENTITY_TOO_LARGE",
+				message: fmt.Sprintf("use case %s: a %s record of %d bytes (key %.80s) is over the %d-byte limit; typically a relation list grown too long",
+					a.uc.Slug, r.Topic, n, r.Key, a.p.cfg.MaxRecordBytes)}
+		}
+	}
+	for id, st := range states {
 		a.p.entities.stage(id, st)
 	}
 	for _, w := range res.Warnings {
@@ -484,12 +497,20 @@ func (a *application) finish(res *mapping.Extraction) outcome {
 	default:
 		o.code, o.message = "ENTITY_UPDATED", strconv.Itoa(len(updates)-a.noops-a.unchanged)+" entity update(s) applied"
 	}
-	o.detail = map[string]any{"entities": a.written, "use_case_version": a.uc.Version}
+	// The monitoring row lists the writes, the first 1,000 of a large fan-out (a row must stay small).
+	const listed = 1000
+	o.detail = map[string]any{"entities": a.written[:min(len(a.written), listed)], "use_case_version": a.uc.Version}
+	if len(a.written) > listed {
+		o.detail["entities_total"] = len(a.written)
+	}
 	if len(readings)+len(res.ReadingPrunes) > 0 {
-		o.detail["reading_count"], o.detail["external_ids"] = len(readings), a.externalIDs
+		o.detail["reading_count"], o.detail["external_ids"] = len(readings), a.externalIDs[:min(len(a.externalIDs), listed)]
 	}
 	if len(res.Prunes) > 0 {
-		o.detail["pruned"] = a.pruned
+		o.detail["pruned"] = a.pruned[:min(len(a.pruned), listed)]
+		if len(a.pruned) > listed {
+			o.detail["pruned_total"] = len(a.pruned)
+		}
 	}
-	return o
+	return a.outs, o
 }

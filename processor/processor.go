@@ -37,6 +37,9 @@ type Config struct {
 	Engine      jsonata.Engine
 	Log         *slog.Logger
 	Now         func() time.Time
+	// MaxRecordBytes bounds each record the processor produces (default 8 MiB less room for the
+	// batch framing: the topics' max.message.bytes). An event that would produce a larger one fails.
+	MaxRecordBytes int
 	// FileProxyBaseURL is where file_proxy_url attributes point: <base>/download?… (MAPPING.md §4.6).
 	FileProxyBaseURL string
 	// Metrics registers the processor's metrics (nil: not exported).
@@ -76,6 +79,9 @@ func New(cfg Config) (*Processor, error) {
 	}
 	if cfg.MaxPoll <= 0 {
 		cfg.MaxPoll = 2000
+	}
+	if cfg.MaxRecordBytes <= 0 {
+		cfg.MaxRecordBytes = 8<<20 - 64<<10
 	}
 	if cfg.EvalTimeout <= 0 {
 		cfg.EvalTimeout = 2 * time.Second
@@ -314,7 +320,7 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		o.level, o.code, o.message = envelope.LevelError, f.code, f.message
 		return nil, o
 	}
-	return app.outs, app.finish(res)
+	return app.finish(res)
 }
 
 func (p *Processor) monitoringRecord(ev *envelope.Event, o outcome) *kgo.Record {

@@ -97,11 +97,16 @@ func runPipeline(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, eve
 }
 
 // processProduced runs a processor until every event (produced already) has its monitoring row.
-func processProduced(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, events []envelope.Event) (map[string]envelope.MonitoringEvent, []envelope.EntityWrite) {
+func processProduced(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, events []envelope.Event,
+	options ...func(*processor.Config)) (map[string]envelope.MonitoringEvent, []envelope.EntityWrite) {
 	t.Helper()
 	ctx := context.Background()
-	p, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
-		Now: func() time.Time { return time.UnixMilli(5000) }, FileProxyBaseURL: "https://files.example.com"})
+	cfg := processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
+		Now: func() time.Time { return time.UnixMilli(5000) }, FileProxyBaseURL: "https://files.example.com"}
+	for _, o := range options {
+		o(&cfg)
+	}
+	p, err := processor.New(cfg)
 	must(t, err)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -418,4 +423,39 @@ func TestOneInstanceMapsTheOtherStandsBy(t *testing.T) {
 	waitTotal(20, standby)
 	standby.stop()
 	must(t, <-standby.done)
+}
+
+// An event whose records would be over the broker's size limit fails alone (ENTITY_TOO_LARGE)
+// instead of aborting its transaction again and again; the next event is mapped.
+func TestAnOversizedRecordFailsItsEventOnly(t *testing.T) {
+	c, reg := withUseCases(t, map[string]json.RawMessage{"contracts": contractConfig("_append")})
+	ctx := context.Background()
+	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
+	must(t, err)
+	defer producer.Close()
+	var contacts []string
+	for i := 0; i < 50; i++ {
+		contacts = append(contacts, fmt.Sprintf(`{"no":"K-%d","rolle":"KUNDE"}`, i))
+	}
+	seq := &eventSeq{}
+	events := []envelope.Event{
+		seq.ev("big", "contracts", `{"nr":"V-1","kontakte":[`+strings.Join(contacts, ",")+`]}`),
+		seq.ev("small", "contracts", `{"nr":"V-2","kontakte":[{"no":"K-1","rolle":"A"}]}`),
+	}
+	for _, e := range events {
+		b, _ := json.Marshal(e)
+		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte("one"), Value: b}).FirstErr())
+	}
+	monitoring, writes := processProduced(t, c, reg, events, func(cfg *processor.Config) { cfg.MaxRecordBytes = 2048 })
+	if m := monitoring["big"]; m.Code != "ENTITY_TOO_LARGE" || !strings.Contains(m.Message, "2048") {
+		t.Errorf("big: %s %q, want ENTITY_TOO_LARGE", m.Code, m.Message)
+	}
+	if m := monitoring["small"]; m.Code != "ENTITY_UPDATED" {
+		t.Errorf("small: %s (%s)", m.Code, m.Message)
+	}
+	for _, w := range writes {
+		if w.EventID == "big" {
+			t.Errorf("the oversized event wrote %s %s", w.EntitySchema, w.EntityID)
+		}
+	}
 }

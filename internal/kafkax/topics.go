@@ -80,7 +80,8 @@ func (t Topics) Specs(dataPartitions int32) []TopicSpec {
 			Configs: map[string]string{"cleanup.policy": "compact,delete", "retention.ms": strconv.Itoa(25 * 60 * 60 * 1000),
 				"segment.ms": strconv.Itoa(60 * 60 * 1000), "min.compaction.lag.ms": "0"}},
 		{Name: t.EntityState, Partitions: dataPartitions, Purpose: "entity state the processor applies relations and modes with (compacted, keyed by entity id)",
-			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(day)}},
+			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(day),
+				"max.message.bytes": "8388608"}},
 		{Name: t.Config, Partitions: 1, ExactPartitions: true, Purpose: "integrations and use cases (compacted log)",
 			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(day)}},
 	}
