@@ -50,7 +50,6 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
   export KAFKA_BROKERS=127.0.0.1:${ERPSTREAM_KAFKA_PORT:-19092}
 fi
 go run ./cmd/ingest-bench -duration "${INGEST_SECONDS:-10}s" -clients 8 -streams 2
-if [ "$started_kafka" = 1 ]; then scripts/kafka.sh stop; fi
 
 echo "== monitoring queries on ClickHouse (10M events over 30 days, 20 integrations; seeded once, reused)"
 started_ch=0
@@ -61,4 +60,8 @@ if [ -z "${CLICKHOUSE_ADDR:-}" ]; then
   export CLICKHOUSE_ADDR=127.0.0.1:${ERPSTREAM_CLICKHOUSE_PORT:-19000}
 fi
 go run ./cmd/monitoring-bench -rows "${MONITORING_ROWS:-10000000}"
+
+echo "== end to end: NDJSON -> ingest -> processor -> projector -> ClickHouse entities (one process)"
+go run ./cmd/e2e-bench -events "${E2E_EVENTS:-100000}"
 if [ "$started_ch" = 1 ]; then ERPSTREAM_STATE_DIR=$root/.run scripts/clickhouse.sh stop; fi
+if [ "$started_kafka" = 1 ]; then scripts/kafka.sh stop; fi
