@@ -38,28 +38,27 @@ func (s singleActive) MemberBalancer(members []kmsg.JoinGroupResponseMember) (kg
 
 func (singleActive) Balance(b *kgo.ConsumerBalancer, topics map[string]int32) kgo.IntoSyncAssignment {
 	plan := b.NewPlan()
-	members := b.Members()
-	if len(members) == 0 {
-		return plan
-	}
-	// The leader, else (a client balancing without the info) the lowest member id: deterministic.
-	active := -1
+	// Deployments with other topic prefixes may share the group name: each topic goes whole to one
+	// of the members subscribed to it, the leader if it is one (the coordinator keeps the leader
+	// until it leaves), else the lowest member id (deterministic).
 	leader := b.Info().LeaderID
-	for i := range members {
-		if members[i].MemberID == leader {
-			active = i
+	active := map[string]int{} // topic -> member index
+	for i := range b.Members() {
+		member, meta := b.MemberAt(i)
+		for _, topic := range meta.Topics {
+			cur, seen := active[topic]
+			if !seen || member.MemberID == leader ||
+				(b.Members()[cur].MemberID != leader && member.MemberID < b.Members()[cur].MemberID) {
+				active[topic] = i
+			}
 		}
 	}
-	if active < 0 {
-		ids := make([]int, len(members))
-		for i := range ids {
-			ids[i] = i
-		}
-		sort.Slice(ids, func(x, y int) bool { return members[ids[x]].MemberID < members[ids[y]].MemberID })
-		active = ids[0]
+	names := make([]string, 0, len(active))
+	for topic := range active {
+		names = append(names, topic)
 	}
-	member, meta := b.MemberAt(active)
-	for _, topic := range meta.Topics {
+	sort.Strings(names)
+	for _, topic := range names {
 		n, ok := topics[topic]
 		if !ok {
 			continue
@@ -68,6 +67,7 @@ func (singleActive) Balance(b *kgo.ConsumerBalancer, topics map[string]int32) kg
 		for p := range partitions {
 			partitions[p] = int32(p)
 		}
+		member, _ := b.MemberAt(active[topic])
 		plan.AddPartitions(member, topic, partitions)
 	}
 	return plan
