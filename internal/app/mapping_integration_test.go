@@ -5,6 +5,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -43,7 +44,11 @@ func TestIntegrationLookupsReadingsReferencesAndPricing(t *testing.T) {
 				{"attribute":"unit_amount","field":"cent"},{"attribute":"tax_rate","constant":19}]},
 			{"entity_schema":"product","unique_ids":["product_number"],"fields":[{"attribute":"product_number","field":"produkt"},
 				{"attribute":"price_options","relations":{"operation":"_set","items":[{"entity_schema":"price","unique_ids":[{"attribute":"price_number","field":"preis"}]}]}}]}]}`) + `,` +
-		uc("contracts", `{"entities":[{"entity_schema":"contract","unique_ids":["contract_number"],"fields":[{"attribute":"contract_number","field":"nr"}],
+		uc("tariffs", `{"entities":[{"entity_schema":"tariff","unique_ids":["code"],"mode":"upsert-prune-scope-delete",
+			"jsonataExpression":"tarife","scope":{"scope_mode":"query","query":[{"attribute":"supplier","field":"anbieter"}]},
+			"fields":[{"attribute":"code","field":"code"},{"attribute":"supplier","field":"$$.anbieter"}]}]}`) + `,` +
+		uc("contracts", `{"entities":[{"entity_schema":"contract","unique_ids":["contract_number"],"fields":[{"attribute":"contract_number","field":"nr"},
+			{"attribute":"invoice","file_proxy_url":{"use_case_slug":"invoices","params":{"no":{"field":"nr"}}}}],
 			"pricing":{"jsonataExpression":"positionen","items":[{"product":{"unique_ids":[{"attribute":"product_number","field":"sku"}]},
 				"quantity":{"field":"menge"}}]}}]}`) + `]}`
 	id := e.createIntegration(body)
@@ -116,5 +121,20 @@ func TestIntegrationLookupsReadingsReferencesAndPricing(t *testing.T) {
 	contract := attributes("contract", "1")
 	if contract["amount_subtotal"] != 3000.0 || contract["amount_total"] != 3570.0 || contract["currency"] != "EUR" {
 		t.Errorf("contract priced %v, want 3 x 10.00 + 19 %% = 35.70 EUR", contract)
+	}
+	if u, _ := contract["invoice"].(string); !strings.HasSuffix(u, "/download?orgId=dev-org&integrationId="+id+"&useCaseSlug=invoices&no=V-1") {
+		t.Errorf("contract invoice URL %q", contract["invoice"])
+	}
+
+	// A query scope: the tariffs of supplier P1 mirror the list; P2's are out of scope.
+	send("tariffs", `{"anbieter":"P1","tarife":[{"code":"T1"},{"code":"T2"}]}`)
+	send("tariffs", `{"anbieter":"P2","tarife":[{"code":"T9"}]}`)
+	send("tariffs", `{"anbieter":"P1","tarife":[{"code":"T2"}]}`)
+	waitFor(t, func() bool {
+		return e.scalar("SELECT count() FROM entities FINAL WHERE entity_schema = 'tariff' AND deleted = 1") == 1
+	})
+	if c := e.scalar(`SELECT count() FROM entities FINAL WHERE entity_schema = 'tariff' AND deleted = 1
+		AND visitParamExtractString(unique_identifiers, 'code') = 'T1'`); c != 1 {
+		t.Error("the pruned tariff is not T1")
 	}
 }
