@@ -1,5 +1,7 @@
 package jsonata
 
+import "time"
+
 // lambda is a user-defined function (and the partial application of any function).
 type lambda struct {
 	input     any
@@ -224,7 +226,7 @@ func partialApplyProcedure(l *lambda, args []any, placeholder []bool, env *frame
 var chainLambda *node
 
 func init() {
-	n, err := parse("function($f, $g) { function($x){ $g($f($x)) } }")
+	n, err := parse("function($f, $g) { function($x){ $g($f($x)) } }", time.Time{})
 	if err != nil {
 		panic(err)
 	}

@@ -17,6 +17,9 @@ type Limits struct {
 	MaxItems     int           // the largest sequence, array or string an evaluation may build. Default 10 million (the reference's range cap).
 	MaxAlloc     int64         // items (and string bytes / 16) built in one evaluation in all. Default 20 million.
 	MaxExprBytes int           // compile: longest source accepted. Default 1 MiB.
+	// CompileTimeout bounds compiling one expression; S0220 beyond. Default 2 s. Compiling is
+	// linear in the source, so this only trips on a machine that is starved.
+	CompileTimeout time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -34,6 +37,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxExprBytes <= 0 {
 		l.MaxExprBytes = 1 << 20
+	}
+	if l.CompileTimeout <= 0 {
+		l.CompileTimeout = 2 * time.Second
 	}
 	return l
 }
@@ -97,7 +103,7 @@ func (e *Engine) Compile(src string) (*Expression, error) {
 	if !utf8.ValidString(src) {
 		return nil, &Error{Code: "S0201", Token: "invalid UTF-8"}
 	}
-	ast, err := parse(src)
+	ast, err := parse(src, time.Now().Add(e.limits.CompileTimeout))
 	if err != nil {
 		if e, ok := err.(*Error); ok {
 			e.populate()

@@ -55,6 +55,7 @@ var errorTemplates = map[string]string{
 	"S0217": "The object representing the 'parent' cannot be derived from this expression",
 	"S0218": "The expression is nested too deeply",
 	"S0219": "The expression is too long",
+	"S0220": "Compiling the expression took longer than its time limit",
 	"S0301": "Empty regular expressions are not allowed",
 	"S0302": "No terminating / in regular expression",
 	"S0303": "Invalid regular expression: {{value}}",

@@ -1217,7 +1217,7 @@ func fnEval(c callCtx, a []any) (any, error) {
 			input = &Array{Items: []any{arr}, sequence: true, outerWrapper: true}
 		}
 	}
-	ast, err := parse(src)
+	ast, err := parse(src, c.r.deadline) // $eval compiles within the evaluation's time
 	if err != nil {
 		msg := err.Error()
 		if e, ok := err.(*Error); ok {

@@ -2,7 +2,6 @@ package jsonata
 
 import (
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -56,7 +55,43 @@ func (l *lexer) substr(from, to int) string {
 
 func isWS(c rune) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' }
 
-var numRegex = regexp.MustCompile(`^-?(0|([1-9][0-9]*))(\.[0-9]+)?([Ee][-+]?[0-9]+)?`)
+// numberAt returns the number literal starting at i, matching the reference's
+// /^-?(0|([1-9][0-9]*))(\.[0-9]+)?([Ee][-+]?[0-9]+)?/ without copying the rest of the source:
+// matching a regex against the remaining text for every token made compiling quadratic.
+func (l *lexer) numberAt(i int) string {
+	start := i
+	digit := func(p int) bool { c := l.at(p); return c >= '0' && c <= '9' }
+	digits := func(p int) int {
+		for digit(p) {
+			p++
+		}
+		return p
+	}
+	if l.at(i) == '-' {
+		i++
+	}
+	switch {
+	case l.at(i) == '0':
+		i++
+	case digit(i):
+		i = digits(i)
+	default:
+		return ""
+	}
+	if l.at(i) == '.' && digit(i+1) {
+		i = digits(i + 1)
+	}
+	if c := l.at(i); c == 'e' || c == 'E' {
+		j := i + 1
+		if c := l.at(j); c == '+' || c == '-' {
+			j++
+		}
+		if digit(j) {
+			i = digits(j)
+		}
+	}
+	return l.substr(start, i)
+}
 
 func (l *lexer) scanRegex() (*regexLiteral, error) {
 	start := l.pos
@@ -103,11 +138,15 @@ func (l *lexer) next(prefix bool) (*token, error) {
 		return nil, nil
 	}
 	c := l.at(l.pos)
-	for l.pos < l.length && isWS(c) {
-		l.pos++
-		c = l.at(l.pos)
-	}
-	if c == '/' && l.at(l.pos+1) == '*' {
+	for {
+		for l.pos < l.length && isWS(c) {
+			l.pos++
+			c = l.at(l.pos)
+		}
+		if c != '/' || l.at(l.pos+1) != '*' {
+			break
+		}
+		// A comment; looping rather than recursing keeps many comments off the stack.
 		commentStart := l.pos
 		l.pos += 2
 		c = l.at(l.pos)
@@ -119,7 +158,10 @@ func (l *lexer) next(prefix bool) (*token, error) {
 			}
 		}
 		l.pos += 2
-		return l.next(prefix)
+		c = l.at(l.pos)
+		if l.pos >= l.length {
+			return nil, nil
+		}
 	}
 	create := func(typ string, v any) *token { return &token{typ: typ, value: v, position: l.pos} }
 	if !prefix && c == '/' {
@@ -182,8 +224,7 @@ func (l *lexer) next(prefix bool) (*token, error) {
 		}
 		return nil, &Error{Code: "S0101", Position: l.pos}
 	}
-	rest := l.substr(l.pos, l.length)
-	if m := numRegex.FindString(rest); m != "" {
+	if m := l.numberAt(l.pos); m != "" {
 		num, err := strconv.ParseFloat(m, 64)
 		if err == nil && !math.IsInf(num, 0) && !math.IsNaN(num) {
 			l.pos += len(m)

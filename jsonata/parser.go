@@ -2,6 +2,7 @@ package jsonata
 
 import (
 	"encoding/json"
+	"time"
 )
 
 type slot struct {
@@ -85,7 +86,12 @@ type parser struct {
 	ancestorIndex int
 	ancestry []*node
 	depth    int
+	// deadline bounds compiling (zero: none); checked every compileCheckEvery tokens.
+	deadline time.Time
+	tokens   int
 }
+
+const compileCheckEvery = 256
 
 const maxParseDepth = 500
 
@@ -96,6 +102,10 @@ func (p *parser) advance(id string, infix bool) error {
 			code = "S0203"
 		}
 		return &Error{Code: code, Position: p.node.position, Token: p.node.value, Value: id}
+	}
+	p.tokens++
+	if p.tokens%compileCheckEvery == 0 && !p.deadline.IsZero() && time.Now().After(p.deadline) {
+		return &Error{Code: "S0220", Position: p.lex.pos, Message: "compiling the expression took longer than its time limit"}
 	}
 	tok, err := p.lex.next(infix)
 	if err != nil {
@@ -558,8 +568,8 @@ func cloneNodes(ns []*node) []*node {
 }
 
 // parse turns source into a processed AST.
-func parse(src string) (*node, error) {
-	p := &parser{lex: newLexer(src), src: src}
+func parse(src string, deadline time.Time) (*node, error) {
+	p := &parser{lex: newLexer(src), src: src, deadline: deadline}
 	if err := p.advance("", false); err != nil {
 		return nil, err
 	}

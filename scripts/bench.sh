@@ -18,6 +18,9 @@ JSONATA_BENCH_DIR=$suite/bench GOMAXPROCS=1 go test -run XXX -bench 'ERPMapping'
 awk '/^BenchmarkERPMapping/ { name=$1; sub(/-[0-9]+$/, "", name); ns[name]+=$3; n[name]++ }
      END { for (k in ns) printf "  %-42s %9.0f evals/s per core\n", k, 1e9/(ns[k]/n[k]) }' "$work/go-bench.txt" | sort
 
+echo "== compiling mapping-shaped expressions (linear in the source; 64 KB is the mapping maximum)"
+GOMAXPROCS=1 go test -run XXX -bench CompileMaximumMapping -benchtime 5x ./jsonata | grep -E '^Benchmark'
+
 echo "== reference JavaScript engine"
 if command -v node >/dev/null && command -v npm >/dev/null; then
   ref=$work/jsonata-ref
