@@ -23,10 +23,12 @@ import (
 
 // Snapshot is an immutable view of all configuration. Never modify one that was published.
 type Snapshot struct {
-	integrations map[string]*Integration // id -> integration
-	useCases     map[string]*UseCase     // id -> use case
-	bySlug       map[string]*UseCase     // integration id + "/" + slug
-	byName       map[string]*UseCase     // integration id + "/" + name (legacy event_name routing)
+	// Every key starts with the org: ids may be chosen by clients, so one org's id can equal
+	// another's, and neither may replace, hide or delete the other's object.
+	integrations map[string]*Integration // org + "/" + id
+	useCases     map[string]*UseCase     // org + "/" + id
+	bySlug       map[string]*UseCase     // org + "/" + integration id + "/" + slug
+	byName       map[string]*UseCase     // org + "/" + integration id + "/" + name (legacy event_name routing)
 	appMappings  map[string]*AppMapping  // org + "/" + app id + "/" + component id
 	apiTokens    map[string]*APIToken    // token hash -> token
 	env          map[string]*EnvVar      // org + "/" + key
@@ -132,7 +134,7 @@ func emptySnapshot() *Snapshot {
 
 // Integration returns the org's integration with that id; another org's id is "not found".
 func (s *Snapshot) Integration(org, id string) (*Integration, bool) {
-	i, ok := s.integrations[id]
+	i, ok := s.integrations[org+"/"+id]
 	if !ok || i.OrgID != org {
 		return nil, false
 	}
@@ -153,7 +155,7 @@ func (s *Snapshot) Integrations(org string) []*Integration {
 
 // UseCase returns the org's use case with that id.
 func (s *Snapshot) UseCase(org, id string) (*UseCase, bool) {
-	u, ok := s.useCases[id]
+	u, ok := s.useCases[org+"/"+id]
 	if !ok || u.OrgID != org {
 		return nil, false
 	}
@@ -162,7 +164,7 @@ func (s *Snapshot) UseCase(org, id string) (*UseCase, bool) {
 
 // UseCaseBySlug finds a use case of an integration by slug.
 func (s *Snapshot) UseCaseBySlug(org, integrationID, slug string) (*UseCase, bool) {
-	u, ok := s.bySlug[integrationID+"/"+slug]
+	u, ok := s.bySlug[org+"/"+integrationID+"/"+slug]
 	if !ok || u.OrgID != org {
 		return nil, false
 	}
@@ -171,7 +173,7 @@ func (s *Snapshot) UseCaseBySlug(org, integrationID, slug string) (*UseCase, boo
 
 // UseCaseByName finds a use case of an integration by name (legacy event_name routing).
 func (s *Snapshot) UseCaseByName(org, integrationID, name string) (*UseCase, bool) {
-	u, ok := s.byName[integrationID+"/"+name]
+	u, ok := s.byName[org+"/"+integrationID+"/"+name]
 	if !ok || u.OrgID != org {
 		return nil, false
 	}
@@ -213,7 +215,6 @@ func (s *Snapshot) apply(key string, value []byte) error {
 	if !ok {
 		return fmt.Errorf("config record key %q: no kind", key)
 	}
-	id := key[strings.LastIndexByte(key, '/')+1:]
 	rest := strings.TrimPrefix(key, kind+"/")
 	decode := func(into any) error {
 		if err := json.Unmarshal(value, into); err != nil {
@@ -265,18 +266,21 @@ func (s *Snapshot) apply(key string, value []byte) error {
 		s.appMappings[mk] = &m
 	case "integration":
 		if value == nil {
-			delete(s.integrations, id)
+			delete(s.integrations, rest)
 			return nil
 		}
 		var i Integration
 		if err := json.Unmarshal(value, &i); err != nil {
 			return fmt.Errorf("config record %q: %w", key, err)
 		}
-		s.integrations[id] = &i
+		if rest != i.OrgID+"/"+i.ID {
+			return fmt.Errorf("config record %q holds integration %s of org %s", key, i.ID, i.OrgID)
+		}
+		s.integrations[rest] = &i
 	case "usecase":
-		if old, ok := s.useCases[id]; ok {
+		if old, ok := s.useCases[rest]; ok {
 			s.unindex(old)
-			delete(s.useCases, id)
+			delete(s.useCases, rest)
 		}
 		if value == nil {
 			return nil
@@ -285,16 +289,19 @@ func (s *Snapshot) apply(key string, value []byte) error {
 		if err := json.Unmarshal(value, &u); err != nil {
 			return fmt.Errorf("config record %q: %w", key, err)
 		}
-		s.useCases[id] = &u
+		if rest != u.OrgID+"/"+u.ID {
+			return fmt.Errorf("config record %q holds use case %s of org %s", key, u.ID, u.OrgID)
+		}
+		s.useCases[rest] = &u
 		// The first use case to claim a slug keeps it, so that two writers racing on one slug
 		// resolve the same way in every service.
 		if u.Slug != "" {
-			if _, taken := s.bySlug[u.IntegrationID+"/"+u.Slug]; !taken {
-				s.bySlug[u.IntegrationID+"/"+u.Slug] = &u
+			if _, taken := s.bySlug[u.routeKey(u.Slug)]; !taken {
+				s.bySlug[u.routeKey(u.Slug)] = &u
 			}
 		}
-		if _, taken := s.byName[u.IntegrationID+"/"+u.Name]; !taken {
-			s.byName[u.IntegrationID+"/"+u.Name] = &u
+		if _, taken := s.byName[u.routeKey(u.Name)]; !taken {
+			s.byName[u.routeKey(u.Name)] = &u
 		}
 	default:
 		return fmt.Errorf("config record key %q: unknown kind", key)
@@ -303,12 +310,17 @@ func (s *Snapshot) apply(key string, value []byte) error {
 }
 
 func (s *Snapshot) unindex(u *UseCase) {
-	if u.Slug != "" && s.bySlug[u.IntegrationID+"/"+u.Slug] == u {
-		delete(s.bySlug, u.IntegrationID+"/"+u.Slug)
+	if u.Slug != "" && s.bySlug[u.routeKey(u.Slug)] == u {
+		delete(s.bySlug, u.routeKey(u.Slug))
 	}
-	if s.byName[u.IntegrationID+"/"+u.Name] == u {
-		delete(s.byName, u.IntegrationID+"/"+u.Name)
+	if s.byName[u.routeKey(u.Name)] == u {
+		delete(s.byName, u.routeKey(u.Name))
 	}
+}
+
+// routeKey is the key a use case is routed by within its org and integration.
+func (u *UseCase) routeKey(slugOrName string) string {
+	return u.OrgID + "/" + u.IntegrationID + "/" + slugOrName
 }
 
 func (s *Snapshot) clone() *Snapshot {
