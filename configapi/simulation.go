@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -26,6 +27,8 @@ type simulationV2Request struct {
 	EventConfiguration json.RawMessage `json:"event_configuration"`
 	Format             string          `json:"format"`
 	Payload            json.RawMessage `json:"payload"`
+	// EventType (erpstream's addition; optional) shows the modes an event of that type applies.
+	EventType string `json:"event_type"`
 }
 
 func (a *API) simulateV2(c *gin.Context) {
@@ -46,7 +49,7 @@ func (a *API) simulateV2(c *gin.Context) {
 		a.simulationFailed(c, err)
 		return
 	}
-	a.simulate(c, m, req.Payload, format)
+	a.simulate(c, m, req.Payload, format, req.EventType)
 }
 
 type simulationV1Request struct {
@@ -54,6 +57,7 @@ type simulationV1Request struct {
 	ObjectType           string          `json:"object_type"`
 	Format               string          `json:"format"`
 	Payload              json.RawMessage `json:"payload"`
+	EventType            string          `json:"event_type"`
 }
 
 func (a *API) simulateV1(c *gin.Context) {
@@ -78,7 +82,7 @@ func (a *API) simulateV1(c *gin.Context) {
 		a.simulationFailed(c, err)
 		return
 	}
-	a.simulate(c, m, req.Payload, format)
+	a.simulate(c, m, req.Payload, format, req.EventType)
 }
 
 func simulationFormat(c *gin.Context, format string) (string, bool) {
@@ -92,13 +96,19 @@ func simulationFormat(c *gin.Context, format string) (string, bool) {
 	return "", false
 }
 
-func (a *API) simulate(c *gin.Context, m *mapping.Mapping, raw json.RawMessage, format string) {
+func (a *API) simulate(c *gin.Context, m *mapping.Mapping, raw json.RawMessage, format, eventType string) {
+	switch strings.ToUpper(eventType) {
+	case "", mapping.EventCreate, mapping.EventUpdate, mapping.EventDelete:
+	default:
+		httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, "event_type: CREATE, UPDATE or DELETE")
+		return
+	}
 	payload, err := mapping.ParsePayload(raw, format)
 	if err != nil {
 		a.simulationFailed(c, err)
 		return
 	}
-	sim, err := m.Simulate(c, payload, a.Now())
+	sim, err := m.SimulateEvent(c, payload, a.Now(), eventType)
 	if err != nil {
 		a.simulationFailed(c, err)
 		return

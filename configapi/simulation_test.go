@@ -53,3 +53,23 @@ func TestMappingSimulation(t *testing.T) {
 		})
 	}
 }
+
+// The simulation shows the mode an event's type selects, as the pipeline applies it.
+func TestMappingSimulationShowsTheEventTypesMode(t *testing.T) {
+	c, _ := setup(t)
+	cfg := `{"entities":[{"entity_schema":"contact","unique_ids":["customer_number"],"fields":[{"attribute":"customer_number","field":"kdnr"}]}]}`
+	for eventType, mode := range map[string]string{"": "upsert", "UPDATE": "upsert", "CREATE": "create", "DELETE": "delete"} {
+		status, body := c.do("POST", "/v2/erp/updates/mapping_simulation", "ro",
+			`{"event_configuration":`+cfg+`,"format":"json","event_type":"`+eventType+`","payload":{"kdnr":"K-1"}}`)
+		if status != http.StatusOK {
+			t.Fatalf("%q: %d %v", eventType, status, body)
+		}
+		if got := body["entity_updates"].([]any)[0].(map[string]any)["mode"]; got != mode {
+			t.Errorf("event_type %q: mode %v, want %s", eventType, got, mode)
+		}
+	}
+	if status, body := c.do("POST", "/v2/erp/updates/mapping_simulation", "ro",
+		`{"event_configuration":`+cfg+`,"event_type":"MERGE","payload":{"kdnr":"K-1"}}`); status != http.StatusBadRequest || body["code"] != "VALIDATION_ERROR" {
+		t.Errorf("unknown event_type: %d %v", status, body)
+	}
+}

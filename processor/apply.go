@@ -26,8 +26,6 @@ type application struct {
 	now      int64  // written_at of the writes, ms
 	version  uint64 // the event's receive time, µs: orders writes of one entity
 	settings *integrationSettings
-	// honorDel and honorCreate: the integration honours event_type and this is a DELETE or CREATE.
-	honorDel, honorCreate bool
 
 	outs     []*kgo.Record
 	written  []writtenEntity // the monitoring detail's list of writes
@@ -139,7 +137,7 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 		late := cur != nil && cur.Version > a.version
 		var f *failure
 		switch {
-		case u.Mode == "delete" || u.Mode == "purge" || a.honorDel:
+		case u.Mode == "delete" || u.Mode == "purge":
 			f = a.remove(u, id, cur, late)
 		case late:
 			f = a.lateUpsert(u, id, cur)
@@ -247,7 +245,7 @@ func (a *application) placeholders(stubs []mapping.EntityUpdate) {
 
 // upsert creates or patches an entity: relations, references, pricing, element ids, lookup keys.
 func (a *application) upsert(u mapping.EntityUpdate, id string, cur *entityState) *failure {
-	if a.honorCreate && cur.live() {
+	if u.Mode == mapping.ModeCreate && cur.live() {
 		return a.fail("ENTITY_ALREADY_EXISTS", "CREATE of %s %s, which exists", u.EntitySlug, uniqueIDsText(u))
 	}
 	if cur.softDeleted() {

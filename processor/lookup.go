@@ -264,8 +264,8 @@ type lookupAttributes struct {
 
 // integrationSettings are what the processor reads of an integration's settings.
 type integrationSettings struct {
-	// honorEventType applies event_type (MAPPING.md §13.2): DELETE deletes, CREATE of an
-	// existing entity fails.
+	// honorEventType applies event_type (mapping.ApplyEventType): DELETE deletes, CREATE of an
+	// existing entity fails. On unless settings.honor_event_type is false.
 	honorEventType bool
 	// schemas, when the integration declares settings.entity_schemas, are the only schemas its
 	// mappings may write or relate to.
@@ -282,14 +282,14 @@ func (p *Processor) integrationSettings(org, integrationID string) *integrationS
 	if s, ok := la.settings[key]; ok {
 		return s
 	}
-	s := &integrationSettings{}
+	s := &integrationSettings{honorEventType: true}
 	if integ, ok := snap.Integration(org, integrationID); ok {
 		var raw struct {
-			HonorEventType bool     `json:"honor_event_type"`
+			HonorEventType *bool    `json:"honor_event_type"`
 			EntitySchemas  []string `json:"entity_schemas"`
 		}
 		if json.Unmarshal(integ.Fields["settings"], &raw) == nil {
-			s.honorEventType = raw.HonorEventType
+			s.honorEventType = raw.HonorEventType == nil || *raw.HonorEventType
 			if len(raw.EntitySchemas) > 0 {
 				s.schemas = map[string]bool{}
 				for _, schema := range raw.EntitySchemas {

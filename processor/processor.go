@@ -50,7 +50,7 @@ type Config struct {
 type Processor struct {
 	cfg      Config
 	log      *slog.Logger
-	mappings sync.Map // use case id -> *compiledMapping of its latest version
+	mappings sync.Map // org + "/" + use case id -> *compiledMapping of its latest version
 	// lookupAttrs are the attributes each org's configurations look entities up by.
 	lookupAttrs lookupAttributes
 	dedup       *dedupStore
@@ -269,7 +269,7 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 	snap := p.cfg.Registry.Snapshot()
 	uc, ok := snap.UseCase(ev.OrgID, ev.UseCaseID)
 	if !ok {
-		p.mappings.Delete(ev.UseCaseID)
+		p.mappings.Delete(ev.OrgID + "/" + ev.UseCaseID)
 		return nil, outcome{level: envelope.LevelError, code: "USE_CASE_NOT_FOUND",
 			message: fmt.Sprintf("use case %s was deleted before the event was processed", ev.UseCaseID)}
 	}
@@ -303,11 +303,12 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 	}
 	app := &application{p: p, ev: ev, uc: uc, now: p.cfg.Now().UnixMilli(), version: uint64(ev.ReceivedAtUs),
 		changed: map[string]*entityState{}}
-	// event_type is stored but drives nothing unless the integration opts in with
-	// settings.honor_event_type (MAPPING.md §13.2).
+	// event_type selects the modes (CREATE creates, DELETE deletes) unless the integration turns
+	// that off with settings.honor_event_type: false.
 	app.settings = p.integrationSettings(ev.OrgID, ev.IntegrationID)
-	app.honorDel = app.settings.honorEventType && ev.EventType == "DELETE"
-	app.honorCreate = app.settings.honorEventType && ev.EventType == "CREATE"
+	if app.settings.honorEventType {
+		mapping.ApplyEventType(res, ev.EventType)
+	}
 	if f := app.entities(res.Entities); f != nil {
 		o.level, o.code, o.message = envelope.LevelError, f.code, f.message
 		return nil, o
@@ -369,13 +370,14 @@ func headers(ev *envelope.Event) []kgo.RecordHeader {
 // compiled returns the use case's mapping, compiling it once per use-case version; a new version
 // replaces the old one's entry, so the cache holds one mapping per live use case.
 func (p *Processor) compiled(uc *registry.UseCase) (*mapping.Mapping, error) {
-	if v, ok := p.mappings.Load(uc.ID); ok {
+	key := uc.OrgID + "/" + uc.ID // ids may repeat across orgs
+	if v, ok := p.mappings.Load(key); ok {
 		if c := v.(*compiledMapping); c.version == uc.Version {
 			return c.m, c.err
 		}
 	}
 	m, err := mapping.Compile(uc.Configuration, p.cfg.Engine)
-	p.mappings.Store(uc.ID, &compiledMapping{version: uc.Version, m: m, err: err})
+	p.mappings.Store(key, &compiledMapping{version: uc.Version, m: m, err: err})
 	return m, err
 }
 

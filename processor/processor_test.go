@@ -157,17 +157,57 @@ func processProduced(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry,
 }
 
 // Without settings.honor_event_type, event_type drives nothing: a DELETE event upserts.
-func TestEventTypeIsIgnoredUnlessTheIntegrationHonoursIt(t *testing.T) {
-	c := kafkatest.New(t)
-	reg := registrytest.Start(t, c)
-	ctx := context.Background()
-	must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}))
-	must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "uc-1", OrgID: "org", IntegrationID: "int", Name: "c", Slug: "customer",
-		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
-	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{{EventID: "e1", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1",
-		Format: "json", Payload: json.RawMessage(`{"no":"K-1","name":"x"}`), EventType: "DELETE", ReceivedAtUs: 1000}})
-	if m := monitoring["e1"]; m.Code != "ENTITY_UPDATED" || len(writes) != 1 || writes[0].Op != envelope.OpUpsert {
-		t.Errorf("DELETE without honor_event_type: %s, writes %+v; want an upsert", m.Code, writes)
+// By default event types mean what the product says (CREATE creates and fails if the entity
+// exists, DELETE deletes, no type is an UPDATE); settings.honor_event_type: false turns that off.
+func TestEventTypesApplyByDefaultAndCanBeTurnedOff(t *testing.T) {
+	for _, tc := range []struct {
+		settings string
+		want     map[string]string // event -> monitoring code
+		ops      map[string]envelope.EntityOp
+	}{
+		{"", map[string]string{"u0": "ENTITY_UPDATED", "c1": "ENTITY_ALREADY_EXISTS", "d1": "ENTITY_DELETED", "n1": "SOFT_DELETED_ENTITY_MATCHED"},
+			map[string]envelope.EntityOp{"u0": envelope.OpUpsert, "d1": envelope.OpDelete, "n1": envelope.OpUpsert}},
+		{`{"honor_event_type":true}`, map[string]string{"u0": "ENTITY_UPDATED", "c1": "ENTITY_ALREADY_EXISTS", "d1": "ENTITY_DELETED"},
+			map[string]envelope.EntityOp{"u0": envelope.OpUpsert, "d1": envelope.OpDelete}},
+		{`{"honor_event_type":false}`, map[string]string{"u0": "ENTITY_UPDATED", "c1": "ENTITY_UPDATED", "d1": "ENTITY_UPDATED", "n1": "ENTITY_UPDATED"},
+			map[string]envelope.EntityOp{"u0": envelope.OpUpsert, "c1": envelope.OpUpsert, "d1": envelope.OpUpsert}},
+	} {
+		t.Run("settings="+tc.settings, func(t *testing.T) {
+			c := kafkatest.New(t)
+			reg := registrytest.Start(t, c)
+			ctx := context.Background()
+			integ := &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}
+			if tc.settings != "" {
+				integ.Fields = map[string]json.RawMessage{"settings": json.RawMessage(tc.settings)}
+			}
+			must(t, reg.PutIntegration(ctx, integ))
+			must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "uc-1", OrgID: "org", IntegrationID: "int", Name: "c", Slug: "customer",
+				Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
+			ev := func(id, eventType, name string, at int64) envelope.Event {
+				return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json",
+					Payload: json.RawMessage(`{"no":"K-1","name":"` + name + `"}`), EventType: eventType, ReceivedAtUs: at}
+			}
+			monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
+				ev("u0", "UPDATE", "a", 1000), ev("c1", "CREATE", "b", 2000), ev("d1", "DELETE", "c", 3000), ev("n1", "", "d", 4000),
+			})
+			for id, code := range tc.want {
+				if m := monitoring[id]; m.Code != code {
+					t.Errorf("%s: %s (%s), want %s", id, m.Code, m.Message, code)
+				}
+			}
+			ops := map[string]envelope.EntityOp{}
+			for _, w := range writes {
+				ops[w.EventID] = w.Op
+			}
+			for id, op := range tc.ops {
+				if ops[id] != op {
+					t.Errorf("%s wrote %q, want %q (all: %v)", id, ops[id], op, ops)
+				}
+			}
+			if _, wrote := ops["c1"]; wrote && tc.want["c1"] == "ENTITY_ALREADY_EXISTS" {
+				t.Error("a failed CREATE was written")
+			}
+		})
 	}
 }
 

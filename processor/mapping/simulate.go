@@ -68,10 +68,17 @@ func ParsePayload(raw json.RawMessage, format string) (any, error) {
 // Mapping and evaluation), without writing or looking anything up: relations stay unresolved
 // envelopes. now stands in for the event's receive time ($now()).
 func (m *Mapping) Simulate(ctx context.Context, payload any, now time.Time) (*Simulation, error) {
+	return m.SimulateEvent(ctx, payload, now, "")
+}
+
+// SimulateEvent is Simulate for an event of a type (CREATE, UPDATE, DELETE; "" is UPDATE): the
+// modes shown are those the type selects, as the pipeline applies them (ApplyEventType).
+func (m *Mapping) SimulateEvent(ctx context.Context, payload any, now time.Time, eventType string) (*Simulation, error) {
 	res, err := m.Extract(ctx, payload, &jsonata.Env{Now: now})
 	if err != nil {
 		return nil, err
 	}
+	ApplyEventType(res, eventType)
 	sim := &Simulation{EntityUpdates: res.Entities, MeterReadingsUpdates: res.MeterReadings, PruneScopeUpdates: res.Prunes,
 		MeterReadingPruneUpdates: res.ReadingPrunes, Warnings: append([]Warning{}, res.Warnings...)}
 	if sim.EntityUpdates == nil {
@@ -80,7 +87,7 @@ func (m *Mapping) Simulate(ctx context.Context, payload any, now time.Time) (*Si
 	for i := range sim.EntityUpdates {
 		u := &sim.EntityUpdates[i]
 		u.Attributes = withoutFileProxyURLs(u.Attributes)
-		if u.Pricing != nil && (u.Mode == "upsert" || strings.HasPrefix(u.Mode, "upsert-prune-scope-")) {
+		if u.Pricing != nil && (u.Mode == "upsert" || u.Mode == ModeCreate || strings.HasPrefix(u.Mode, "upsert-prune-scope-")) {
 			if err := simulatePricing(u, sim); err != nil {
 				return nil, err
 			}
