@@ -136,7 +136,11 @@ func (r *run) applyInner(proc any, args []any, input any, env *frame) (any, erro
 	case *lambda:
 		return r.applyProcedure(f, validated)
 	case *builtin:
-		return f.fn(callCtx{r: r, env: env, input: input}, validated)
+		v, err := f.fn(callCtx{r: r, env: env, input: input}, validated)
+		if err == nil {
+			err = r.overDeadline()
+		}
+		return v, err
 	case *regexMatcher:
 		return r.applyRegex(f, validated)
 	}

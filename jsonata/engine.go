@@ -159,6 +159,10 @@ func (x *Expression) Evaluate(ctx context.Context, input any, opts Options) (res
 	if a, ok := input.(*Array); ok && !a.sequence {
 		input = &Array{Items: []any{a}, sequence: true, outerWrapper: true}
 	}
+	if err := r.overDeadline(); err != nil { // e.g. an earlier expression of the event used the time up
+		err.(*Error).populate()
+		return nil, err
+	}
 	res, err := r.evaluate(x.ast, input, exec)
 	if err != nil {
 		if e, ok := err.(*Error); ok {

@@ -126,6 +126,19 @@ func (r *run) enter() error {
 	return nil
 }
 
+// overDeadline checks the evaluation's deadline and context now, not at the next step count:
+// evaluations start with it, and expensive built-ins (regexes, sorts) end with it, so an
+// expression made of few steps that each take long still stops at its limit.
+func (r *run) overDeadline() error {
+	if err := r.ctx.Err(); err != nil {
+		return &Error{Code: "U1002", Value: err.Error()}
+	}
+	if !r.deadline.IsZero() && time.Now().After(r.deadline) {
+		return &Error{Code: "U1002", Value: "time limit exceeded"}
+	}
+	return nil
+}
+
 func (r *run) checkSize(n int) error {
 	if r.maxItems > 0 && n > r.maxItems {
 		return &Error{Code: "U1003", Value: "more than " + formatNumber(float64(r.maxItems)) + " items"}

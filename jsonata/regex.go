@@ -65,7 +65,21 @@ func (r *run) regexExec(m *regexMatcher, runes []rune, from int) (*matchResult, 
 	if from > len(runes) {
 		return nil, nil
 	}
-	match, err := m.lit.re.FindRunesMatchStartingAt(runes, from)
+	re := m.lit.re
+	if !r.deadline.IsZero() {
+		// A match never runs past the evaluation's deadline: the per-match timeout alone let
+		// many medium-slow matches add up far beyond it.
+		left := time.Until(r.deadline)
+		if left <= 0 {
+			return nil, &Error{Code: "U1002", Value: "time limit exceeded"}
+		}
+		if left < re.MatchTimeout {
+			bounded := *re // a shallow copy shares the compiled program; only the timeout differs
+			bounded.MatchTimeout = left
+			re = &bounded
+		}
+	}
+	match, err := re.FindRunesMatchStartingAt(runes, from)
 	if err != nil {
 		return nil, &Error{Code: "U1002", Value: "regular expression /" + m.lit.source + "/ " + err.Error()}
 	}

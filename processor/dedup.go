@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/kafkax"
@@ -128,64 +127,24 @@ func (d *dedupStore) restore(ctx context.Context, kc kafkax.Config, topic string
 	for _, p := range partitions {
 		offsets[p] = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(append(kc.BaseOpts(d.log),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(250*time.Millisecond),
-	)...)
+	cl, err := kgo.NewClient(append(append(kc.BaseOpts(d.log), kafkax.ChangelogOpts()...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}))...)
 	if err != nil {
 		return fmt.Errorf("dedup restore client: %w", err)
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	lso, err := adm.ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		return fmt.Errorf("dedup restore: last stable offsets of %s: %w", topic, err)
-	}
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return fmt.Errorf("dedup restore: start offsets of %s: %w", topic, err)
-	}
 	state := map[int32]*dedupPartition{}
-	pending := map[int32]int64{} // partition -> last stable offset still to reach
 	for _, p := range partitions {
 		state[p] = &dedupPartition{firstSeen: map[string]int64{}}
-		end, _ := lso.Lookup(topic, p)
-		begin, _ := starts.Lookup(topic, p)
-		if end.Offset > begin.Offset {
-			pending[p] = end.Offset
-		}
 	}
-	read := 0
-	idleSince := time.Now()
-	for len(pending) > 0 {
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fetches := cl.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
+	read, err := kafkax.CatchUp(ctx, cl, d.log, topic, partitions, func(r *kgo.Record) {
+		var rec dedupRecord
+		if err := json.Unmarshal(r.Value, &rec); err == nil {
+			state[r.Partition].set(string(r.Key), rec.FirstSeenMs)
 		}
-		got := false
-		fetches.EachRecord(func(r *kgo.Record) {
-			got = true
-			read++
-			var rec dedupRecord
-			if err := json.Unmarshal(r.Value, &rec); err == nil {
-				state[r.Partition].set(string(r.Key), rec.FirstSeenMs)
-			}
-			// Committed transactions end with a marker the consumer never sees, so a
-			// partition is done one offset before its last stable offset.
-			if end, ok := pending[r.Partition]; ok && r.Offset+2 >= end {
-				delete(pending, r.Partition)
-			}
-		})
-		if got {
-			idleSince = time.Now()
-		} else if time.Since(idleSince) > 2*time.Second {
-			// Only transaction markers (of aborted or committed transactions) remain below the
-			// last stable offset: nothing readable is left.
-			break
-		}
+	})
+	if err != nil {
+		return fmt.Errorf("dedup restore of %s: %w", topic, err)
 	}
 	d.mu.Lock()
 	for p, s := range state {

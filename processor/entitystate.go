@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/kafkax"
@@ -270,72 +269,42 @@ func (s *entityStore) readingsIn(group string, overlay map[string]*entityState) 
 // stable offset (as of the start) is reached; then it keeps following other instances' changes.
 func (s *entityStore) run(ctx context.Context, kc kafkax.Config, topic string) error {
 	start := time.Now()
-	cl, err := kgo.NewClient(append(kc.BaseOpts(s.log),
+	cl, err := kgo.NewClient(append(append(kc.BaseOpts(s.log), kafkax.ChangelogOpts()...),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(250*time.Millisecond),
 	)...)
 	if err != nil {
 		return fmt.Errorf("entity state client: %w", err)
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	lso, err := adm.ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		return fmt.Errorf("entity state: last stable offsets of %s: %w", topic, err)
-	}
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return fmt.Errorf("entity state: start offsets of %s: %w", topic, err)
-	}
-	pending := map[int32]int64{}
-	lso.Each(func(o kadm.ListedOffset) {
-		if b, ok := starts.Lookup(topic, o.Partition); ok && o.Offset > b.Offset {
-			pending[o.Partition] = o.Offset
+	apply := func(r *kgo.Record) {
+		if r.Attrs.IsControl() {
+			return
 		}
-	})
-	read := 0
-	idleSince := time.Now()
-	markReady := func() {
-		select {
-		case <-s.ready:
-		default:
-			close(s.ready)
-			s.log.Info("entity state restored", "entities", s.size(), "records", read, "ms", time.Since(start).Milliseconds())
+		var st entityState
+		if err := json.Unmarshal(r.Value, &st); err == nil {
+			s.mu.Lock()
+			s.applyLocked(string(r.Key), &st)
+			s.mu.Unlock()
 		}
 	}
-	if len(pending) == 0 {
-		markReady()
-	}
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fetches := cl.PollFetches(pctx)
-		cancel()
+	read, err := kafkax.CatchUp(ctx, cl, s.log, topic, nil, apply)
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		got := false
-		s.mu.Lock()
-		fetches.EachRecord(func(r *kgo.Record) {
-			got = true
-			read++
-			var st entityState
-			if err := json.Unmarshal(r.Value, &st); err == nil {
-				s.applyLocked(string(r.Key), &st)
-			}
-			// A committed transaction ends with a marker the consumer never sees.
-			if end, ok := pending[r.Partition]; ok && r.Offset+2 >= end {
-				delete(pending, r.Partition)
-			}
-		})
-		s.mu.Unlock()
-		if got {
-			idleSince = time.Now()
+		return fmt.Errorf("entity state: %w", err)
+	}
+	close(s.ready)
+	s.log.Info("entity state restored", "entities", s.size(), "records", read, "ms", time.Since(start).Milliseconds())
+	// Then follow other instances' changes (and this one's, which are applied already and
+	// replace nothing newer). A plain consumer rides out broker restarts by itself.
+	for {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
 		}
-		if len(pending) == 0 || time.Since(idleSince) > 2*time.Second {
-			markReady() // only transaction markers can remain below the last stable offsets
-		}
+		fetches.EachRecord(apply)
 	}
 }
 

@@ -9,8 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,13 +30,24 @@ type Config struct {
 	Topics     kafkax.Topics
 	Group      string // consumer group, default "erpstream-processor"
 	InstanceID string // makes the transactional id unique per running instance
-	MaxPoll    int    // records per transaction, default 2000
-	// EvalTimeout bounds one event's mapping.
+	MaxPoll    int    // events polled at once, default 2000
+	// EvalTimeout bounds one event's mapping (extraction), default 2 s.
 	EvalTimeout time.Duration
-	Registry    *registry.Registry
-	Engine      jsonata.Engine
-	Log         *slog.Logger
-	Now         func() time.Time
+	// BatchBudget bounds the time one transaction spends mapping, default 5 s: past it the
+	// transaction commits what is mapped and the rest of the poll goes into the next one. With
+	// EvalTimeout this keeps every transaction far below its 60 s timeout, however slow the
+	// mappings are.
+	BatchBudget time.Duration
+	// MaxTransactionRecords is the records one transaction produces before it commits early
+	// (default 50,000); an event's records are never split.
+	MaxTransactionRecords int
+	// MaxEntityUpdatesPerEvent bounds one event's fan-out (default 10,000): an event whose
+	// mapping yields more entity updates or meter readings fails alone with MAPPING_LIMIT_EXCEEDED.
+	MaxEntityUpdatesPerEvent int
+	Registry                 *registry.Registry
+	Engine                   jsonata.Engine
+	Log                      *slog.Logger
+	Now                      func() time.Time
 	// MaxRecordBytes bounds each record the processor produces (default 8 MiB less room for the
 	// batch framing: the topics' max.message.bytes). An event that would produce a larger one fails.
 	MaxRecordBytes int
@@ -60,7 +71,12 @@ type Processor struct {
 	pending   map[[2]string]int // (level, code) -> events in the open transaction
 	outcomes  *prometheus.CounterVec
 	aborts    prometheus.Counter
+	restarts  prometheus.Counter
+	early     prometheus.Counter
 	batchTime prometheus.Histogram
+	// progress is when a transaction last committed, or the consumer last found nothing to do
+	// (unix ms): readiness reports a processor that has events and makes no progress.
+	progress atomic.Int64
 }
 
 type compiledMapping struct {
@@ -86,6 +102,15 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.EvalTimeout <= 0 {
 		cfg.EvalTimeout = 2 * time.Second
 	}
+	if cfg.BatchBudget <= 0 {
+		cfg.BatchBudget = 5 * time.Second
+	}
+	if cfg.MaxTransactionRecords <= 0 {
+		cfg.MaxTransactionRecords = 50_000
+	}
+	if cfg.MaxEntityUpdatesPerEvent <= 0 {
+		cfg.MaxEntityUpdatesPerEvent = 10_000
+	}
 	if cfg.Engine == nil {
 		cfg.Engine = jsonata.Default
 	}
@@ -104,139 +129,19 @@ func New(cfg Config) (*Processor, error) {
 			Help: "Events processed (committed), by monitoring level and code."}, []string{"level", "code"}),
 		aborts: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_transaction_aborts_total",
 			Help: "Transactions aborted; their batch is processed again."}),
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_session_restarts_total",
+			Help: "Consumer sessions that failed (broker away, fenced, transaction error) and were started again."}),
+		early: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_early_commits_total",
+			Help: "Transactions committed before their poll was mapped whole (time or record budget); the rest follows in the next."}),
 		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "erpstream_processor_batch_duration_seconds",
 			Help: "Time from a batch's first record to its committed transaction.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 	}
-	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.batchTime} {
+	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("processor metrics: %w", err)
 		}
 	}
 	return p, nil
-}
-
-// Run consumes until ctx ends.
-func (p *Processor) Run(ctx context.Context) error {
-	select {
-	case <-p.cfg.Registry.Ready():
-	case <-ctx.Done():
-		return nil
-	}
-	// The entity state is read whole before the first event is mapped, then followed.
-	stateCtx, stopState := context.WithCancel(ctx)
-	defer stopState()
-	stateErr := make(chan error, 1)
-	go func() { stateErr <- p.entities.run(stateCtx, p.cfg.Kafka, p.cfg.Topics.EntityState) }()
-	select {
-	case <-p.entities.ready:
-	case err := <-stateErr:
-		return fmt.Errorf("processor: %w", err)
-	case <-ctx.Done():
-		return nil
-	}
-	sess, err := kgo.NewGroupTransactSession(append(p.cfg.Kafka.BaseOpts(p.log),
-		kgo.ConsumerGroup(p.cfg.Group),
-		kgo.ConsumeTopics(p.cfg.Topics.Events),
-		kgo.Balancers(singleActive{}), // one instance maps, the others stand by (balancer.go)
-		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.TransactionTimeout(60*time.Second),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(2*time.Millisecond),
-		// Same hashing as ingest, so a dedup mark lands in the partition number of its event.
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
-			p.log.Info("processor active: mapping events", "partitions", len(assigned[p.cfg.Topics.Events]))
-			if err := p.dedup.restore(ctx, p.cfg.Kafka, p.cfg.Topics.Dedup, assigned[p.cfg.Topics.Events]); err != nil {
-				p.log.Error("dedup restore failed; duplicates may be processed again", "err", err)
-			}
-		}),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
-			p.dedup.drop(revoked[p.cfg.Topics.Events])
-		}),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-			p.dedup.drop(lost[p.cfg.Topics.Events])
-		}),
-	)...)
-	if err != nil {
-		return fmt.Errorf("processor: %w", err)
-	}
-	defer sess.Close()
-	p.log.Info("processor consuming", "topic", p.cfg.Topics.Events, "group", p.cfg.Group)
-
-	for {
-		fetches := sess.PollRecords(ctx, p.cfg.MaxPoll)
-		if ctx.Err() != nil {
-			return nil
-		}
-		fetches.EachError(func(t string, part int32, err error) {
-			p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
-		})
-		if fetches.NumRecords() == 0 {
-			continue
-		}
-		began := time.Now()
-		if err := sess.Begin(); err != nil {
-			return fmt.Errorf("processor: begin transaction: %w", err)
-		}
-		promise := kgo.AbortingFirstErrPromise(sess.Client())
-		for _, in := range inReceiveOrder(fetches, p.log) {
-			for _, out := range p.process(ctx, in.rec, &in.ev) {
-				sess.Produce(ctx, out, promise.Promise())
-			}
-		}
-		committed, err := sess.End(ctx, promise.Err() == nil)
-		if committed {
-			p.dedup.commit()
-			p.entities.commit()
-			for k, n := range p.pending {
-				p.outcomes.WithLabelValues(k[0], k[1]).Add(float64(n))
-			}
-			p.batchTime.Observe(time.Since(began).Seconds())
-		} else {
-			p.dedup.abort()
-			p.entities.abort()
-			p.aborts.Inc()
-		}
-		clear(p.pending)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("processor: end transaction: %w", err)
-		}
-		if !committed {
-			p.log.Warn("transaction aborted; the batch will be processed again", "records", fetches.NumRecords(), "produce_err", promise.Err())
-		}
-	}
-}
-
-// polledEvent is a consumed record and its event.
-type polledEvent struct {
-	rec *kgo.Record
-	ev  envelope.Event
-}
-
-// inReceiveOrder decodes a poll's records and orders them by receive time. Events are spread over
-// partitions by deduplication id or event id, not by entity, so a poll holds one ERP batch's
-// events in partition order; mapped in that order, a later event of an entity would be applied
-// before an earlier one (which is then late, and written under the newer one). Within a
-// partition the order is kept for equal times.
-func inReceiveOrder(fetches kgo.Fetches, log *slog.Logger) []polledEvent {
-	out := make([]polledEvent, 0, fetches.NumRecords())
-	fetches.EachRecord(func(rec *kgo.Record) {
-		var pe polledEvent
-		if err := json.Unmarshal(rec.Value, &pe.ev); err != nil {
-			log.Error("undecodable event record; skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
-			return
-		}
-		pe.rec = rec
-		out = append(out, pe)
-	})
-	sort.SliceStable(out, func(i, j int) bool { return out[i].ev.ReceivedAtUs < out[j].ev.ReceivedAtUs })
-	return out
 }
 
 // process maps one event record into the records to produce.
@@ -291,7 +196,7 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 	}
 	evalCtx, cancel := context.WithTimeout(ctx, p.cfg.EvalTimeout)
 	defer cancel()
-	res, err := m.Extract(evalCtx, payload, &jsonata.Env{Now: ev.ReceivedAt()})
+	res, err := m.ExtractWithin(evalCtx, payload, &jsonata.Env{Now: ev.ReceivedAt()}, mapping.Limits{MaxUpdates: p.cfg.MaxEntityUpdatesPerEvent})
 	if err != nil {
 		var me *mapping.Error
 		code := "MAPPING_EXPRESSION_FAILED"

@@ -83,17 +83,21 @@ func must(t *testing.T, err error) {
 // returns the rows by event id and the entity writes (of earlier runs on c too).
 func runPipeline(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, events []envelope.Event) (map[string]envelope.MonitoringEvent, []envelope.EntityWrite) {
 	t.Helper()
-	ctx := context.Background()
+	produceEvents(t, c, events)
+	return processProduced(t, c, reg, events)
+}
+
+// produceEvents writes events to one partition, so they are mapped in the order given (as events
+// of one entity with one deduplication-id stream would be).
+func produceEvents(t *testing.T, c *kafkatest.Cluster, events []envelope.Event) {
+	t.Helper()
 	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
 	must(t, err)
 	defer producer.Close()
 	for _, e := range events {
 		b, _ := json.Marshal(e)
-		// One partition, so the events are mapped in the order given (as events of one entity with
-		// one deduplication-id stream would be).
-		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte("one-partition"), Value: b}).FirstErr())
+		must(t, producer.ProduceSync(context.Background(), &kgo.Record{Topic: c.Topics.Events, Key: []byte("one-partition"), Value: b}).FirstErr())
 	}
-	return processProduced(t, c, reg, events)
 }
 
 // processProduced runs a processor until every event (produced already) has its monitoring row.
@@ -156,7 +160,6 @@ func processProduced(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry,
 	return monitoring, writes
 }
 
-// Without settings.honor_event_type, event_type drives nothing: a DELETE event upserts.
 // By default event types mean what the product says (CREATE creates and fails if the entity
 // exists, DELETE deletes, no type is an UPDATE); settings.honor_event_type: false turns that off.
 func TestEventTypesApplyByDefaultAndCanBeTurnedOff(t *testing.T) {

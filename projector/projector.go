@@ -79,11 +79,13 @@ type Projector struct {
 	mu sync.Mutex
 	// unsure marks monitoring partitions whose next batch may repeat rows already stored: newly
 	// assigned ones (the previous owner may have crashed between insert and commit).
-	unsure    map[int32]bool
-	rows      *prometheus.CounterVec
-	failures  prometheus.Counter
-	skipped   prometheus.Counter
-	batchTime prometheus.Histogram
+	unsure   map[int32]bool
+	rows     *prometheus.CounterVec
+	failures prometheus.Counter
+	skipped  prometheus.Counter
+	// commitFailures counts failed offset commits (each retried).
+	commitFailures prometheus.Counter
+	batchTime      prometheus.Histogram
 }
 
 // New validates cfg.
@@ -111,12 +113,14 @@ func New(cfg Config) (*Projector, error) {
 			Help: "Rows stored in ClickHouse, by kind (raw_events, entities, monitoring_events, access_logs)."}, []string{"kind"}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_projector_insert_failures_total",
 			Help: "Failed ClickHouse batch inserts; each is retried with backoff while consumption pauses."}),
+		commitFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_projector_commit_failures_total",
+			Help: "Failed offset commits after a stored batch; each is retried, and the next batch's commit covers it."}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_projector_rows_already_stored_total",
 			Help: "Monitoring rows an earlier attempt (or a crashed owner) had stored, not inserted again."}),
 		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "erpstream_projector_batch_duration_seconds",
 			Help: "Time to store one batch in ClickHouse, retries included.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
 	}
-	for _, c := range []prometheus.Collector{p.rows, p.failures, p.skipped, p.batchTime} {
+	for _, c := range []prometheus.Collector{p.rows, p.failures, p.skipped, p.commitFailures, p.batchTime} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("projector metrics: %w", err)
 		}
@@ -174,13 +178,34 @@ func (p *Projector) Run(ctx context.Context) error {
 					return err
 				}
 			}
-			if err := cl.CommitRecords(ctx, recs...); err != nil {
-				// The rows are stored; a failed commit only means they are written again
-				// after a restart, which the tables collapse.
-				p.log.Warn("offset commit failed after insert; batch will be re-inserted on restart", "err", err)
-			}
+			p.commit(ctx, cl)
 		}
 		cl.AllowRebalance()
+	}
+}
+
+// commit commits everything polled and stored so far, retrying briefly: a broker restart or a
+// coordinator move fails a commit or two. A commit that still fails is carried by the next
+// batch's (offsets are per partition, the next commit covers them), and at worst rows are
+// stored again after a rebalance, which the tables collapse.
+func (p *Projector) commit(ctx context.Context, cl *kgo.Client) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := cl.CommitUncommittedOffsets(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		p.commitFailures.Inc()
+		if attempt == 5 {
+			p.log.Warn("offset commit failed; the next batch's commit carries these offsets", "attempts", attempt, "err", err)
+			return
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff *= 2
 	}
 }
 
@@ -196,6 +221,12 @@ func (p *Projector) collect(ctx context.Context, cl *kgo.Client) []*kgo.Record {
 		fetches := p.poll(ctx, cl, p.cfg.MaxRows-len(recs), deadline)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if len(recs) == 0 && fetches.NumRecords() == 0 {
+			// Nothing is held, so let a pending rebalance run. Polling again without this
+			// blocked the group's rejoin forever after a broker restart (BlockRebalanceOnPoll
+			// holds rebalances from every poll until AllowRebalance).
+			cl.AllowRebalance()
 		}
 		fetches.EachError(func(t string, part int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {

@@ -162,16 +162,46 @@ func (as Attributes) get(name string) (any, bool) {
 
 // Error is a mapping failure of one event, with the monitoring code it is reported under.
 type Error struct {
-	Code string // MAPPING_EXPRESSION_FAILED, MISSING_UNIQUE_IDENTIFIERS, MALFORMED_PAYLOAD
-	Path string // configuration path, e.g. entities[0].fields[2]
-	Msg  string
+	Code   string // MAPPING_EXPRESSION_FAILED, MISSING_UNIQUE_IDENTIFIERS, MAPPING_TIMEOUT, MAPPING_LIMIT_EXCEEDED, …
+	Path   string // configuration path, e.g. entities[0].fields[2]
+	Msg    string
+	Entity string // the entity schema being mapped, when there is one
 }
 
 func (e *Error) Error() string {
-	if e.Path == "" {
-		return e.Msg
+	msg := e.Msg
+	if e.Path != "" {
+		msg = e.Path + ": " + msg
 	}
-	return e.Path + ": " + e.Msg
+	if e.Entity != "" {
+		msg = "entity " + e.Entity + ", " + msg
+	}
+	return msg
+}
+
+// DefaultMaxUpdates is how many entity updates and meter readings one event may map to.
+const DefaultMaxUpdates = 10_000
+
+// Limits bound one event's extraction. The time limit is the context's deadline.
+type Limits struct {
+	MaxUpdates int // entity updates plus meter readings; default DefaultMaxUpdates
+}
+
+// bounded turns an error of an extraction whose deadline passed into MAPPING_TIMEOUT: whichever
+// expression was running when time ran out, the event failed for its time limit.
+func bounded(ctx context.Context, err *Error) *Error {
+	if err != nil && ctx.Err() != nil && err.Code != "MAPPING_TIMEOUT" {
+		return &Error{Code: "MAPPING_TIMEOUT", Path: err.Path, Entity: err.Entity,
+			Msg: "the event's mapping exceeded its time limit (" + err.Msg + ")"}
+	}
+	return err
+}
+
+func timeout(ctx context.Context, path, entity string) *Error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return &Error{Code: "MAPPING_TIMEOUT", Path: path, Entity: entity, Msg: "the event's mapping exceeded its time limit"}
 }
 
 // Map runs the extraction stage for one parsed payload. Per-item expressions see the item as
@@ -198,6 +228,24 @@ type Extraction struct {
 
 // Extract runs the extraction stage: pure, no lookups; the pipeline and the simulation share it.
 func (m *Mapping) Extract(ctx context.Context, payload any, env *jsonata.Env) (*Extraction, error) {
+	return m.ExtractWithin(ctx, payload, env, Limits{})
+}
+
+// ExtractWithin is Extract within limits: past ctx's deadline it fails with MAPPING_TIMEOUT
+// (checked between items and fields as well as inside every expression), and past
+// lim.MaxUpdates updates with MAPPING_LIMIT_EXCEEDED.
+func (m *Mapping) ExtractWithin(ctx context.Context, payload any, env *jsonata.Env, lim Limits) (*Extraction, error) {
+	if lim.MaxUpdates <= 0 {
+		lim.MaxUpdates = DefaultMaxUpdates
+	}
+	res, err := m.extract(ctx, payload, env, lim)
+	if me, ok := err.(*Error); ok {
+		return nil, bounded(ctx, me)
+	}
+	return res, err
+}
+
+func (m *Mapping) extract(ctx context.Context, payload any, env *jsonata.Env, lim Limits) (*Extraction, error) {
 	if env == nil {
 		env = &jsonata.Env{}
 	}
@@ -226,11 +274,22 @@ func (m *Mapping) Extract(ctx context.Context, payload any, env *jsonata.Env) (*
 			continue
 		}
 		first := len(res.Entities)
-		for n, item := range itemsOf(data) {
+		items := itemsOf(data)
+		if len(res.Entities)+len(items) > lim.MaxUpdates {
+			return nil, &Error{Code: "MAPPING_LIMIT_EXCEEDED", Path: path, Entity: ce.schema,
+				Msg: fmt.Sprintf("the event maps to more than %d entity updates (this entry alone to %d)", lim.MaxUpdates, len(items))}
+		}
+		for n, item := range items {
 			upd, err := ce.mapItem(ctx, path, item, itemEnv)
+			if err == nil {
+				err = timeout(ctx, path, ce.schema)
+			}
 			if err != nil {
 				if _, many := data.(*engine.Array); many {
 					err.Path = fmt.Sprintf("%s (item %d)", err.Path, n)
+				}
+				if err.Entity == "" {
+					err.Entity = ce.schema
 				}
 				return nil, err
 			}
@@ -254,6 +313,10 @@ func (m *Mapping) Extract(ctx context.Context, payload any, env *jsonata.Env) (*
 		}
 		for k := range prunes {
 			prunes[k].Entry = i
+		}
+		if len(res.Entities)+len(res.MeterReadings)+len(rs) > lim.MaxUpdates {
+			return nil, &Error{Code: "MAPPING_LIMIT_EXCEEDED", Path: fmt.Sprintf("meter_readings[%d]", i), Entity: "meter_reading",
+				Msg: fmt.Sprintf("the event maps to more than %d entity updates and meter readings", lim.MaxUpdates)}
 		}
 		res.MeterReadings = append(res.MeterReadings, rs...)
 		res.ReadingPrunes = append(res.ReadingPrunes, prunes...)
@@ -341,6 +404,9 @@ func (ce *compiledEntity) mapItem(ctx context.Context, path string, item any, en
 	var uidOnly Attributes
 	var repeatables map[string]string
 	for j, f := range ce.fields {
+		if err := timeout(ctx, ce.fieldPaths[j]+" ("+f.attribute+")", ce.schema); err != nil {
+			return EntityUpdate{}, err
+		}
 		v, ok, err := f.value(ctx, ce.fieldPaths[j], item, env)
 		if err != nil {
 			return EntityUpdate{}, err

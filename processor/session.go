@@ -1,0 +1,271 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/erpstream/erpstream/internal/envelope"
+)
+
+// Run consumes until ctx ends. A consumer session that fails (the broker went away, the producer
+// was fenced, a transaction could not end) is closed and a new one started after a backoff: the
+// uncommitted batch is mapped again from the last committed offsets, and the process keeps
+// running. Only ctx ends Run.
+func (p *Processor) Run(ctx context.Context) error {
+	select {
+	case <-p.cfg.Registry.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	// The entity state is read whole before the first event is mapped, then followed.
+	stateCtx, stopState := context.WithCancel(ctx)
+	defer stopState()
+	stateErr := make(chan error, 1)
+	go func() { stateErr <- p.entities.run(stateCtx, p.cfg.Kafka, p.cfg.Topics.EntityState) }()
+	select {
+	case <-p.entities.ready:
+	case err := <-stateErr:
+		return fmt.Errorf("processor: %w", err)
+	case <-ctx.Done():
+		return nil
+	}
+	backoff := 250 * time.Millisecond
+	for {
+		began := time.Now()
+		err := p.runSession(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(began) > time.Minute {
+			backoff = 250 * time.Millisecond // the session ran well for a while
+		}
+		p.restarts.Inc()
+		p.log.Warn("processor session failed; uncommitted events are mapped again by a new session", "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// runSession consumes with one group transact session until it fails or ctx ends.
+func (p *Processor) runSession(ctx context.Context) error {
+	sess, err := kgo.NewGroupTransactSession(append(p.cfg.Kafka.BaseOpts(p.log),
+		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.ConsumeTopics(p.cfg.Topics.Events),
+		kgo.Balancers(singleActive{}), // one instance maps, the others stand by (balancer.go)
+		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.TransactionTimeout(60*time.Second),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(2*time.Millisecond),
+		// Same hashing as ingest, so a dedup mark lands in the partition number of its event.
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+			p.log.Info("processor active: mapping events", "partitions", len(assigned[p.cfg.Topics.Events]))
+			// Restoring waits out broker errors; it ends early only when the session closes,
+			// and then the partitions are not processed by this session anyway.
+			if err := p.dedup.restore(ctx, p.cfg.Kafka, p.cfg.Topics.Dedup, assigned[p.cfg.Topics.Events]); err != nil {
+				p.log.Warn("dedup restore interrupted", "err", err)
+			}
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+			p.dedup.drop(revoked[p.cfg.Topics.Events])
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+			p.dedup.drop(lost[p.cfg.Topics.Events])
+		}),
+	)...)
+	if err != nil {
+		return fmt.Errorf("new session: %w", err)
+	}
+	defer sess.Close()
+	p.log.Info("processor consuming", "topic", p.cfg.Topics.Events, "group", p.cfg.Group)
+
+	// leftover is the tail of a poll that a transaction left for the next one (commit early).
+	var leftover []polledEvent
+	for {
+		batch := leftover
+		leftover = nil
+		if len(batch) == 0 {
+			fetches := sess.PollRecords(ctx, p.cfg.MaxPoll)
+			if ctx.Err() != nil {
+				return nil
+			}
+			fetches.EachError(func(t string, part int32, err error) {
+				p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+			})
+			batch = inReceiveOrder(fetches, p.log)
+			if len(batch) == 0 {
+				p.progress.Store(time.Now().UnixMilli())
+				continue
+			}
+		}
+		// Compile outside the transaction: a new use-case version costs its compile time here,
+		// not inside the transaction's timeout.
+		p.prepare(batch)
+		rest, err := p.transact(ctx, sess, batch)
+		if err != nil {
+			return err
+		}
+		leftover = rest
+	}
+}
+
+// transact maps a batch in one transaction, within the batch's time and record budgets, and
+// returns the events it left for the next transaction. Their offsets are not committed: a crash
+// before the next transaction maps them again, never loses them.
+func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession, batch []polledEvent) (rest []polledEvent, err error) {
+	if err := sess.Begin(); err != nil {
+		return nil, fmt.Errorf("begin transaction: %w", err)
+	}
+	began := time.Now()
+	promise := kgo.AbortingFirstErrPromise(sess.Client())
+	records, done := 0, 0
+	for _, in := range batch {
+		if done > 0 && (time.Since(began) > p.cfg.BatchBudget || records >= p.cfg.MaxTransactionRecords) {
+			break
+		}
+		for _, out := range p.process(ctx, in.rec, &in.ev) {
+			sess.Produce(ctx, out, promise.Promise())
+			records++
+		}
+		done++
+	}
+	rest = batch[done:]
+	endCtx := ctx
+	if len(rest) > 0 {
+		endCtx = kgo.PreTxnCommitFnContext(ctx, commitBefore(rest))
+	}
+	committed, err := sess.End(endCtx, promise.Err() == nil)
+	if committed {
+		p.dedup.commit()
+		p.entities.commit()
+		for k, n := range p.pending {
+			p.outcomes.WithLabelValues(k[0], k[1]).Add(float64(n))
+		}
+		p.batchTime.Observe(time.Since(began).Seconds())
+		p.progress.Store(time.Now().UnixMilli())
+		if len(rest) > 0 {
+			p.early.Inc()
+			p.log.Info("transaction committed early; the rest of the poll follows", "mapped", done, "left", len(rest), "records", records,
+				"ms", time.Since(began).Milliseconds())
+		}
+	} else {
+		p.dedup.abort()
+		p.entities.abort()
+		p.aborts.Inc()
+		rest = nil // the session rewinds to the committed offsets: the whole batch comes again
+	}
+	clear(p.pending)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("end transaction: %w", err)
+	}
+	if !committed {
+		p.log.Warn("transaction aborted; the batch will be processed again", "records", len(batch), "produce_err", promise.Err())
+	}
+	return rest, nil
+}
+
+// commitBefore makes a transaction commit, for each partition with events left over, the offset
+// of its first left-over event instead of the end of the poll.
+func commitBefore(rest []polledEvent) func(*kmsg.TxnOffsetCommitRequest) error {
+	first := map[string]map[int32]*kgo.Record{}
+	for _, in := range rest {
+		parts := first[in.rec.Topic]
+		if parts == nil {
+			parts = map[int32]*kgo.Record{}
+			first[in.rec.Topic] = parts
+		}
+		if r, ok := parts[in.rec.Partition]; !ok || in.rec.Offset < r.Offset {
+			parts[in.rec.Partition] = in.rec
+		}
+	}
+	return func(req *kmsg.TxnOffsetCommitRequest) error {
+		for i := range req.Topics {
+			t := &req.Topics[i]
+			for j := range t.Partitions {
+				if r, ok := first[t.Topic][t.Partitions[j].Partition]; ok {
+					t.Partitions[j].Offset = r.Offset
+					t.Partitions[j].LeaderEpoch = r.LeaderEpoch
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// prepare compiles the mappings of the batch's use cases (each once per version).
+func (p *Processor) prepare(batch []polledEvent) {
+	snap := p.cfg.Registry.Snapshot()
+	seen := map[[2]string]bool{}
+	for _, in := range batch {
+		key := [2]string{in.ev.OrgID, in.ev.UseCaseID}
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		if uc, ok := snap.UseCase(in.ev.OrgID, in.ev.UseCaseID); ok && uc.Enabled {
+			_, _ = p.compiled(uc)
+		}
+	}
+}
+
+// polledEvent is a consumed record and its event.
+type polledEvent struct {
+	rec *kgo.Record
+	ev  envelope.Event
+}
+
+// inReceiveOrder decodes a poll's records and merges the partitions by receive time. Events are
+// spread over partitions by deduplication id or event id, not by entity, so a poll holds one ERP
+// batch's events in partition order; mapped in that order, a later event of an entity would be
+// applied before an earlier one (which is then late, and written under the newer one). The merge
+// keeps each partition's own order, so any prefix of the result is a prefix of every partition:
+// a transaction that commits early commits exactly what it mapped.
+func inReceiveOrder(fetches kgo.Fetches, log *slog.Logger) []polledEvent {
+	var parts [][]polledEvent
+	total := 0
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		var evs []polledEvent
+		for _, rec := range fp.Records {
+			var pe polledEvent
+			if err := json.Unmarshal(rec.Value, &pe.ev); err != nil {
+				log.Error("undecodable event record; skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+				continue
+			}
+			pe.rec = rec
+			evs = append(evs, pe)
+		}
+		if len(evs) > 0 {
+			parts = append(parts, evs)
+			total += len(evs)
+		}
+	})
+	out := make([]polledEvent, 0, total)
+	heads := make([]int, len(parts))
+	for len(out) < total {
+		best := -1
+		for i, evs := range parts {
+			if heads[i] < len(evs) && (best < 0 || evs[heads[i]].ev.ReceivedAtUs < parts[best][heads[best]].ev.ReceivedAtUs) {
+				best = i
+			}
+		}
+		out = append(out, parts[best][heads[best]])
+		heads[best]++
+	}
+	return out
+}
