@@ -24,6 +24,9 @@ import (
 	"github.com/erpstream/erpstream/processor/mapping"
 )
 
+// DefaultGroup is the consumer group of every instance.
+const DefaultGroup = "erpstream-processor"
+
 // Config of the processor.
 type Config struct {
 	Kafka      kafkax.Config
@@ -91,7 +94,7 @@ func New(cfg Config) (*Processor, error) {
 		return nil, errors.New("processor: registry is required")
 	}
 	if cfg.Group == "" {
-		cfg.Group = "erpstream-processor"
+		cfg.Group = DefaultGroup
 	}
 	if cfg.MaxPoll <= 0 {
 		cfg.MaxPoll = 2000

@@ -49,6 +49,9 @@ type StoredEntity struct {
 	AttributeVersions []byte
 }
 
+// DefaultGroup is the consumer group of every instance.
+const DefaultGroup = "erpstream-projector"
+
 // Config of the projector.
 type Config struct {
 	Kafka  kafkax.Config
@@ -94,7 +97,7 @@ func New(cfg Config) (*Projector, error) {
 		return nil, errors.New("projector: sink is required")
 	}
 	if cfg.Group == "" {
-		cfg.Group = "erpstream-projector"
+		cfg.Group = DefaultGroup
 	}
 	if cfg.MaxRows <= 0 {
 		cfg.MaxRows = 20000

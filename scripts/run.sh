@@ -9,6 +9,7 @@ cd "$root"
 export ERPSTREAM_DEV_MODE=${ERPSTREAM_DEV_MODE:-1}
 export ERPSTREAM_DEV_TOKEN=${ERPSTREAM_DEV_TOKEN:-dev-token}
 export ERPSTREAM_HTTP_ADDR=${ERPSTREAM_HTTP_ADDR:-127.0.0.1:8080}
+export ERPSTREAM_METRICS_ADDR=${ERPSTREAM_METRICS_ADDR:-127.0.0.1:9464}
 export ERPSTREAM_DATA_DIR=${ERPSTREAM_DATA_DIR:-$root/.run}
 export CLICKHOUSE_DATABASE=${CLICKHOUSE_DATABASE:-erpstream}
 
@@ -59,6 +60,7 @@ cat <<MSG
 
   erpstream is running
     API          $api          (GET /healthz)
+    metrics      http://$ERPSTREAM_METRICS_ADDR/metrics   (and /healthz; not on the API port)
     dev token    $ERPSTREAM_DEV_TOKEN          (org dev-org, every permission)
     kafka        ${KAFKA_BROKERS:-embedded kfake, data in $ERPSTREAM_DATA_DIR/kafka-embedded}
     clickhouse   $CLICKHOUSE_ADDR, database $CLICKHOUSE_DATABASE

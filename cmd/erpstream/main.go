@@ -133,8 +133,9 @@ func env(key, def string) string {
 
 func configFromEnv(log *slog.Logger) (app.Config, error) {
 	cfg := app.Config{
-		HTTPAddr:    env("ERPSTREAM_HTTP_ADDR", "127.0.0.1:8080"),
-		MetricsAddr: os.Getenv("ERPSTREAM_METRICS_ADDR"),
+		HTTPAddr:     env("ERPSTREAM_HTTP_ADDR", "127.0.0.1:8080"),
+		MetricsAddr:  os.Getenv("ERPSTREAM_METRICS_ADDR"),
+		MetricsToken: os.Getenv("ERPSTREAM_METRICS_TOKEN"),
 		Kafka: kafkax.Config{
 			TopicPrefix: env("ERPSTREAM_TOPIC_PREFIX", "erp"),
 		},

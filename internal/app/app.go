@@ -61,10 +61,13 @@ var AllServices = []string{Ingest, Process, Project, Query}
 type Config struct {
 	Services []string
 	HTTPAddr string // ERPSTREAM_HTTP_ADDR, default 127.0.0.1:8080
-	// MetricsAddr serves GET /metrics (Prometheus) on a listener of its own (ERPSTREAM_METRICS_ADDR);
-	// unset, /metrics is served on HTTPAddr (processes without the API then export none).
+	// MetricsAddr serves GET /metrics (Prometheus) and GET /healthz on a listener of its own
+	// (ERPSTREAM_METRICS_ADDR), meant for a private network.
 	MetricsAddr string
-	Listener    net.Listener // tests pass their own; else HTTPAddr is listened on
+	// MetricsToken, when set, also serves /metrics on the API port to requests bearing it
+	// (ERPSTREAM_METRICS_TOKEN); without it the API port serves no metrics.
+	MetricsToken string
+	Listener     net.Listener // tests pass their own; else HTTPAddr is listened on
 
 	Kafka kafkax.Config
 	// Without Kafka.Brokers an embedded broker (kfake) keeps its data in EmbeddedKafkaDir.
@@ -187,8 +190,45 @@ func Run(ctx context.Context, cfg Config) error {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metricsHandler := promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})
+	// Consumers are watched from the broker's side: one that blocks inside its client logs
+	// nothing, so readiness and erpstream_consumer_stalled come from its committed offsets.
+	var progress *kafkax.LagMonitor
+	var watched []string
+	if cfg.has(Process) {
+		watched = append(watched, processor.DefaultGroup)
+	}
+	if cfg.has(Project) {
+		watched = append(watched, projector.DefaultGroup)
+	}
+	if len(watched) > 0 {
+		admin, err := kgo.NewClient(cfg.Kafka.BaseOpts(log)...)
+		if err != nil {
+			return fmt.Errorf("kafka admin client: %w", err)
+		}
+		defer admin.Close()
+		if progress, err = kafkax.NewLagMonitor(admin, watched, log, metrics); err != nil {
+			return err
+		}
+		g.Go("lag-monitor", func() error { return progress.Run(ctx) })
+	}
+	healthy := func() error {
+		if progress != nil {
+			return progress.Check()
+		}
+		return nil
+	}
+
 	if cfg.MetricsAddr != "" {
-		msrv := &http.Server{Addr: cfg.MetricsAddr, Handler: metricsHandler, ReadHeaderTimeout: 10 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metricsHandler)
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			if err := healthy(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ok\n"))
+		})
+		msrv := &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		g.Go("metrics", func() error {
 			if err := msrv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("metrics on %s: %w", cfg.MetricsAddr, err)
@@ -224,12 +264,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.has(Ingest) || cfg.has(Query) {
 		engine := httpapi.NewEngine(log)
 		engine.Use(httpapi.RequestMetrics(metrics))
-		if cfg.MetricsAddr == "" {
-			engine.GET("/metrics", gin.WrapH(metricsHandler))
+		if cfg.MetricsToken != "" {
+			// On the public API port metrics need their own bearer token: they name orgs'
+			// integrations and reveal load. Without one, only ERPSTREAM_METRICS_ADDR serves them.
+			engine.GET("/metrics", httpapi.RequireBearer(cfg.MetricsToken), gin.WrapH(metricsHandler))
 		}
 		engine.GET("/healthz", func(c *gin.Context) {
 			if !ready.Load() {
 				httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "starting")
+				return
+			}
+			if err := healthy(); err != nil {
+				httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable, err.Error())
 				return
 			}
 			c.JSON(http.StatusOK, gin.H{"status": "ok", "services": cfg.Services})

@@ -126,7 +126,7 @@ func (e *env) startWithClock(now func() time.Time) {
 	go func() {
 		e.done <- app.Run(ctx, app.Config{
 			Services: app.AllServices, Listener: ln, Kafka: e.kafka, ClickHouse: e.ch,
-			DevMode: true, DevToken: "it-token", Log: e.log, JWT: e.jwt, RateLimitPerMinute: -1,
+			DevMode: true, DevToken: "it-token", Log: e.log, JWT: e.jwt, RateLimitPerMinute: -1, MetricsToken: "it-metrics",
 			ProjectorFlushInterval: 200 * time.Millisecond,
 			ProjectorAfterInsert:   e.afterInsert,
 			Now:                    now,
@@ -152,6 +152,13 @@ func (e *env) stop() {
 		e.t.Errorf("pipeline stopped with error: %v", err)
 	}
 	e.cancel = nil
+}
+
+// metrics reads /metrics on the API port with the metrics token.
+func (e *env) metrics() (*http.Response, error) {
+	req, _ := http.NewRequest("GET", e.url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer it-metrics")
+	return http.DefaultClient.Do(req)
 }
 
 func (e *env) call(method, path, body string) (int, map[string]any) {

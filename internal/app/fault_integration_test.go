@@ -193,6 +193,15 @@ func TestIntegrationBrokerRestartMidFeed(t *testing.T) {
 	if got := e.processed("error"); got != 0 {
 		t.Errorf("%d error rows, want 0", got)
 	}
+	// Readiness says ok again once every consumer caught up (the lag monitor sees their commits).
+	waitFor(t, func() bool {
+		resp, err := http.Get(e.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	if dup := e.scalar(`SELECT count() FROM (SELECT event_id FROM monitoring_events WHERE org_id = 'dev-org' GROUP BY event_id HAVING count() > 1)`); dup != 0 {
 		t.Errorf("%d events have more than one monitoring row", dup)
 	}

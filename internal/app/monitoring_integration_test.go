@@ -166,7 +166,7 @@ func TestIntegrationMonitoringSurface(t *testing.T) {
 	// committed, which can be a moment after its rows are visible: poll.
 	var missing []string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
-		resp, err := http.Get(e.url + "/metrics")
+		resp, err := e.metrics()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +59,7 @@ func TestIntegrationProcessorsRunActiveStandby(t *testing.T) {
 	})
 	id := e.createIntegration(integrationBody)
 	processedHere := func() string {
-		resp, err := http.Get(e.url + "/metrics")
+		resp, err := e.metrics()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"crypto/subtle"
 	"errors"
 	"io"
 	"log/slog"
@@ -125,6 +126,19 @@ func RequireAuth(a Authenticator) gin.HandlerFunc {
 			return
 		}
 		c.Set(principalKey, p)
+		c.Next()
+	}
+}
+
+// RequireBearer admits only requests bearing token (compared in constant time): for endpoints
+// outside the org model, such as metrics.
+func RequireBearer(token string) gin.HandlerFunc {
+	want := []byte("Bearer " + token)
+	return func(c *gin.Context) {
+		if subtle.ConstantTimeCompare([]byte(c.GetHeader("Authorization")), want) != 1 {
+			Abort(c, http.StatusUnauthorized, CodeUnauthorized, "metrics need the metrics token (Authorization: Bearer <ERPSTREAM_METRICS_TOKEN>)")
+			return
+		}
 		c.Next()
 	}
 }

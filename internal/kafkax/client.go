@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -30,8 +32,14 @@ func (c Config) BaseOpts(log *slog.Logger) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID(id),
-		kgo.WithLogger(slogAdapter{log.With("component", "kafka")}),
+		kgo.WithLogger(&slogAdapter{l: log.With("component", "kafka"), last: map[string]time.Time{}}),
 		kgo.MetadataMinAge(time.Second),
+		// Retries back off to at most a second (franz-go's default reaches 5 s for group
+		// management), so consumers resume within about a second of a broker coming back.
+		kgo.RetryBackoffFn(func(tries int) time.Duration {
+			d := min(100*time.Millisecond<<min(tries, 4), time.Second)
+			return d/2 + rand.N(d/2+1)
+		}),
 	}
 }
 
@@ -81,17 +89,45 @@ func Ping(ctx context.Context, cl *kgo.Client) error {
 	return cl.Ping(ctx)
 }
 
-// slogAdapter lets franz-go log through slog; its debug chatter stays out at info level.
-type slogAdapter struct{ l *slog.Logger }
+// slogAdapter lets franz-go log through slog; its debug chatter stays out at info level. While a
+// broker is away the client repeats the same warning many times a second: each message is
+// logged at most once per logEvery, with the count of those left out.
+type slogAdapter struct {
+	l *slog.Logger
 
-func (a slogAdapter) Level() kgo.LogLevel {
+	mu         sync.Mutex
+	last       map[string]time.Time
+	suppressed map[string]int
+}
+
+const logEvery = 10 * time.Second
+
+func (a *slogAdapter) Level() kgo.LogLevel {
 	if a.l.Enabled(context.Background(), slog.LevelDebug) {
 		return kgo.LogLevelDebug
 	}
 	return kgo.LogLevelWarn
 }
 
-func (a slogAdapter) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+func (a *slogAdapter) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	if level <= kgo.LogLevelWarn && level != kgo.LogLevelNone {
+		a.mu.Lock()
+		now := time.Now()
+		if now.Sub(a.last[msg]) < logEvery {
+			if a.suppressed == nil {
+				a.suppressed = map[string]int{}
+			}
+			a.suppressed[msg]++
+			a.mu.Unlock()
+			return
+		}
+		a.last[msg] = now
+		if n := a.suppressed[msg]; n > 0 {
+			keyvals = append(keyvals, "repeated_since_last_logged", n)
+			delete(a.suppressed, msg)
+		}
+		a.mu.Unlock()
+	}
 	var l slog.Level
 	switch level {
 	case kgo.LogLevelError:

@@ -1,0 +1,165 @@
+package kafkax
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// LagMonitor watches consumer groups from the outside, through the broker's view of their
+// committed offsets: a consumer that blocks inside the client makes no noise of its own, so
+// only this view catches it. A group is stalled when it has lag and its commits have not moved
+// for StallAfter; readiness reports it and erpstream_consumer_stalled says so.
+type LagMonitor struct {
+	Client     *kgo.Client
+	Groups     []string
+	Interval   time.Duration // default 5 s
+	StallAfter time.Duration // default 30 s
+	Log        *slog.Logger
+
+	lag     *prometheus.GaugeVec
+	stalled *prometheus.GaugeVec
+
+	mu     sync.Mutex
+	groups map[string]*groupProgress
+	now    func() time.Time
+}
+
+type groupProgress struct {
+	commits  int64 // sum of committed offsets at the last change
+	movedAt  time.Time
+	lag      int64
+	err      error
+	errSince time.Time
+}
+
+// NewLagMonitor registers the monitor's metrics.
+func NewLagMonitor(cl *kgo.Client, groups []string, log *slog.Logger, reg prometheus.Registerer) (*LagMonitor, error) {
+	m := &LagMonitor{Client: cl, Groups: groups, Log: log, groups: map[string]*groupProgress{}, now: time.Now,
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "erpstream_consumer_lag",
+			Help: "Records a consumer group has yet to process, by group and topic (transaction markers not counted)."}, []string{"group", "topic"}),
+		stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "erpstream_consumer_stalled",
+			Help: "1 while a consumer group has lag and its commits have not moved for the stall threshold."}, []string{"group"}),
+	}
+	for _, c := range []prometheus.Collector{m.lag, m.stalled} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("lag metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Run measures until ctx ends.
+func (m *LagMonitor) Run(ctx context.Context) error {
+	interval := m.Interval
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		m.measure(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (m *LagMonitor) measure(ctx context.Context) {
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	lags, err := kadm.NewClient(m.Client).Lag(mctx, m.Groups...)
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, g := range m.Groups {
+		st := m.groups[g]
+		if st == nil {
+			st = &groupProgress{movedAt: now, commits: -1}
+			m.groups[g] = st
+		}
+		gerr := err
+		var l kadm.DescribedGroupLag
+		if gerr == nil {
+			l = lags[g]
+			gerr = l.Error()
+		}
+		if gerr != nil {
+			if st.err == nil {
+				st.errSince = now
+			}
+			st.err = gerr
+			continue
+		}
+		st.err = nil
+		var commits, total int64
+		byTopic := map[string]int64{}
+		for _, parts := range l.Lag {
+			for _, p := range parts {
+				commits += max(p.Commit.At, 0)
+				// A transactional topic ends in a commit marker the consumer never commits past:
+				// one offset of lag per partition is no work left.
+				if p.Lag > 1 {
+					byTopic[p.Topic] += p.Lag
+					total += p.Lag
+				} else if _, ok := byTopic[p.Topic]; !ok {
+					byTopic[p.Topic] = 0
+				}
+			}
+		}
+		for topic, n := range byTopic {
+			m.lag.WithLabelValues(g, topic).Set(float64(n))
+		}
+		if commits != st.commits || total == 0 {
+			st.commits, st.movedAt = commits, now
+		}
+		st.lag = total
+		stalled := 0.0
+		if m.stalledLocked(st, now) {
+			stalled = 1
+		}
+		m.stalled.WithLabelValues(g).Set(stalled)
+	}
+}
+
+func (m *LagMonitor) stallAfter() time.Duration {
+	if m.StallAfter <= 0 {
+		return 30 * time.Second
+	}
+	return m.StallAfter
+}
+
+func (m *LagMonitor) stalledLocked(st *groupProgress, now time.Time) bool {
+	return st.lag > 0 && now.Sub(st.movedAt) >= m.stallAfter()
+}
+
+// Check is nil while every group progresses; otherwise it says which do not and why.
+func (m *LagMonitor) Check() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	var problems []string
+	for g, st := range m.groups {
+		switch {
+		case st.err != nil && now.Sub(st.errSince) >= m.stallAfter():
+			problems = append(problems, fmt.Sprintf("%s: lag unknown for %s: %v", g, now.Sub(st.errSince).Round(time.Second), st.err))
+		case m.stalledLocked(st, now):
+			problems = append(problems, fmt.Sprintf("%s: %d records behind and no commit for %s", g, st.lag, now.Sub(st.movedAt).Round(time.Second)))
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	sort.Strings(problems)
+	return fmt.Errorf("consumers not progressing: %s", strings.Join(problems, "; "))
+}
