@@ -91,7 +91,7 @@ func (s *Service) Register(r gin.IRouter) {
 	r.POST("/v3/erp/updates/events", perm, s.eventsV3)
 	r.POST("/v2/erp/updates/events", perm, s.eventsV2)
 	r.POST("/v1/erp/updates/events", perm, s.eventsV1)
-	r.POST("/v3/erp/updates/events/ndjson", perm, s.eventsNDJSON)
+	r.POST("/v3/erp/updates/events/ndjson", httpapi.StreamIn(), perm, s.eventsNDJSON)
 }
 
 type meta struct {
@@ -369,12 +369,7 @@ func (s *Service) prepare(org string, integ *registry.Integration, version apiVe
 // topic is co-partitioned and uses the same key). Without one it is
 // "<org>/<integration>/<use case>/<event id>". Either way a hot use case spreads over every
 // partition instead of being capped at one.
-func EventKey(e *envelope.Event) []byte {
-	if e.DeduplicationID != "" {
-		return []byte(e.OrgID + "/" + e.IntegrationID + "/dedup/" + e.DeduplicationID)
-	}
-	return []byte(e.OrgID + "/" + e.IntegrationID + "/" + e.UseCaseID + "/" + e.EventID)
-}
+func EventKey(e *envelope.Event) []byte { return envelope.RecordKey(e) }
 
 func headers(e *envelope.Event) []kgo.RecordHeader {
 	return []kgo.RecordHeader{

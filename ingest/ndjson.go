@@ -123,7 +123,11 @@ func (s *Service) eventsNDJSON(c *gin.Context) {
 	sc := bufio.NewScanner(c.Request.Body)
 	sc.Buffer(make([]byte, 64<<10), MaxLineBytes)
 	line := 0
-	for sc.Scan() {
+	for {
+		httpapi.StreamProgress(c) // each line (read, produced, answered) buys another idle timeout
+		if !sc.Scan() {
+			break
+		}
 		line++
 		raw := bytes.TrimSpace(sc.Bytes())
 		if len(raw) == 0 {

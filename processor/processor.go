@@ -149,8 +149,11 @@ func New(cfg Config) (*Processor, error) {
 
 // process maps one event record into the records to produce.
 func (p *Processor) process(ctx context.Context, rec *kgo.Record, ev *envelope.Event) []*kgo.Record {
-	if ev.DeduplicationID != "" && !ev.Replay {
+	if ev.DeduplicationID != "" && (!ev.Replay || ev.ReplayRun != "") {
 		receivedMs := ev.ReceivedAtUs / 1000
+		if ev.ReplayRun != "" {
+			receivedMs = ev.ReplayedAtMs
+		}
 		if p.dedup.duplicate(rec.Partition, string(rec.Key), receivedMs) {
 			return []*kgo.Record{p.monitoringRecord(ev, outcome{useCaseType: registry.TypeInbound, level: envelope.LevelInfo,
 				code: "DUPLICATE_EVENT", message: "deduplication_id " + ev.DeduplicationID + " was accepted within the last 24 hours; not mapped again"})}

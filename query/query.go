@@ -112,7 +112,7 @@ func (s *Service) Register(r gin.IRouter) {
 	r.GET("/v2/integrations/:integrationId/monitoring/events/:eventId/associated", mon, s.associated)
 	events := httpapi.Require("erp:events")
 	r.POST("/v1/integrations/:integrationId/events/replay", events, s.replay)
-	r.POST("/v1/integrations/:integrationId/events/replay/bulk", events, s.replayBulk)
+	r.POST("/v1/integrations/:integrationId/events/replay/bulk", httpapi.StreamOut(), events, s.replayBulk)
 }
 
 func bad(c *gin.Context, format string, args ...any) {

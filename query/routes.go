@@ -662,6 +662,13 @@ type replayResult struct {
 // replayRecord rebuilds a stored event for the current configuration; nil with a result when it
 // cannot be replayed.
 func (s *Service) replayRecord(snap *registry.Snapshot, e envelope.Event) (*kgo.Record, replayResult) {
+	return s.replayRecordIn(snap, e, "")
+}
+
+// replayRecordIn is replayRecord within a bulk replay run: the new event's id and deduplication
+// id follow from the run and the original event, so replaying it again in the same run is a
+// duplicate, not a second mapping.
+func (s *Service) replayRecordIn(snap *registry.Snapshot, e envelope.Event, run string) (*kgo.Record, replayResult) {
 	res := replayResult{EventID: e.EventID}
 	uc, ok := snap.UseCase(e.OrgID, e.UseCaseID)
 	if !ok && e.UseCaseSlug != "" {
@@ -679,13 +686,15 @@ func (s *Service) replayRecord(snap *registry.Snapshot, e envelope.Event) (*kgo.
 	ev.EventID = ids.EventID(s.Now())
 	ev.UseCaseID, ev.UseCaseSlug = uc.ID, uc.Slug
 	ev.Replay = true // deduplication does not apply; the original receive time keeps $now() and ordering
+	if run != "" {
+		ev.ReplayRun, ev.DeduplicationID, ev.ReplayedAtMs = run, "replay-"+run+"-"+e.EventID, s.Now().UnixMilli()
+	}
 	if !strings.HasPrefix(ev.CorrelationID, "replay_") {
 		ev.CorrelationID = "replay_" + ev.CorrelationID
 	}
 	value, _ := json.Marshal(&ev)
 	res.Status, res.NewEventID = "queued", ev.EventID
-	key := []byte(ev.OrgID + "/" + ev.IntegrationID + "/" + ev.UseCaseID + "/" + ev.EventID)
-	return &kgo.Record{Topic: s.Topics.Events, Key: key, Value: value, Headers: []kgo.RecordHeader{
+	return &kgo.Record{Topic: s.Topics.Events, Key: envelope.RecordKey(&ev), Value: value, Headers: []kgo.RecordHeader{
 		{Key: envelope.HeaderOrg, Value: []byte(ev.OrgID)}, {Key: envelope.HeaderCorrelationID, Value: []byte(ev.CorrelationID)}}}, res
 }
 
@@ -751,18 +760,23 @@ func (s *Service) replay(c *gin.Context) {
 // The response streams NDJSON progress lines ({"replayed": n, "ignored": m}) every 1,000 events
 // and a final {"done": true, …}.
 func (s *Service) replayBulk(c *gin.Context) {
-	var req struct {
-		FromDate      string `json:"from_date"`
-		ToDate        string `json:"to_date"`
-		CorrelationID string `json:"correlation_id"`
-		EventName     string `json:"event_name"`
-	}
+	var req bulkReplayRequest
 	if !httpapi.BindJSON(c, &req) {
 		return
 	}
 	integ, ok := s.integration(c, c.Param("integrationId"))
 	if !ok {
 		return
+	}
+	var resume *bulkReplayCursor
+	if req.Cursor != "" {
+		cur, err := decodeBulkReplayCursor(req.Cursor, integ.OrgID, integ.ID)
+		if err != nil {
+			bad(c, "cursor: %v", err)
+			return
+		}
+		resume = cur
+		req.FromDate, req.ToDate, req.CorrelationID, req.EventName = cur.From, cur.To, cur.CorrelationID, cur.EventName
 	}
 	if req.FromDate == "" {
 		bad(c, "from_date: required")
@@ -776,15 +790,23 @@ func (s *Service) replayBulk(c *gin.Context) {
 		httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "replay is not available in this process")
 		return
 	}
+	run := ids.NewUUID()
+	var after *RawCursor
+	if resume != nil {
+		run = resume.Run
+		if resume.AfterUs > 0 { // a cursor at no event resumes the run from its start
+			after = &RawCursor{ReceivedAtUs: resume.AfterUs, EventID: resume.AfterEventID}
+		}
+	}
 	c.Header("Content-Type", "application/x-ndjson")
 	c.Status(http.StatusOK)
 	out := bufio.NewWriter(c.Writer)
 	enc := json.NewEncoder(out)
 	progress := map[string]any{"replayed": 0, "ignored": 0, "failed": 0}
 	var failed error
-	var after *RawCursor
 	snap := s.Registry.Snapshot()
 	for {
+		httpapi.StreamProgress(c)
 		rows, err := s.Store.RawEvents(c, RawFilter{OrgID: integ.OrgID, IntegrationID: integ.ID, From: from, To: to,
 			CorrelationID: req.CorrelationID, EventName: req.EventName}, 1000, after)
 		if err != nil {
@@ -799,7 +821,7 @@ func (s *Service) replayBulk(c *gin.Context) {
 			if e.Replay {
 				continue // replays of replays would multiply
 			}
-			rec, _ := s.replayRecord(snap, e)
+			rec, _ := s.replayRecordIn(snap, e, run)
 			if rec == nil {
 				progress["ignored"] = progress["ignored"].(int) + 1
 				continue
@@ -811,15 +833,17 @@ func (s *Service) replayBulk(c *gin.Context) {
 			break
 		}
 		progress["replayed"] = progress["replayed"].(int) + len(records)
+		last := rows[len(rows)-1]
+		after = &RawCursor{ReceivedAtUs: last.ReceivedAtUs, EventID: last.EventID}
+		progress["cursor"] = bulkReplayCursor{Run: run, OrgID: integ.OrgID, IntegrationID: integ.ID, From: req.FromDate, To: req.ToDate,
+			CorrelationID: req.CorrelationID, EventName: req.EventName, AfterUs: after.ReceivedAtUs, AfterEventID: after.EventID}.encode()
 		_ = enc.Encode(progress)
 		_ = out.Flush()
 		c.Writer.Flush()
-		last := rows[len(rows)-1]
-		after = &RawCursor{ReceivedAtUs: last.ReceivedAtUs, EventID: last.EventID}
 	}
 	progress["done"] = failed == nil
 	if failed != nil {
-		progress["error"] = "stopped: " + failed.Error() + "; run again from the last progress line's time range"
+		progress["error"] = "stopped: " + failed.Error() + "; send the last progress line's cursor to resume"
 	}
 	_ = enc.Encode(progress)
 	_ = out.Flush()

@@ -5,6 +5,7 @@ package app_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -301,19 +302,52 @@ func TestIntegrationMonitoringSurface(t *testing.T) {
 		t.Fatal(err)
 	}
 	var last map[string]any
+	replayCursor := ""
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		last = nil
 		if err := json.Unmarshal(sc.Bytes(), &last); err != nil {
 			t.Fatalf("bulk replay line %q: %v", sc.Text(), err)
 		}
+		if c, ok := last["cursor"].(string); ok {
+			replayCursor = c
+		}
 	}
 	resp.Body.Close()
 	stored := e.scalar("SELECT count() FROM raw_events FINAL WHERE integration_id = ? AND replay = 0", id)
-	if last["done"] != true || last["replayed"] != float64(stored) || stored < 20 {
+	if last["done"] != true || last["replayed"] != float64(stored) || stored < 20 || replayCursor == "" {
 		t.Errorf("bulk replay ended %v; %d original events stored", last, stored)
 	}
-	e.waitStats(id, 24+float64(stored))
+	before := e.waitStats(id, 24+float64(stored))
+
+	// Resuming a run from an older cursor (a progress line lost with the connection) replays the
+	// events after it again, and the pipeline maps none of them twice: they are the run's
+	// duplicates. Here the cursor is moved back to the run's start.
+	raw, err := base64.RawURLEncoding.DecodeString(replayCursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur map[string]any
+	must(t, json.Unmarshal(raw, &cur))
+	cur["after_us"], cur["after_event_id"] = 0, ""
+	raw, _ = json.Marshal(cur)
+	status, lines := e.callStream("POST", "/v1/integrations/"+id+"/events/replay/bulk", `{"cursor":"`+base64.RawURLEncoding.EncodeToString(raw)+`"}`)
+	if status != http.StatusOK || len(lines) == 0 || lines[len(lines)-1]["replayed"] != float64(stored) {
+		t.Fatalf("resume: %d %v", status, lines)
+	}
+	waitFor(t, func() bool {
+		return e.scalar("SELECT count() FROM monitoring_events FINAL WHERE integration_id = ? AND code = 'DUPLICATE_EVENT'", id) >= stored
+	})
+	if dups := e.scalar("SELECT count() FROM monitoring_events FINAL WHERE integration_id = ? AND code = 'DUPLICATE_EVENT'", id); dups != stored {
+		t.Errorf("%d duplicates of the resumed run, want %d", dups, stored)
+	}
+	if after := e.waitStats(id, 0); after["success_count"] != before["success_count"] {
+		t.Errorf("resumed run mapped events again: stats %v, before %v", after, before)
+	}
+	// Another integration's cursor is refused.
+	if status, body := e.call("POST", "/v1/integrations/"+id+"/events/replay/bulk", `{"cursor":"bm90IGEgY3Vyc29y"}`); status != http.StatusBadRequest {
+		t.Errorf("forged cursor: %d %v", status, body)
+	}
 
 	// Access logs: the calls above, made with the integration's token, newest first.
 	deadline := time.Now().Add(30 * time.Second)
@@ -399,6 +433,34 @@ func TestIntegrationRelationsAndPlaceholders(t *testing.T) {
 	waitFor(t, func() bool { return len(relatedIDs()) == 2 })
 	if ids := relatedIDs(); ids[0] == ids[1] {
 		t.Errorf("related ids %v", ids)
+	}
+}
+
+// callStream sends a request whose answer is NDJSON and reads it to the end.
+func (e *env) callStream(method, path, body string) (int, []map[string]any) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer it-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var lines []map[string]any
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var l map[string]any
+		if json.Unmarshal(sc.Bytes(), &l) == nil {
+			lines = append(lines, l)
+		}
+	}
+	return resp.StatusCode, lines
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

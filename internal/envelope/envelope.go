@@ -39,8 +39,14 @@ type Event struct {
 	DeduplicationID string          `json:"deduplication_id,omitempty"`
 	CorrelationID   string          `json:"correlation_id"`
 	ReceivedAtUs    int64           `json:"received_at_us"`
-	// Replay marks an event re-enqueued from the stored raw events: deduplication is bypassed.
-	Replay bool `json:"replay,omitempty"`
+	// Replay marks an event re-enqueued from the stored raw events: deduplication is bypassed,
+	// except within one bulk replay run (ReplayRun), whose events carry a deduplication id of
+	// the run and the original event, so a run resumed from an older cursor maps nothing twice.
+	Replay    bool   `json:"replay,omitempty"`
+	ReplayRun string `json:"replay_run,omitempty"`
+	// ReplayedAtMs is when a run's event was replayed: its deduplication window counts from
+	// then (the original receive time may be days old).
+	ReplayedAtMs int64 `json:"replayed_at_ms,omitempty"`
 }
 
 // ReceivedAt is when ingest accepted the event; mapping treats it as "now" so replays map alike.
@@ -208,4 +214,14 @@ func appendJSONString(b []byte, v string) []byte {
 		i += size
 	}
 	return append(b, '"')
+}
+
+// RecordKey is an event's record key on the events topic: by deduplication id when it has one,
+// so that every copy lands in one partition, where that partition's deduplication state is;
+// else by event id.
+func RecordKey(e *Event) []byte {
+	if e.DeduplicationID != "" {
+		return []byte(e.OrgID + "/" + e.IntegrationID + "/dedup/" + e.DeduplicationID)
+	}
+	return []byte(e.OrgID + "/" + e.IntegrationID + "/" + e.UseCaseID + "/" + e.EventID)
 }

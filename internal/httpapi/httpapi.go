@@ -83,8 +83,10 @@ func NewEngine(log *slog.Logger) *gin.Engine {
 				Abort(c, http.StatusInternalServerError, CodeInternal, "internal error")
 			}
 		}()
-		// Streaming routes (…/ndjson) bound each line instead of the body.
-		if c.Request.Body != nil && !strings.HasSuffix(c.Request.URL.Path, "/ndjson") {
+		// Every body is bounded; a streaming route lifts the bound for itself (Stream), decided
+		// by the route matched, never by how the path looks.
+		if c.Request.Body != nil {
+			c.Set(rawBodyKey, c.Request.Body)
 			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
 		}
 		c.Next()
@@ -108,7 +110,47 @@ type Authenticator interface {
 	Authenticate(token string) (*auth.Principal, error)
 }
 
-const principalKey = "erpstream.principal"
+const (
+	principalKey = "erpstream.principal"
+	rawBodyKey   = "erpstream.raw-body"
+)
+
+// StreamIdleTimeout is how long a streaming request may go without reading a line or writing a
+// result before it is cut. A stream that makes progress runs for as long as it needs.
+var StreamIdleTimeout = 60 * time.Second
+
+// StreamIn marks a route whose request body streams (NDJSON in): the body is not bounded as a
+// whole (the handler bounds each line), and the server's total read and write timeouts give way
+// to idle deadlines that the handler moves on with every line (StreamProgress).
+func StreamIn() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if raw, ok := c.Get(rawBodyKey); ok {
+			c.Request.Body = raw.(io.ReadCloser)
+		}
+		// Results are written while lines are still read: without full duplex an HTTP/1 server
+		// stops reading the body at the first write.
+		_ = http.NewResponseController(c.Writer).EnableFullDuplex()
+		StreamProgress(c)
+		c.Next()
+	}
+}
+
+// StreamOut marks a route whose answer streams (NDJSON out) for as long as it makes progress:
+// the body stays bounded, the total timeouts give way to idle deadlines as for StreamIn.
+func StreamOut() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		StreamProgress(c)
+		c.Next()
+	}
+}
+
+// StreamProgress moves a streaming request's read and write deadlines StreamIdleTimeout ahead.
+func StreamProgress(c *gin.Context) {
+	rc := http.NewResponseController(c.Writer)
+	deadline := time.Now().Add(StreamIdleTimeout)
+	_ = rc.SetReadDeadline(deadline)
+	_ = rc.SetWriteDeadline(deadline)
+}
 
 // RequireAuth authenticates the bearer token; 401 in the API's error shape when it is
 // missing or unknown.
