@@ -197,6 +197,16 @@ func (a *API) createIntegration(withUseCases bool) gin.HandlerFunc {
 		}
 		a.writeMu.Lock()
 		defer a.writeMu.Unlock()
+		// An embedded use case never takes the id of an existing one: that would move it out of
+		// its integration (perhaps a protected one) without a trace.
+		snap := a.Registry.Snapshot()
+		for i, uc := range ucs {
+			if other, exists := snap.UseCase(org, uc.ID); exists {
+				httpapi.Abort(c, http.StatusConflict, httpapi.CodeConflict,
+					fmt.Sprintf("use_cases[%d].id: use case %s exists in integration %s; a use case never changes integration", i, uc.ID, other.IntegrationID))
+				return
+			}
+		}
 		if err := a.Registry.PutIntegration(c, integ); err != nil {
 			unavailable(c, err)
 			return
@@ -621,14 +631,21 @@ func (a *API) parseAppMapping(c *gin.Context) (*registry.Integration, *appMappin
 // unless overwrite is true.
 func (a *API) setAppMapping(c *gin.Context) {
 	integ, req, ok := a.parseAppMapping(c)
-	if !ok {
+	if !ok || protectedIntegration(c, integ) {
 		return
 	}
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
-	if cur, exists := a.Registry.Snapshot().AppMapping(integ.OrgID, req.AppID, req.ComponentID); exists && !req.Overwrite && cur.IntegrationID != integ.ID {
-		httpapi.Abort(c, http.StatusConflict, httpapi.CodeConflict, "app "+req.AppID+" / component "+req.ComponentID+" is mapped to another integration; send overwrite: true to move it")
-		return
+	snap := a.Registry.Snapshot()
+	if cur, exists := snap.AppMapping(integ.OrgID, req.AppID, req.ComponentID); exists && cur.IntegrationID != integ.ID {
+		if !req.Overwrite {
+			httpapi.Abort(c, http.StatusConflict, httpapi.CodeConflict, "app "+req.AppID+" / component "+req.ComponentID+" is mapped to another integration; send overwrite: true to move it")
+			return
+		}
+		// Moving a binding away changes the integration it leaves as well.
+		if from, ok := snap.Integration(integ.OrgID, cur.IntegrationID); ok && protectedIntegration(c, from) {
+			return
+		}
 	}
 	m := &registry.AppMapping{OrgID: integ.OrgID, AppID: req.AppID, ComponentID: req.ComponentID, IntegrationID: integ.ID}
 	if err := a.Registry.PutAppMapping(c, m); err != nil {
@@ -640,7 +657,7 @@ func (a *API) setAppMapping(c *gin.Context) {
 
 func (a *API) deleteAppMapping(c *gin.Context) {
 	integ, req, ok := a.parseAppMapping(c)
-	if !ok {
+	if !ok || protectedIntegration(c, integ) {
 		return
 	}
 	a.writeMu.Lock()
