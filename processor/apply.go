@@ -444,6 +444,7 @@ func sameKeys(a, b attrKeys) bool {
 func (a *application) finish(res *mapping.Extraction) ([]*kgo.Record, outcome) {
 	states := make(map[string]*entityState, len(a.changed))
 	for id, st := range a.changed {
+		st.Org = a.ev.OrgID
 		b, _ := json.Marshal(st)
 		a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.EntityState, Key: []byte(id), Value: b})
 		states[id] = st

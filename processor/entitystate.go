@@ -18,6 +18,9 @@ import (
 // entityState is what the processor knows of one entity: enough to apply relation appends,
 // deletes of missing entities and soft-deleted matches, not its attributes (memory).
 type entityState struct {
+	// Org owns the entity: a lookup never returns another org's entity, even for a crafted
+	// collision of lookup keys. States written before the field existed have none.
+	Org         string                                    `json:"o,omitempty"`
 	Schema      string                                    `json:"s"`
 	Deleted     bool                                      `json:"d,omitempty"`
 	Placeholder bool                                      `json:"p,omitempty"` // created only because something relates to it
@@ -167,6 +170,7 @@ func (s *entityStore) internLocked(st *entityState) {
 		return name
 	}
 	st.Schema = intern(st.Schema)
+	st.Org = intern(st.Org)
 	for i := range st.Keys {
 		st.Keys[i].Attr = intern(st.Keys[i].Attr)
 	}

@@ -203,7 +203,7 @@ func (st *entityState) findable() bool { return st != nil && !st.Phantom }
 
 // lookup returns the findable entities of schema that have every key; overlay holds the running
 // event's changes, which win over the store's.
-func (s *entityStore) lookup(schema string, keys []lookupKey, overlay map[string]*entityState) []string {
+func (s *entityStore) lookup(org, schema string, keys []lookupKey, overlay map[string]*entityState) []string {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -228,7 +228,7 @@ func (s *entityStore) lookup(schema string, keys []lookupKey, overlay map[string
 	var out []string
 	for id := range candidates {
 		st := s.currentLocked(id, overlay)
-		if !st.findable() || st.Schema != schema {
+		if !st.findable() || st.Schema != schema || st.Org != "" && st.Org != org {
 			continue
 		}
 		all := true
@@ -385,7 +385,7 @@ func (a *application) search(schema string, values mapping.Attributes) []string 
 		}
 		keys = append(keys, keyOf(a.ev.OrgID, schema, v.Name, lookupValue(v.Value)))
 	}
-	return a.p.entities.lookup(schema, keys, a.changed)
+	return a.p.entities.lookup(a.ev.OrgID, schema, keys, a.changed)
 }
 
 // keysFor merges the indexed values of a write's attributes into the entity's current keys:
