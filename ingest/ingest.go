@@ -356,6 +356,7 @@ func (s *Service) prepare(org string, integ *registry.Integration, version apiVe
 		}
 		e.Payload = ev.Payload // the literal as it arrived: validated, never re-encoded
 		e.ReceivedAtUs = s.clock.Next(now)
+		e.ConfigPosition = snap.Position()
 		value := appendEvent(make([]byte, 0, len(ev.Payload)+512), &e)
 		records = append(records, &kgo.Record{Topic: s.cfg.Topics.Events, Key: EventKey(&e), Value: value, Headers: headers(&e)})
 		results[i].Status, results[i].Message = "success", "Event queued for processing"
@@ -612,6 +613,10 @@ func appendEvent(b []byte, e *envelope.Event) []byte {
 	b = strconv.AppendInt(b, e.ReceivedAtUs, 10)
 	if e.Replay {
 		b = append(b, `,"replay":true`...)
+	}
+	if e.ConfigPosition > 0 {
+		b = append(b, `,"config_position":`...)
+		b = strconv.AppendInt(b, e.ConfigPosition, 10)
 	}
 	return append(b, '}')
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
+	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/processor"
 )
 
@@ -93,5 +94,24 @@ func TestEarlyCommitsKeepTheRestOfThePollUncommitted(t *testing.T) {
 	monitoring, _ := processProduced(t, c, reg, events)
 	if len(monitoring) != 200 {
 		t.Fatalf("%d of 200 events mapped", len(monitoring))
+	}
+}
+
+// An event carries the configuration position it was accepted under; a processor whose registry
+// has not reached it yet waits (bounded) instead of failing the event with USE_CASE_NOT_FOUND.
+func TestEventsWaitForTheConfigurationTheyWereAcceptedUnder(t *testing.T) {
+	c, reg := withUseCases(t, map[string]json.RawMessage{})
+	var seq eventSeq
+	ev := seq.ev("e1", "late", `{"no":"K-1","name":"x"}`)
+	ev.ConfigPosition = reg.Snapshot().Position() + 1 // the use case's record, not written yet
+	produceEvents(t, c, []envelope.Event{ev})
+	go func() {
+		time.Sleep(time.Second)
+		_ = reg.PutUseCase(context.Background(), &registry.UseCase{ID: "late", OrgID: "org", IntegrationID: "int", Name: "late", Slug: "late",
+			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)})
+	}()
+	monitoring, _ := processProduced(t, c, reg, []envelope.Event{ev})
+	if m := monitoring["e1"]; m.Code != "ENTITY_UPDATED" {
+		t.Fatalf("event accepted under a newer configuration: %s (%s)", m.Code, m.Message)
 	}
 }

@@ -113,7 +113,7 @@ func (p *Processor) runSession(ctx context.Context) error {
 		}
 		// Compile outside the transaction: a new use-case version costs its compile time here,
 		// not inside the transaction's timeout.
-		p.prepare(batch)
+		p.prepare(ctx, batch)
 		rest, err := p.transact(ctx, sess, batch)
 		if err != nil {
 			return err
@@ -208,8 +208,24 @@ func commitBefore(rest []polledEvent) func(*kmsg.TxnOffsetCommitRequest) error {
 	}
 }
 
-// prepare compiles the mappings of the batch's use cases (each once per version).
-func (p *Processor) prepare(batch []polledEvent) {
+// ConfigWait bounds how long a batch waits for the configuration its events were accepted under.
+const ConfigWait = 10 * time.Second
+
+// prepare waits (bounded) until this process's registry has the configuration the batch's events
+// were accepted under, then compiles their use cases' mappings (each once per version).
+func (p *Processor) prepare(ctx context.Context, batch []polledEvent) {
+	var want int64
+	for _, in := range batch {
+		want = max(want, in.ev.ConfigPosition)
+	}
+	if want > p.cfg.Registry.Snapshot().Position() {
+		wctx, cancel := context.WithTimeout(ctx, ConfigWait)
+		if err := p.cfg.Registry.WaitPosition(wctx, want); err != nil && ctx.Err() == nil {
+			p.log.Warn("configuration did not reach the events' position in time; mapping with what is here",
+				"want", want, "have", p.cfg.Registry.Snapshot().Position(), "err", err)
+		}
+		cancel()
+	}
 	snap := p.cfg.Registry.Snapshot()
 	seen := map[[2]string]bool{}
 	for _, in := range batch {

@@ -47,6 +47,10 @@ type Event struct {
 	// ReplayedAtMs is when a run's event was replayed: its deduplication window counts from
 	// then (the original receive time may be days old).
 	ReplayedAtMs int64 `json:"replayed_at_ms,omitempty"`
+	// ConfigPosition is the configuration log position the event was accepted under: the
+	// processor maps it with configuration at least that new (a use case created just before
+	// is found, even by a processor whose registry lags).
+	ConfigPosition int64 `json:"config_position,omitempty"`
 }
 
 // ReceivedAt is when ingest accepted the event; mapping treats it as "now" so replays map alike.

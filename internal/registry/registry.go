@@ -33,7 +33,13 @@ type Snapshot struct {
 	apiTokens    map[string]*APIToken    // token hash -> token
 	env          map[string]*EnvVar      // org + "/" + key
 	history      map[string]*HistoryEntry
+	// position is the config topic offset the snapshot has read up to (exclusive).
+	position int64
 }
+
+// Position is how far into the configuration log this snapshot reaches: an event accepted under
+// it is mapped by a registry at this position or later (Registry.WaitPosition).
+func (s *Snapshot) Position() int64 { return s.position }
 
 // APIToken finds a token by the hash of its secret.
 func (s *Snapshot) APIToken(hash string) (*APIToken, bool) {
@@ -463,6 +469,7 @@ func (r *Registry) Run(ctx context.Context) error {
 			}
 			last = rec.Offset
 		})
+		next.position = last + 1
 		r.snap.Store(next)
 		r.mu.Lock()
 		r.applied = last + 1
@@ -484,6 +491,14 @@ func (r *Registry) Run(ctx context.Context) error {
 const writeTimeout = 15 * time.Second
 
 // waitApplied blocks until the snapshot includes the record at offset.
+// WaitPosition waits until the snapshot reaches position (Snapshot.Position) or ctx ends.
+func (r *Registry) WaitPosition(ctx context.Context, position int64) error {
+	if position <= 0 {
+		return nil
+	}
+	return r.waitApplied(ctx, position-1)
+}
+
 func (r *Registry) waitApplied(ctx context.Context, offset int64) error {
 	for {
 		r.mu.Lock()
