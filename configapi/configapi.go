@@ -44,6 +44,8 @@ type API struct {
 	// guard are not interleaved. Several writer processes are resolved by the registry (first
 	// slug claim wins), see the README.
 	writeMu sync.Mutex
+	// simulations bounds the mapping simulations running at once (simlimits.go).
+	simulations simulationSlots
 }
 
 // Register mounts the routes on an authenticated router group.

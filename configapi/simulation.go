@@ -19,8 +19,8 @@ const codeInvalidConfiguration = "INVALID_CONFIGURATION"
 
 func (a *API) registerSimulation(r gin.IRouter) {
 	read := httpapi.Require("erp:read")
-	r.POST("/v2/erp/updates/mapping_simulation", read, a.simulateV2)
-	r.POST("/v1/erp/updates/mapping_simulation", read, a.simulateV1)
+	r.POST("/v2/erp/updates/mapping_simulation", read, a.boundSimulation, a.simulateV2)
+	r.POST("/v1/erp/updates/mapping_simulation", read, a.boundSimulation, a.simulateV1)
 }
 
 type simulationV2Request struct {

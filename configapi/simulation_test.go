@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/erpstream/erpstream/configapi"
 )
 
 func TestMappingSimulation(t *testing.T) {
@@ -71,5 +74,47 @@ func TestMappingSimulationShowsTheEventTypesMode(t *testing.T) {
 	if status, body := c.do("POST", "/v2/erp/updates/mapping_simulation", "ro",
 		`{"event_configuration":`+cfg+`,"event_type":"MERGE","payload":{"kdnr":"K-1"}}`); status != http.StatusBadRequest || body["code"] != "VALIDATION_ERROR" {
 		t.Errorf("unknown event_type: %d %v", status, body)
+	}
+}
+
+// Simulations are bounded in time (422 MAPPING_TIMEOUT at SimulationTimeout) and in number: a
+// third concurrent simulation of one org is 429, while another org's still runs.
+func TestSimulationsAreBoundedInTimeAndNumber(t *testing.T) {
+	old := configapi.SimulationTimeout
+	configapi.SimulationTimeout = 1500 * time.Millisecond
+	defer func() { configapi.SimulationTimeout = old }()
+	c, _ := setup(t)
+	slowCfg := `{"entities":[{"entity_schema":"contact","unique_ids":["no"],"jsonataExpression":"items","fields":[{"attribute":"no","field":"no"},
+		{"attribute":"flag","jsonataExpression":"$contains($$.s, /a.*a.*a.*z/) ? 'y' : 'n'"}]}]}`
+	items := strings.TrimSuffix(strings.Repeat(`{"no":"K"},`, 400), ",")
+	slow := `{"event_configuration":` + slowCfg + `,"payload":{"s":"` + strings.Repeat("a", 80) + `","items":[` + items + `]}}`
+	fast := `{"event_configuration":{"entities":[{"entity_schema":"contact","unique_ids":["no"],"fields":[{"attribute":"no","field":"no"}]}]},"payload":{"no":"K"}}`
+
+	type answer struct {
+		status int
+		body   map[string]any
+	}
+	answers := make(chan answer, 2)
+	for range 2 {
+		go func() {
+			status, body := c.do("POST", "/v2/erp/updates/mapping_simulation", "a", slow)
+			answers <- answer{status, body}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	if status, body := c.do("POST", "/v2/erp/updates/mapping_simulation", "a", fast); status != http.StatusTooManyRequests || body["code"] != "SIMULATIONS_BUSY" {
+		t.Errorf("third simulation of org A: %d %v, want 429", status, body)
+	}
+	if status, body := c.do("POST", "/v2/erp/updates/mapping_simulation", "b", fast); status != http.StatusOK {
+		t.Errorf("org B while A's run: %d %v", status, body)
+	}
+	for range 2 {
+		a := <-answers
+		if a.status != http.StatusUnprocessableEntity || a.body["code"] != "MAPPING_TIMEOUT" {
+			t.Errorf("slow simulation: %d %v, want 422 MAPPING_TIMEOUT", a.status, a.body)
+		}
+	}
+	if status, body := c.do("POST", "/v2/erp/updates/mapping_simulation", "a", fast); status != http.StatusOK {
+		t.Errorf("after the slow ones ended: %d %v", status, body)
 	}
 }

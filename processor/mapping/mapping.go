@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/jsonata"
@@ -190,15 +191,25 @@ type Limits struct {
 // bounded turns an error of an extraction whose deadline passed into MAPPING_TIMEOUT: whichever
 // expression was running when time ran out, the event failed for its time limit.
 func bounded(ctx context.Context, err *Error) *Error {
-	if err != nil && ctx.Err() != nil && err.Code != "MAPPING_TIMEOUT" {
+	if err != nil && expired(ctx) && err.Code != "MAPPING_TIMEOUT" {
 		return &Error{Code: "MAPPING_TIMEOUT", Path: err.Path, Entity: err.Entity,
 			Msg: "the event's mapping exceeded its time limit (" + err.Msg + ")"}
 	}
 	return err
 }
 
+// expired: the context ended, or its deadline passed (the engine sees that a moment before the
+// context's timer fires).
+func expired(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
 func timeout(ctx context.Context, path, entity string) *Error {
-	if ctx.Err() == nil {
+	if !expired(ctx) {
 		return nil
 	}
 	return &Error{Code: "MAPPING_TIMEOUT", Path: path, Entity: entity, Msg: "the event's mapping exceeded its time limit"}
