@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 	"github.com/erpstream/erpstream/internal/httpapi"
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/quota"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/xmljson"
 )
@@ -53,6 +55,8 @@ type Config struct {
 	Now        func() time.Time
 	// Metrics registers erpstream_ingest_events_total (nil: not exported).
 	Metrics prometheus.Registerer
+	// Budgets are the per-org budgets in events, bytes and bytes in flight (nil: none).
+	Budgets *quota.Budgets
 }
 
 // Service is the ingest HTTP service.
@@ -240,10 +244,16 @@ func (s *Service) handle(c *gin.Context, version apiVersion) {
 	if !ok {
 		return
 	}
-	results, records := s.prepare(httpapi.Principal(c).OrgID, integ, version, correlation, req.Events, 0)
+	org := httpapi.Principal(c).OrgID
+	results, records := s.prepare(org, integ, version, correlation, req.Events, 0)
 	if len(records) > 0 {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.AckTimeout)
 		defer cancel()
+		release, ok := s.admit(c, ctx, org, records)
+		if !ok {
+			return
+		}
+		defer release()
 		if err := s.cfg.Producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
 			s.log.Warn("events not acknowledged by kafka; answering 503", "integration_id", integ.ID,
 				"records", len(records), "correlation_id", correlation, "err", err)
@@ -261,6 +271,39 @@ func (s *Service) handle(c *gin.Context, version apiVersion) {
 }
 
 // envelope checks the request-level fields and resolves the integration; false means answered.
+// admit spends the org's budgets for records, or answers 429 and stores nothing: events and
+// bytes per minute, and a share of the producer's buffer (so one org's load cannot fill it and
+// make every other org's requests fail).
+func (s *Service) admit(c *gin.Context, ctx context.Context, org string, records []*kgo.Record) (release func(), ok bool) {
+	if s.cfg.Budgets == nil {
+		return func() {}, true
+	}
+	bytes := recordBytes(records)
+	if wait := s.cfg.Budgets.Take(org, len(records), bytes); wait > 0 {
+		lim := s.cfg.Budgets.Limits()
+		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		httpapi.Abort(c, http.StatusTooManyRequests, "RATE_LIMITED", fmt.Sprintf(
+			"the org's budget of %d events and %d bytes a minute is spent; retry after the Retry-After seconds", lim.EventsPerMinute, lim.BytesPerMinute))
+		return nil, false
+	}
+	release, err := s.cfg.Budgets.Hold(ctx, org, bytes)
+	if err != nil {
+		c.Header("Retry-After", "1")
+		httpapi.Abort(c, http.StatusTooManyRequests, "RATE_LIMITED",
+			"the org has as many bytes in flight to Kafka as it may; retry after the Retry-After seconds")
+		return nil, false
+	}
+	return release, true
+}
+
+func recordBytes(records []*kgo.Record) int64 {
+	var n int64
+	for _, r := range records {
+		n += int64(len(r.Key) + len(r.Value))
+	}
+	return n
+}
+
 func (s *Service) envelope(c *gin.Context, version apiVersion, req *request) (*registry.Integration, string, bool) {
 	org := httpapi.Principal(c).OrgID
 	snap := s.cfg.Registry.Snapshot()

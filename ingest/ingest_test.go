@@ -36,7 +36,7 @@ type fixture struct {
 	reg     *registry.Registry
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t *testing.T, options ...func(*ingest.Config)) *fixture {
 	t.Helper()
 	c := kafkatest.New(t)
 	reg := registrytest.Start(t, c)
@@ -51,7 +51,11 @@ func setup(t *testing.T) *fixture {
 	producer, err := kgo.NewClient(append(c.Config.BaseOpts(kafkatest.Quiet()), kafkax.ProducerOpts(2*time.Second)...)...)
 	must(t, err)
 	t.Cleanup(producer.Close)
-	svc, err := ingest.New(ingest.Config{Topics: c.Topics, Producer: producer, Registry: reg, AckTimeout: time.Second, Log: kafkatest.Quiet()})
+	cfg := ingest.Config{Topics: c.Topics, Producer: producer, Registry: reg, AckTimeout: time.Second, Log: kafkatest.Quiet()}
+	for _, o := range options {
+		o(&cfg)
+	}
+	svc, err := ingest.New(cfg)
 	must(t, err)
 
 	tokens := &auth.StaticTokens{}

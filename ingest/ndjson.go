@@ -3,6 +3,7 @@ package ingest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"sync"
@@ -54,6 +55,7 @@ type pendingLine struct {
 	mu        sync.Mutex
 	err       error
 	records   int
+	release   func() // gives the line's bytes in flight back to the org's budget
 }
 
 func (p *pendingLine) ack(err error) {
@@ -65,8 +67,36 @@ func (p *pendingLine) ack(err error) {
 		p.mu.Unlock()
 	}
 	if p.remaining.Add(-1) == 0 {
+		if p.release != nil {
+			p.release()
+		}
 		close(p.done)
 	}
+}
+
+// fail marks a line whose records were never produced.
+func (p *pendingLine) fail(err error) {
+	p.err = err
+}
+
+// throttle waits for the org's budgets for one line's records (bounded by the stream's idle
+// timeout) and holds its bytes in flight until the line is acknowledged.
+func (s *Service) throttle(ctx context.Context, org string, line *pendingLine, records []*kgo.Record) error {
+	if s.cfg.Budgets == nil {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, httpapi.StreamIdleTimeout/2)
+	defer cancel()
+	bytes := recordBytes(records)
+	if err := s.cfg.Budgets.TakeWait(wctx, org, len(records), bytes); err != nil {
+		return err
+	}
+	release, err := s.cfg.Budgets.Hold(wctx, org, bytes)
+	if err != nil {
+		return err
+	}
+	line.release = release
+	return nil
 }
 
 func (s *Service) eventsNDJSON(c *gin.Context) {
@@ -137,11 +167,21 @@ func (s *Service) eventsNDJSON(c *gin.Context) {
 		p := s.prepareLine(snap, org, defaultIntegration, correlation, line, raw)
 		p.line.records = len(p.recordsToSend)
 		if p.line.records > 0 {
+			// A stream spends the org's budgets like requests do, event by event; when they are
+			// spent it waits (backpressure) rather than failing lines.
+			if err := s.throttle(ctx, org, p.line, p.recordsToSend); err != nil {
+				p.line.fail(err)
+				p.recordsToSend = nil
+			}
+		}
+		if len(p.recordsToSend) > 0 {
 			p.line.done = make(chan struct{})
 			p.line.remaining.Store(int64(p.line.records))
 			for _, rec := range p.recordsToSend {
 				s.cfg.Producer.Produce(ctx, rec, func(_ *kgo.Record, err error) { p.line.ack(err) })
 			}
+		} else {
+			p.line.records = 0
 		}
 		inFlight += p.line.records
 		queue = append(queue, p.line)

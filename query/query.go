@@ -20,6 +20,7 @@ import (
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/httpapi"
 	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/quota"
 	"github.com/erpstream/erpstream/internal/registry"
 )
 
@@ -90,6 +91,8 @@ type Service struct {
 	Topics   kafkax.Topics
 	Now      func() time.Time
 	Log      *slog.Logger
+	// Budgets pace bulk replays by the org's event and byte budgets (nil: unpaced).
+	Budgets *quota.Budgets
 }
 
 // Register mounts the routes on an authenticated router group.

@@ -828,6 +828,17 @@ func (s *Service) replayBulk(c *gin.Context) {
 			}
 			records = append(records, rec)
 		}
+		if s.Budgets != nil && len(records) > 0 {
+			// A bulk replay spends the org's event budget like ingestion does, waiting for it.
+			var bytes int64
+			for _, r := range records {
+				bytes += int64(len(r.Key) + len(r.Value))
+			}
+			if err := s.Budgets.TakeWait(c, integ.OrgID, len(records), bytes); err != nil {
+				failed = err
+				break
+			}
+		}
 		if err := s.Producer.ProduceSync(c, records...).FirstErr(); err != nil {
 			failed = err
 			break

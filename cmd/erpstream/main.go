@@ -182,10 +182,15 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		{"ERPSTREAM_ACK_TIMEOUT_MS", 10000, func(v int) { cfg.AckTimeout = time.Duration(v) * time.Millisecond }},
 		{"ERPSTREAM_PROJECTOR_FLUSH_MS", 1000, func(v int) { cfg.ProjectorFlushInterval = time.Duration(v) * time.Millisecond }},
 		{"ERPSTREAM_RATE_LIMIT_PER_MIN", 1000, func(v int) { cfg.RateLimitPerMinute = v }},
+		{"ERPSTREAM_ORG_EVENTS_PER_MIN", 600_000, func(v int) { cfg.OrgBudgets.EventsPerMinute = v }},
+		{"ERPSTREAM_ORG_MB_PER_MIN", 2048, func(v int) { cfg.OrgBudgets.BytesPerMinute = int64(v) << 20 }},
+		{"ERPSTREAM_ORG_INFLIGHT_MB", 32, func(v int) { cfg.OrgBudgets.InFlightBytes = int64(v) << 20 }},
 	}
+	disableable := map[string]bool{"ERPSTREAM_RATE_LIMIT_PER_MIN": true, "ERPSTREAM_ORG_EVENTS_PER_MIN": true,
+		"ERPSTREAM_ORG_MB_PER_MIN": true, "ERPSTREAM_ORG_INFLIGHT_MB": true}
 	for _, i := range ints {
 		v, err := strconv.Atoi(env(i.key, strconv.Itoa(i.def)))
-		if i.key == "ERPSTREAM_RATE_LIMIT_PER_MIN" && err == nil && v < 0 {
+		if disableable[i.key] && err == nil && v < 0 {
 			i.set(v) // negative disables the limit (README)
 			continue
 		}

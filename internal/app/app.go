@@ -32,6 +32,7 @@ import (
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/httpapi"
 	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/quota"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/secrets"
 	"github.com/erpstream/erpstream/processor"
@@ -86,6 +87,10 @@ type Config struct {
 	// RateLimitPerMinute caps API requests per org and process (ERPSTREAM_RATE_LIMIT_PER_MIN,
 	// default 1000; negative disables).
 	RateLimitPerMinute int
+	// OrgBudgets are each org's budgets in events and bytes a minute and bytes in flight
+	// (ERPSTREAM_ORG_EVENTS_PER_MIN, ERPSTREAM_ORG_MB_PER_MIN, ERPSTREAM_ORG_INFLIGHT_MB;
+	// zero takes the defaults, negative disables).
+	OrgBudgets quota.Limits
 
 	// FileProxyBaseURL is the base of the download URLs file_proxy_url fields build
 	// (ERPSTREAM_FILE_PROXY_BASE_URL, default http://<HTTPAddr>).
@@ -290,6 +295,7 @@ func Run(ctx context.Context, cfg Config) error {
 			perMinute = 1000
 		}
 		limiter := &httpapi.RateLimiter{PerMinute: perMinute}
+		budgets := quota.New(cfg.OrgBudgets)
 		// One producer serves ingestion, replay and the access log.
 		producer, err := kgo.NewClient(append(cfg.Kafka.BaseOpts(log), kafkax.ProducerOpts(30*time.Second)...)...)
 		if err != nil {
@@ -302,7 +308,8 @@ func Run(ctx context.Context, cfg Config) error {
 		metrics.MustRegister(access.dropped)
 		api := engine.Group("/", httpapi.RequireAuth(chain), httpapi.AccessLog(access.record), limiter.Middleware())
 		if cfg.has(Ingest) {
-			svc, err := ingest.New(ingest.Config{Topics: topics, Producer: producer, Registry: reg, AckTimeout: cfg.AckTimeout, Log: log, Now: cfg.Now, Metrics: metrics})
+			svc, err := ingest.New(ingest.Config{Topics: topics, Producer: producer, Registry: reg, AckTimeout: cfg.AckTimeout, Log: log, Now: cfg.Now,
+				Metrics: metrics, Budgets: budgets})
 			if err != nil {
 				return err
 			}
@@ -310,7 +317,7 @@ func Run(ctx context.Context, cfg Config) error {
 			(&configapi.API{Registry: reg, Secrets: box}).Register(api.Group("/", httpapi.Service("config")))
 		}
 		if cfg.has(Query) {
-			(&query.Service{Store: &query.ClickHouseStore{Conn: ch}, Registry: reg, Producer: producer, Topics: topics, Log: log}).
+			(&query.Service{Store: &query.ClickHouseStore{Conn: ch}, Registry: reg, Producer: producer, Topics: topics, Log: log, Budgets: budgets}).
 				Register(api.Group("/", httpapi.Service("monitoring")))
 		}
 		ln := cfg.Listener

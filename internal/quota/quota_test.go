@@ -1,0 +1,58 @@
+package quota
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestTakeRefillsByTheMinuteAndLetsALargeRequestThroughWhenFull(t *testing.T) {
+	b := New(Limits{EventsPerMinute: 60, BytesPerMinute: -1, InFlightBytes: -1})
+	now := time.Unix(0, 0)
+	b.now = func() time.Time { return now }
+	if w := b.Take("a", 60, 0); w != 0 {
+		t.Fatalf("a full bucket refused 60: %v", w)
+	}
+	if w := b.Take("a", 1, 0); w < 900*time.Millisecond || w > 1100*time.Millisecond {
+		t.Fatalf("an empty bucket of 1/s: wait %v, want about 1 s", w)
+	}
+	if w := b.Take("b", 1, 0); w != 0 {
+		t.Fatalf("another org waits for a's budget: %v", w)
+	}
+	now = now.Add(time.Minute)
+	if w := b.Take("a", 500, 0); w != 0 { // over capacity, bucket full: goes through alone
+		t.Fatalf("a request larger than the bucket, bucket full: wait %v", w)
+	}
+}
+
+func TestHoldBoundsBytesInFlightPerOrg(t *testing.T) {
+	b := New(Limits{InFlightBytes: 100})
+	ctx := context.Background()
+	release, err := b.Hold(ctx, "a", 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := b.Hold(short, "a", 30); err == nil {
+		t.Fatal("a second hold over the budget did not wait")
+	}
+	if r, err := b.Hold(ctx, "b", 100); err != nil {
+		t.Fatalf("another org is held by a's bytes: %v", err)
+	} else {
+		r()
+	}
+	got := make(chan error, 1)
+	go func() {
+		r, err := b.Hold(ctx, "a", 30)
+		if err == nil {
+			r()
+		}
+		got <- err
+	}()
+	release()
+	release() // twice is once
+	if err := <-got; err != nil {
+		t.Fatalf("after the release: %v", err)
+	}
+}
