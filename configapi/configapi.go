@@ -905,9 +905,17 @@ func (a *API) listHistory(c *gin.Context) {
 		}
 	}
 	end := min(start+historyPageSize, len(entries))
-	list := make([]any, 0, end-start)
-	for _, h := range entries[start:end] {
-		list = append(list, h.APIView())
+	page := entries[start:end]
+	configs, err := a.Registry.HistoryConfigurations(c, page)
+	if err != nil {
+		unavailable(c, err)
+		return
+	}
+	list := make([]any, 0, len(page))
+	for _, h := range page {
+		shown := *h
+		shown.Configuration = configs[h.ID]
+		list = append(list, shown.APIView())
 	}
 	resp := gin.H{"history": list}
 	if end < len(entries) {

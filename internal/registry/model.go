@@ -120,6 +120,8 @@ type HistoryEntry struct {
 	HistoryCreatedAt  time.Time       `json:"history_created_at"`
 	ChangedBy         string          `json:"changed_by,omitempty"`
 	Change            string          `json:"change"` // update or delete
+	// offset is where the entry's record (with its configuration) is in the config log.
+	offset int64
 }
 
 // APIView renders the entry in the API's shape.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,10 @@ type Snapshot struct {
 	appMappings  map[string]*AppMapping  // org + "/" + app id + "/" + component id
 	apiTokens    map[string]*APIToken    // token hash -> token
 	env          map[string]*EnvVar      // org + "/" + key
-	history      map[string]*HistoryEntry
+	// history is per use case (org + "/" + use case id), newest first, without configurations:
+	// those stay in the config log and are read by offset when a page is shown (HistoryBodies),
+	// so a busy use case's history costs memory by entry, not by configuration size.
+	history map[string][]*HistoryEntry
 	// position is the config topic offset the snapshot has read up to (exclusive).
 	position int64
 }
@@ -81,16 +85,10 @@ func (s *Snapshot) EnvVars(org string) []*EnvVar {
 	return out
 }
 
-// History lists a use case's history, newest first.
+// History lists a use case's history, newest first, without configurations (HistoryBodies
+// reads them). The slice is shared: do not modify it.
 func (s *Snapshot) History(org, useCaseID string) []*HistoryEntry {
-	var out []*HistoryEntry
-	for _, h := range s.history {
-		if h.OrgID == org && h.UseCaseID == useCaseID {
-			out = append(out, h)
-		}
-	}
-	sortByCreated(out, func(h *HistoryEntry) (int64, string) { return -h.HistoryCreatedAt.UnixNano(), h.ID })
-	return out
+	return s.history[org+"/"+useCaseID]
 }
 
 // AppMapping binds (app_id, component_id) to an integration for the v1 event endpoint.
@@ -134,7 +132,7 @@ func emptySnapshot() *Snapshot {
 		appMappings:  map[string]*AppMapping{},
 		apiTokens:    map[string]*APIToken{},
 		env:          map[string]*EnvVar{},
-		history:      map[string]*HistoryEntry{},
+		history:      map[string][]*HistoryEntry{},
 	}
 }
 
@@ -216,7 +214,7 @@ func integrationKey(org, id string) string { return "integration/" + org + "/" +
 func useCaseKey(org, id string) string     { return "usecase/" + org + "/" + id }
 
 // apply folds one record into a private (not yet published) snapshot.
-func (s *Snapshot) apply(key string, value []byte) error {
+func (s *Snapshot) apply(key string, value []byte, offset int64) error {
 	kind, _, ok := strings.Cut(key, "/")
 	if !ok {
 		return fmt.Errorf("config record key %q: no kind", key)
@@ -250,15 +248,32 @@ func (s *Snapshot) apply(key string, value []byte) error {
 		}
 		s.env[rest] = &v
 	case "history":
-		if value == nil {
-			delete(s.history, rest)
-			return nil
+		useCase, entryID := rest[:strings.LastIndexByte(rest, '/')+1], rest[strings.LastIndexByte(rest, '/')+1:]
+		useCase = strings.TrimSuffix(useCase, "/")
+		// Copy on write: published snapshots share the other use cases' slices.
+		list := make([]*HistoryEntry, 0, len(s.history[useCase])+1)
+		for _, h := range s.history[useCase] {
+			if h.ID != entryID {
+				list = append(list, h)
+			}
 		}
-		var h HistoryEntry
-		if err := decode(&h); err != nil {
-			return err
+		if value != nil {
+			var h HistoryEntry
+			if err := decode(&h); err != nil {
+				return err
+			}
+			if useCase != h.OrgID+"/"+h.UseCaseID {
+				return fmt.Errorf("config record %q holds history of use case %s of org %s", key, h.UseCaseID, h.OrgID)
+			}
+			h.Configuration, h.offset = nil, offset
+			list = append(list, &h)
+			sortByCreated(list, func(h *HistoryEntry) (int64, string) { return -h.HistoryCreatedAt.UnixNano(), h.ID })
 		}
-		s.history[rest] = &h
+		if len(list) == 0 {
+			delete(s.history, useCase)
+		} else {
+			s.history[useCase] = list
+		}
 	case "appmapping":
 		mk := strings.TrimPrefix(key, "appmapping/")
 		if value == nil {
@@ -348,7 +363,7 @@ func (s *Snapshot) clone() *Snapshot {
 	for k, v := range s.env {
 		c.env[k] = v
 	}
-	c.history = make(map[string]*HistoryEntry, len(s.history)+1)
+	c.history = make(map[string][]*HistoryEntry, len(s.history)+1)
 	for k, v := range s.history {
 		c.history[k] = v
 	}
@@ -370,6 +385,7 @@ func (s *Snapshot) clone() *Snapshot {
 // Registry tails the config topic and publishes snapshots.
 type Registry struct {
 	topic    string
+	opts     []kgo.Opt // to reach Kafka again (history reads)
 	consumer *kgo.Client
 	producer *kgo.Client
 	log      *slog.Logger
@@ -411,6 +427,7 @@ func New(cfg Config) (*Registry, error) {
 	}
 	r := &Registry{
 		topic:    cfg.Topic,
+		opts:     cfg.Opts,
 		consumer: consumer,
 		producer: producer,
 		log:      cfg.Log.With("component", "registry", "topic", cfg.Topic),
@@ -464,7 +481,7 @@ func (r *Registry) Run(ctx context.Context) error {
 		next := r.snap.Load().clone()
 		var last int64
 		fetches.EachRecord(func(rec *kgo.Record) {
-			if err := next.apply(string(rec.Key), rec.Value); err != nil {
+			if err := next.apply(string(rec.Key), rec.Value, rec.Offset); err != nil {
 				r.log.Error("skipping unreadable config record", "offset", rec.Offset, "err", err)
 			}
 			last = rec.Offset
@@ -612,7 +629,71 @@ func (r *Registry) PutHistory(ctx context.Context, h *HistoryEntry) error {
 	if err != nil {
 		return err
 	}
-	return r.put(ctx, "history/"+h.OrgID+"/"+h.UseCaseID+"/"+h.ID, b)
+	if err := r.put(ctx, "history/"+h.OrgID+"/"+h.UseCaseID+"/"+h.ID, b); err != nil {
+		return err
+	}
+	// A use case keeps its newest MaxHistoryPerUseCase entries; older ones are deleted.
+	entries := r.Snapshot().History(h.OrgID, h.UseCaseID)
+	for _, old := range entries[min(len(entries), MaxHistoryPerUseCase):] {
+		if err := r.put(ctx, "history/"+h.OrgID+"/"+h.UseCaseID+"/"+old.ID, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MaxHistoryPerUseCase is how many history entries a use case keeps (newest first).
+var MaxHistoryPerUseCase = 200
+
+// HistoryConfigurations reads the configurations of history entries from the config log (the
+// snapshot holds entries without them), by entry id.
+func (r *Registry) HistoryConfigurations(ctx context.Context, entries []*HistoryEntry) (map[string]json.RawMessage, error) {
+	out := map[string]json.RawMessage{}
+	if len(entries) == 0 {
+		return out, nil
+	}
+	want := map[int64]string{}
+	first := entries[0].offset
+	for _, h := range entries {
+		want[h.offset] = h.ID
+		first = min(first, h.offset)
+	}
+	cl, err := kgo.NewClient(append(r.opts,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: {0: kgo.NewOffset().At(first)}}),
+		kgo.FetchMaxWait(100*time.Millisecond),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("history reader: %w", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	offsets := make([]int64, 0, len(want))
+	for o := range want {
+		offsets = append(offsets, o)
+	}
+	sort.Slice(offsets, func(i, j int) bool { return offsets[i] < offsets[j] })
+	for i, o := range offsets {
+		if i > 0 { // a page's entries are far apart in a busy log: jump, do not read between
+			cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{r.topic: {0: {Epoch: -1, Offset: o}}})
+		}
+		for done := false; !done; {
+			fetches := cl.PollFetches(ctx)
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("reading history configurations: %w", err)
+			}
+			fetches.EachRecord(func(rec *kgo.Record) {
+				if id, ok := want[rec.Offset]; ok {
+					var h HistoryEntry
+					if json.Unmarshal(rec.Value, &h) == nil && h.ID == id {
+						out[id] = h.Configuration
+					}
+				}
+				done = done || rec.Offset >= o
+			})
+		}
+	}
+	return out, nil
 }
 
 // Authenticate resolves long-lived API tokens (the registry is an authenticator).
