@@ -86,8 +86,8 @@ func TestSimulationsAreBoundedInTimeAndNumber(t *testing.T) {
 	c, _ := setup(t)
 	slowCfg := `{"entities":[{"entity_schema":"contact","unique_ids":["no"],"jsonataExpression":"items","fields":[{"attribute":"no","field":"no"},
 		{"attribute":"flag","jsonataExpression":"$contains($$.s, /a.*a.*a.*z/) ? 'y' : 'n'"}]}]}`
-	items := strings.TrimSuffix(strings.Repeat(`{"no":"K"},`, 400), ",")
-	slow := `{"event_configuration":` + slowCfg + `,"payload":{"s":"` + strings.Repeat("a", 80) + `","items":[` + items + `]}}`
+	items := strings.TrimSuffix(strings.Repeat(`{"no":"K"},`, 1500), ",")
+	slow := `{"event_configuration":` + slowCfg + `,"payload":{"s":"` + strings.Repeat("a", 40) + `","items":[` + items + `]}}`
 	fast := `{"event_configuration":{"entities":[{"entity_schema":"contact","unique_ids":["no"],"fields":[{"attribute":"no","field":"no"}]}]},"payload":{"no":"K"}}`
 
 	type answer struct {

@@ -30,10 +30,10 @@ func TestSlowEventsFailAloneAndEarlyCommitsLoseNothing(t *testing.T) {
 		events = append(events, seq.ev(fmt.Sprintf("f%d", i), "fast", fmt.Sprintf(`{"no":"K-%d","name":"x"}`, i)))
 		if i == 10 {
 			var items []string
-			for j := range 60 {
+			for j := range 400 {
 				items = append(items, fmt.Sprintf(`{"no":"S-%d"}`, j))
 			}
-			events = append(events, seq.ev("slow", "slow", `{"s":"`+strings.Repeat("a", 80)+`","items":[`+strings.Join(items, ",")+`]}`))
+			events = append(events, seq.ev("slow", "slow", `{"s":"`+strings.Repeat("a", 40)+`","items":[`+strings.Join(items, ",")+`]}`))
 		}
 	}
 	produceEvents(t, c, events)

@@ -38,7 +38,7 @@ type Config struct {
 	EvalTimeout time.Duration
 	// BatchBudget bounds the time one transaction spends mapping, default 5 s: past it the
 	// transaction commits what is mapped and the rest of the poll goes into the next one. With
-	// EvalTimeout this keeps every transaction far below its 60 s timeout, however slow the
+	// EvalTimeout this keeps every transaction far below its 20 s timeout, however slow the
 	// mappings are.
 	BatchBudget time.Duration
 	// MaxTransactionRecords is the records one transaction produces before it commits early

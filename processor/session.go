@@ -66,7 +66,10 @@ func (p *Processor) runSession(ctx context.Context) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.TransactionTimeout(60*time.Second),
+		// A transaction maps for at most BatchBudget plus one event, so 20 s is ample; it is
+		// also how long a crashed instance's open transaction holds read-committed consumers
+		// (an instance restarted with the same ERPSTREAM_INSTANCE_ID aborts it at once).
+		kgo.TransactionTimeout(20*time.Second),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(2*time.Millisecond),
 		// Same hashing as ingest, so a dedup mark lands in the partition number of its event.
@@ -133,7 +136,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	promise := kgo.AbortingFirstErrPromise(sess.Client())
 	records, done := 0, 0
 	for _, in := range batch {
-		if done > 0 && (time.Since(began) > p.cfg.BatchBudget || records >= p.cfg.MaxTransactionRecords) {
+		if done > 0 && (time.Since(began) > p.cfg.BatchBudget || records >= p.cfg.MaxTransactionRecords) || ctx.Err() != nil {
 			break
 		}
 		for _, out := range p.process(ctx, in.rec, &in.ev) {
@@ -143,11 +146,15 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		done++
 	}
 	rest = batch[done:]
-	endCtx := ctx
+	// The transaction always ends, also when ctx ended (shutdown): an open transaction left
+	// behind would hold every read-committed consumer of its partitions until it times out. A
+	// shutdown aborts it, since events mapped while ctx ended may carry its error.
+	endCtx, cancelEnd := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancelEnd()
 	if len(rest) > 0 {
-		endCtx = kgo.PreTxnCommitFnContext(ctx, commitBefore(rest))
+		endCtx = kgo.PreTxnCommitFnContext(endCtx, commitBefore(rest))
 	}
-	committed, err := sess.End(endCtx, promise.Err() == nil)
+	committed, err := sess.End(endCtx, kgo.TransactionEndTry(promise.Err() == nil && ctx.Err() == nil))
 	if committed {
 		p.dedup.commit()
 		p.entities.commit()
@@ -174,7 +181,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		}
 		return nil, fmt.Errorf("end transaction: %w", err)
 	}
-	if !committed {
+	if !committed && ctx.Err() == nil {
 		p.log.Warn("transaction aborted; the batch will be processed again", "records", len(batch), "produce_err", promise.Err())
 	}
 	return rest, nil

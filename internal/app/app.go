@@ -98,6 +98,8 @@ type Config struct {
 
 	InstanceID string // ERPSTREAM_INSTANCE_ID, default a random id
 	AckTimeout time.Duration
+	// RequestTimeout bounds reading and answering one request (default 60 s); tests shorten it.
+	RequestTimeout time.Duration
 	// ProjectorFlushInterval bounds how long a projector batch waits for more rows.
 	ProjectorFlushInterval time.Duration
 	// ProjectorAfterInsert is the projector's crash hook for tests (projector.Config.AfterInsert).
@@ -326,8 +328,14 @@ func Run(ctx context.Context, cfg Config) error {
 				return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 			}
 		}
-		srv := &http.Server{Handler: engine, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
-			WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+		// A request has RequestTimeout to be read and answered; streaming routes replace it with
+		// idle deadlines per line (httpapi.StreamIn/StreamOut).
+		timeout := cfg.RequestTimeout
+		if timeout <= 0 {
+			timeout = 60 * time.Second
+		}
+		srv := &http.Server{Handler: engine, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: timeout,
+			WriteTimeout: timeout, IdleTimeout: 120 * time.Second}
 		g.Go("http", func() error {
 			err := srv.Serve(ln)
 			if errors.Is(err, http.ErrServerClosed) {

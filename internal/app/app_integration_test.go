@@ -44,6 +44,8 @@ type env struct {
 	done   chan error
 	// afterInsert, when set, runs in the projector between a ClickHouse insert and the offset commit.
 	afterInsert func() error
+	// configure, when set, adjusts the configuration start uses.
+	configure func(*app.Config)
 }
 
 func newEnv(t *testing.T) *env {
@@ -123,16 +125,18 @@ func (e *env) startWithClock(now func() time.Time) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	e.cancel, e.done = cancel, make(chan error, 1)
-	go func() {
-		e.done <- app.Run(ctx, app.Config{
-			Services: app.AllServices, Listener: ln, Kafka: e.kafka, ClickHouse: e.ch,
-			DevMode: true, DevToken: "it-token", Log: e.log, JWT: e.jwt, RateLimitPerMinute: -1, MetricsToken: "it-metrics",
-			ProjectorFlushInterval: 200 * time.Millisecond,
-			ProjectorAfterInsert:   e.afterInsert,
-			Now:                    now,
-			OnReady:                func(addr string) { ready <- addr },
-		})
-	}()
+	cfg := app.Config{
+		Services: app.AllServices, Listener: ln, Kafka: e.kafka, ClickHouse: e.ch,
+		DevMode: true, DevToken: "it-token", Log: e.log, JWT: e.jwt, RateLimitPerMinute: -1, MetricsToken: "it-metrics",
+		ProjectorFlushInterval: 200 * time.Millisecond,
+		ProjectorAfterInsert:   e.afterInsert,
+		Now:                    now,
+		OnReady:                func(addr string) { ready <- addr },
+	}
+	if e.configure != nil {
+		e.configure(&cfg)
+	}
+	go func() { e.done <- app.Run(ctx, cfg) }()
 	select {
 	case addr := <-ready:
 		e.url = "http://" + addr
