@@ -71,7 +71,9 @@ func TestIntegrationHostileInputsFailAloneAndTenantsStayApart(t *testing.T) {
 		payloadEvent("slow", `{"s":"`+strings.Repeat("a", 40)+`","items":[`+strings.Join(items, ",")+`]}`),
 		payloadEvent("fanout", `{"a":1}`)}, events[25:]...)...)
 	e.sendBatch(id, "hostile", events)
-	waitFor(t, func() bool { return e.scalar("SELECT count() FROM monitoring_events FINAL WHERE integration_id = ?", id) >= 52 })
+	waitFor(t, func() bool {
+		return e.scalar("SELECT count() FROM monitoring_events FINAL WHERE integration_id = ?", id) >= 52
+	})
 	codes := e.monitoringCodes(id)
 	if codes["ENTITY_UPDATED"] != 50 || codes["MAPPING_TIMEOUT"] != 1 || codes["MAPPING_LIMIT_EXCEEDED"] != 1 {
 		t.Fatalf("monitoring codes %v: want 50 ENTITY_UPDATED, 1 MAPPING_TIMEOUT, 1 MAPPING_LIMIT_EXCEEDED", codes)
