@@ -446,16 +446,9 @@ func (r *Registry) Ready() <-chan struct{} { return r.ready }
 
 // Run tails the config topic until ctx ends.
 func (r *Registry) Run(ctx context.Context) error {
-	adm := kadm.NewClient(r.consumer)
-	ends, err := adm.ListEndOffsets(ctx, r.topic)
+	end, err := r.endOffset(ctx)
 	if err != nil {
-		return fmt.Errorf("registry: end offsets of %s: %w", r.topic, err)
-	}
-	end := int64(0)
-	if o, ok := ends.Lookup(r.topic, 0); ok && o.Err == nil {
-		end = o.Offset
-	} else if ok && o.Err != nil {
-		return fmt.Errorf("registry: end offset of %s: %w", r.topic, o.Err)
+		return nil // ctx ended
 	}
 	if end == 0 {
 		close(r.ready)
@@ -508,6 +501,30 @@ func (r *Registry) Run(ctx context.Context) error {
 const writeTimeout = 15 * time.Second
 
 // waitApplied blocks until the snapshot includes the record at offset.
+// endOffset is where the config topic ends now, retried while the broker is unreachable (a
+// process started during a broker restart waits for it instead of exiting).
+func (r *Registry) endOffset(ctx context.Context) (int64, error) {
+	adm := kadm.NewClient(r.consumer)
+	backoff := 100 * time.Millisecond
+	for {
+		ends, err := adm.ListEndOffsets(ctx, r.topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			o, _ := ends.Lookup(r.topic, 0)
+			return o.Offset, nil
+		}
+		r.log.Warn("cannot read where the config topic ends; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
 // WaitPosition waits until the snapshot reaches position (Snapshot.Position) or ctx ends.
 func (r *Registry) WaitPosition(ctx context.Context, position int64) error {
 	if position <= 0 {
