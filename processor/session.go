@@ -61,6 +61,9 @@ func (p *Processor) runSession(ctx context.Context) error {
 	sess, err := kgo.NewGroupTransactSession(append(p.cfg.Kafka.BaseOpts(p.log),
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Events),
+		// A crashed instance's partitions move after the session timeout: 15 s rather than
+		// Kafka's 45 s default (heartbeats run beside the work, every 3 s).
+		kgo.SessionTimeout(15*time.Second),
 		kgo.Balancers(singleActive{}), // one instance maps, the others stand by (balancer.go)
 		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),

@@ -135,6 +135,7 @@ func New(cfg Config) (*Projector, error) {
 func (p *Projector) Run(ctx context.Context) error {
 	cl, err := kgo.NewClient(append(p.cfg.Kafka.BaseOpts(p.log),
 		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.SessionTimeout(15*time.Second), // a crashed instance's partitions move after 15 s
 		kgo.ConsumeTopics(p.cfg.Topics.Entities, p.cfg.Topics.Monitoring, p.cfg.Topics.Events, p.cfg.Topics.Access),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 			p.mu.Lock()
