@@ -342,9 +342,7 @@ func (p *Projector) flush(ctx context.Context, recs []*kgo.Record) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if backoff < 10*time.Second {
-			backoff *= 2
-		}
+		backoff = min(2*backoff, 5*time.Second) // resume within seconds of ClickHouse being back
 	}
 }
 
