@@ -48,7 +48,13 @@ go vet -tags integration ./...
 
 mkdir -p "$root/.run/test"
 echo "== JSONata conformance (official suite, error codes matched strictly)"
-make -s jsonata-conformance | tee "$root/.run/test/conformance.log"
+suite=${JSONATA_SUITE:-$root/../shared/jsonata-suite/test-suite}
+if [ -d "$suite" ]; then
+  make -s jsonata-conformance JSONATA_SUITE="$suite" | tee "$root/.run/test/conformance.log"
+else
+  # A clone on its own has no suite beside it: everything else still runs. CI has the suite.
+  echo "JSONata suite not found at $suite: conformance SKIPPED (set JSONATA_SUITE to run it)" | tee "$root/.run/test/conformance.log"
+fi
 
 echo "== unit tests (kfake in-process)"
 set +e
@@ -80,6 +86,6 @@ unit_failed=$(count FAIL "$root/.run/test/unit.log")
 int_failed=$(count FAIL "$root/.run/test/integration.log")
 stop_services
 trap - EXIT
-grep -E 'cases \(' "$root/.run/test/conformance.log" || true
+grep -E 'cases \(|SKIPPED' "$root/.run/test/conformance.log" || true
 echo "unit: $unit_passed passed, $unit_failed failed; integration (Apache Kafka + ClickHouse): $passed passed, $int_failed failed"
 echo "$((unit_passed + passed)) passed, $((unit_failed + int_failed)) failed"
