@@ -9,7 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/erpstream/erpstream/internal/httpapi"
-	"github.com/erpstream/erpstream/processor/mapping"
+	"github.com/erpstream/erpstream/mapping"
 )
 
 // The mapping simulations run the pipeline's extraction stage (the same compiled mapping) on one

@@ -13,7 +13,7 @@ import (
 
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/registry"
-	"github.com/erpstream/erpstream/processor/mapping"
+	"github.com/erpstream/erpstream/mapping"
 )
 
 // application is the apply stage of one event (MAPPING.md §2 step 6): it turns the extraction

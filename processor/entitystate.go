@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/kafkax"
-	"github.com/erpstream/erpstream/processor/mapping"
+	"github.com/erpstream/erpstream/mapping"
 )
 
 // entityState is what the processor knows of one entity: enough to apply relation appends,

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
-	"github.com/erpstream/erpstream/processor/mapping"
+	"github.com/erpstream/erpstream/mapping"
 )
 
 // BenchmarkEntityStateMemory reports the heap the entity state takes per entity as restored from

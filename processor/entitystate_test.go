@@ -180,7 +180,7 @@ func TestMeterReadingsByExternalID(t *testing.T) {
 // MAPPING.md §18 Ex 5 on the pipeline: billing events of account BA-9 not in the payload are
 // soft-deleted; an empty list prunes the whole scope.
 func TestPruneScopeRelations(t *testing.T) {
-	raw, err := os.ReadFile("mapping/testdata/golden/ex5-prune-scope.json")
+	raw, err := os.ReadFile("../mapping/testdata/golden/ex5-prune-scope.json")
 	must(t, err)
 	var gc struct {
 		Configuration json.RawMessage `json:"configuration"`

@@ -11,7 +11,7 @@ import (
 
 	"github.com/erpstream/erpstream/internal/registry"
 	engine "github.com/erpstream/erpstream/jsonata"
-	"github.com/erpstream/erpstream/processor/mapping"
+	"github.com/erpstream/erpstream/mapping"
 )
 
 // Entity lookup (MAPPING.md §6): an entity is found by the values of the attributes a mapping

@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"fmt"
 
-	"github.com/erpstream/erpstream/processor/mapping"
+	"github.com/erpstream/erpstream/mapping"
 )
 
 // Pricing (MAPPING.md §12) with the built-in price calculator: each line's unit amount (from the

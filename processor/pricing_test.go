@@ -12,7 +12,7 @@ import (
 // MAPPING.md §12 on the pipeline: catalog lines priced from the product's one active price,
 // custom lines from items_jsonata (tax-inclusive), result_mapping, and the three on_error modes.
 func TestPricing(t *testing.T) {
-	raw, err := os.ReadFile("mapping/testdata/golden/pricing-template.json")
+	raw, err := os.ReadFile("../mapping/testdata/golden/pricing-template.json")
 	must(t, err)
 	var gc struct {
 		Configuration json.RawMessage `json:"configuration"`

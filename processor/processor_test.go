@@ -216,7 +216,7 @@ func TestEventTypesApplyByDefaultAndCanBeTurnedOff(t *testing.T) {
 
 // MAPPING.md §4.6: the pipeline writes the file-proxy URL the simulation leaves out.
 func TestFileProxyURLIsWrittenWithTheEventsIntegration(t *testing.T) {
-	raw, err := os.ReadFile("mapping/testdata/golden/file-proxy-url.json")
+	raw, err := os.ReadFile("../mapping/testdata/golden/file-proxy-url.json")
 	must(t, err)
 	var gc struct {
 		Configuration json.RawMessage `json:"configuration"`

@@ -7,7 +7,7 @@ import (
 	_ "time/tzdata" // Europe/Berlin on machines without a zoneinfo database
 
 	"github.com/erpstream/erpstream/internal/envelope"
-	"github.com/erpstream/erpstream/processor/mapping"
+	"github.com/erpstream/erpstream/mapping"
 )
 
 // readingState is what matching and pruning need of a stored meter reading.

@@ -11,7 +11,7 @@ import (
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/ids"
 	engine "github.com/erpstream/erpstream/jsonata"
-	"github.com/erpstream/erpstream/processor/mapping"
+	"github.com/erpstream/erpstream/mapping"
 )
 
 // Relation references (MAPPING.md §9) point at one element of a repeatable attribute of another

@@ -12,7 +12,7 @@ import (
 // _id and changes nothing; a new address is appended with a new _id; the contact's own mapping
 // keeps the _ids; a missing contact becomes a placeholder holding the address.
 func TestRelationRefsPreserveElementIDs(t *testing.T) {
-	raw, err := os.ReadFile("mapping/testdata/golden/ex4-relation-refs.json")
+	raw, err := os.ReadFile("../mapping/testdata/golden/ex4-relation-refs.json")
 	must(t, err)
 	var gc struct {
 		Configuration json.RawMessage `json:"configuration"`

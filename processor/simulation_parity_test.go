@@ -15,14 +15,14 @@ import (
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/registry/registrytest"
-	"github.com/erpstream/erpstream/processor/mapping"
+	"github.com/erpstream/erpstream/mapping"
 )
 
 // The pipeline writes what the simulation shows for the same configuration and payload, with
 // relations resolved to the related entities' ids and a placeholder for a related entity that no
 // event of this batch writes (MAPPING.md §18 Ex 2).
 func TestPipelineWritesWhatTheSimulationShows(t *testing.T) {
-	raw, err := os.ReadFile("mapping/testdata/golden/ex2-fanout-relations.json")
+	raw, err := os.ReadFile("../mapping/testdata/golden/ex2-fanout-relations.json")
 	must(t, err)
 	var gc struct {
 		Configuration json.RawMessage `json:"configuration"`
@@ -90,7 +90,7 @@ func TestPipelineWritesWhatTheSimulationShows(t *testing.T) {
 // simulation's unique ids derive. Updates whose pipeline form depends on lookups the simulation
 // does not make are left out: references (their _ids) and meter readings (their meters must exist).
 func TestPipelineWritesWhatTheSimulationShowsForEveryGoldenCase(t *testing.T) {
-	files, err := filepath.Glob("mapping/testdata/golden/*.json")
+	files, err := filepath.Glob("../mapping/testdata/golden/*.json")
 	must(t, err)
 	type goldenCase struct {
 		name    string

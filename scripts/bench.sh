@@ -36,8 +36,8 @@ else
   echo "  node/npm not found: skipped"
 fi
 
-echo "== whole-event mapping (processor/mapping)"
-GOMAXPROCS=1 go test -run XXX -bench . -benchtime "$benchtime" -benchmem ./processor/mapping | grep -E '^Benchmark'
+echo "== whole-event mapping (mapping)"
+GOMAXPROCS=1 go test -run XXX -bench . -benchtime "$benchtime" -benchmem ./mapping | grep -E '^Benchmark'
 
 echo "== processor: one event through mapping and the apply stage (one core, no Kafka I/O)"
 GOMAXPROCS=1 go test -run XXX -bench ProcessEvent -benchtime "$benchtime" ./processor | grep -E '^Benchmark'

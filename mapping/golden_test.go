@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
-	"github.com/erpstream/erpstream/processor/mapping"
+	"github.com/erpstream/erpstream/mapping"
 )
 
 // goldenCase is one file of testdata/golden: a configuration (v2, or the v1 simulation's wrapped

@@ -10,7 +10,7 @@ import (
 
 	"github.com/erpstream/erpstream/internal/jsonata"
 	engine "github.com/erpstream/erpstream/jsonata"
-	"github.com/erpstream/erpstream/processor/mapping"
+	"github.com/erpstream/erpstream/mapping"
 )
 
 // slowItems maps n items whose field runs a backtracking regex over 40 a's: about 2.5 ms each
