@@ -21,7 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpstream/erpstream/internal/app"
+	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/kafkax"

@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/erpstream/erpstream/internal/app"
+	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/internal/auth"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/kafkax"

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpstream/erpstream/internal/app"
+	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/internal/quota"
 )
 

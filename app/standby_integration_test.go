@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/erpstream/erpstream/internal/app"
+	"github.com/erpstream/erpstream/app"
 )
 
 // Two processor instances on Apache Kafka: the one that joined first maps every event, the other

@@ -29,7 +29,7 @@ func newServeProcess(t *testing.T, e *env) *serveProcess {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "erpstream")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/erpstream")
+	build := exec.Command("go", "build", "-o", bin, "../cmd/erpstream")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -147,7 +147,7 @@ func TestIntegrationSIGKILLUnderLoadLosesAndDoublesNothing(t *testing.T) {
 // ClickHouse is stopped mid-feed for 10 s and started again (the project's own script): ingest
 // keeps accepting (Kafka holds the events), the projector retries, and every event arrives once.
 func TestIntegrationClickHouseOutageMidFeed(t *testing.T) {
-	root, _ := filepath.Abs("../..")
+	root, _ := filepath.Abs("..")
 	state := filepath.Join(root, ".run") // scripts/test.sh keeps ClickHouse's state here
 	if _, err := os.Stat(filepath.Join(state, "clickhouse", "clickhouse.pid")); err != nil {
 		t.Fatalf("ClickHouse at %s was not started by scripts/clickhouse.sh with state in %s (run `make test`)", os.Getenv("CLICKHOUSE_ADDR"), state)

@@ -515,7 +515,7 @@ func TestIntegrationEntityWritesPatchTheStoredAttributes(t *testing.T) {
 func TestIntegrationPruneScope(t *testing.T) {
 	e := newEnv(t)
 	e.start()
-	raw, err := os.ReadFile("../../mapping/testdata/golden/ex5-prune-scope.json")
+	raw, err := os.ReadFile("../mapping/testdata/golden/ex5-prune-scope.json")
 	if err != nil {
 		t.Fatal(err)
 	}

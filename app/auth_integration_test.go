@@ -13,7 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/erpstream/erpstream/internal/app"
+	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/internal/auth"
 )
 
