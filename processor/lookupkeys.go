@@ -1,0 +1,117 @@
+package processor
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+
+	engine "github.com/erpstream/erpstream/jsonata"
+	"github.com/erpstream/erpstream/mapping"
+)
+
+// Lookup keys: 128-bit hashes of (org, schema, attribute, value), the index entries of an entity's
+// searchable attribute values.
+
+// lookupKey identifies one (org, schema, attribute, value).
+type lookupKey [16]byte
+
+func keyOf(org, schema, attribute, value string) lookupKey {
+	h := fnv.New128a()
+	for _, s := range []string{org, schema, attribute, value} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	var k lookupKey
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// attrKey is one indexed value of an entity's attribute.
+type attrKey struct {
+	Attr string
+	Key  lookupKey
+}
+
+// attrKeys marshal as {"attribute": ["hex key", …]}.
+type attrKeys []attrKey
+
+func (ks attrKeys) MarshalJSON() ([]byte, error) {
+	m := map[string][]string{}
+	for _, k := range ks {
+		m[k.Attr] = append(m[k.Attr], hex.EncodeToString(k.Key[:]))
+	}
+	return json.Marshal(m)
+}
+
+func (ks *attrKeys) UnmarshalJSON(b []byte) error {
+	var m map[string][]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	out := make(attrKeys, 0, len(m))
+	for attr, list := range m {
+		for _, h := range list {
+			var k attrKey
+			if n, err := hex.Decode(k.Key[:], []byte(h)); err != nil || n != len(k.Key) {
+				return fmt.Errorf("lookup key %q: not 32 hex digits", h)
+			}
+			k.Attr = attr
+			out = append(out, k)
+		}
+	}
+	*ks = out
+	return nil
+}
+
+func (ks attrKeys) has(k lookupKey) bool {
+	for _, x := range ks {
+		if x.Key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// lookupValues are the string forms a value is found by: a scalar's, or each element's of an
+// array (the email/phone key of repeatable elements). Relations and null are not looked up.
+func lookupValues(v any) []string {
+	switch x := v.(type) {
+	case nil, *mapping.Relation, *mapping.ResolvedRelation, *mapping.RelationRef, *mapping.ResolvedRelationRef, json.RawMessage:
+		return nil
+	case string:
+		return []string{x}
+	case *engine.Array:
+		var out []string
+		for _, el := range x.Items {
+			if o, ok := el.(*engine.Object); ok {
+				for _, typ := range []string{"email", "phone"} {
+					if s, ok := o.Get(typ); ok {
+						out = append(out, lookupValues(s)...)
+					}
+				}
+				continue
+			}
+			out = append(out, lookupValues(el)...)
+		}
+		return out
+	case *engine.Object:
+		return nil
+	}
+	if v == engine.Null {
+		return nil
+	}
+	b, err := engine.MarshalValue(v)
+	if err != nil {
+		return nil
+	}
+	return []string{string(b)}
+}
+
+// lookupValue is the single string form of a unique-id value.
+func lookupValue(v any) string {
+	if vs := lookupValues(v); len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
