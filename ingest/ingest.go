@@ -400,8 +400,8 @@ func (s *Service) prepare(org string, integ *registry.Integration, version apiVe
 		e.Payload = ev.Payload // the literal as it arrived: validated, never re-encoded
 		e.ReceivedAtUs = s.clock.Next(now)
 		e.ConfigPosition = snap.Position()
-		value := appendEvent(make([]byte, 0, len(ev.Payload)+512), &e)
-		records = append(records, &kgo.Record{Topic: s.cfg.Topics.Events, Key: EventKey(&e), Value: value, Headers: headers(&e)})
+		value := e.AppendJSON(make([]byte, 0, len(ev.Payload)+512))
+		records = append(records, &kgo.Record{Topic: s.cfg.Topics.Events, Key: EventKey(&e), Value: value, Headers: envelope.Headers(&e)})
 		results[i].Status, results[i].Message = "success", "Event queued for processing"
 	}
 	return results, records
@@ -414,16 +414,6 @@ func (s *Service) prepare(org string, integ *registry.Integration, version apiVe
 // "<org>/<integration>/<use case>/<event id>". Either way a hot use case spreads over every
 // partition instead of being capped at one.
 func EventKey(e *envelope.Event) []byte { return envelope.RecordKey(e) }
-
-func headers(e *envelope.Event) []kgo.RecordHeader {
-	return []kgo.RecordHeader{
-		{Key: envelope.HeaderOrg, Value: []byte(e.OrgID)},
-		{Key: envelope.HeaderIntegration, Value: []byte(e.IntegrationID)},
-		{Key: envelope.HeaderUseCase, Value: []byte(e.UseCaseID)},
-		{Key: envelope.HeaderCorrelationID, Value: []byte(e.CorrelationID)},
-		{Key: envelope.HeaderSchema, Value: []byte(envelope.SchemaVersion)},
-	}
-}
 
 func (s *Service) monitoring(e *envelope.Event, level envelope.Level, code, message string, now time.Time) *kgo.Record {
 	m := envelope.MonitoringEvent{
@@ -440,7 +430,7 @@ func (s *Service) monitoring(e *envelope.Event, level envelope.Level, code, mess
 		CreatedAtMs:   now.UnixMilli(),
 	}
 	b, _ := json.Marshal(&m)
-	return &kgo.Record{Topic: s.cfg.Topics.Monitoring, Key: []byte(e.OrgID + "/" + e.EventID), Value: b}
+	return &kgo.Record{Topic: s.cfg.Topics.Monitoring, Key: envelope.MonitoringKey(e), Value: b, Headers: envelope.Headers(e)}
 }
 
 type problem struct {
@@ -621,62 +611,4 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
-}
-
-// appendEvent writes e as JSON (the envelope.Event encoding) without reflection; the payload is
-// copied as the raw literal it is.
-func appendEvent(b []byte, e *envelope.Event) []byte {
-	field := func(name, v string, omitEmpty bool) {
-		if omitEmpty && v == "" {
-			return
-		}
-		if len(b) > 1 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = append(b, name...)
-		b = append(b, '"', ':')
-		b = appendJSONString(b, v)
-	}
-	b = append(b, '{')
-	field("event_id", e.EventID, false)
-	field("org_id", e.OrgID, false)
-	field("integration_id", e.IntegrationID, false)
-	field("use_case_id", e.UseCaseID, false)
-	field("use_case_slug", e.UseCaseSlug, true)
-	field("event_name", e.EventName, true)
-	field("event_type", e.EventType, true)
-	field("timestamp", e.Timestamp, false)
-	field("format", e.Format, false)
-	b = append(b, `,"payload":`...)
-	b = append(b, e.Payload...)
-	field("deduplication_id", e.DeduplicationID, true)
-	field("correlation_id", e.CorrelationID, false)
-	b = append(b, `,"received_at_us":`...)
-	b = strconv.AppendInt(b, e.ReceivedAtUs, 10)
-	if e.Replay {
-		b = append(b, `,"replay":true`...)
-	}
-	if e.ConfigPosition > 0 {
-		b = append(b, `,"config_position":`...)
-		b = strconv.AppendInt(b, e.ConfigPosition, 10)
-	}
-	return append(b, '}')
-}
-
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20:
-			b = append(b, `\u00`...)
-			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
 }

@@ -96,7 +96,7 @@ func (a *application) writeJSON(schema, entityID string, uniqueIDs mapping.Attri
 	}
 	b := w.AppendJSON(make([]byte, 0, 384+len(ab)+len(uids)))
 	a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.Entities, Key: []byte(ev.OrgID + "/" + entityID), Value: b,
-		Headers: headers(ev)})
+		Headers: envelope.Headers(ev)})
 	a.written = append(a.written, writtenEntity{Schema: schema, ID: entityID, Op: op})
 	return nil
 }

@@ -265,18 +265,9 @@ func (p *Processor) monitoringRecord(ev *envelope.Event, o outcome) *kgo.Record 
 		p.log.Info("event failed", "event_id", ev.EventID, "use_case_id", ev.UseCaseID, "code", o.code, "message", o.message)
 	}
 	b, _ := json.Marshal(&m)
-	return &kgo.Record{Topic: p.cfg.Topics.Monitoring, Key: []byte(ev.OrgID + "/" + ev.EventID), Value: b, Headers: headers(ev)}
+	return &kgo.Record{Topic: p.cfg.Topics.Monitoring, Key: envelope.MonitoringKey(ev), Value: b, Headers: envelope.Headers(ev)}
 }
 
-func headers(ev *envelope.Event) []kgo.RecordHeader {
-	return []kgo.RecordHeader{
-		{Key: envelope.HeaderOrg, Value: []byte(ev.OrgID)},
-		{Key: envelope.HeaderIntegration, Value: []byte(ev.IntegrationID)},
-		{Key: envelope.HeaderUseCase, Value: []byte(ev.UseCaseID)},
-		{Key: envelope.HeaderCorrelationID, Value: []byte(ev.CorrelationID)},
-		{Key: envelope.HeaderSchema, Value: []byte(envelope.SchemaVersion)},
-	}
-}
 
 // compiled returns the use case's mapping, compiling it once per use-case version; a new version
 // replaces the old one's entry, so the cache holds one mapping per live use case.

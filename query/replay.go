@@ -57,10 +57,9 @@ func (s *Service) replayRecordIn(snap *registry.Snapshot, e envelope.Event, run 
 	if !strings.HasPrefix(ev.CorrelationID, "replay_") {
 		ev.CorrelationID = "replay_" + ev.CorrelationID
 	}
-	value, _ := json.Marshal(&ev)
+	value := ev.AppendJSON(nil)
 	res.Status, res.NewEventID = "queued", ev.EventID
-	return &kgo.Record{Topic: s.Topics.Events, Key: envelope.RecordKey(&ev), Value: value, Headers: []kgo.RecordHeader{
-		{Key: envelope.HeaderOrg, Value: []byte(ev.OrgID)}, {Key: envelope.HeaderCorrelationID, Value: []byte(ev.CorrelationID)}}}, res
+	return &kgo.Record{Topic: s.Topics.Events, Key: envelope.RecordKey(&ev), Value: value, Headers: envelope.Headers(&ev)}, res
 }
 
 // replay re-enqueues up to 100 stored events (14-day horizon) with new ids and replay_ correlation

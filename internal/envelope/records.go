@@ -1,0 +1,71 @@
+package envelope
+
+import (
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Headers are the headers of every record about an event (the event itself, its monitoring
+// rows): who it belongs to, readable without decoding the value.
+func Headers(e *Event) []kgo.RecordHeader {
+	return []kgo.RecordHeader{
+		{Key: HeaderOrg, Value: []byte(e.OrgID)},
+		{Key: HeaderIntegration, Value: []byte(e.IntegrationID)},
+		{Key: HeaderUseCase, Value: []byte(e.UseCaseID)},
+		{Key: HeaderCorrelationID, Value: []byte(e.CorrelationID)},
+		{Key: HeaderSchema, Value: []byte(SchemaVersion)},
+	}
+}
+
+// MonitoringKey is the record key of an event's monitoring rows.
+func MonitoringKey(e *Event) []byte { return []byte(e.OrgID + "/" + e.EventID) }
+
+// AppendJSON appends the event's JSON encoding (as encoding/json would write it) without
+// reflection: ingest's hot path. The payload is copied as the raw literal it is.
+func (e *Event) AppendJSON(b []byte) []byte {
+	first := true
+	field := func(name, v string, omitEmpty bool) {
+		if omitEmpty && v == "" {
+			return
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+		b = appendJSONString(b, v)
+	}
+	b = append(b, '{')
+	field("event_id", e.EventID, false)
+	field("org_id", e.OrgID, false)
+	field("integration_id", e.IntegrationID, false)
+	field("use_case_id", e.UseCaseID, false)
+	field("use_case_slug", e.UseCaseSlug, true)
+	field("event_name", e.EventName, true)
+	field("event_type", e.EventType, true)
+	field("timestamp", e.Timestamp, false)
+	field("format", e.Format, false)
+	b = append(b, `,"payload":`...)
+	if len(e.Payload) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, e.Payload...)
+	}
+	field("deduplication_id", e.DeduplicationID, true)
+	field("correlation_id", e.CorrelationID, false)
+	b = strconv.AppendInt(append(b, `,"received_at_us":`...), e.ReceivedAtUs, 10)
+	if e.Replay {
+		b = append(b, `,"replay":true`...)
+	}
+	field("replay_run", e.ReplayRun, true)
+	if e.ReplayedAtMs != 0 {
+		b = strconv.AppendInt(append(b, `,"replayed_at_ms":`...), e.ReplayedAtMs, 10)
+	}
+	if e.ConfigPosition != 0 {
+		b = strconv.AppendInt(append(b, `,"config_position":`...), e.ConfigPosition, 10)
+	}
+	return append(b, '}')
+}
