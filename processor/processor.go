@@ -268,7 +268,6 @@ func (p *Processor) monitoringRecord(ev *envelope.Event, o outcome) *kgo.Record 
 	return &kgo.Record{Topic: p.cfg.Topics.Monitoring, Key: envelope.MonitoringKey(ev), Value: b, Headers: envelope.Headers(ev)}
 }
 
-
 // compiled returns the use case's mapping, compiling it once per use-case version; a new version
 // replaces the old one's entry, so the cache holds one mapping per live use case.
 func (p *Processor) compiled(uc *registry.UseCase) (*mapping.Mapping, error) {
