@@ -140,6 +140,9 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("embedded kafka (kfake) started", "brokers", cfg.Kafka.Brokers, "data_dir", cfg.EmbeddedKafkaDir)
 	}
 	topics := kafkax.NewTopics(cfg.Kafka.TopicPrefix)
+	if err := waitReachable(ctx, log, "kafka", func(ctx context.Context) error { return pingKafka(ctx, cfg.Kafka, log) }); err != nil {
+		return nil // ctx ended while waiting
+	}
 	if err := PrepareTopics(ctx, cfg.Kafka, log); err != nil {
 		return err
 	}
@@ -158,9 +161,13 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var ch driver.Conn
 	if cfg.has(Project) || cfg.has(Query) {
-		conn, err := chx.Open(ctx, cfg.ClickHouse)
-		if err != nil {
+		var conn driver.Conn
+		if err := waitReachable(ctx, log, "clickhouse", func(ctx context.Context) error {
+			c, err := chx.Open(ctx, cfg.ClickHouse)
+			conn = c
 			return err
+		}); err != nil {
+			return nil // ctx ended while waiting
 		}
 		defer conn.Close()
 		if err := schema.Migrate(ctx, conn, log); err != nil {
@@ -358,6 +365,40 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.OnReady(cfg.HTTPAddr)
 	}
 	return g.Wait()
+}
+
+// waitReachable retries reach until it succeeds or ctx ends: a process started while Kafka or
+// ClickHouse is away (a host booting, a restart in progress) waits for it, saying so, instead of
+// exiting.
+func waitReachable(ctx context.Context, log *slog.Logger, what string, reach func(context.Context) error) error {
+	backoff := time.Second
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := reach(rctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn(what+" unreachable; waiting for it", "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+func pingKafka(ctx context.Context, kc kafkax.Config, log *slog.Logger) error {
+	cl, err := kgo.NewClient(kc.BaseOpts(log)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return cl.Ping(ctx)
 }
 
 // PrepareTopics creates missing topics and verifies them against the topic table.
