@@ -152,7 +152,7 @@ func splitList(s string) []string {
 }
 
 // ValidateAllowedDomain accepts host names and wildcards with at least two labels after "*."
-// (*.example.com ok, *.com rejected; NOTES.md §14).
+// (*.example.com ok, *.com rejected).
 func ValidateAllowedDomain(d string) error {
 	host := strings.ToLower(strings.TrimSuffix(d, "."))
 	wild := strings.HasPrefix(host, "*.")

@@ -49,7 +49,7 @@ const (
 	Query   = "query"
 )
 
-// Retention (NOTES.md §1): raw payloads 14 days, monitoring 90 days.
+// Retention: raw payloads 14 days, monitoring 90 days.
 const (
 	RawRetentionDays        = 14
 	MonitoringRetentionDays = 90

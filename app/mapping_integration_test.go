@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// The apply stage's lookups on the real services (MAPPING.md §6, §9, §11, §12): a contact found
+// The apply stage's lookups on the real services: a contact found
 // by email although its own mapping identifies it by customer number; an ERP meter reading that
 // updates the ECP reading of its Berlin day in place, then a mirror that purges the rest; an order
 // referring to the contact's address by _id; a contract priced from the catalog.

@@ -475,7 +475,7 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// Patch semantics on the real services (MAPPING.md §7.1): two use cases map different attributes
+// Patch semantics on the real services: two use cases map different attributes
 // of one contact, and an event that leaves an attribute undefined keeps its stored value.
 func TestIntegrationEntityWritesPatchTheStoredAttributes(t *testing.T) {
 	e := newEnv(t)
@@ -510,7 +510,7 @@ func TestIntegrationEntityWritesPatchTheStoredAttributes(t *testing.T) {
 	}
 }
 
-// Prune scope on the real services (MAPPING.md §18 Ex 5): pruned billing events are marked deleted
+// Prune scope on the real services: pruned billing events are marked deleted
 // in ClickHouse and keep their unique ids and attributes.
 func TestIntegrationPruneScope(t *testing.T) {
 	e := newEnv(t)

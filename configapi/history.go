@@ -21,7 +21,7 @@ func historyOf(u *registry.UseCase, change, by string, at time.Time) *registry.H
 		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, HistoryCreatedAt: at, ChangedBy: by, Change: change}
 }
 
-// historyPageSize is the history page length (NOTES.md §4 proposes 20).
+// historyPageSize is the history page length.
 const historyPageSize = 20
 
 type historyCursor struct {

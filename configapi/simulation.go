@@ -13,7 +13,7 @@ import (
 )
 
 // The mapping simulations run the pipeline's extraction stage (the same compiled mapping) on one
-// payload and answer what would be written; nothing is stored or looked up (MAPPING.md §17).
+// payload and answer what would be written; nothing is stored or looked up.
 
 const codeInvalidConfiguration = "INVALID_CONFIGURATION"
 

@@ -119,7 +119,7 @@ type Options struct {
 	Bindings map[string]any // extra variables, as engine values (see FromGo)
 	Random   *rand.Rand     // $random()/$shuffle(); default a seeded-per-call source
 	// Root is what $$ refers to; default the input. Mappings evaluate per-item expressions with
-	// the item as input and the whole payload as $$ (MAPPING.md §4.1).
+	// the item as input and the whole payload as $$.
 	Root any
 }
 

@@ -1,5 +1,5 @@
 // Package mapping turns an event payload into entity updates with an inbound use case's v2
-// configuration (MAPPING.md). Compile once per use-case version; Map per event. The extraction
+// configuration. Compile once per use-case version; Map per event. The extraction
 // is pure: no datastore reads, so the pipeline and a simulation map identically.
 package mapping
 
@@ -348,7 +348,7 @@ type ObjectV1 struct {
 	} `json:"fields"`
 }
 
-// CompileV1 compiles a v1 object mapping (MAPPING.md §16): one entity update per distinct entity
+// CompileV1 compiles a v1 object mapping: one entity update per distinct entity
 // of its fields, in order of first appearance. unique_ids per entity is either a list of mapped
 // attributes or {remote key: attribute}, whose values come from the payload's remote keys.
 func CompileV1(raw json.RawMessage, eng jsonata.Engine) (*Mapping, error) {

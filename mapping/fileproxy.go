@@ -11,7 +11,7 @@ import (
 	"github.com/erpstream/erpstream/internal/jsonata"
 )
 
-// FileProxyURL is an extracted file_proxy_url attribute (MAPPING.md §4.6): the pipeline turns it
+// FileProxyURL is an extracted file_proxy_url attribute: the pipeline turns it
 // into a download URL of the file proxy with the event's org and integration; the simulation,
 // which has no integration, leaves the attribute out.
 type FileProxyURL struct {
@@ -123,7 +123,7 @@ func (cp *compiledFileProxy) extract(ctx context.Context, path string, item any,
 }
 
 // withoutFileProxyURLs drops file_proxy_url attributes: the simulation has no integration to
-// build them for (MAPPING.md §4.6).
+// build them for.
 func withoutFileProxyURLs(attrs Attributes) Attributes {
 	out := attrs[:0:0]
 	for _, a := range attrs {

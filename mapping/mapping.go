@@ -76,7 +76,7 @@ type enabledRule struct {
 	expr  jsonata.Expression
 }
 
-// EntityUpdate is one planned change of one entity (MAPPING.md §3).
+// EntityUpdate is one planned change of one entity.
 type EntityUpdate struct {
 	EntitySlug        string     `json:"entity_slug"`
 	UniqueIdentifiers Attributes `json:"unique_identifiers"`
@@ -84,7 +84,7 @@ type EntityUpdate struct {
 	Mode              string     `json:"mode"`
 	// UniqueIdentifiersMetadata says which unique ids come from repeatable (_type) attributes.
 	UniqueIdentifiersMetadata map[string]UniqueIDMetadata `json:"unique_identifiers_metadata,omitempty"`
-	// Pricing is the entity's pricing input (MAPPING.md §12), priced by the apply stage.
+	// Pricing is the entity's pricing input, priced by the apply stage.
 	Pricing *PricingInput `json:"pricing,omitempty"`
 }
 
@@ -216,7 +216,7 @@ func timeout(ctx context.Context, path, entity string) *Error {
 }
 
 // Map runs the extraction stage for one parsed payload. Per-item expressions see the item as
-// input and the payload as $$ and $payload (MAPPING.md §4.1).
+// input and the payload as $$ and $payload.
 func (m *Mapping) Map(ctx context.Context, payload any, env *jsonata.Env) ([]EntityUpdate, error) {
 	r, err := m.Extract(ctx, payload, env)
 	if err != nil {
@@ -225,7 +225,7 @@ func (m *Mapping) Map(ctx context.Context, payload any, env *jsonata.Env) ([]Ent
 	return r.Entities, nil
 }
 
-// Extraction is everything one payload maps to (MAPPING.md §2 step 5): entity updates, prune-scope
+// Extraction is everything one payload maps to: entity updates, prune-scope
 // plans, then meter readings.
 type Extraction struct {
 	Entities      []EntityUpdate
@@ -472,7 +472,7 @@ func (ce *compiledEntity) mapItem(ctx context.Context, path string, item any, en
 
 func isEmpty(v any) bool { return v == nil || v == engine.Null || v == "" || v == jsonata.Undefined }
 
-// repeatable converts a value for a _type field (MAPPING.md §5): a scalar becomes [{typ: v}], an
+// repeatable converts a value for a _type field: a scalar becomes [{typ: v}], an
 // array one object per element, elements already shaped {typ: …} stay as they are (extra keys such
 // as _tags kept); "" and null are dropped, and nothing left means the attribute is omitted (nil).
 func repeatable(v any, typ string) (any, error) {

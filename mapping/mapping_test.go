@@ -201,7 +201,7 @@ func BenchmarkMapFieldCopy20(b *testing.B) {
 	}
 }
 
-// BenchmarkMapJSONataHeavy maps MAPPING.md Ex 2 (entity fan-out, expressions, $$, relations) and
+// BenchmarkMapJSONataHeavy maps worked example 2 (entity fan-out, expressions, $$, relations) and
 // does what the processor does with the result: resolve relations and marshal the attributes.
 func BenchmarkMapJSONataHeavy(b *testing.B) {
 	raw, err := os.ReadFile("testdata/golden/ex2-fanout-relations.json")

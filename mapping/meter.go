@@ -51,8 +51,8 @@ type MeterReadingUpdate struct {
 	Entry int `json:"-"`
 }
 
-// ReadingPrune is the prune plan of an upsert-prune-scope entry for one (meter, counter) pair
-// (MAPPING.md §11): after the upserts, every other reading of the pair whose external id is not
+// ReadingPrune is the prune plan of an upsert-prune-scope entry for one (meter, counter) pair:
+// after the upserts, every other reading of the pair whose external id is not
 // kept is deleted; with Source set, only readings of that source are eligible.
 type ReadingPrune struct {
 	Meter           EntityRef  `json:"meter"`
@@ -160,7 +160,7 @@ func compileUniqueIDs(path string, uids []RelationUniqueIDConfig, eng jsonata.En
 	return out, nil
 }
 
-// extract runs MAPPING.md §11 steps 1–5 for one meter_readings entry, and plans its pruning.
+// extract runs the meter-reading steps 1–5 (docs/mapping.md) for one meter_readings entry, and plans its pruning.
 func (cm *compiledMeterReading) extract(ctx context.Context, path string, payload any, env *jsonata.Env) ([]MeterReadingUpdate, []ReadingPrune, []Warning, *Error) {
 	data := payload
 	if cm.expr != nil {
@@ -215,7 +215,7 @@ func (cm *compiledMeterReading) meterOf(ctx context.Context, path string, item a
 }
 
 // plan groups an upsert-prune-scope entry's readings by (meter, counter). With no readings the
-// pair is derived from the payload itself (MAPPING.md §11 proposal), and everything of that
+// pair is derived from the payload itself, and everything of that
 // pair in scope is pruned; when it cannot be derived nothing is pruned, with a warning.
 func (cm *compiledMeterReading) plan(ctx context.Context, path string, payload any, env *jsonata.Env, readings []MeterReadingUpdate) ([]ReadingPrune, []Warning) {
 	if len(readings) == 0 {

@@ -15,7 +15,7 @@ type PayloadError struct{ Msg string }
 func (e *PayloadError) Error() string { return e.Msg }
 
 // ParsePayload turns an API payload into an engine value: a JSON object is used as it is; a
-// string is parsed as JSON (format json) or converted from XML (format xml, MAPPING.md §14).
+// string is parsed as JSON (format json) or converted from XML (format xml).
 func ParsePayload(raw json.RawMessage, format string) (any, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, &PayloadError{Msg: "payload: required"}

@@ -36,7 +36,7 @@ type recurrence struct {
 	AmountTotal    int64  `json:"amount_total"`
 }
 
-// Price calculates an entity's pricing (MAPPING.md §12) with the built-in calculator: per line the
+// Price calculates an entity's pricing with the built-in calculator: per line the
 // unit amount (the line's, a unit_amount_override, or the catalog price's) times the quantity in
 // cents, net (tax added) or tax-inclusive (tax taken out), halves away from zero; totals per entity
 // and per recurrence. catalog fills a catalog line from its product and price (the pipeline looks
@@ -144,7 +144,7 @@ func calculate(l *PricedLine) {
 }
 
 // MergePricing lays the pricing result over an entity's attributes: a mapped attribute of the
-// same name is overridden (MAPPING.md §12), others are appended.
+// same name is overridden, others are appended.
 func MergePricing(attrs, result Attributes) Attributes {
 	for _, r := range result {
 		replaced := false

@@ -12,7 +12,7 @@ import (
 	engine "github.com/erpstream/erpstream/jsonata"
 )
 
-// PricingConfig is an entity's pricing block (MAPPING.md §12; in the seed and docs, not in spec
+// PricingConfig is an entity's pricing block (not in spec
 // 0.58.0).
 type PricingConfig struct {
 	JSONataExpression string             `json:"jsonataExpression"`

@@ -8,7 +8,7 @@ import (
 	"github.com/erpstream/erpstream/internal/jsonata"
 )
 
-// PruneScopeUpdate is the plan of an upsert-prune-scope entry (MAPPING.md §7.3): after the entry's
+// PruneScopeUpdate is the plan of an upsert-prune-scope entry: after the entry's
 // upserts, the entities of EntitySlug in the scope that were not upserted are deleted or purged.
 // The simulation shows it as prune_scope_updates (the shape later API versions use).
 type PruneScopeUpdate struct {

@@ -10,7 +10,7 @@ import (
 	engine "github.com/erpstream/erpstream/jsonata"
 )
 
-// Relation is an extracted relation attribute (MAPPING.md §8): the operation and the related
+// Relation is an extracted relation attribute: the operation and the related
 // entities by unique ids, not yet resolved to entity ids. It marshals as the simulation shows it:
 // {"$relation": {"_set": [{"$entity_unique_ids": {…}, "_schema": "contact", "_tags": […]}]}}.
 type Relation struct {
@@ -215,7 +215,7 @@ func dynamicRelationItem(el, item any) (RelationItem, error) {
 	return ri, nil
 }
 
-// Finder looks an entity of schema up by unique-id values (MAPPING.md §6): its id and found, or
+// Finder looks an entity of schema up by unique-id values: its id and found, or
 // the id the values derive and not found. An error (several match) fails the update.
 type Finder func(schema string, uniqueIDs Attributes) (id string, found bool, err error)
 
@@ -223,7 +223,7 @@ type Finder func(schema string, uniqueIDs Attributes) (id string, found bool, er
 // ids. find looks each related entity up; one not found gets the id derived from its unique ids
 // (as every entity's is, so an entity that arrives later gets the same id), and stubs lists an
 // update for it holding only its unique-id attributes: the pipeline writes each as a placeholder
-// that any real write of that entity supersedes (MAPPING.md §8's deferred creation). A nil find
+// that any real write of that entity supersedes. A nil find
 // finds nothing.
 func (u *EntityUpdate) Resolve(org string, find Finder) (attrs Attributes, stubs []EntityUpdate, _ error) {
 	attrs = make(Attributes, len(u.Attributes))
@@ -282,7 +282,7 @@ func (m *Mapping) Schemas(add func(path, schema string)) {
 
 // RefTargets calls add for every (schema, attribute) this mapping's relation_refs items (those
 // named in the configuration) write elements into: the pipeline keeps those attributes' elements
-// with their _ids, so references keep pointing at the same element (MAPPING.md §9).
+// with their _ids, so references keep pointing at the same element.
 func (m *Mapping) RefTargets(add func(schema, attribute string)) {
 	for _, ce := range m.entities {
 		for _, f := range ce.fields {
@@ -310,8 +310,8 @@ func RelationStub(it RelationItem) EntityUpdate {
 	return stub
 }
 
-// LookupAttributes calls add for every (schema, attribute) this mapping looks entities up by
-// (MAPPING.md §6): entities' unique ids, the unique ids of relation items named in the
+// LookupAttributes calls add for every (schema, attribute) this mapping looks entities up by:
+// entities' unique ids, the unique ids of relation items named in the
 // configuration (not those a relation's JSONata builds), scopes, meters and counters. The
 // pipeline indexes these attributes' values so a lookup finds an entity whichever mapping wrote it.
 func (m *Mapping) LookupAttributes(add func(schema, attribute string)) {
@@ -365,7 +365,7 @@ func (m *Mapping) LookupAttributes(add func(schema, attribute string)) {
 	}
 }
 
-// MergeRelation applies a relation operation to an entity's current relation items (MAPPING.md §8,
+// MergeRelation applies a relation operation to an entity's current relation items (
 // Ex 3): _set replaces; _append adds items whose entity is not related yet (existing entries keep
 // their tags and order); _append_all adds every item.
 func MergeRelation(operation string, current, incoming []ResolvedRelationItem) []ResolvedRelationItem {

@@ -10,7 +10,7 @@ import (
 	engine "github.com/erpstream/erpstream/jsonata"
 )
 
-// RelationRefsConfig is the spec's RelationRefsConfig (MAPPING.md §9).
+// RelationRefsConfig is the spec's RelationRefsConfig.
 type RelationRefsConfig struct {
 	Operation         string                  `json:"operation"`
 	Items             []RelationRefItemConfig `json:"items"`
@@ -178,7 +178,7 @@ func compileRelationRefs(path string, raw json.RawMessage, eng jsonata.Engine) (
 		if it.Value == nil || it.Value.Attribute == "" {
 			return nil, &ConfigError{Path: ipath + ".value.attribute", Msg: "required"}
 		}
-		// MAPPING.md §9 leaves a value written elsewhere than the path open: refused.
+		// A value written elsewhere than the path is refused.
 		if it.Value.Attribute != it.Path {
 			return nil, &ConfigError{Path: ipath + ".value.attribute", Msg: fmt.Sprintf("must equal path %q (the reference points into the attribute the value is written to)", it.Path)}
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/erpstream/erpstream/mapping"
 )
 
-// application is the apply stage of one event (MAPPING.md §2 step 6): it turns the extraction
+// application is the apply stage of one event: it turns the extraction
 // into entity writes against the entity state. Its state changes stay local until the event
 // has mapped without error; later updates of the event see earlier ones.
 type application struct {
@@ -108,7 +108,7 @@ func (a *application) emit(id string, u mapping.EntityUpdate, attrs mapping.Attr
 	return nil
 }
 
-// resolve looks an update's related entities up (MAPPING.md §8).
+// resolve looks an update's related entities up.
 func (a *application) resolve(u mapping.EntityUpdate) (mapping.Attributes, []mapping.EntityUpdate, *failure) {
 	attrs, stubs, err := u.Resolve(a.ev.OrgID, a.findOrDerive)
 	if err != nil {
@@ -228,7 +228,7 @@ func (a *application) lateUpsert(u mapping.EntityUpdate, id string, cur *entityS
 	return nil
 }
 
-// placeholders writes a placeholder for each related entity not found (MAPPING.md §8's deferred
+// placeholders writes a placeholder for each related entity not found (the deferred
 // creation), unless one is there already.
 func (a *application) placeholders(stubs []mapping.EntityUpdate) {
 	org := a.ev.OrgID
@@ -316,7 +316,7 @@ func (a *application) upsert(u mapping.EntityUpdate, id string, cur *entityState
 		return a.fail("ATTRIBUTE_TYPE_MISMATCH", "entity %s: %v", u.EntitySlug, err)
 	}
 	// An upsert that would write exactly what this use case last wrote to the entity changes
-	// nothing (MAPPING.md §7.1 ENTITY_NO_OP): nightly full syncs re-send mostly unchanged
+	// nothing: nightly full syncs re-send mostly unchanged
 	// records. Replays always write: they are how operators repair what went wrong downstream.
 	next.LastWrite = writeHash(a.ev.UseCaseID, ab)
 	if cur.live() && cur.LastWrite == next.LastWrite && !a.ev.Replay && len(stubs) == 0 {
@@ -370,7 +370,7 @@ func (a *application) unknownSchemas(u mapping.EntityUpdate) *failure {
 	return nil
 }
 
-// prunes applies the upsert-prune-scope plans (MAPPING.md §7.3), after the upserts: the entities
+// prunes applies the upsert-prune-scope plans, after the upserts: the entities
 // of the scope that the entry did not upsert are deleted or purged. The scope is the entities
 // related to the scope entity (either direction), or those whose attributes match the query.
 func (a *application) prunes(plans []mapping.PruneScopeUpdate) *failure {

@@ -7,7 +7,7 @@ import (
 	"github.com/erpstream/erpstream/mapping"
 )
 
-// Pricing (MAPPING.md §12) with the built-in price calculator: each line's unit amount (from the
+// Pricing with the built-in price calculator: each line's unit amount (from the
 // line, a unit_amount_override, or the catalog price) times its quantity, with its tax rate, net
 // or tax-inclusive; totals per entity and per recurrence. Catalog products and prices are looked
 // up like any entity and never created.

@@ -9,7 +9,7 @@ import (
 	"github.com/erpstream/erpstream/internal/envelope"
 )
 
-// MAPPING.md §12 on the pipeline: catalog lines priced from the product's one active price,
+// On the pipeline: catalog lines priced from the product's one active price,
 // custom lines from items_jsonata (tax-inclusive), result_mapping, and the three on_error modes.
 func TestPricing(t *testing.T) {
 	raw, err := os.ReadFile("../mapping/testdata/golden/pricing-template.json")

@@ -19,7 +19,7 @@ type readingState struct {
 	Source     string `json:"src,omitempty"`
 }
 
-// berlin is the time zone whose calendar days strict-date matching compares (MAPPING.md §11).
+// berlin is the time zone whose calendar days strict-date matching compares.
 var berlin = func() *time.Location {
 	loc, err := time.LoadLocation("Europe/Berlin")
 	if err != nil {
@@ -102,7 +102,7 @@ func (a *application) matchReading(group, matching, externalID, day, direction s
 	return "", len(sameDay)
 }
 
-// meterReadings applies the readings after the entities (MAPPING.md §2 step 6, §11), then the
+// meterReadings applies the readings after the entities, then the
 // prune plans of upsert-prune-scope entries.
 func (a *application) meterReadings(readings []mapping.MeterReadingUpdate, prunes []mapping.ReadingPrune) *failure {
 	org := a.ev.OrgID

@@ -9,7 +9,7 @@ import (
 	"github.com/erpstream/erpstream/internal/envelope"
 )
 
-// readingsConfig is MAPPING.md §18 Ex 6 with the given matching, mode and scope.
+// readingsConfig is worked example 6 with the given matching, mode and scope.
 func readingsConfig(matching, mode, scope string) json.RawMessage {
 	return json.RawMessage(`{"meter_readings":[{"jsonataExpression":"ablesungen","reading_matching":"` + matching + `","mode":"` + mode + `"` + scope + `,
 		"meter":{"unique_ids":[{"attribute":"meter_number","field":"zaehler"}]},
@@ -18,7 +18,7 @@ func readingsConfig(matching, mode, scope string) json.RawMessage {
 			{"attribute":"value","jsonataExpression":"$number(stand)"},{"attribute":"source","constant":"ERP"}]}]}`)
 }
 
-// MAPPING.md §11 and Ex 6 on the pipeline: strict-date matches ECP readings by Europe/Berlin
+// meter-reading matching (worked example 6) on the pipeline: strict-date matches ECP readings by Europe/Berlin
 // day, by external id once matched; two on one day are skipped; pruning keeps other sources.
 func TestMeterReadingsStrictDateAndPruneScope(t *testing.T) {
 	c, reg := withUseCases(t, map[string]json.RawMessage{

@@ -14,7 +14,7 @@ import (
 	"github.com/erpstream/erpstream/mapping"
 )
 
-// Relation references (MAPPING.md §9) point at one element of a repeatable attribute of another
+// Relation references point at one element of a repeatable attribute of another
 // entity (typically an address) by the element's _id. The processor keeps the elements of every
 // attribute relation_refs write into, with their _ids, in the entity state: a write of such an
 // attribute (by the entity's own mapping or by a reference) matches incoming elements to stored
@@ -171,7 +171,7 @@ func (a *application) withElementIDs(schema, id string, attrs mapping.Attributes
 	}
 }
 
-// relationRefs resolves one relation_refs attribute (MAPPING.md §9): per item, find (or create
+// relationRefs resolves one relation_refs attribute: per item, find (or create
 // as a placeholder) the related entity, write the value into its attribute with the value's
 // operation, and refer to the element's _id.
 func (a *application) relationRefs(owner mapping.EntityUpdate, attribute string, ref *mapping.RelationRef) ([]mapping.RelationRefEntry, *failure) {

@@ -8,7 +8,7 @@ import (
 	"github.com/erpstream/erpstream/internal/envelope"
 )
 
-// MAPPING.md §18 Ex 4 on the pipeline: a reference to an address equal to a stored one keeps its
+// worked example 4 on the pipeline: a reference to an address equal to a stored one keeps its
 // _id and changes nothing; a new address is appended with a new _id; the contact's own mapping
 // keeps the _ids; a missing contact becomes a placeholder holding the address.
 func TestRelationRefsPreserveElementIDs(t *testing.T) {

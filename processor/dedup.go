@@ -13,7 +13,7 @@ import (
 	"github.com/erpstream/erpstream/internal/kafkax"
 )
 
-// DedupWindow is how long a deduplication id suppresses its copies (NOTES.md §15: 24 hours per
+// DedupWindow is how long a deduplication id suppresses its copies (24 hours per
 // integration, counted from the first accepted receipt and not extended by duplicates).
 const DedupWindow = 24 * time.Hour
 

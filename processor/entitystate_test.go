@@ -20,7 +20,7 @@ func contractConfig(operation string) json.RawMessage {
 			"kontakte.{\"entity_schema\": \"contact\", \"unique_ids\": [{\"attribute\": \"no\", \"constant\": no}], \"_tags\": [rolle]}"}}]}]}`)
 }
 
-// MAPPING.md §18 Ex 3 on the pipeline, across a processor restart: the second and third events
+// worked example 3 on the pipeline, across a processor restart: the second and third events
 // find the relations the first one wrote in the entity state, which a new processor restores.
 func TestRelationAppendsUseTheEntityStateAcrossRestarts(t *testing.T) {
 	c := kafkatest.New(t)
@@ -177,7 +177,7 @@ func TestMeterReadingsByExternalID(t *testing.T) {
 	}
 }
 
-// MAPPING.md §18 Ex 5 on the pipeline: billing events of account BA-9 not in the payload are
+// worked example 5 on the pipeline: billing events of account BA-9 not in the payload are
 // soft-deleted; an empty list prunes the whole scope.
 func TestPruneScopeRelations(t *testing.T) {
 	raw, err := os.ReadFile("../mapping/testdata/golden/ex5-prune-scope.json")

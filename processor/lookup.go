@@ -8,7 +8,7 @@ import (
 	"github.com/erpstream/erpstream/mapping"
 )
 
-// Entity lookup (MAPPING.md §6): an entity is found by the values of the attributes a mapping
+// Entity lookup: an entity is found by the values of the attributes a mapping
 // names as unique ids, whichever mapping wrote it. Every entity has an id derived from its own
 // unique ids (found without an index); besides, the entity state keeps a 128-bit key per value
 // of each attribute some configuration of the org looks its schema up by, and the store indexes

@@ -8,7 +8,7 @@ import (
 	"github.com/erpstream/erpstream/internal/envelope"
 )
 
-// MAPPING.md §6: an entity is found by any attribute a configuration looks it up by, whichever
+// an entity is found by any attribute a configuration looks it up by, whichever
 // mapping wrote it, also after a restart; several matches fail the event; query scopes prune
 // by attribute values.
 func TestLookupByIndexedAttributes(t *testing.T) {

@@ -54,7 +54,7 @@ type Config struct {
 	// MaxRecordBytes bounds each record the processor produces (default 8 MiB less room for the
 	// batch framing: the topics' max.message.bytes). An event that would produce a larger one fails.
 	MaxRecordBytes int
-	// FileProxyBaseURL is where file_proxy_url attributes point: <base>/download?… (MAPPING.md §4.6).
+	// FileProxyBaseURL is where file_proxy_url attributes point: <base>/download?….
 	FileProxyBaseURL string
 	// Metrics registers the processor's metrics (nil: not exported).
 	Metrics prometheus.Registerer

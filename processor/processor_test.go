@@ -214,7 +214,7 @@ func TestEventTypesApplyByDefaultAndCanBeTurnedOff(t *testing.T) {
 	}
 }
 
-// MAPPING.md §4.6: the pipeline writes the file-proxy URL the simulation leaves out.
+// the pipeline writes the file-proxy URL the simulation leaves out.
 func TestFileProxyURLIsWrittenWithTheEventsIntegration(t *testing.T) {
 	raw, err := os.ReadFile("../mapping/testdata/golden/file-proxy-url.json")
 	must(t, err)
@@ -242,7 +242,7 @@ func TestFileProxyURLIsWrittenWithTheEventsIntegration(t *testing.T) {
 	}
 }
 
-// MAPPING.md §7.1: an upsert identical to the entity's last write by the same use case is
+// an upsert identical to the entity's last write by the same use case is
 // ENTITY_NO_OP and writes nothing; another use case's write in between, a change, or a replay writes.
 func TestUnchangedUpsertsWriteNothing(t *testing.T) {
 	c := kafkatest.New(t)

@@ -20,7 +20,7 @@ import (
 
 // The pipeline writes what the simulation shows for the same configuration and payload, with
 // relations resolved to the related entities' ids and a placeholder for a related entity that no
-// event of this batch writes (MAPPING.md §18 Ex 2).
+// event of this batch writes.
 func TestPipelineWritesWhatTheSimulationShows(t *testing.T) {
 	raw, err := os.ReadFile("../mapping/testdata/golden/ex2-fanout-relations.json")
 	must(t, err)

@@ -12,7 +12,7 @@ import (
 // the write that set each attribute, of the last delete or restore, and of the last purge. With
 // them a write older than the stored row still lands where it belongs: events of one entity can
 // be mapped out of order (they sit in different partitions), and dropping an older partial write
-// would lose the attributes no newer write set (patch semantics, MAPPING.md §7.1).
+// would lose the attributes no newer write set (patch semantics).
 type attributeVersions struct {
 	Attrs   map[string]uint64 `json:"a,omitempty"`
 	Deleted uint64            `json:"d,omitempty"` // the write that last set the deleted flag

@@ -411,7 +411,7 @@ func (p *Projector) retention(ctx context.Context) {
 	}
 }
 
-// patch gives entity writes patch semantics (MAPPING.md §7.1: only mapped attributes are
+// patch gives entity writes patch semantics (only mapped attributes are
 // written): each write's attributes are laid over the entity's stored ones, in version order, so
 // an attribute a later event does not map (another use case's, or one left undefined) keeps its
 // value. Merging is per attribute, by version (lww.go): a write older than the stored row still

@@ -12,7 +12,7 @@ import (
 
 // Received events (raw, with payloads) of the last 14 days.
 
-// RawRetention is how long raw payloads are kept (NOTES.md §1).
+// RawRetention is how long raw payloads are kept.
 const RawRetention = 14 * 24 * time.Hour
 
 func rawView(e envelope.Event) gin.H {

@@ -225,7 +225,7 @@ func (v *JWTVerifier) Authenticate(token string) (*Principal, error) {
 	return &Principal{OrgID: org, TokenID: id, Permissions: NormalizePermissions(perms)}, nil
 }
 
-// NormalizePermissions maps the newer permission names onto the four of the seed (NOTES.md §2):
+// NormalizePermissions maps the newer permission names onto the four of the seed:
 // integration:view → erp:read + erp:monitoring, integration:manage → erp:write,
 // integration:consume → erp:events.
 func NormalizePermissions(perms []string) []string {

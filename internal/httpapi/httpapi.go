@@ -16,7 +16,7 @@ import (
 	"github.com/erpstream/erpstream/internal/auth"
 )
 
-// Error codes used across the API (NOTES.md §3 and the monitoring taxonomy).
+// Error codes used across the API.
 const (
 	CodeValidation          = "VALIDATION_ERROR"
 	CodeUnauthorized        = "UNAUTHORIZED"
@@ -41,7 +41,7 @@ func Abort(c *gin.Context, status int, code, message string) {
 	c.AbortWithStatusJSON(status, ErrorResponse{Code: code, Message: message})
 }
 
-// MaxBodyBytes is the largest request body accepted (4 MB, NOTES.md §1).
+// MaxBodyBytes is the largest request body accepted (4 MB).
 const MaxBodyBytes = 4 << 20
 
 // BindJSON decodes the body into v, answering 400 or 413 itself when it cannot; it reports

@@ -40,7 +40,7 @@ type Engine interface {
 }
 
 // MappingLimits bound one mapping expression: mappings run on untrusted configuration, per event,
-// and must never stall a partition (MAPPING.md §4.1 proposes 500 ms).
+// and must never stall a partition.
 var MappingLimits = engine.Limits{
 	MaxDepth:     1000,
 	MaxSteps:     5_000_000,

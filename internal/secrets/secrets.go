@@ -72,7 +72,7 @@ func (b *Box) Open(sealed, additional string) (string, error) {
 	return string(plain), nil
 }
 
-// refPattern matches {{env.KEY}} with optional spaces (NOTES.md §1: keys [A-Za-z0-9][A-Za-z0-9_.-]{0,127}).
+// refPattern matches {{env.KEY}} with optional spaces.
 var refPattern = regexp.MustCompile(`\{\{\s*env\.([A-Za-z0-9][A-Za-z0-9_.\-]{0,127})\s*\}\}`)
 
 // IsReference reports whether s is exactly one {{env.KEY}} reference.

@@ -1,5 +1,5 @@
-// Package xmljson converts XML event payloads into JSON values by one deterministic rule
-// (MAPPING.md §14), so that mappings address XML like JSON:
+// Package xmljson converts XML event payloads into JSON values by one deterministic rule,
+// so that mappings address XML like JSON:
 //
 //   - the root element is the top-level key; child elements become keys;
 //   - repeated sibling elements become an array, a single one a scalar or object;

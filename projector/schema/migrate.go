@@ -1,6 +1,6 @@
 // Package schema owns erpstream's ClickHouse schema: numbered migrations embedded in the binary,
 // applied in order and recorded in schema_migrations. Every statement runs on ClickHouse 18.16
-// and on a current server (../shared/reference/CLICKHOUSE.md).
+// and on a current server.
 package schema
 
 import (

@@ -18,7 +18,7 @@ func TestEmbeddedMigrationsAreNumberedAndSplit(t *testing.T) {
 			if strings.HasSuffix(stmt, ";") || strings.Contains(stmt, "--") {
 				t.Errorf("%s: statement keeps a terminator or comment: %q", m.Name, stmt)
 			}
-			// 18.16 rejects these; every statement must run there (reference/CLICKHOUSE.md).
+			// 18.16 rejects these; every statement must run there.
 			for _, modern := range []string{"DateTime64", "LowCardinality", "CODEC(", " TTL ", "Map("} {
 				if strings.Contains(stmt, modern) {
 					t.Errorf("%s uses %s, which ClickHouse 18.16 rejects", m.Name, modern)
