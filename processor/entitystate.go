@@ -193,8 +193,8 @@ func (s *entityStore) currentLocked(id string, overlay map[string]*entityState) 
 	return s.m[id]
 }
 
-// inScope lists the live entities of schema related to the scope entity in either direction
-// : those relating to it, and those it relates to. overlay holds the running
+// inScope lists the live entities of schema related to the scope entity in either direction:
+// those relating to it, and those it relates to. overlay holds the running
 // event's changes, which win over the store's.
 func (s *entityStore) inScope(scopeID, schema string, overlay map[string]*entityState) []string {
 	s.mu.RLock()
