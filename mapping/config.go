@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
-	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 // Configuration is InboundIntegrationEventConfiguration.
@@ -202,7 +201,7 @@ func compileField(path string, fc FieldConfig, eng jsonata.Engine) (*compiledFie
 	}
 	switch {
 	case len(fc.Constant) > 0:
-		v, err := engine.DecodeJSON(fc.Constant)
+		v, err := jsonata.DecodeJSON(fc.Constant)
 		if err != nil {
 			return nil, &ConfigError{Path: path + ".constant", Msg: err.Error()}
 		}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
-	engine "github.com/erpstream/erpstream/jsonata"
 	"github.com/erpstream/erpstream/mapping"
 )
 
@@ -28,7 +27,7 @@ func slowItems(t *testing.T, n int) (*mapping.Mapping, any) {
 	for i := range n {
 		items = append(items, `{"no":"K-`+string(rune('a'+i%26))+`"}`)
 	}
-	payload, err := engine.DecodeJSON([]byte(`{"s":"` + strings.Repeat("a", 40) + `","items":[` + strings.Join(items, ",") + `]}`))
+	payload, err := jsonata.DecodeJSON([]byte(`{"s":"` + strings.Repeat("a", 40) + `","items":[` + strings.Join(items, ",") + `]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +68,7 @@ func TestFanOutIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	payload, _ := engine.DecodeJSON([]byte(`{"a":1}`))
+	payload, _ := jsonata.DecodeJSON([]byte(`{"a":1}`))
 	_, err = m.ExtractWithin(context.Background(), payload, &jsonata.Env{}, mapping.Limits{MaxUpdates: 1000})
 	var me *mapping.Error
 	if !errors.As(err, &me) || me.Code != "MAPPING_LIMIT_EXCEEDED" || !strings.Contains(me.Error(), "1000") {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/jsonata"
-	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 // Mapping is a compiled inbound configuration, safe for concurrent use.
@@ -101,7 +100,7 @@ func (u *EntityUpdate) EntityID(org string) string {
 	sorted := append(Attributes(nil), u.UniqueIdentifiers...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, a := range sorted {
-		b, _ := engine.MarshalValue(a.Value)
+		b, _ := jsonata.MarshalValue(a.Value)
 		canon = append(canon, a.Name, string(b))
 	}
 	return ids.NameUUID(append([]string{"entity", org, u.EntitySlug}, canon...)...)
@@ -124,7 +123,7 @@ func (as Attributes) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		_ = engine.WriteValue(&b, a.Name)
+		_ = jsonata.WriteValue(&b, a.Name)
 		b.WriteByte(':')
 		if m, ok := a.Value.(json.Marshaler); ok {
 			v, err := m.MarshalJSON()
@@ -134,7 +133,7 @@ func (as Attributes) MarshalJSON() ([]byte, error) {
 			b.Write(v)
 			continue
 		}
-		if err := engine.WriteValue(&b, a.Value); err != nil {
+		if err := jsonata.WriteValue(&b, a.Value); err != nil {
 			return nil, fmt.Errorf("attribute %s: %w", a.Name, err)
 		}
 	}
@@ -296,7 +295,7 @@ func (m *Mapping) extract(ctx context.Context, payload any, env *jsonata.Env, li
 				err = timeout(ctx, path, ce.schema)
 			}
 			if err != nil {
-				if _, many := data.(*engine.Array); many {
+				if _, many := data.(*jsonata.Array); many {
 					err.Path = fmt.Sprintf("%s (item %d)", err.Path, n)
 				}
 				if err.Entity == "" {
@@ -339,7 +338,7 @@ func (m *Mapping) extract(ctx context.Context, payload any, env *jsonata.Env, li
 // itemsOf: an array is many items, undefined none, anything else one.
 func itemsOf(data any) []any {
 	switch d := data.(type) {
-	case *engine.Array:
+	case *jsonata.Array:
 		return d.Items
 	default:
 		if d == jsonata.Undefined {
@@ -363,7 +362,7 @@ func (f *compiledField) value(ctx context.Context, fpath string, item any, env *
 	case sourceConstant:
 		v = f.constant
 	case sourceKey:
-		obj, isObj := item.(*engine.Object)
+		obj, isObj := item.(*jsonata.Object)
 		if !isObj {
 			return nil, false, nil
 		}
@@ -470,14 +469,14 @@ func (ce *compiledEntity) mapItem(ctx context.Context, path string, item any, en
 	return upd, nil
 }
 
-func isEmpty(v any) bool { return v == nil || v == engine.Null || v == "" || v == jsonata.Undefined }
+func isEmpty(v any) bool { return v == nil || v == jsonata.Null || v == "" || v == jsonata.Undefined }
 
 // repeatable converts a value for a _type field: a scalar becomes [{typ: v}], an
 // array one object per element, elements already shaped {typ: …} stay as they are (extra keys such
 // as _tags kept); "" and null are dropped, and nothing left means the attribute is omitted (nil).
 func repeatable(v any, typ string) (any, error) {
 	var in []any
-	if a, ok := v.(*engine.Array); ok {
+	if a, ok := v.(*jsonata.Array); ok {
 		in = a.Items
 	} else {
 		in = []any{v}
@@ -485,18 +484,18 @@ func repeatable(v any, typ string) (any, error) {
 	out := make([]any, 0, len(in))
 	for _, el := range in {
 		switch e := el.(type) {
-		case *engine.Object:
+		case *jsonata.Object:
 			if _, shaped := e.Get(typ); !shaped {
 				return nil, fmt.Errorf("_type %s: an object without the %q key", typ, typ)
 			}
 			out = append(out, e)
-		case *engine.Array:
+		case *jsonata.Array:
 			return nil, fmt.Errorf("_type %s: nested arrays cannot be converted", typ)
 		default:
 			if isEmpty(e) {
 				continue
 			}
-			o := engine.NewObject()
+			o := jsonata.NewObject()
 			o.Set(typ, e)
 			out = append(out, o)
 		}
@@ -504,12 +503,12 @@ func repeatable(v any, typ string) (any, error) {
 	if len(out) == 0 {
 		return nil, nil
 	}
-	return engine.NewArray(out...), nil
+	return jsonata.NewArray(out...), nil
 }
 
 func firstRepeatable(v any, typ string) any {
-	if a, ok := v.(*engine.Array); ok && len(a.Items) > 0 {
-		if o, ok := a.Items[0].(*engine.Object); ok {
+	if a, ok := v.(*jsonata.Array); ok && len(a.Items) > 0 {
+		if o, ok := a.Items[0].(*jsonata.Object); ok {
 			s, _ := o.Get(typ)
 			return s
 		}
@@ -536,5 +535,5 @@ func truthy(v any) bool {
 	if v == jsonata.Undefined {
 		return false
 	}
-	return engine.Boolean(v)
+	return jsonata.Truthy(v)
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
-	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 func compile(t *testing.T, cfg string) *Mapping {
@@ -24,7 +23,7 @@ func compile(t *testing.T, cfg string) *Mapping {
 
 func run(t *testing.T, m *Mapping, payload string) []EntityUpdate {
 	t.Helper()
-	p, err := engine.DecodeJSON([]byte(payload))
+	p, err := jsonata.DecodeJSON([]byte(payload))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +138,7 @@ func TestEntityIDIsStableAndOrderIndependent(t *testing.T) {
 
 func TestMissingUniqueIDFailsTheEvent(t *testing.T) {
 	m := compile(t, customerConfig)
-	p, _ := engine.DecodeJSON([]byte(`{"firstName":"Lena"}`))
+	p, _ := jsonata.DecodeJSON([]byte(`{"firstName":"Lena"}`))
 	_, err := m.Map(context.Background(), p, &jsonata.Env{})
 	var me *Error
 	if !errors.As(err, &me) || me.Code != "MISSING_UNIQUE_IDENTIFIERS" || !strings.Contains(me.Error(), "customer_number") {
@@ -194,7 +193,7 @@ func BenchmarkMapFieldCopy20(b *testing.B) {
 	env := &jsonata.Env{}
 	b.ReportAllocs()
 	for b.Loop() {
-		p, _ := engine.DecodeJSON(raw)
+		p, _ := jsonata.DecodeJSON(raw)
 		if _, err := m.Map(context.Background(), p, env); err != nil {
 			b.Fatal(err)
 		}
@@ -222,7 +221,7 @@ func BenchmarkMapJSONataHeavy(b *testing.B) {
 	env := &jsonata.Env{}
 	b.ReportAllocs()
 	for b.Loop() {
-		p, _ := engine.DecodeJSON(gc.Payload)
+		p, _ := jsonata.DecodeJSON(gc.Payload)
 		updates, err := m.Map(context.Background(), p, env)
 		if err != nil || len(updates) != 3 {
 			b.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
-	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 // MeterReadingConfig is the spec's IntegrationMeterReading.
@@ -332,7 +331,7 @@ func readingTimestamp(v any) (string, error) {
 }
 
 func display(v any) string {
-	b, err := engine.MarshalValue(v)
+	b, err := jsonata.MarshalValue(v)
 	if err != nil {
 		return fmt.Sprint(v)
 	}

@@ -3,8 +3,9 @@ package mapping
 import (
 	"encoding/json"
 
+	"github.com/erpstream/erpstream/internal/jsonata"
+
 	"github.com/erpstream/erpstream/internal/xmljson"
-	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 // Payload parsing is on the pipeline's hot path (every event) and the simulation's alike.
@@ -36,7 +37,7 @@ func ParsePayload(raw json.RawMessage, format string) (any, error) {
 		}
 		return v, nil
 	}
-	v, err := engine.DecodeJSON(doc)
+	v, err := jsonata.DecodeJSON(doc)
 	if err != nil {
 		return nil, &PayloadError{Msg: "payload is not valid JSON: " + err.Error()}
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
-	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 // PricingConfig is an entity's pricing block (not in spec
@@ -257,7 +256,7 @@ func (cp *compiledPricing) extract(ctx context.Context, path string, item any, e
 			return fail("%s.items_jsonata: %v", path, err)
 		}
 		for n, el := range itemsOf(v) {
-			obj, ok := el.(*engine.Object)
+			obj, ok := el.(*jsonata.Object)
 			if !ok {
 				return fail("%s.items_jsonata (item %d): an object is required", path, n)
 			}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
-	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 // Relation is an extracted relation attribute: the operation and the related
@@ -148,7 +147,7 @@ func dynamicItems[T any](ctx context.Context, expr jsonata.Expression, path stri
 // dynamicRelationItem reads one element a relation's jsonataExpression returned, shaped like
 // RelationItemConfig; its unique ids take constant or field (a key of the current item).
 func dynamicRelationItem(el, item any) (RelationItem, error) {
-	obj, ok := el.(*engine.Object)
+	obj, ok := el.(*jsonata.Object)
 	if !ok {
 		return RelationItem{}, fmt.Errorf("each relation item must be an object with entity_schema and unique_ids")
 	}
@@ -158,7 +157,7 @@ func dynamicRelationItem(el, item any) (RelationItem, error) {
 		return RelationItem{}, fmt.Errorf("entity_schema: a non-empty string is required")
 	}
 	if tags, present := obj.Get("_tags"); present {
-		arr, ok := tags.(*engine.Array)
+		arr, ok := tags.(*jsonata.Array)
 		if !ok {
 			return RelationItem{}, fmt.Errorf("_tags: an array of strings is required")
 		}
@@ -172,12 +171,12 @@ func dynamicRelationItem(el, item any) (RelationItem, error) {
 		}
 	}
 	uids, _ := obj.Get("unique_ids")
-	list, ok := uids.(*engine.Array)
+	list, ok := uids.(*jsonata.Array)
 	if !ok || len(list.Items) == 0 {
 		return RelationItem{}, fmt.Errorf("unique_ids: a non-empty array is required")
 	}
 	for _, u := range list.Items {
-		uo, ok := u.(*engine.Object)
+		uo, ok := u.(*jsonata.Object)
 		if !ok {
 			return RelationItem{}, fmt.Errorf("unique_ids: objects with attribute and constant or field are required")
 		}
@@ -193,7 +192,7 @@ func dynamicRelationItem(el, item any) (RelationItem, error) {
 			return RelationItem{}, fmt.Errorf("unique_ids[%s]: jsonataExpression is not evaluated inside relation items built by JSONata; compute the value and return it as constant", name)
 		} else if f, present := uo.Get("field"); present {
 			key, _ := f.(string)
-			if io, ok := item.(*engine.Object); ok {
+			if io, ok := item.(*jsonata.Object); ok {
 				v, _ = io.Get(key)
 			}
 		}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
-	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 // RelationRefsConfig is the spec's RelationRefsConfig.
@@ -233,14 +232,14 @@ func dynamicRelationRefItem(el, item any) (RelationRefItem, error) {
 	if err != nil {
 		return RelationRefItem{}, err
 	}
-	obj := el.(*engine.Object)
+	obj := el.(*jsonata.Object)
 	ri := RelationRefItem{Related: related, Operation: "_append"}
 	p, _ := obj.Get("path")
 	if ri.Path, _ = p.(string); ri.Path == "" {
 		return RelationRefItem{}, fmt.Errorf("path: a non-empty string is required")
 	}
 	vo, _ := obj.Get("value")
-	value, ok := vo.(*engine.Object)
+	value, ok := vo.(*jsonata.Object)
 	if !ok {
 		return RelationRefItem{}, fmt.Errorf("value: an object {attribute, operation?, constant | field} is required")
 	}
@@ -257,7 +256,7 @@ func dynamicRelationRefItem(el, item any) (RelationRefItem, error) {
 		ri.Value = c
 	} else if f, present := value.Get("field"); present {
 		key, _ := f.(string)
-		if io, ok := item.(*engine.Object); ok {
+		if io, ok := item.(*jsonata.Object); ok {
 			if v, ok := io.Get(key); ok && v != nil {
 				ri.Value = v
 			}

@@ -8,9 +8,10 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/erpstream/erpstream/internal/jsonata"
+
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/ids"
-	engine "github.com/erpstream/erpstream/jsonata"
 	"github.com/erpstream/erpstream/mapping"
 )
 
@@ -34,7 +35,7 @@ func canonicalElement(v any) (body, id string, ok bool) {
 	if m, isMarshaler := v.(json.Marshaler); isMarshaler {
 		raw, err = m.MarshalJSON()
 	} else {
-		raw, err = engine.MarshalValue(v)
+		raw, err = jsonata.MarshalValue(v)
 	}
 	if err != nil {
 		return "", "", false
@@ -86,7 +87,7 @@ func elementsJSON(elems []refElement) json.RawMessage {
 // value is not an object or an array of objects (it is then written as it is).
 func assignIDs(entityID, attribute string, stored []refElement, value any) (out []refElement, ok bool) {
 	items := []any{value}
-	if arr, isArray := value.(*engine.Array); isArray {
+	if arr, isArray := value.(*jsonata.Array); isArray {
 		items = arr.Items
 	}
 	used := map[int]bool{}

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"hash/fnv"
 
-	engine "github.com/erpstream/erpstream/jsonata"
+	"github.com/erpstream/erpstream/internal/jsonata"
+
 	"github.com/erpstream/erpstream/mapping"
 )
 
@@ -81,10 +82,10 @@ func lookupValues(v any) []string {
 		return nil
 	case string:
 		return []string{x}
-	case *engine.Array:
+	case *jsonata.Array:
 		var out []string
 		for _, el := range x.Items {
-			if o, ok := el.(*engine.Object); ok {
+			if o, ok := el.(*jsonata.Object); ok {
 				for _, typ := range []string{"email", "phone"} {
 					if s, ok := o.Get(typ); ok {
 						out = append(out, lookupValues(s)...)
@@ -95,13 +96,13 @@ func lookupValues(v any) []string {
 			out = append(out, lookupValues(el)...)
 		}
 		return out
-	case *engine.Object:
+	case *jsonata.Object:
 		return nil
 	}
-	if v == engine.Null {
+	if v == jsonata.Null {
 		return nil
 	}
-	b, err := engine.MarshalValue(v)
+	b, err := jsonata.MarshalValue(v)
 	if err != nil {
 		return nil
 	}

@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/erpstream/erpstream/internal/jsonata"
+
 	"github.com/erpstream/erpstream/internal/envelope"
-	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 // attributeVersions is stored with each entity row (column attribute_versions): the version of
@@ -22,7 +23,7 @@ type attributeVersions struct {
 // versionsOf reads a stored row's versions. Only versions other than the row's are stored (most
 // rows store none: their last write set every attribute they hold), and rows written before
 // versions existed store none either: an attribute or deleted flag without one is at the row's.
-func versionsOf(cur StoredEntity, attrs *engine.Object) attributeVersions {
+func versionsOf(cur StoredEntity, attrs *jsonata.Object) attributeVersions {
 	var av attributeVersions
 	if len(cur.AttributeVersions) > 0 {
 		_ = json.Unmarshal(cur.AttributeVersions, &av)
@@ -59,15 +60,15 @@ func (av attributeVersions) compact(rowVersion uint64) json.RawMessage {
 	return b
 }
 
-func decodeObject(b []byte) (*engine.Object, error) {
+func decodeObject(b []byte) (*jsonata.Object, error) {
 	if len(b) == 0 {
-		return engine.NewObject(), nil
+		return jsonata.NewObject(), nil
 	}
-	v, err := engine.DecodeJSON(b)
+	v, err := jsonata.DecodeJSON(b)
 	if err != nil {
 		return nil, err
 	}
-	o, ok := v.(*engine.Object)
+	o, ok := v.(*jsonata.Object)
 	if !ok {
 		return nil, errors.New("not a JSON object")
 	}
@@ -105,7 +106,7 @@ func mergeWrite(cur StoredEntity, w envelope.EntityWrite) (row envelope.EntityWr
 		deleted, av.Deleted = isDelete, v
 	}
 	if w.Op == envelope.OpPurge && v > av.Purged {
-		kept := engine.NewObject()
+		kept := jsonata.NewObject()
 		for _, k := range base.Keys() {
 			if av.Attrs[k] > v {
 				x, _ := base.Get(k)
@@ -131,7 +132,7 @@ func mergeWrite(cur StoredEntity, w envelope.EntityWrite) (row envelope.EntityWr
 		return w, false, nil
 	}
 	row = w
-	if row.Attributes, err = engine.MarshalValue(base); err != nil {
+	if row.Attributes, err = jsonata.MarshalValue(base); err != nil {
 		return w, true, err
 	}
 	if v <= cur.Version {

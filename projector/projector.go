@@ -15,12 +15,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/erpstream/erpstream/internal/jsonata"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/kafkax"
-	engine "github.com/erpstream/erpstream/jsonata"
 )
 
 // Sink stores decoded rows; implemented by the ClickHouse sink.
@@ -473,16 +474,16 @@ func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([
 
 // mergeAttributes lays patch's keys over base's, keeping base's key order and appending new keys.
 func mergeAttributes(base, patch []byte) ([]byte, error) {
-	bv, err := engine.DecodeJSON(base)
+	bv, err := jsonata.DecodeJSON(base)
 	if err != nil {
 		return nil, err
 	}
-	pv, err := engine.DecodeJSON(patch)
+	pv, err := jsonata.DecodeJSON(patch)
 	if err != nil {
 		return nil, err
 	}
-	bo, ok1 := bv.(*engine.Object)
-	po, ok2 := pv.(*engine.Object)
+	bo, ok1 := bv.(*jsonata.Object)
+	po, ok2 := pv.(*jsonata.Object)
 	if !ok1 || !ok2 {
 		return nil, errors.New("attributes are not JSON objects")
 	}
@@ -490,5 +491,5 @@ func mergeAttributes(base, patch []byte) ([]byte, error) {
 		v, _ := po.Get(k)
 		bo.Set(k, v)
 	}
-	return engine.MarshalValue(bo)
+	return jsonata.MarshalValue(bo)
 }

@@ -1,6 +1,7 @@
 // Package jsonata is erpstream's boundary to its JSONata engine (package
-// github.com/erpstream/erpstream/jsonata). Mapping code compiles an expression once per use-case
-// version and evaluates it per event through these types only.
+// github.com/erpstream/erpstream/jsonata) and the only package that imports it: mapping code
+// compiles an expression once per use-case version and evaluates it per event through Engine and
+// Expression, and every package works in the engine's JSON value model through value.go's names.
 package jsonata
 
 import (

@@ -20,7 +20,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/erpstream/erpstream/jsonata"
+	"github.com/erpstream/erpstream/internal/jsonata"
 )
 
 // MaxDepth is the deepest element nesting accepted.

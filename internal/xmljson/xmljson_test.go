@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/erpstream/erpstream/jsonata"
+	"github.com/erpstream/erpstream/internal/jsonata"
 )
 
 func convert(t *testing.T, x string) string {
