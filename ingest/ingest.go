@@ -400,8 +400,7 @@ func (s *Service) prepare(org string, integ *registry.Integration, version apiVe
 		e.Payload = ev.Payload // the literal as it arrived: validated, never re-encoded
 		e.ReceivedAtUs = s.clock.Next(now)
 		e.ConfigPosition = snap.Position()
-		value := e.AppendJSON(make([]byte, 0, len(ev.Payload)+512))
-		records = append(records, &kgo.Record{Topic: s.cfg.Topics.Events, Key: EventKey(&e), Value: value, Headers: envelope.Headers(&e)})
+		records = append(records, envelope.EventRecord(s.cfg.Topics.Events, &e))
 		results[i].Status, results[i].Message = "success", "Event queued for processing"
 	}
 	return results, records
@@ -429,8 +428,7 @@ func (s *Service) monitoring(e *envelope.Event, level envelope.Level, code, mess
 		Message:       message,
 		CreatedAtMs:   now.UnixMilli(),
 	}
-	b, _ := json.Marshal(&m)
-	return &kgo.Record{Topic: s.cfg.Topics.Monitoring, Key: envelope.MonitoringKey(e), Value: b, Headers: envelope.Headers(e)}
+	return envelope.MonitoringRecord(s.cfg.Topics.Monitoring, e, &m)
 }
 
 type problem struct {

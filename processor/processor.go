@@ -264,8 +264,7 @@ func (p *Processor) monitoringRecord(ev *envelope.Event, o outcome) *kgo.Record 
 	if o.level == envelope.LevelError {
 		p.log.Info("event failed", "event_id", ev.EventID, "use_case_id", ev.UseCaseID, "code", o.code, "message", o.message)
 	}
-	b, _ := json.Marshal(&m)
-	return &kgo.Record{Topic: p.cfg.Topics.Monitoring, Key: envelope.MonitoringKey(ev), Value: b, Headers: envelope.Headers(ev)}
+	return envelope.MonitoringRecord(p.cfg.Topics.Monitoring, ev, &m)
 }
 
 // compiled returns the use case's mapping, compiling it once per use-case version; a new version

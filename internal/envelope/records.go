@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"encoding/json"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -16,6 +17,20 @@ func Headers(e *Event) []kgo.RecordHeader {
 		{Key: HeaderCorrelationID, Value: []byte(e.CorrelationID)},
 		{Key: HeaderSchema, Value: []byte(SchemaVersion)},
 	}
+}
+
+// EventRecord is an event's record on the events topic. Ingestion and replay both write through
+// it, so a replayed event is on the wire exactly what a received one is.
+func EventRecord(topic string, e *Event) *kgo.Record {
+	value := e.AppendJSON(make([]byte, 0, len(e.Payload)+512))
+	return &kgo.Record{Topic: topic, Key: RecordKey(e), Value: value, Headers: Headers(e)}
+}
+
+// MonitoringRecord is a monitoring row's record on the monitoring topic, keyed and headed by the
+// event it is about.
+func MonitoringRecord(topic string, e *Event, m *MonitoringEvent) *kgo.Record {
+	value, _ := json.Marshal(m) // a struct of strings, numbers and raw JSON: cannot fail
+	return &kgo.Record{Topic: topic, Key: MonitoringKey(e), Value: value, Headers: Headers(e)}
 }
 
 // MonitoringKey is the record key of an event's monitoring rows.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // The hand-written encoding of events (ingest's hot path, replay) decodes to the same event, and
@@ -36,6 +38,38 @@ func TestEventJSONRoundTrips(t *testing.T) {
 			if string(std) != string(b) {
 				t.Errorf("%s: encoding differs from encoding/json\n got %s\nwant %s", e.EventID, b, std)
 			}
+		}
+	}
+}
+
+// An event's records carry the org in key and headers, and decode back to what was written.
+func TestEventAndMonitoringRecordsRoundTrip(t *testing.T) {
+	e := Event{EventID: "evt_1", OrgID: "org-a", IntegrationID: "int", UseCaseID: "uc", Timestamp: "t", Format: "json",
+		Payload: json.RawMessage(`{"a":1}`), CorrelationID: "c", ReceivedAtUs: 7}
+	rec := EventRecord("events", &e)
+	var back Event
+	if err := json.Unmarshal(rec.Value, &back); err != nil || !reflect.DeepEqual(back, e) {
+		t.Fatalf("event record decodes to %+v (%v), want %+v", back, err, e)
+	}
+	if rec.Topic != "events" || string(rec.Key) != "org-a/int/uc/evt_1" {
+		t.Errorf("event record topic %q key %q", rec.Topic, rec.Key)
+	}
+	e.DeduplicationID = "d"
+	if k := string(EventRecord("events", &e).Key); k != "org-a/int/dedup/d" {
+		t.Errorf("key with a deduplication id: %q", k)
+	}
+	m := MonitoringEvent{ID: "m1", OrgID: "org-a", EventID: "evt_1", Level: LevelError, Code: "X", CreatedAtMs: 3}
+	mrec := MonitoringRecord("monitoring", &e, &m)
+	var mback MonitoringEvent
+	if err := json.Unmarshal(mrec.Value, &mback); err != nil || !reflect.DeepEqual(mback, m) {
+		t.Fatalf("monitoring record decodes to %+v (%v)", mback, err)
+	}
+	if string(mrec.Key) != "org-a/evt_1" {
+		t.Errorf("monitoring key %q", mrec.Key)
+	}
+	for _, r := range [][]kgo.RecordHeader{rec.Headers, mrec.Headers} {
+		if len(r) == 0 || r[0].Key != HeaderOrg || string(r[0].Value) != "org-a" {
+			t.Errorf("headers %v: first must be the org", r)
 		}
 	}
 }
