@@ -413,7 +413,7 @@ func TestIntegrationReinsertedBatchesCountOnce(t *testing.T) {
 	if err := sink.WriteMonitoring(ctx, batch[:7000]); err != nil {
 		t.Fatal(err)
 	}
-	existing, err := sink.ExistingMonitoring(ctx, batch)
+	existing, err := (&projector.ClickHouseStored{Conn: e.conn}).ExistingMonitoring(ctx, batch)
 	if err != nil || len(existing) != 7000 || !existing[batch[6999].ID] || existing[batch[7000].ID] {
 		t.Fatalf("ExistingMonitoring found %d of the 7,000 stored rows (err %v)", len(existing), err)
 	}

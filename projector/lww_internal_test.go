@@ -51,7 +51,7 @@ func TestOutOfOrderWritesMergePerAttribute(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := storedSink{stored: map[string]StoredEntity{}}
-			p := &Projector{cfg: Config{Sink: sink}}
+			p := &Projector{cfg: Config{Stored: sink}}
 			rows := 0
 			var last envelope.EntityWrite
 			for _, w := range tc.writes {

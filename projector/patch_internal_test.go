@@ -7,9 +7,9 @@ import (
 	"github.com/erpstream/erpstream/internal/envelope"
 )
 
-// storedSink answers CurrentEntities from a map; the other methods are unused here.
+// storedSink answers CurrentEntities from a map; ExistingMonitoring is unused here.
 type storedSink struct {
-	Sink
+	Stored
 	stored map[string]StoredEntity
 }
 
@@ -22,7 +22,7 @@ func (s storedSink) CurrentEntities(context.Context, map[EntityScope][]string) (
 }
 
 func TestPatchLaysWritesOverTheStoredAttributesInVersionOrder(t *testing.T) {
-	p := &Projector{cfg: Config{Sink: storedSink{stored: map[string]StoredEntity{
+	p := &Projector{cfg: Config{Stored: storedSink{stored: map[string]StoredEntity{
 		"e1": {Version: 10, Attributes: []byte(`{"no":"K-1","name":"Lena","city":"Köln"}`)},
 		"e2": {Version: 50, Attributes: []byte(`{"no":"K-2","name":"new"}`)},
 	}}}}
@@ -54,7 +54,7 @@ func TestPatchLaysWritesOverTheStoredAttributesInVersionOrder(t *testing.T) {
 		}
 	}
 	// Merging again (a batch re-written after a crash) writes nothing: the row holds it already.
-	p.cfg.Sink = storedSink{stored: map[string]StoredEntity{"e1": {Version: 30, Attributes: []byte(`{"no":"K-1","name":"Lea","city":"Bonn","tags":["a"]}`)}}}
+	p.cfg.Stored = storedSink{stored: map[string]StoredEntity{"e1": {Version: 30, Attributes: []byte(`{"no":"K-1","name":"Lea","city":"Bonn","tags":["a"]}`)}}}
 	if again, _ := p.patch(context.Background(), writes[:1]); len(again) != 0 {
 		t.Errorf("re-merge wrote %s", again[0].Attributes)
 	}
@@ -63,7 +63,7 @@ func TestPatchLaysWritesOverTheStoredAttributesInVersionOrder(t *testing.T) {
 // An entity found by another unique id keeps the identifiers it was written with; all of them
 // are its unique identifiers.
 func TestPatchMergesUniqueIdentifiers(t *testing.T) {
-	p := &Projector{cfg: Config{Sink: storedSink{stored: map[string]StoredEntity{
+	p := &Projector{cfg: Config{Stored: storedSink{stored: map[string]StoredEntity{
 		"e1": {Version: 10, UniqueIdentifiers: []byte(`{"customer_number":"K-1"}`), Attributes: []byte(`{"customer_number":"K-1"}`)},
 	}}}}
 	out, err := p.patch(context.Background(), []envelope.EntityWrite{

@@ -24,12 +24,16 @@ import (
 	"github.com/erpstream/erpstream/internal/kafkax"
 )
 
-// Sink stores decoded rows; implemented by the ClickHouse sink.
+// Sink stores decoded rows, one insert per table and batch; implemented by ClickHouseSink.
 type Sink interface {
 	WriteEntities(ctx context.Context, rows []envelope.EntityWrite) error
 	WriteMonitoring(ctx context.Context, rows []envelope.MonitoringEvent) error
 	WriteRawEvents(ctx context.Context, rows []envelope.Event) error
 	WriteAccessLogs(ctx context.Context, rows []envelope.AccessLog) error
+}
+
+// Stored is what the projector reads back before it writes; implemented by ClickHouseStored.
+type Stored interface {
 	// ExistingMonitoring returns which of the rows are stored already: after a crash between an
 	// insert and its offset commit, or an insert whose outcome is unknown, the rows already stored
 	// must not reach the aggregates a second time.
@@ -65,6 +69,7 @@ type Config struct {
 	MaxBytes      int
 	FlushInterval time.Duration
 	Sink          Sink
+	Stored        Stored
 	Log           *slog.Logger
 	// AfterInsert, when set, runs after a batch is stored and before its offsets are committed;
 	// an error stops the projector there. Tests use it to crash at the worst moment.
@@ -94,8 +99,8 @@ type Projector struct {
 
 // New validates cfg.
 func New(cfg Config) (*Projector, error) {
-	if cfg.Sink == nil {
-		return nil, errors.New("projector: sink is required")
+	if cfg.Sink == nil || cfg.Stored == nil {
+		return nil, errors.New("projector: sink and stored state are required")
 	}
 	if cfg.Group == "" {
 		cfg.Group = DefaultGroup
@@ -367,7 +372,7 @@ func (p *Projector) write(ctx context.Context, b *batch, checkExisting bool) (ex
 	if len(b.monitoring) > 0 {
 		rows := b.monitoring
 		if checkExisting {
-			existing, err = p.cfg.Sink.ExistingMonitoring(ctx, rows)
+			existing, err = p.cfg.Stored.ExistingMonitoring(ctx, rows)
 			if err != nil {
 				return nil, err
 			}
@@ -429,7 +434,7 @@ func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([
 			scopes[scope] = append(scopes[scope], w.EntityID)
 		}
 	}
-	stored, err := p.cfg.Sink.CurrentEntities(ctx, scopes)
+	stored, err := p.cfg.Stored.CurrentEntities(ctx, scopes)
 	if err != nil {
 		return nil, err
 	}

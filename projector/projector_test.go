@@ -102,7 +102,7 @@ func TestOffsetsAreCommittedOnlyAfterTheSinkTookTheBatch(t *testing.T) {
 		}
 	}
 	sink := &flakySink{failures: 3}
-	p, err := projector.New(projector.Config{Kafka: c.Config, Topics: c.Topics, Group: "proj-test", Sink: sink,
+	p, err := projector.New(projector.Config{Kafka: c.Config, Topics: c.Topics, Group: "proj-test", Sink: sink, Stored: sink,
 		FlushInterval: 50 * time.Millisecond, Log: kafkatest.Quiet()})
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +172,7 @@ func TestBatchesAreBoundedByBytes(t *testing.T) {
 		}
 	}
 	sink := &batchSink{}
-	p, err := projector.New(projector.Config{Kafka: c.Config, Topics: c.Topics, Group: "proj-bytes", Sink: sink,
+	p, err := projector.New(projector.Config{Kafka: c.Config, Topics: c.Topics, Group: "proj-bytes", Sink: sink, Stored: sink,
 		MaxBytes: 4 << 10, FlushInterval: time.Second, Log: kafkatest.Quiet()})
 	if err != nil {
 		t.Fatal(err)
