@@ -25,8 +25,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/erpstream/erpstream/configapi"
-	"github.com/erpstream/erpstream/ingest"
 	"github.com/erpstream/erpstream/internal/auth"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/envelope"
@@ -35,10 +33,7 @@ import (
 	"github.com/erpstream/erpstream/internal/quota"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/secrets"
-	"github.com/erpstream/erpstream/processor"
-	"github.com/erpstream/erpstream/projector"
 	"github.com/erpstream/erpstream/projector/schema"
-	"github.com/erpstream/erpstream/query"
 )
 
 // Service names, as the subcommands call them.
@@ -112,18 +107,13 @@ type Config struct {
 	OnReady func(httpAddr string)
 }
 
-func (c *Config) has(s string) bool {
-	for _, x := range c.Services {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // Run runs the configured services until ctx ends or one of them fails.
 func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Log
+	svcs, err := selectServices(cfg.Services)
+	if err != nil {
+		return err
+	}
 	if cfg.HTTPAddr == "" {
 		cfg.HTTPAddr = "127.0.0.1:8080"
 	}
@@ -160,7 +150,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	var ch driver.Conn
-	if cfg.has(Project) || cfg.has(Query) {
+	if anyService(svcs, func(s service) bool { return s.clickHouse }) {
 		var conn driver.Conn
 		if err := waitReachable(ctx, log, "clickhouse", func(ctx context.Context) error {
 			c, err := chx.Open(ctx, cfg.ClickHouse)
@@ -208,11 +198,10 @@ func Run(ctx context.Context, cfg Config) error {
 	// nothing, so readiness and erpstream_consumer_stalled come from its committed offsets.
 	var progress *kafkax.LagMonitor
 	var watched []string
-	if cfg.has(Process) {
-		watched = append(watched, processor.DefaultGroup)
-	}
-	if cfg.has(Project) {
-		watched = append(watched, projector.DefaultGroup)
+	for _, s := range svcs {
+		if s.consumerGroup != "" {
+			watched = append(watched, s.consumerGroup)
+		}
 	}
 	if len(watched) > 0 {
 		admin, err := kgo.NewClient(cfg.Kafka.BaseOpts(log)...)
@@ -255,27 +244,17 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 	}
 
-	if cfg.has(Process) {
-		p, err := processor.New(processor.Config{Kafka: cfg.Kafka, Topics: topics, InstanceID: cfg.InstanceID, Registry: reg, Log: log, Metrics: metrics,
-			FileProxyBaseURL: cfg.FileProxyBaseURL})
-		if err != nil {
-			return err
+	rt := &runtime{cfg: cfg, log: log, topics: topics, registry: reg, ch: ch, metrics: metrics, group: g, secrets: box}
+	for _, s := range svcs {
+		if s.start != nil {
+			if err := s.start(ctx, rt); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
 		}
-		g.Go("processor", func() error { return p.Run(ctx) })
-	}
-	if cfg.has(Project) {
-		sink := &projector.ClickHouseSink{Conn: ch}
-		p, err := projector.New(projector.Config{Kafka: cfg.Kafka, Topics: topics, Sink: sink,
-			FlushInterval: cfg.ProjectorFlushInterval, Log: log, AfterInsert: cfg.ProjectorAfterInsert, Metrics: metrics,
-			Retention: sink.Retention(RawRetentionDays, MonitoringRetentionDays, time.Now)})
-		if err != nil {
-			return err
-		}
-		g.Go("projector", func() error { return p.Run(ctx) })
 	}
 
 	var ready atomic.Bool
-	if cfg.has(Ingest) || cfg.has(Query) {
+	if anyService(svcs, func(s service) bool { return s.routes != nil }) {
 		engine := httpapi.NewEngine(log)
 		engine.Use(httpapi.RequestMetrics(metrics))
 		if cfg.MetricsToken != "" {
@@ -304,30 +283,23 @@ func Run(ctx context.Context, cfg Config) error {
 			perMinute = 1000
 		}
 		limiter := &httpapi.RateLimiter{PerMinute: perMinute}
-		budgets := quota.New(cfg.OrgBudgets)
-		// One producer serves ingestion, replay and the access log.
 		producer, err := kgo.NewClient(append(cfg.Kafka.BaseOpts(log), kafkax.ProducerOpts(30*time.Second)...)...)
 		if err != nil {
 			return fmt.Errorf("kafka producer: %w", err)
 		}
 		defer producer.Close()
+		rt.producer, rt.budgets = producer, quota.New(cfg.OrgBudgets)
 		access := &accessLogProducer{client: producer, topic: topics.Access, log: log,
 			dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_access_log_dropped_total",
 				Help: "Access log entries dropped because the producer buffer was full or Kafka unreachable."})}
 		metrics.MustRegister(access.dropped)
 		api := engine.Group("/", httpapi.RequireAuth(chain), httpapi.AccessLog(access.record), limiter.Middleware())
-		if cfg.has(Ingest) {
-			svc, err := ingest.New(ingest.Config{Topics: topics, Producer: producer, Registry: reg, AckTimeout: cfg.AckTimeout, Log: log, Now: cfg.Now,
-				Metrics: metrics, Budgets: budgets})
-			if err != nil {
-				return err
+		for _, s := range svcs {
+			if s.routes != nil {
+				if err := s.routes(rt, api); err != nil {
+					return fmt.Errorf("%s: %w", s.name, err)
+				}
 			}
-			svc.Register(api.Group("/", httpapi.Service("ingest")))
-			(&configapi.API{Registry: reg, Secrets: box}).Register(api.Group("/", httpapi.Service("config")))
-		}
-		if cfg.has(Query) {
-			(&query.Service{Store: &query.ClickHouseStore{Conn: ch}, Registry: reg, Producer: producer, Topics: topics, Log: log, Budgets: budgets}).
-				Register(api.Group("/", httpapi.Service("monitoring")))
 		}
 		ln := cfg.Listener
 		if ln == nil {

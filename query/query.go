@@ -1,5 +1,6 @@
 // Package query serves monitoring from ClickHouse: the ERP Integration API's v1 and v2 monitoring
-// routes, queryEvents, event traces, access logs, replay, and the seed's /v1/monitoring calls.
+// routes, queryEvents, event traces, access logs, and the seed's /v1/monitoring calls. It only
+// reads: replaying stored events is package replay's.
 // Every query is scoped to the caller's org and to a bounded time range, and pages by keyset.
 package query
 
@@ -15,12 +16,9 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/httpapi"
-	"github.com/erpstream/erpstream/internal/kafkax"
-	"github.com/erpstream/erpstream/internal/quota"
 	"github.com/erpstream/erpstream/internal/registry"
 )
 
@@ -73,26 +71,15 @@ type Store interface {
 	Events(ctx context.Context, f Filter, limit int, after *Cursor) ([]envelope.MonitoringEvent, error)
 	Trace(ctx context.Context, org, integrationID, eventID string) ([]envelope.MonitoringEvent, *envelope.Event, error)
 	RawEvents(ctx context.Context, f RawFilter, limit int, after *RawCursor) ([]envelope.Event, error)
-	RawEventsByID(ctx context.Context, org, integrationID string, eventIDs []string) (map[string]envelope.Event, error)
 	AccessLogs(ctx context.Context, f AccessFilter, limit int, after *Cursor) ([]envelope.AccessLog, error)
-}
-
-// Producer re-enqueues replayed events.
-type Producer interface {
-	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
-	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 }
 
 // Service is the monitoring query service.
 type Service struct {
 	Store    Store
 	Registry *registry.Registry
-	Producer Producer // for replay; nil disables it
-	Topics   kafkax.Topics
 	Now      func() time.Time
 	Log      *slog.Logger
-	// Budgets pace bulk replays by the org's event and byte budgets (nil: unpaced).
-	Budgets *quota.Budgets
 }
 
 // Register mounts the routes on an authenticated router group.
@@ -113,14 +100,9 @@ func (s *Service) Register(r gin.IRouter) {
 	r.POST("/v2/integrations/:integrationId/monitoring/stats", mon, s.v2Stats)
 	r.POST("/v2/integrations/:integrationId/monitoring/time-series", mon, s.v2TimeSeries)
 	r.GET("/v2/integrations/:integrationId/monitoring/events/:eventId/associated", mon, s.associated)
-	events := httpapi.Require("erp:events")
-	r.POST("/v1/integrations/:integrationId/events/replay", events, s.replay)
-	r.POST("/v1/integrations/:integrationId/events/replay/bulk", httpapi.StreamOut(), events, s.replayBulk)
 }
 
-func bad(c *gin.Context, format string, args ...any) {
-	httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, fmt.Sprintf(format, args...))
-}
+func bad(c *gin.Context, format string, args ...any) { httpapi.BadRequest(c, format, args...) }
 
 func (s *Service) storeFailed(c *gin.Context, err error) {
 	s.Log.Error("monitoring query failed", "err", err)
@@ -130,45 +112,42 @@ func (s *Service) storeFailed(c *gin.Context, err error) {
 
 // integration resolves the path's (or body's) integration in the caller's org; 404 otherwise.
 func (s *Service) integration(c *gin.Context, id string) (*registry.Integration, bool) {
-	if id == "" {
-		bad(c, "integration_id: required")
-		return nil, false
-	}
-	integ, ok := s.Registry.Snapshot().Integration(httpapi.Principal(c).OrgID, id)
-	if !ok {
-		httpapi.Abort(c, http.StatusNotFound, httpapi.CodeIntegrationNotFound, "integration "+id+" not found")
-		return nil, false
-	}
-	return integ, true
+	return httpapi.OrgIntegration(c, s.Registry.Snapshot(), id)
 }
 
-// timeRange parses from/to (ISO 8601; to defaults to now, from to 24 hours before to), refusing
-// inverted ranges and ranges over 90 days.
+// timeRange parses from/to, answering 400 itself when ParseRange refuses them.
 func (s *Service) timeRange(c *gin.Context, fromField, from, toField, to string) (time.Time, time.Time, bool) {
-	end := s.Now().UTC()
+	start, end, err := ParseRange(s.Now(), fromField, from, toField, to)
+	if err != nil {
+		bad(c, "%s", err.Error())
+		return time.Time{}, time.Time{}, false
+	}
+	return start, end, true
+}
+
+// ParseRange parses from/to (ISO 8601; to defaults to now, from to 24 hours before to), refusing
+// inverted ranges and ranges over 90 days; errors name the field at fault.
+func ParseRange(now time.Time, fromField, from, toField, to string) (time.Time, time.Time, error) {
+	end := now.UTC()
 	var err error
 	if to != "" {
 		if end, err = time.Parse(time.RFC3339Nano, to); err != nil {
-			bad(c, "%s: not an ISO 8601 date-time", toField)
-			return time.Time{}, time.Time{}, false
+			return time.Time{}, time.Time{}, fmt.Errorf("%s: not an ISO 8601 date-time", toField)
 		}
 	}
 	start := end.Add(-24 * time.Hour)
 	if from != "" {
 		if start, err = time.Parse(time.RFC3339Nano, from); err != nil {
-			bad(c, "%s: not an ISO 8601 date-time", fromField)
-			return time.Time{}, time.Time{}, false
+			return time.Time{}, time.Time{}, fmt.Errorf("%s: not an ISO 8601 date-time", fromField)
 		}
 	}
 	if end.Before(start) {
-		bad(c, "%s: must not be after %s", fromField, toField)
-		return time.Time{}, time.Time{}, false
+		return time.Time{}, time.Time{}, fmt.Errorf("%s: must not be after %s", fromField, toField)
 	}
 	if end.Sub(start) > MaxRange {
-		bad(c, "%s/%s: the range may span at most 90 days", fromField, toField)
-		return time.Time{}, time.Time{}, false
+		return time.Time{}, time.Time{}, fmt.Errorf("%s/%s: the range may span at most 90 days", fromField, toField)
 	}
-	return start.UTC(), end.UTC(), true
+	return start.UTC(), end.UTC(), nil
 }
 
 var useCaseTypes = map[string]bool{"inbound": true, "outbound": true, "file_proxy": true, "managed_call": true, "secure_proxy": true}

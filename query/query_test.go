@@ -29,7 +29,6 @@ type fakeStore struct {
 	limit   int
 	after   *query.Cursor
 	rows    []envelope.MonitoringEvent
-	raw     map[string]envelope.Event
 	access  query.AccessFilter
 }
 
@@ -66,16 +65,6 @@ func (f *fakeStore) Trace(context.Context, string, string, string) ([]envelope.M
 
 func (f *fakeStore) RawEvents(context.Context, query.RawFilter, int, *query.RawCursor) ([]envelope.Event, error) {
 	return nil, nil
-}
-
-func (f *fakeStore) RawEventsByID(_ context.Context, _, _ string, ids []string) (map[string]envelope.Event, error) {
-	out := map[string]envelope.Event{}
-	for _, id := range ids {
-		if e, ok := f.raw[id]; ok {
-			out[id] = e
-		}
-	}
-	return out, nil
 }
 
 func (f *fakeStore) AccessLogs(_ context.Context, flt query.AccessFilter, _ int, _ *query.Cursor) ([]envelope.AccessLog, error) {
@@ -249,26 +238,6 @@ func TestV2EventsCursorIsTheSpecObject(t *testing.T) {
 	status, _ = post("a", "/v2/integrations/"+integrationID+"/monitoring/events", `{"limit":2,"cursor":`+string(cursor)+`}`)
 	if status != http.StatusOK || store.after == nil || store.after.ID != "b" || store.after.CreatedAtMs != 2999 {
 		t.Fatalf("cursor not honoured: %d %+v", status, store.after)
-	}
-}
-
-func TestReplayValidation(t *testing.T) {
-	_, post := setup(t)
-	ids := make([]string, 101)
-	for i := range ids {
-		ids[i] = `"e` + string(rune('a'+i%26)) + `"`
-	}
-	status, body := post("a", "/v1/integrations/"+integrationID+"/events/replay", `{"event_ids":[`+strings.Join(ids, ",")+`]}`)
-	if status != http.StatusBadRequest || !strings.Contains(body["message"].(string), "event_ids") {
-		t.Errorf("101 ids: %d %v, want 400", status, body)
-	}
-	status, body = post("a", "/v1/integrations/"+integrationID+"/events/replay", `{"event_ids":[]}`)
-	if status != http.StatusBadRequest {
-		t.Errorf("no ids: %d %v, want 400", status, body)
-	}
-	status, body = post("b", "/v1/integrations/"+integrationID+"/events/replay", `{"event_ids":["x"]}`)
-	if status != http.StatusNotFound {
-		t.Errorf("other org: %d %v, want 404", status, body)
 	}
 }
 

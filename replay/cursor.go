@@ -1,4 +1,4 @@
-package query
+package replay
 
 import (
 	"encoding/base64"

@@ -1,0 +1,126 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/configapi"
+	"github.com/erpstream/erpstream/ingest"
+	"github.com/erpstream/erpstream/internal/httpapi"
+	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/quota"
+	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/internal/secrets"
+	"github.com/erpstream/erpstream/processor"
+	"github.com/erpstream/erpstream/projector"
+	"github.com/erpstream/erpstream/query"
+	"github.com/erpstream/erpstream/replay"
+)
+
+// A service is one part of erpstream as a process runs it: what it needs from the process, the
+// background work it starts and the HTTP routes it serves.
+type service struct {
+	name string
+	// clickHouse: the process waits for ClickHouse and migrates its schema before starting it.
+	clickHouse bool
+	// consumerGroup is watched from the broker's side for lag (readiness, erpstream_consumer_stalled).
+	consumerGroup string
+	// start constructs the service and runs its background work in the process's group (nil: none).
+	start func(ctx context.Context, rt *runtime) error
+	// routes mounts its HTTP routes on the authenticated API (nil: none).
+	routes func(rt *runtime, api *gin.RouterGroup) error
+}
+
+// services is erpstream, service by service, in the order a process starts them.
+var services = []service{
+	{name: Ingest, routes: ingestRoutes},
+	{name: Process, consumerGroup: processor.DefaultGroup, start: startProcessor},
+	{name: Project, clickHouse: true, consumerGroup: projector.DefaultGroup, start: startProjector},
+	{name: Query, clickHouse: true, routes: queryRoutes},
+}
+
+// runtime is what the services of one process share.
+type runtime struct {
+	cfg      Config
+	log      *slog.Logger
+	topics   kafkax.Topics
+	registry *registry.Registry
+	ch       driver.Conn // set when a service needs ClickHouse
+	metrics  *prometheus.Registry
+	group    *group
+	// Set when a service serves HTTP: one producer serves ingestion, replay and the access log.
+	producer *kgo.Client
+	budgets  *quota.Budgets
+	secrets  *secrets.Box
+}
+
+// selectServices returns the named services in start order; an unknown name is an error.
+func selectServices(names []string) ([]service, error) {
+	for _, n := range names {
+		if !slices.ContainsFunc(services, func(s service) bool { return s.name == n }) {
+			return nil, fmt.Errorf("unknown service %q (one of %s, %s, %s, %s)", n, Ingest, Process, Project, Query)
+		}
+	}
+	var out []service
+	for _, s := range services {
+		if slices.Contains(names, s.name) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func anyService(svcs []service, pred func(service) bool) bool { return slices.ContainsFunc(svcs, pred) }
+
+func ingestRoutes(rt *runtime, api *gin.RouterGroup) error {
+	svc, err := ingest.New(ingest.Config{Topics: rt.topics, Producer: rt.producer, Registry: rt.registry, AckTimeout: rt.cfg.AckTimeout,
+		Log: rt.log, Now: rt.cfg.Now, Metrics: rt.metrics, Budgets: rt.budgets})
+	if err != nil {
+		return err
+	}
+	svc.Register(api.Group("/", httpapi.Service("ingest")))
+	(&configapi.API{Registry: rt.registry, Secrets: rt.secrets}).Register(api.Group("/", httpapi.Service("config")))
+	return nil
+}
+
+// queryRoutes serves monitoring, and replay beside it: replay reads the raw payloads the query
+// side keeps in ClickHouse, so it runs where ClickHouse is reachable, but writes through the
+// producer like ingestion.
+func queryRoutes(rt *runtime, api *gin.RouterGroup) error {
+	store := &query.ClickHouseStore{Conn: rt.ch}
+	monitoring := api.Group("/", httpapi.Service("monitoring"))
+	(&query.Service{Store: store, Registry: rt.registry, Log: rt.log}).Register(monitoring)
+	(&replay.Service{Source: store, Registry: rt.registry, Producer: rt.producer, Topics: rt.topics, Log: rt.log,
+		Budgets: rt.budgets}).Register(monitoring)
+	return nil
+}
+
+func startProcessor(ctx context.Context, rt *runtime) error {
+	p, err := processor.New(processor.Config{Kafka: rt.cfg.Kafka, Topics: rt.topics, InstanceID: rt.cfg.InstanceID, Registry: rt.registry,
+		Log: rt.log, Metrics: rt.metrics, FileProxyBaseURL: rt.cfg.FileProxyBaseURL})
+	if err != nil {
+		return err
+	}
+	rt.group.Go("processor", func() error { return p.Run(ctx) })
+	return nil
+}
+
+func startProjector(ctx context.Context, rt *runtime) error {
+	p, err := projector.New(projector.Config{Kafka: rt.cfg.Kafka, Topics: rt.topics,
+		Sink: &projector.ClickHouseSink{Conn: rt.ch}, Stored: &projector.ClickHouseStored{Conn: rt.ch},
+		FlushInterval: rt.cfg.ProjectorFlushInterval, Log: rt.log, AfterInsert: rt.cfg.ProjectorAfterInsert, Metrics: rt.metrics,
+		Retention: projector.Retention(rt.ch, RawRetentionDays, MonitoringRetentionDays, time.Now)})
+	if err != nil {
+		return err
+	}
+	rt.group.Go("projector", func() error { return p.Run(ctx) })
+	return nil
+}
