@@ -56,12 +56,12 @@ func (a *API) Register(r gin.IRouter) {
 	// The literal route wins over /v1/integrations/:integrationId in gin's router.
 	r.GET("/v1/integrations/secure-proxies", read, a.listSecureProxies)
 	r.GET("/v1/integrations/:integrationId", read, a.getIntegration(false))
-	r.PUT("/v1/integrations/:integrationId", write, a.updateIntegration(false))
+	r.PUT("/v1/integrations/:integrationId", write, a.patchIntegration)
 	r.DELETE("/v1/integrations/:integrationId", write, a.deleteIntegration)
 	r.GET("/v2/integrations", read, a.listIntegrations(true))
 	r.POST("/v2/integrations", write, a.createIntegration(true))
 	r.GET("/v2/integrations/:integrationId", read, a.getIntegration(true))
-	r.PUT("/v2/integrations/:integrationId", write, a.updateIntegration(true))
+	r.PUT("/v2/integrations/:integrationId", write, a.replaceIntegration)
 	r.DELETE("/v2/integrations/:integrationId", write, a.deleteIntegration)
 	r.GET("/v1/integrations/:integrationId/use-cases/:useCaseId/history", read, a.listHistory)
 
