@@ -46,13 +46,8 @@ func (s *Service) accessLogs(c *gin.Context) {
 	if tokenIDs == nil {
 		tokenIDs = []string{}
 	}
-	limit, ok := limitOf(c, req.Limit, defaultLimit, maxLimit)
+	limit, after, ok := pageOf(c, req.Limit, req.Cursor, defaultLimit, maxLimit)
 	if !ok {
-		return
-	}
-	after, err := decodeCursor(req.Cursor)
-	if err != nil {
-		bad(c, "cursor: %v", err)
 		return
 	}
 	rows, err := s.Store.AccessLogs(c, AccessFilter{OrgID: integ.OrgID, TokenID: req.TokenID, TokenIDs: tokenIDs, Service: req.Service,

@@ -66,13 +66,8 @@ func (s *Service) seedEvents(c *gin.Context) {
 
 // eventsPage answers a page of monitoring events with the keyset cursor.
 func (s *Service) eventsPage(c *gin.Context, f Filter, limitIn *int, rawCursor json.RawMessage, cursorOut func(Cursor) any) {
-	limit, ok := limitOf(c, limitIn, defaultLimit, maxLimit)
+	limit, after, ok := pageOf(c, limitIn, rawCursor, defaultLimit, maxLimit)
 	if !ok {
-		return
-	}
-	after, err := decodeCursor(rawCursor)
-	if err != nil {
-		bad(c, "cursor: %v", err)
 		return
 	}
 	rows, err := s.Store.Events(c, f, limit+1, after)

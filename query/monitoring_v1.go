@@ -88,13 +88,8 @@ func (s *Service) v1InboundEvents(c *gin.Context) {
 		}
 		f.UseCaseID = &uc.ID
 	}
-	limit, ok := limitOf(c, req.Limit, defaultLimit, maxLimit)
+	limit, after, ok := pageOf(c, req.Limit, req.Cursor, defaultLimit, maxLimit)
 	if !ok {
-		return
-	}
-	after, err := decodeCursor(req.Cursor)
-	if err != nil {
-		bad(c, "cursor: %v", err)
 		return
 	}
 	rows, err := s.Store.Events(c, f, limit+1, after)

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -29,4 +30,19 @@ func writePage[T any](c *gin.Context, rows []T, limit int, view func(T) gin.H, c
 		next = cursor(rows[len(rows)-1])
 	}
 	c.JSON(http.StatusOK, gin.H{"data": data, "next_cursor": next, "has_more": hasMore})
+}
+
+// pageOf reads a page request's limit (default def, at most max) and cursor, answering 400
+// itself when either is wrong.
+func pageOf(c *gin.Context, limitIn *int, rawCursor json.RawMessage, def, max int) (int, *Cursor, bool) {
+	limit, ok := limitOf(c, limitIn, def, max)
+	if !ok {
+		return 0, nil, false
+	}
+	after, err := decodeCursor(rawCursor)
+	if err != nil {
+		bad(c, "cursor: %v", err)
+		return 0, nil, false
+	}
+	return limit, after, true
 }

@@ -55,13 +55,8 @@ func (s *Service) queryEvents(c *gin.Context) {
 		bad(c, "event_type: CREATE, UPDATE or DELETE")
 		return
 	}
-	limit, ok := limitOf(c, req.Limit, 25, 25)
+	limit, after, ok := pageOf(c, req.Limit, req.Cursor, 25, 25)
 	if !ok {
-		return
-	}
-	after, err := decodeCursor(req.Cursor)
-	if err != nil {
-		bad(c, "cursor: %v", err)
 		return
 	}
 	var rawAfter *RawCursor
