@@ -12,6 +12,8 @@ state=${ERPSTREAM_STATE_DIR:-$root/.run}/clickhouse
 tcp_port=${ERPSTREAM_CLICKHOUSE_PORT:-19000}
 http_port=${ERPSTREAM_CLICKHOUSE_HTTP_PORT:-18123}
 pidfile=$state/clickhouse.pid
+# shellcheck source=lib/daemon.sh
+. "$root/scripts/lib/daemon.sh"
 
 log() { echo "clickhouse: $*" >&2; }
 
@@ -107,36 +109,13 @@ start() {
   install_server
   write_config
   log "starting on 127.0.0.1:$tcp_port (data in $state/data)"
-  nohup clickhouse-server --config-file="$state/config.xml" \
-    >"$state/log/stdout.log" 2>&1 </dev/null &
-  echo $! >"$pidfile"
-  for _ in $(seq 1 120); do
-    if answering; then log "ready"; return 0; fi
-    sleep 0.5
-  done
-  log "did not answer within 60s; last log lines:"
-  tail -n 30 "$state/log/clickhouse-server.err.log" "$state/log/stdout.log" >&2 || true
-  return 1
-}
-
-stop() {
-  [ -f "$pidfile" ] || return 0
-  local pid
-  pid=$(cat "$pidfile")
-  if kill "$pid" 2>/dev/null; then
-    for _ in $(seq 1 60); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    log "stopped"
-  fi
-  rm -f "$pidfile"
+  daemon_launch "$state/log/stdout.log" clickhouse-server --config-file="$state/config.xml"
+  daemon_wait_ready 60 "$state/log/clickhouse-server.err.log" "$state/log/stdout.log"
 }
 
 case "${1:-}" in
   start) start ;;
-  stop) stop ;;
+  stop) daemon_stop ;;
   status) answering ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

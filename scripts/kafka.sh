@@ -16,6 +16,8 @@ state=${ERPSTREAM_STATE_DIR:-$root/.run}/kafka
 port=${ERPSTREAM_KAFKA_PORT:-19092}
 controller_port=${ERPSTREAM_KAFKA_CONTROLLER_PORT:-19093}
 pidfile=$state/kafka.pid
+# shellcheck source=lib/daemon.sh
+. "$root/scripts/lib/daemon.sh"
 
 log() { echo "kafka: $*" >&2; }
 
@@ -80,10 +82,8 @@ logger.state.level = warn
 PROPS
 }
 
-java_cmd() {
-  java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$state/log4j2.properties" -cp "$cache/libs/*" "$@"
-}
+java_cmd=(java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
+  -Dlog4j2.configurationFile="$state/log4j2.properties" -cp "$cache/libs/*")
 
 start() {
   if answering; then log "already answering on 127.0.0.1:$port"; return 0; fi
@@ -91,43 +91,18 @@ start() {
   write_config
   if [ ! -f "$state/data/meta.properties" ]; then
     log "formatting KRaft storage in $state/data"
-    java_cmd kafka.tools.StorageTool format -t "$(java_cmd kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)" \
+    "${java_cmd[@]}" kafka.tools.StorageTool format -t "$("${java_cmd[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)" \
       -c "$state/server.properties" >"$state/log/format.log" 2>&1 || { cat "$state/log/format.log" >&2; return 1; }
   fi
   log "starting Apache Kafka $version on 127.0.0.1:$port"
-  nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$state/log4j2.properties" -cp "$cache/libs/*" \
-    kafka.Kafka "$state/server.properties" >"$state/log/stdout.log" 2>&1 </dev/null &
-  echo $! >"$pidfile"
-  for _ in $(seq 1 120); do
-    if answering; then log "ready"; return 0; fi
-    kill -0 "$(cat "$pidfile")" 2>/dev/null || break
-    sleep 0.5
-  done
-  log "did not start; last log lines:"
-  tail -n 40 "$state/log/server.log" "$state/log/stdout.log" >&2 || true
-  return 1
-}
-
-stop() {
-  [ -f "$pidfile" ] || return 0
-  local pid
-  pid=$(cat "$pidfile")
-  if kill "$pid" 2>/dev/null; then
-    for _ in $(seq 1 60); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    log "stopped"
-  fi
-  rm -f "$pidfile"
+  daemon_launch "$state/log/stdout.log" "${java_cmd[@]}" kafka.Kafka "$state/server.properties"
+  daemon_wait_ready 60 "$state/log/server.log" "$state/log/stdout.log"
 }
 
 case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
-  stop) stop ;;
+  stop) daemon_stop ;;
   status) answering ;;
   *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
 esac
