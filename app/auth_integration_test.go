@@ -14,15 +14,16 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/erpstream/erpstream/app"
+	"github.com/erpstream/erpstream/app/apptest"
 	"github.com/erpstream/erpstream/internal/auth"
 )
 
 // Every route, every permission: who may, who may not, and another org's ids (404, never 403).
 func TestIntegrationRoutesAndPermissions(t *testing.T) {
-	e := newEnv(t)
+	e := apptest.New(t)
 	secret := []byte("integration-test-secret-0123456789")
-	e.jwt = auth.JWTConfig{HS256Secret: secret}
-	e.start()
+	e.JWT = auth.JWTConfig{HS256Secret: secret}
+	e.Start()
 	token := func(org string, perms ...string) string {
 		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"org_id": org, "permissions": perms,
 			"exp": time.Now().Add(time.Hour).Unix(), "jti": org + "-" + strings.Join(perms, "+")}).SignedString(secret)
@@ -33,13 +34,13 @@ func TestIntegrationRoutesAndPermissions(t *testing.T) {
 	}
 	all := token("org-a", auth.AllPermissions...)
 	// Fixtures of org-a, made with the all-permissions token.
-	status, integ := e.callAs(all, "POST", "/v2/integrations", integrationBody)
+	status, integ := e.CallAs(all, "POST", "/v2/integrations", apptest.IntegrationBody)
 	if status != http.StatusCreated {
 		t.Fatalf("fixture: %d %v", status, integ)
 	}
 	id := integ["id"].(string)
 	uc := integ["use_cases"].([]any)[0].(map[string]any)["id"].(string)
-	_, spare := e.callAs(all, "POST", "/v1/integrations", `{"name":"spare"}`)
+	_, spare := e.CallAs(all, "POST", "/v1/integrations", `{"name":"spare"}`)
 	spareID := spare["id"].(string)
 
 	day := `"from":"` + time.Now().Add(-time.Hour).UTC().Format(time.RFC3339) + `","to":"` + time.Now().Add(time.Minute).UTC().Format(time.RFC3339) + `"`
@@ -67,7 +68,7 @@ func TestIntegrationRoutesAndPermissions(t *testing.T) {
 		{"GET", "/v1/environment", "", auth.PermRead, 200, false},
 		{"PUT", "/v1/environment/K", `{"value":"v"}`, auth.PermWrite, 200, false},
 		{"DELETE", "/v1/environment/K", "", auth.PermWrite, 200, false},
-		{"POST", "/v3/erp/updates/events", `{"integration_id":"` + id + `","events":[` + customerEvent(1, "A", "p1") + `]}`, auth.PermEvents, 200, true},
+		{"POST", "/v3/erp/updates/events", `{"integration_id":"` + id + `","events":[` + apptest.CustomerEvent(1, "A", "p1") + `]}`, auth.PermEvents, 200, true},
 		{"POST", "/v2/erp/updates/events", `{"integration_id":"` + id + `","events":[]}`, auth.PermEvents, 200, true},
 		{"POST", "/v1/monitoring/stats", `{"integration_id":"` + id + `",` + day + `}`, auth.PermMonitoring, 200, true},
 		{"POST", "/v1/monitoring/events", `{"integration_id":"` + id + `",` + day + `}`, auth.PermMonitoring, 200, true},
@@ -91,7 +92,7 @@ func TestIntegrationRoutesAndPermissions(t *testing.T) {
 	for _, r := range routes {
 		name := r.method + " " + r.path
 		// Without a token: 401.
-		if status, body := e.callAs("", r.method, r.path, r.body); status != 401 || body["code"] != "UNAUTHORIZED" {
+		if status, body := e.CallAs("", r.method, r.path, r.body); status != 401 || body["code"] != "UNAUTHORIZED" {
 			t.Errorf("%s without a token: %d %v", name, status, body)
 		}
 		// With every permission but the one the route needs: 403.
@@ -101,25 +102,25 @@ func TestIntegrationRoutesAndPermissions(t *testing.T) {
 				lacking = append(lacking, p)
 			}
 		}
-		if status, body := e.callAs(token("org-a", lacking...), r.method, r.path, r.body); status != 403 || body["code"] != "FORBIDDEN" {
+		if status, body := e.CallAs(token("org-a", lacking...), r.method, r.path, r.body); status != 403 || body["code"] != "FORBIDDEN" {
 			t.Errorf("%s without %s: %d %v", name, r.perm, status, body)
 		}
 		// Another org: 404 for ids it does not own.
 		if r.otherOrg {
-			if status, body := e.callAs(other, r.method, r.path, r.body); status != 404 {
+			if status, body := e.CallAs(other, r.method, r.path, r.body); status != 404 {
 				t.Errorf("%s from another org: %d %v (want 404)", name, status, body)
 			}
 		}
 		// With only the route's permission: allowed.
-		if status, body := e.callAs(token("org-a", r.perm), r.method, r.path, r.body); status != r.ok {
+		if status, body := e.CallAs(token("org-a", r.perm), r.method, r.path, r.body); status != r.ok {
 			t.Errorf("%s with %s: %d %v (want %d)", name, r.perm, status, body, r.ok)
 		}
 	}
 
 	// A long-lived API token made by the admin command authenticates; its secret is stored hashed.
 	var out bytes.Buffer
-	cfg := app.Config{Kafka: e.kafka, Log: e.log}
-	if err := app.AdminConfig(context.Background(), cfg, e.log, []string{"token", "create", "--org", "org-a", "--name", "erp-prod", "--perm", "erp:read"},
+	cfg := app.Config{Kafka: e.Kafka, Log: e.Log}
+	if err := app.AdminConfig(context.Background(), cfg, e.Log, []string{"token", "create", "--org", "org-a", "--name", "erp-prod", "--perm", "erp:read"},
 		strings.NewReader(""), &out); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestIntegrationRoutesAndPermissions(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		status, _ := e.callAs(apiToken[1], "GET", "/v1/integrations", "")
+		status, _ := e.CallAs(apiToken[1], "GET", "/v1/integrations", "")
 		if status == 200 {
 			break
 		}
@@ -138,7 +139,7 @@ func TestIntegrationRoutesAndPermissions(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if status, _ := e.callAs(apiToken[1], "POST", "/v1/integrations", `{"name":"x"}`); status != 403 {
+	if status, _ := e.CallAs(apiToken[1], "POST", "/v1/integrations", `{"name":"x"}`); status != 403 {
 		t.Errorf("an erp:read API token wrote: %d", status)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/erpstream/erpstream/app/apptest"
 )
 
 // serveProcess is `erpstream serve` as a process of its own, to be killed with SIGKILL.
@@ -25,7 +27,7 @@ type serveProcess struct {
 	log  *os.File
 }
 
-func newServeProcess(t *testing.T, e *env) *serveProcess {
+func newServeProcess(t *testing.T, e *apptest.Env) *serveProcess {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "erpstream")
@@ -45,8 +47,8 @@ func newServeProcess(t *testing.T, e *env) *serveProcess {
 	}
 	t.Cleanup(func() { logf.Close() })
 	p := &serveProcess{t: t, bin: bin, addr: addr, log: logf, env: append(os.Environ(),
-		"KAFKA_BROKERS="+strings.Join(e.kafka.Brokers, ","), "ERPSTREAM_TOPIC_PREFIX="+e.kafka.TopicPrefix, "ERPSTREAM_KAFKA_PARTITIONS=4",
-		"CLICKHOUSE_ADDR="+e.ch.Addr, "CLICKHOUSE_DATABASE="+e.ch.Database, "ERPSTREAM_HTTP_ADDR="+addr,
+		"KAFKA_BROKERS="+strings.Join(e.Kafka.Brokers, ","), "ERPSTREAM_TOPIC_PREFIX="+e.Kafka.TopicPrefix, "ERPSTREAM_KAFKA_PARTITIONS=4",
+		"CLICKHOUSE_ADDR="+e.CH.Addr, "CLICKHOUSE_DATABASE="+e.CH.Database, "ERPSTREAM_HTTP_ADDR="+addr,
 		"ERPSTREAM_DEV_MODE=1", "ERPSTREAM_DEV_TOKEN=it-token", "ERPSTREAM_RATE_LIMIT_PER_MIN=-1",
 		// The same instance id after a restart fences the killed instance's open transaction at
 		// once instead of after its timeout.
@@ -103,11 +105,11 @@ func (p *serveProcess) kill() {
 // answered 200 is resent. Counts are exact: one entity and one success row per event, nothing
 // mapped twice (processor transactions, early commits and the projector's row check included).
 func TestIntegrationSIGKILLUnderLoadLosesAndDoublesNothing(t *testing.T) {
-	e := newEnv(t)
+	e := apptest.New(t)
 	p := newServeProcess(t, e)
 	p.start()
-	e.url = "http://" + p.addr
-	id := e.createIntegration(integrationBody)
+	e.URL = "http://" + p.addr
+	id := e.CreateIntegration(apptest.IntegrationBody)
 	const total = 4000
 	f := &feeder{e: e, integrationID: id, perRequest: 100, pause: 50 * time.Millisecond, client: &http.Client{Timeout: 10 * time.Second}}
 	feedDone := make(chan error, 1)
@@ -127,8 +129,8 @@ func TestIntegrationSIGKILLUnderLoadLosesAndDoublesNothing(t *testing.T) {
 	t.Logf("feed done: %d events accepted, %d requests resent", f.sent.Load(), f.retries.Load())
 	var live, success uint64
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
-		live = e.scalar(`SELECT count() FROM entities FINAL WHERE org_id = 'dev-org' AND integration_id = ? AND deleted = 0`, id)
-		success = e.processed("success")
+		live = e.Scalar(`SELECT count() FROM entities FINAL WHERE org_id = 'dev-org' AND integration_id = ? AND deleted = 0`, id)
+		success = e.Processed("success")
 		if live >= total && success >= total {
 			break
 		}
@@ -139,7 +141,7 @@ func TestIntegrationSIGKILLUnderLoadLosesAndDoublesNothing(t *testing.T) {
 	// The killed instances' group members expire after the session timeout; wait for that, so
 	// that the next test's groups hold only live members.
 	time.Sleep(16 * time.Second)
-	if dup := e.scalar(`SELECT count() FROM (SELECT event_id FROM monitoring_events WHERE org_id = 'dev-org' AND level = 'success' GROUP BY event_id HAVING count() > 1)`); dup != 0 {
+	if dup := e.Scalar(`SELECT count() FROM (SELECT event_id FROM monitoring_events WHERE org_id = 'dev-org' AND level = 'success' GROUP BY event_id HAVING count() > 1)`); dup != 0 {
 		t.Errorf("%d events have more than one success row", dup)
 	}
 }
@@ -165,14 +167,14 @@ func TestIntegrationClickHouseOutageMidFeed(t *testing.T) {
 			t.Fatalf("clickhouse.sh %s: %v\n%s", action, err, out)
 		}
 	}
-	e := newEnv(t)
-	e.start()
-	id := e.createIntegration(integrationBody)
+	e := apptest.New(t)
+	e.Start()
+	id := e.CreateIntegration(apptest.IntegrationBody)
 	const total = 3000
 	f := &feeder{e: e, integrationID: id, perRequest: 100, pause: 30 * time.Millisecond, client: &http.Client{Timeout: 30 * time.Second}}
 	feedDone := make(chan error, 1)
 	go func() { feedDone <- f.send(0, total) }()
-	waitFor(t, func() bool { return e.processed("success") > 0 && f.sent.Load() >= total/3 })
+	apptest.WaitFor(t, func() bool { return e.Processed("success") > 0 && f.sent.Load() >= total/3 })
 	t.Logf("stopping ClickHouse after %d events accepted", f.sent.Load())
 	script("stop")
 	time.Sleep(10 * time.Second)
@@ -185,18 +187,18 @@ func TestIntegrationClickHouseOutageMidFeed(t *testing.T) {
 	var live uint64
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
 		// The test's own connections may have died with the server: errors here are retried.
-		if err := e.conn.QueryRow(ctx, `SELECT count() FROM entities FINAL WHERE integration_id = ? AND deleted = 0`, id).Scan(&live); err == nil && live >= total {
+		if err := e.Conn.QueryRow(ctx, `SELECT count() FROM entities FINAL WHERE integration_id = ? AND deleted = 0`, id).Scan(&live); err == nil && live >= total {
 			break
 		}
 	}
 	if live != total {
 		t.Fatalf("%d live contacts, want %d", live, total)
 	}
-	waitFor(t, func() bool { return e.processed("success") >= total })
-	if got := e.processed("success"); got != total {
+	apptest.WaitFor(t, func() bool { return e.Processed("success") >= total })
+	if got := e.Processed("success"); got != total {
 		t.Errorf("%d success rows, want %d", got, total)
 	}
-	if stored := e.scalar(`SELECT count() FROM raw_events FINAL WHERE integration_id = ?`, id); stored != total {
+	if stored := e.Scalar(`SELECT count() FROM raw_events FINAL WHERE integration_id = ?`, id); stored != total {
 		t.Errorf("%d raw events, want %d", stored, total)
 	}
 }

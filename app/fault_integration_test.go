@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/erpstream/erpstream/app/apptest"
 )
 
 // broker drives the Apache Kafka broker that the project's own script started (scripts/kafka.sh),
@@ -56,7 +58,7 @@ func (b *broker) run(action string) {
 // answered 200 (a 503 while the broker is away, or a dropped connection). Every event carries a
 // deduplication id, so a resent event that had been stored is skipped, not mapped twice.
 type feeder struct {
-	e             *env
+	e             *apptest.Env
 	integrationID string
 	perRequest    int
 	pause         time.Duration // between requests, so the feed is still flowing when the broker stops
@@ -69,7 +71,7 @@ func (f *feeder) send(from, to int) error {
 	for n := from; n < to; n += f.perRequest {
 		var events []string
 		for i := n; i < min(n+f.perRequest, to); i++ {
-			events = append(events, customerEvent(i, "Lena", fmt.Sprintf("fault-%d", i)))
+			events = append(events, apptest.CustomerEvent(i, "Lena", fmt.Sprintf("fault-%d", i)))
 		}
 		body := `{"integration_id":"` + f.integrationID + `","meta":{"correlation_id":"feed-` + fmt.Sprint(n) + `"},"events":[` + strings.Join(events, ",") + `]}`
 		deadline := time.Now().Add(3 * time.Minute)
@@ -90,7 +92,7 @@ func (f *feeder) send(from, to int) error {
 }
 
 func (f *feeder) post(body string, events int) (bool, error) {
-	req, _ := http.NewRequest("POST", f.e.url+"/v3/erp/updates/events", strings.NewReader(body))
+	req, _ := http.NewRequest("POST", f.e.URL+"/v3/erp/updates/events", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer it-token")
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := f.client.Do(req)
@@ -118,26 +120,21 @@ func (f *feeder) post(body string, events int) (bool, error) {
 	return true, nil
 }
 
-// processed counts the monitoring rows of the feed that say an event was mapped.
-func (e *env) processed(level string) uint64 {
-	return e.scalar(`SELECT count() FROM monitoring_events FINAL WHERE org_id = 'dev-org' AND level = ?`, level)
-}
-
 // The single broker is stopped mid-feed for 15 s and started again, as an operator would. The
 // pipeline (ingest, processor, projector, registry, access log) must resume by itself, without a
 // restart of erpstream, and count exactly: every event mapped once, one entity per customer.
 func TestIntegrationBrokerRestartMidFeed(t *testing.T) {
 	b := newBroker(t)
-	e := newEnv(t)
-	e.start()
-	id := e.createIntegration(integrationBody)
+	e := apptest.New(t)
+	e.Start()
+	id := e.CreateIntegration(apptest.IntegrationBody)
 	const total = 6000
 	f := &feeder{e: e, integrationID: id, perRequest: 100, pause: 50 * time.Millisecond, client: &http.Client{Timeout: 30 * time.Second}}
 
 	if err := f.send(0, total/3); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return e.processed("success") >= 1000 })
+	apptest.WaitFor(t, func() bool { return e.Processed("success") >= 1000 })
 
 	feedDone := make(chan error, 1)
 	go func() { feedDone <- f.send(total/3, total) }()
@@ -146,7 +143,7 @@ func TestIntegrationBrokerRestartMidFeed(t *testing.T) {
 	b.run("stop")
 	stoppedAt := time.Now()
 	time.Sleep(15 * time.Second)
-	before := e.processed("success")
+	before := e.Processed("success")
 	t.Logf("starting the broker after %.1fs; %d events processed so far", time.Since(stoppedAt).Seconds(), before)
 	b.run("start")
 	backAt := time.Now()
@@ -154,7 +151,7 @@ func TestIntegrationBrokerRestartMidFeed(t *testing.T) {
 	// Progress resumes within seconds of the broker being back.
 	var resumed time.Duration
 	for time.Since(backAt) < 90*time.Second {
-		if e.processed("success") > before {
+		if e.Processed("success") > before {
 			resumed = time.Since(backAt)
 			break
 		}
@@ -174,10 +171,10 @@ func TestIntegrationBrokerRestartMidFeed(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Minute)
 	var live uint64
 	for time.Now().Before(deadline) {
-		if err := e.conn.QueryRow(ctx, `SELECT count() FROM entities FINAL WHERE org_id = 'dev-org' AND entity_schema = 'contact' AND deleted = 0`).Scan(&live); err != nil {
+		if err := e.Conn.QueryRow(ctx, `SELECT count() FROM entities FINAL WHERE org_id = 'dev-org' AND entity_schema = 'contact' AND deleted = 0`).Scan(&live); err != nil {
 			t.Fatal(err)
 		}
-		if live >= total && e.processed("success") >= total {
+		if live >= total && e.Processed("success") >= total {
 			break
 		}
 		time.Sleep(time.Second)
@@ -187,22 +184,22 @@ func TestIntegrationBrokerRestartMidFeed(t *testing.T) {
 		t.Fatalf("%d live contacts, want %d", live, total)
 	}
 	// Exactly one success per customer; resent events are skipped as duplicates, never mapped twice.
-	if got := e.processed("success"); got != total {
+	if got := e.Processed("success"); got != total {
 		t.Errorf("%d success rows, want %d", got, total)
 	}
-	if got := e.processed("error"); got != 0 {
+	if got := e.Processed("error"); got != 0 {
 		t.Errorf("%d error rows, want 0", got)
 	}
 	// Readiness says ok again once every consumer caught up (the lag monitor sees their commits).
-	waitFor(t, func() bool {
-		resp, err := http.Get(e.url + "/healthz")
+	apptest.WaitFor(t, func() bool {
+		resp, err := http.Get(e.URL + "/healthz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	if dup := e.scalar(`SELECT count() FROM (SELECT event_id FROM monitoring_events WHERE org_id = 'dev-org' GROUP BY event_id HAVING count() > 1)`); dup != 0 {
+	if dup := e.Scalar(`SELECT count() FROM (SELECT event_id FROM monitoring_events WHERE org_id = 'dev-org' GROUP BY event_id HAVING count() > 1)`); dup != 0 {
 		t.Errorf("%d events have more than one monitoring row", dup)
 	}
 }

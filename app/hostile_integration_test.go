@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/erpstream/erpstream/app"
+	"github.com/erpstream/erpstream/app/apptest"
 	"github.com/erpstream/erpstream/internal/quota"
 )
 
@@ -26,77 +27,53 @@ const hostileUseCases = `{"name":"SAP","use_cases":[
   "configuration":{"entities":[{"entity_schema":"contact","unique_ids":["customer_number"],"jsonataExpression":"[1..20000].{\"no\": $string($)}",
    "fields":[{"attribute":"customer_number","field":"no"}]}]}}]}`
 
-func payloadEvent(slug, payload string) string {
-	return fmt.Sprintf(`{"use_case_slug":%q,"timestamp":"2025-05-01T08:30:00Z","payload":%s}`, slug, payload)
-}
-
-// monitoringCodes counts an integration's monitoring rows by code.
-func (e *env) monitoringCodes(integrationID string) map[string]uint64 {
-	e.t.Helper()
-	rows, err := e.conn.Query(e.t.Context(), `SELECT code, count() FROM monitoring_events FINAL WHERE integration_id = ? GROUP BY code`, integrationID)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]uint64{}
-	for rows.Next() {
-		var code string
-		var n uint64
-		if err := rows.Scan(&code, &n); err != nil {
-			e.t.Fatal(err)
-		}
-		out[code] = n
-	}
-	return out
-}
-
 // Hostile and unlucky inputs on the real services: a slow mapping and a fan-out bomb fail alone
 // among ordinary events, another org reusing the ids of this org's use case changes nothing here,
 // compiling is bounded, limits follow the matched route, and metrics need their token.
 func TestIntegrationHostileInputsFailAloneAndTenantsStayApart(t *testing.T) {
-	e := newEnv(t)
-	e.configure = func(c *app.Config) { c.APITokens = "it-org-b=org-b" }
-	e.start()
-	id := e.createIntegration(hostileUseCases)
+	e := apptest.New(t)
+	e.Configure = func(c *app.Config) { c.APITokens = "it-org-b=org-b" }
+	e.Start()
+	id := e.CreateIntegration(hostileUseCases)
 
 	var events []string
 	for i := range 50 {
-		events = append(events, payloadEvent("customer", fmt.Sprintf(`{"customerNumber":"K-%d","firstName":"Lena"}`, i)))
+		events = append(events, apptest.PayloadEvent("customer", fmt.Sprintf(`{"customerNumber":"K-%d","firstName":"Lena"}`, i)))
 	}
 	var items []string
 	for i := range 2000 {
 		items = append(items, fmt.Sprintf(`{"no":"S-%d"}`, i))
 	}
 	events = append(events[:25], append([]string{
-		payloadEvent("slow", `{"s":"`+strings.Repeat("a", 40)+`","items":[`+strings.Join(items, ",")+`]}`),
-		payloadEvent("fanout", `{"a":1}`)}, events[25:]...)...)
-	e.sendBatch(id, "hostile", events)
-	waitFor(t, func() bool {
-		return e.scalar("SELECT count() FROM monitoring_events FINAL WHERE integration_id = ?", id) >= 52
+		apptest.PayloadEvent("slow", `{"s":"`+strings.Repeat("a", 40)+`","items":[`+strings.Join(items, ",")+`]}`),
+		apptest.PayloadEvent("fanout", `{"a":1}`)}, events[25:]...)...)
+	e.SendBatch(id, "hostile", events)
+	apptest.WaitFor(t, func() bool {
+		return e.Scalar("SELECT count() FROM monitoring_events FINAL WHERE integration_id = ?", id) >= 52
 	})
-	codes := e.monitoringCodes(id)
+	codes := e.MonitoringCodes(id)
 	if codes["ENTITY_UPDATED"] != 50 || codes["MAPPING_TIMEOUT"] != 1 || codes["MAPPING_LIMIT_EXCEEDED"] != 1 {
 		t.Fatalf("monitoring codes %v: want 50 ENTITY_UPDATED, 1 MAPPING_TIMEOUT, 1 MAPPING_LIMIT_EXCEEDED", codes)
 	}
-	if n := e.scalar("SELECT count() FROM entities FINAL WHERE integration_id = ? AND deleted = 0", id); n != 50 {
+	if n := e.Scalar("SELECT count() FROM entities FINAL WHERE integration_id = ? AND deleted = 0", id); n != 50 {
 		t.Errorf("%d contacts, want 50 (the failed events write none)", n)
 	}
 
 	// Org B creates a use case with this org's use-case id, then deletes it: this org's use case
 	// is still found, routed and mapped.
-	status, b := e.callAs("it-org-b", "POST", "/v2/integrations", hostileUseCases)
+	status, b := e.CallAs("it-org-b", "POST", "/v2/integrations", hostileUseCases)
 	if status != http.StatusCreated {
 		t.Fatalf("org B: %d %v", status, b)
 	}
 	const ucID = "0e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b"
-	if status, body := e.callAs("it-org-b", "DELETE", "/v1/integrations/"+b["id"].(string)+"/use-cases/"+ucID, ""); status != http.StatusOK {
+	if status, body := e.CallAs("it-org-b", "DELETE", "/v1/integrations/"+b["id"].(string)+"/use-cases/"+ucID, ""); status != http.StatusOK {
 		t.Fatalf("org B deletes its copy: %d %v", status, body)
 	}
-	if status, got := e.call("GET", "/v1/integrations/"+id+"/use-cases/"+ucID, ""); status != http.StatusOK || got["slug"] != "customer" {
+	if status, got := e.Call("GET", "/v1/integrations/"+id+"/use-cases/"+ucID, ""); status != http.StatusOK || got["slug"] != "customer" {
 		t.Fatalf("this org's use case after org B's writes: %d %v", status, got)
 	}
-	e.send(id, "after-org-b", []string{customerEvent(900, "Ida", "after-b")})
-	waitFor(t, func() bool { return e.monitoringCodes(id)["ENTITY_UPDATED"] == 51 })
+	e.Send(id, "after-org-b", []string{apptest.CustomerEvent(900, "Ida", "after-b")})
+	apptest.WaitFor(t, func() bool { return e.MonitoringCodes(id)["ENTITY_UPDATED"] == 51 })
 
 	// Compiling is bounded: a 64 KB expression compiles, a longer one is refused on save.
 	expr := func(size int) string {
@@ -107,7 +84,7 @@ func TestIntegrationHostileInputsFailAloneAndTenantsStayApart(t *testing.T) {
 		return "{" + strings.Join(fields, ",") + "}"
 	}
 	sim := func(src string) (int, map[string]any) {
-		return e.call("POST", "/v2/erp/updates/mapping_simulation", `{"event_configuration":{"entities":[{"entity_schema":"contact","unique_ids":["no"],
+		return e.Call("POST", "/v2/erp/updates/mapping_simulation", `{"event_configuration":{"entities":[{"entity_schema":"contact","unique_ids":["no"],
 			"fields":[{"attribute":"no","constant":"K"},{"attribute":"x","jsonataExpression":"`+src+`"}]}]},"payload":{"a":{"b":[1]}}}`)
 	}
 	if status, body := sim(expr(60 << 10)); status != http.StatusOK {
@@ -118,7 +95,7 @@ func TestIntegrationHostileInputsFailAloneAndTenantsStayApart(t *testing.T) {
 	}
 
 	// The body limit follows the matched route, not the path's last segment.
-	req, _ := http.NewRequest("PUT", e.url+"/v1/environment/ndjson", strings.NewReader(`{"value":"`+strings.Repeat("x", 5<<20)+`"}`))
+	req, _ := http.NewRequest("PUT", e.URL+"/v1/environment/ndjson", strings.NewReader(`{"value":"`+strings.Repeat("x", 5<<20)+`"}`))
 	req.Header.Set("Authorization", "Bearer it-token")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -129,7 +106,7 @@ func TestIntegrationHostileInputsFailAloneAndTenantsStayApart(t *testing.T) {
 		t.Errorf("PUT /v1/environment/ndjson with 5 MB: %d, want 413", resp.StatusCode)
 	}
 	// Metrics are not public on the API port.
-	resp, err = http.Get(e.url + "/metrics")
+	resp, err = http.Get(e.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,26 +119,26 @@ func TestIntegrationHostileInputsFailAloneAndTenantsStayApart(t *testing.T) {
 // Budgets count events per org (an org over its budget is 429 while another org is served), and
 // a paced NDJSON stream outlives the server's request timeout while it makes progress.
 func TestIntegrationOrgBudgetsAndLongStreams(t *testing.T) {
-	e := newEnv(t)
-	e.configure = func(c *app.Config) {
+	e := apptest.New(t)
+	e.Configure = func(c *app.Config) {
 		c.APITokens = "it-org-b=org-b"
 		c.OrgBudgets = quota.Limits{EventsPerMinute: 300}
 		c.RequestTimeout = 2 * time.Second
 	}
-	e.start()
-	id := e.createIntegration(integrationBody)
+	e.Start()
+	id := e.CreateIntegration(apptest.IntegrationBody)
 	for r := range 3 {
 		var events []string
 		for i := range 100 {
-			events = append(events, customerEvent(r*100+i, "Lena", fmt.Sprintf("bud-%d-%d", r, i)))
+			events = append(events, apptest.CustomerEvent(r*100+i, "Lena", fmt.Sprintf("bud-%d-%d", r, i)))
 		}
-		e.send(id, fmt.Sprintf("budget-%d", r), events)
+		e.Send(id, fmt.Sprintf("budget-%d", r), events)
 	}
-	status, body := e.call("POST", "/v3/erp/updates/events", `{"integration_id":"`+id+`","events":[`+customerEvent(999, "X", "over")+`]}`)
+	status, body := e.Call("POST", "/v3/erp/updates/events", `{"integration_id":"`+id+`","events":[`+apptest.CustomerEvent(999, "X", "over")+`]}`)
 	if status != http.StatusTooManyRequests || body["code"] != "RATE_LIMITED" {
 		t.Fatalf("an org over its event budget: %d %v, want 429", status, body)
 	}
-	status, b := e.callAs("it-org-b", "POST", "/v2/integrations", integrationBody)
+	status, b := e.CallAs("it-org-b", "POST", "/v2/integrations", apptest.IntegrationBody)
 	if status != http.StatusCreated {
 		t.Fatalf("org B: %d %v", status, b)
 	}
@@ -171,12 +148,12 @@ func TestIntegrationOrgBudgetsAndLongStreams(t *testing.T) {
 	pr, pw := io.Pipe()
 	go func() {
 		for i := range 10 {
-			fmt.Fprintln(pw, customerEvent(i, "Paced", fmt.Sprintf("paced-%d", i)))
+			fmt.Fprintln(pw, apptest.CustomerEvent(i, "Paced", fmt.Sprintf("paced-%d", i)))
 			time.Sleep(400 * time.Millisecond)
 		}
 		pw.Close()
 	}()
-	req, _ := http.NewRequest("POST", e.url+"/v3/erp/updates/events/ndjson?integration_id="+bID, pr)
+	req, _ := http.NewRequest("POST", e.URL+"/v3/erp/updates/events/ndjson?integration_id="+bID, pr)
 	req.Header.Set("Authorization", "Bearer it-org-b")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -187,9 +164,9 @@ func TestIntegrationOrgBudgetsAndLongStreams(t *testing.T) {
 	if err != nil || !strings.Contains(string(answer), `"success":10`) {
 		t.Fatalf("paced stream: %v\n%s", err, answer)
 	}
-	waitFor(t, func() bool { return e.monitoringCodes(bID)["ENTITY_UPDATED"] == 10 })
-	waitFor(t, func() bool { return e.monitoringCodes(id)["ENTITY_UPDATED"] == 300 })
-	if n := e.scalar("SELECT count() FROM entities FINAL WHERE org_id = 'dev-org' AND integration_id = ?", id); n != 300 {
+	apptest.WaitFor(t, func() bool { return e.MonitoringCodes(bID)["ENTITY_UPDATED"] == 10 })
+	apptest.WaitFor(t, func() bool { return e.MonitoringCodes(id)["ENTITY_UPDATED"] == 300 })
+	if n := e.Scalar("SELECT count() FROM entities FINAL WHERE org_id = 'dev-org' AND integration_id = ?", id); n != 300 {
 		t.Errorf("%d contacts of the org over budget, want 300 (the refused request stored nothing)", n)
 	}
 }

@@ -68,7 +68,8 @@ if [ "$unit_status" -ne 0 ]; then
 fi
 
 echo "== integration tests against Apache Kafka at $KAFKA_BROKERS and ClickHouse at $CLICKHOUSE_ADDR"
-go test -race -count=1 -tags integration -run Integration -v ./... 2>&1 | tee "$root/.run/test/integration.log" |
+# -p 1: the tests share one broker, and the fault tests stop it.
+go test -race -count=1 -p 1 -tags integration -run Integration -v ./... 2>&1 | tee "$root/.run/test/integration.log" |
   grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go:)' || true
 status=${PIPESTATUS[0]}
 if [ "$status" -ne 0 ]; then
