@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/erpstream/erpstream/egress"
 	"github.com/erpstream/erpstream/internal/auth"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/envelope"
@@ -86,6 +88,13 @@ type Config struct {
 	// (ERPSTREAM_ORG_EVENTS_PER_MIN, ERPSTREAM_ORG_MB_PER_MIN, ERPSTREAM_ORG_INFLIGHT_MB;
 	// zero takes the defaults, negative disables).
 	OrgBudgets quota.Limits
+
+	// EgressAllowCIDRs are the ranges outbound requests may reach although private, loopback or
+	// link-local (ERPSTREAM_EGRESS_ALLOW_CIDRS, empty by default, also in dev mode).
+	EgressAllowCIDRs []netip.Prefix
+	// EgressProxy sends every outbound request through a forward proxy (ERPSTREAM_EGRESS_PROXY,
+	// http://host:port, HTTP CONNECT).
+	EgressProxy string
 
 	// FileProxyBaseURL is the base of the download URLs file_proxy_url fields build
 	// (ERPSTREAM_FILE_PROXY_BASE_URL, default http://<HTTPAddr>).
@@ -175,7 +184,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	jwtVerifier, err := auth.NewJWTVerifier(ctx, cfg.JWT)
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every outbound request of this process goes through one egress client.
+	outbound, err := egress.New(egress.Config{AllowCIDRs: cfg.EgressAllowCIDRs, Proxy: cfg.EgressProxy, Metrics: metrics})
+	if err != nil {
+		return err
+	}
+	jwtVerifier, err := auth.NewJWTVerifier(ctx, cfg.JWT, outbound.HTTPClient(egress.Policy{Purpose: "jwks"}))
 	if err != nil {
 		return err
 	}
@@ -191,8 +207,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return g.Wait()
 	}
 
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metricsHandler := promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})
 	// Consumers are watched from the broker's side: one that blocks inside its client logs
 	// nothing, so readiness and erpstream_consumer_stalled come from its committed offsets.
@@ -244,7 +258,7 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 	}
 
-	rt := &runtime{cfg: cfg, log: log, topics: topics, registry: reg, ch: ch, metrics: metrics, group: g, secrets: box}
+	rt := &runtime{cfg: cfg, log: log, topics: topics, registry: reg, ch: ch, metrics: metrics, group: g, secrets: box, egress: outbound}
 	for _, s := range svcs {
 		if s.start != nil {
 			if err := s.start(ctx, rt); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/configapi"
+	"github.com/erpstream/erpstream/egress"
 	"github.com/erpstream/erpstream/ingest"
 	"github.com/erpstream/erpstream/internal/httpapi"
 	"github.com/erpstream/erpstream/internal/kafkax"
@@ -56,6 +57,7 @@ type runtime struct {
 	ch       driver.Conn // set when a service needs ClickHouse
 	metrics  *prometheus.Registry
 	group    *group
+	egress   *egress.Client // every outbound HTTP request
 	// Set when a service serves HTTP: one producer serves ingestion, replay and the access log.
 	producer *kgo.Client
 	budgets  *quota.Budgets

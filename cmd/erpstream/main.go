@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/erpstream/erpstream/app"
+	"github.com/erpstream/erpstream/egress"
 	"github.com/erpstream/erpstream/internal/auth"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/kafkax"
@@ -158,6 +159,7 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		SecretsKey:       os.Getenv("ERPSTREAM_SECRETS_KEY"),
 		InstanceID:       os.Getenv("ERPSTREAM_INSTANCE_ID"),
 		FileProxyBaseURL: os.Getenv("ERPSTREAM_FILE_PROXY_BASE_URL"),
+		EgressProxy:      os.Getenv("ERPSTREAM_EGRESS_PROXY"),
 		Log:              log,
 	}
 	if b := os.Getenv("KAFKA_BROKERS"); b != "" {
@@ -168,6 +170,9 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		}
 	}
 	var err error
+	if cfg.EgressAllowCIDRs, err = egress.ParseCIDRs(os.Getenv("ERPSTREAM_EGRESS_ALLOW_CIDRS")); err != nil {
+		return cfg, fmt.Errorf("ERPSTREAM_EGRESS_ALLOW_CIDRS: %w", err)
+	}
 	if cfg.DevMode, err = boolEnv("ERPSTREAM_DEV_MODE"); err != nil {
 		return cfg, err
 	}

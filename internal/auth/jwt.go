@@ -36,12 +36,22 @@ type JWTVerifier struct {
 	cfg  JWTConfig
 	mu   sync.RWMutex
 	keys map[string]any // kid -> public key
-	http *http.Client
+	http HTTPDoer
 }
 
-// NewJWTVerifier loads the keys; with a JWKS URL it refreshes them until ctx ends.
-func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
-	v := &JWTVerifier{cfg: cfg, keys: map[string]any{}, http: &http.Client{Timeout: 10 * time.Second}}
+// HTTPDoer sends the JWKS requests: erpstream passes its egress client (package egress), so the
+// fetch gets the same address checks, timeouts and caps as every outbound request.
+type HTTPDoer interface {
+	Do(req *http.Request) (*http.Response, error)
+}
+
+// NewJWTVerifier loads the keys; with a JWKS URL it fetches them through client and refreshes
+// them until ctx ends.
+func NewJWTVerifier(ctx context.Context, cfg JWTConfig, client HTTPDoer) (*JWTVerifier, error) {
+	if cfg.JWKSURL != "" && client == nil {
+		return nil, errors.New("jwks url: no HTTP client")
+	}
+	v := &JWTVerifier{cfg: cfg, keys: map[string]any{}, http: client}
 	if cfg.JWKSFile != "" {
 		b, err := os.ReadFile(cfg.JWKSFile)
 		if err != nil {

@@ -9,11 +9,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/erpstream/erpstream/egress"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -31,7 +35,7 @@ func TestJWTs(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := []byte("0123456789abcdef0123456789abcdef")
-	v, err := NewJWTVerifier(context.Background(), JWTConfig{HS256Secret: secret, JWKSFile: file, Issuer: "https://idp.example"})
+	v, err := NewJWTVerifier(context.Background(), JWTConfig{HS256Secret: secret, JWKSFile: file, Issuer: "https://idp.example"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,5 +98,32 @@ func TestJWTs(t *testing.T) {
 		if p, err := v.Authenticate(tok); err == nil {
 			t.Errorf("%s: accepted as %+v", name, p)
 		}
+	}
+}
+
+// A JWKS URL is fetched through the egress client: reached when the operator allows its address,
+// refused (and the verifier not built) when the address is private and not allowed.
+func TestJWKSURLIsFetchedThroughEgress(t *testing.T) {
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwks, _ := json.Marshal(map[string]any{"keys": []map[string]string{
+		{"kty": "EC", "kid": "e1", "crv": "P-256", "x": b64(ecKey.X.FillBytes(make([]byte, 32))), "y": b64(ecKey.Y.FillBytes(make([]byte, 32)))},
+	}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(jwks) }))
+	defer srv.Close()
+	cfg := JWTConfig{JWKSURL: srv.URL + "/jwks.json"}
+	allowed, _ := egress.New(egress.Config{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	v, err := NewJWTVerifier(context.Background(), cfg, allowed.HTTPClient(egress.Policy{Purpose: "jwks"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix(), "org_id": "org-a", "jti": "t"})
+	tok.Header["kid"] = "e1"
+	signed, _ := tok.SignedString(ecKey)
+	if p, err := v.Authenticate(signed); err != nil || p == nil || p.OrgID != "org-a" {
+		t.Fatalf("token signed by the fetched key: %+v %v", p, err)
+	}
+	blocked, _ := egress.New(egress.Config{})
+	if _, err := NewJWTVerifier(context.Background(), cfg, blocked.HTTPClient(egress.Policy{Purpose: "jwks"})); err == nil {
+		t.Error("a JWKS URL on loopback was fetched without the operator's allowance")
 	}
 }
