@@ -101,20 +101,3 @@ func (a *API) deleteEnv(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"message": "environment variable deleted"})
 }
-
-// ResolveEnv returns an org's variable values, opening secrets, for {{env.KEY}} resolution at the
-// moment of use (managed calls, file proxy). Values are never logged.
-func (a *API) ResolveEnv(org string) func(key string) (string, bool) {
-	snap := a.Registry.Snapshot()
-	return func(key string) (string, bool) {
-		v, ok := snap.EnvVar(org, key)
-		if !ok {
-			return "", false
-		}
-		if v.Type == "SecretString" {
-			plain, err := a.Secrets.Open(v.Sealed, org+"/"+key)
-			return plain, err == nil
-		}
-		return v.Value, true
-	}
-}

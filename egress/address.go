@@ -29,23 +29,33 @@ type Policy struct {
 	// Allow lists prefixes this request may reach although the rules block them (a secure_link
 	// use case's allowed_ips).
 	Allow []netip.Prefix
-	// Only, when set, restricts this request to destinations inside these prefixes.
+	// Only, when set, restricts this request to destinations inside these prefixes (a
+	// secure_link use case's allowed_ips); an address outside is KindNotAllowed.
 	Only []netip.Prefix
+	// Deny lists prefixes blocked for this request even when Allow or Only contain them
+	// (secure_link keeps loopback and link-local closed). The operator's allowance still wins.
+	Deny []netip.Prefix
 	// Proxy names a forward proxy (HTTP CONNECT) for this request, overriding Config.Proxy.
 	Proxy string
 }
 
 func (p Policy) key() string {
-	return fmt.Sprint(p.Allow, "|", p.Only, "|", p.Proxy)
+	return fmt.Sprint(p.Allow, "|", p.Only, "|", p.Deny, "|", p.Proxy)
 }
 
 // check decides whether addr may be connected to under the operator's allowance and the policy.
 func (c *Client) check(p *Policy, addr netip.Addr) error {
 	a := addr.Unmap().WithZone("")
 	if len(p.Only) > 0 && !containedIn(p.Only, a) {
-		return &Error{Kind: KindBlocked, Err: fmt.Errorf("%s is outside the addresses this use case allows", a)}
+		return &Error{Kind: KindNotAllowed, Err: fmt.Errorf("%s is outside the addresses this use case allows", a)}
 	}
-	if containedIn(p.Allow, a) || containedIn(c.allow, a) {
+	if containedIn(c.allow, a) {
+		return nil
+	}
+	if containedIn(p.Deny, a) {
+		return &Error{Kind: KindBlocked, Err: fmt.Errorf("%s is a loopback or link-local address", a)}
+	}
+	if containedIn(p.Allow, a) {
 		return nil
 	}
 	if err := guardian.SafeAddr(a); err != nil {

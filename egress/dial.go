@@ -33,7 +33,7 @@ func (c *Client) dial(ctx context.Context, p *Policy, network, addr string) (net
 	}
 	for _, a := range addrs {
 		if err := c.check(p, a); err != nil {
-			return nil, &Error{Kind: KindBlocked, Err: fmt.Errorf("%s resolves to %v", host, err)}
+			return nil, &Error{Kind: KindOf(err), Err: fmt.Errorf("%s resolves to %v", host, err)}
 		}
 	}
 	proxy := p.Proxy

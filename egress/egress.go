@@ -68,6 +68,7 @@ const (
 	KindTimeout                          // the connect or total timeout passed
 	KindTransport                        // DNS, connect, TLS or protocol failure
 	KindProxyUnavailable                 // the forward proxy could not be reached or refused
+	KindNotAllowed                       // the address is outside the request's Policy.Only
 )
 
 // Error is a failed outbound request. Its message names the destination host, never a query
@@ -269,7 +270,7 @@ func (c *Client) transport(p Policy) *http.Transport {
 func outcome(resp *Response, err error) string {
 	if err != nil {
 		switch KindOf(err) {
-		case KindBlocked, KindInvalidURL:
+		case KindBlocked, KindInvalidURL, KindNotAllowed:
 			return "blocked"
 		case KindTimeout:
 			return "timeout"

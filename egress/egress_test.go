@@ -155,8 +155,16 @@ func TestAllowCIDRsOpenOnlyTheirRange(t *testing.T) {
 		}
 	}
 	// A policy's Only narrows further: the allowed stub itself is outside it.
-	if _, err := get(t, c, "http://127.0.0.1"+port+"/", Policy{Only: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}); KindOf(err) != KindBlocked {
-		t.Errorf("outside Only: %v, want blocked", err)
+	if _, err := get(t, c, "http://127.0.0.1"+port+"/", Policy{Only: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}); KindOf(err) != KindNotAllowed {
+		t.Errorf("outside Only: %v, want not allowed", err)
+	}
+	// Deny closes a range a policy's Allow opened; the operator's allowance is not overridden.
+	deny := Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Deny: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	if _, err := get(t, c, "http://127.0.0.2"+port+"/", deny); KindOf(err) != KindBlocked {
+		t.Errorf("denied range: %v, want blocked", err)
+	}
+	if _, err := get(t, c, "http://127.0.0.1"+port+"/", deny); err != nil {
+		t.Errorf("operator-allowed address under Deny: %v", err)
 	}
 	// A policy's Allow opens one more range for that request only.
 	wide := Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
