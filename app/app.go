@@ -95,6 +95,15 @@ type Config struct {
 	// EgressProxy sends every outbound request through a forward proxy (ERPSTREAM_EGRESS_PROXY,
 	// http://host:port, HTTP CONNECT).
 	EgressProxy string
+	// EgressTimeout bounds one outbound request (default 25 s); tests shorten it.
+	EgressTimeout time.Duration
+	// SecureProxyStaticIPProxy and SecureProxySecureLinkProxy are the forward proxies of the secure
+	// proxy's two modes (ERPSTREAM_SECURE_PROXY_STATIC_IP_PROXY, ERPSTREAM_SECURE_PROXY_SECURE_LINK_PROXY;
+	// unset: that mode goes out directly).
+	SecureProxyStaticIPProxy, SecureProxySecureLinkProxy string
+	// OrgOutboundConcurrency caps each org's open managed calls and proxied requests per process
+	// (ERPSTREAM_ORG_OUTBOUND_CONCURRENCY, default 32; negative: unlimited).
+	OrgOutboundConcurrency int
 
 	// FileProxyBaseURL is the base of the download URLs file_proxy_url fields build
 	// (ERPSTREAM_FILE_PROXY_BASE_URL, default http://<HTTPAddr>).
@@ -187,7 +196,8 @@ func Run(ctx context.Context, cfg Config) error {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every outbound request of this process goes through one egress client.
-	outbound, err := egress.New(egress.Config{AllowCIDRs: cfg.EgressAllowCIDRs, Proxy: cfg.EgressProxy, Metrics: metrics})
+	outbound, err := egress.New(egress.Config{AllowCIDRs: cfg.EgressAllowCIDRs, Proxy: cfg.EgressProxy, Timeout: cfg.EgressTimeout,
+		Metrics: metrics})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/configapi"
+	"github.com/erpstream/erpstream/connector"
 	"github.com/erpstream/erpstream/egress"
 	"github.com/erpstream/erpstream/ingest"
 	"github.com/erpstream/erpstream/internal/httpapi"
@@ -20,10 +21,12 @@ import (
 	"github.com/erpstream/erpstream/internal/quota"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/secrets"
+	"github.com/erpstream/erpstream/managedcall"
 	"github.com/erpstream/erpstream/processor"
 	"github.com/erpstream/erpstream/projector"
 	"github.com/erpstream/erpstream/query"
 	"github.com/erpstream/erpstream/replay"
+	"github.com/erpstream/erpstream/secureproxy"
 )
 
 // A service is one part of erpstream as a process runs it: what it needs from the process, the
@@ -90,7 +93,20 @@ func ingestRoutes(rt *runtime, api *gin.RouterGroup) error {
 	}
 	svc.Register(api.Group("/", httpapi.Service("ingest")))
 	(&configapi.API{Registry: rt.registry, Secrets: rt.secrets}).Register(api.Group("/", httpapi.Service("config")))
+	callOutRoutes(rt, api)
 	return nil
+}
+
+// callOutRoutes serve the calls erpstream makes on a tenant's behalf: managed calls and the secure
+// proxy. They sit with ingestion (the write side: a managed call may queue an inbound event).
+func callOutRoutes(rt *runtime, api *gin.RouterGroup) {
+	proxies := secureproxy.Proxies{StaticIP: rt.cfg.SecureProxyStaticIPProxy, SecureLink: rt.cfg.SecureProxySecureLinkProxy}
+	outbound := quota.NewConcurrency(rt.cfg.OrgOutboundConcurrency)
+	(&managedcall.Service{Registry: rt.registry, Secrets: rt.secrets, Egress: rt.egress, Auth: connector.NewAuthorizer(rt.egress),
+		Proxies: proxies, Producer: rt.producer, Topics: rt.topics, Outbound: outbound, Log: rt.log}).
+		Register(api.Group("/", httpapi.Service("managed_call")))
+	(&secureproxy.Service{Registry: rt.registry, Egress: rt.egress, Proxies: proxies, Producer: rt.producer, Topics: rt.topics,
+		Outbound: outbound, Log: rt.log}).Register(api.Group("/", httpapi.Service("secure_proxy")))
 }
 
 // queryRoutes serves monitoring, and replay beside it: replay reads the raw payloads the query

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +42,7 @@ type Env struct {
 	URL    string
 	cancel context.CancelFunc
 	done   chan error
+	logs   *logBuffer
 	// AfterInsert, when set, runs in the projector between a ClickHouse insert and the offset commit.
 	AfterInsert func() error
 	// Configure, when set, adjusts the configuration start uses.
@@ -61,8 +63,11 @@ func New(t *testing.T) *Env {
 		T:     t,
 		Kafka: kafkax.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: "it-" + suffix, Partitions: 4, Replication: 1},
 		CH:    chx.Config{Addr: chAddr, Database: "erpstream_it_" + suffix},
-		Log:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		logs:  &logBuffer{},
 	}
+	// Warnings and errors go to the test's log; info and above are kept for Logs.
+	e.Log = slog.New(fanout{slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}),
+		slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo})})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := chx.Open(ctx, e.CH)
@@ -105,6 +110,63 @@ func randomSuffix() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Logs is everything the pipeline logged so far at info level and above: tests look for secrets in it.
+func (e *Env) Logs() string { return e.logs.String() }
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// fanout hands every record to each handler that takes its level.
+type fanout []slog.Handler
+
+func (f fanout) Enabled(ctx context.Context, l slog.Level) bool {
+	for _, h := range f {
+		if h.Enabled(ctx, l) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f fanout) Handle(ctx context.Context, r slog.Record) error {
+	for _, h := range f {
+		if h.Enabled(ctx, r.Level) {
+			_ = h.Handle(ctx, r.Clone())
+		}
+	}
+	return nil
+}
+
+func (f fanout) WithAttrs(attrs []slog.Attr) slog.Handler {
+	out := make(fanout, len(f))
+	for i, h := range f {
+		out[i] = h.WithAttrs(attrs)
+	}
+	return out
+}
+
+func (f fanout) WithGroup(name string) slog.Handler {
+	out := make(fanout, len(f))
+	for i, h := range f {
+		out[i] = h.WithGroup(name)
+	}
+	return out
 }
 
 type testWriter struct{ t *testing.T }

@@ -160,6 +160,9 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		InstanceID:       os.Getenv("ERPSTREAM_INSTANCE_ID"),
 		FileProxyBaseURL: os.Getenv("ERPSTREAM_FILE_PROXY_BASE_URL"),
 		EgressProxy:      os.Getenv("ERPSTREAM_EGRESS_PROXY"),
+
+		SecureProxyStaticIPProxy:   os.Getenv("ERPSTREAM_SECURE_PROXY_STATIC_IP_PROXY"),
+		SecureProxySecureLinkProxy: os.Getenv("ERPSTREAM_SECURE_PROXY_SECURE_LINK_PROXY"),
 		Log:              log,
 	}
 	if b := os.Getenv("KAFKA_BROKERS"); b != "" {
@@ -190,9 +193,10 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		{"ERPSTREAM_ORG_EVENTS_PER_MIN", 600_000, func(v int) { cfg.OrgBudgets.EventsPerMinute = v }},
 		{"ERPSTREAM_ORG_MB_PER_MIN", 2048, func(v int) { cfg.OrgBudgets.BytesPerMinute = int64(v) << 20 }},
 		{"ERPSTREAM_ORG_INFLIGHT_MB", 32, func(v int) { cfg.OrgBudgets.InFlightBytes = int64(v) << 20 }},
+		{"ERPSTREAM_ORG_OUTBOUND_CONCURRENCY", 32, func(v int) { cfg.OrgOutboundConcurrency = v }},
 	}
 	disableable := map[string]bool{"ERPSTREAM_RATE_LIMIT_PER_MIN": true, "ERPSTREAM_ORG_EVENTS_PER_MIN": true,
-		"ERPSTREAM_ORG_MB_PER_MIN": true, "ERPSTREAM_ORG_INFLIGHT_MB": true}
+		"ERPSTREAM_ORG_MB_PER_MIN": true, "ERPSTREAM_ORG_INFLIGHT_MB": true, "ERPSTREAM_ORG_OUTBOUND_CONCURRENCY": true}
 	for _, i := range ints {
 		v, err := strconv.Atoi(env(i.key, strconv.Itoa(i.def)))
 		if disableable[i.key] && err == nil && v < 0 {

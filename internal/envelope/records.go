@@ -33,6 +33,13 @@ func MonitoringRecord(topic string, e *Event, m *MonitoringEvent) *kgo.Record {
 	return &kgo.Record{Topic: topic, Key: MonitoringKey(e), Value: value, Headers: Headers(e)}
 }
 
+// CallRecord is the monitoring record of an outbound call (a managed call, a proxied request):
+// the call stands in for the event, so it is keyed and headed like one.
+func CallRecord(topic string, m *MonitoringEvent) *kgo.Record {
+	e := Event{EventID: m.EventID, OrgID: m.OrgID, IntegrationID: m.IntegrationID, UseCaseID: m.UseCaseID, CorrelationID: m.CorrelationID}
+	return MonitoringRecord(topic, &e, m)
+}
+
 // MonitoringKey is the record key of an event's monitoring rows.
 func MonitoringKey(e *Event) []byte { return []byte(e.OrgID + "/" + e.EventID) }
 

@@ -56,3 +56,22 @@ func TestHoldBoundsBytesInFlightPerOrg(t *testing.T) {
 		t.Fatalf("after the release: %v", err)
 	}
 }
+
+func TestConcurrencyIsPerOrg(t *testing.T) {
+	c := NewConcurrency(2)
+	r1, ok1 := c.Acquire("a")
+	_, ok2 := c.Acquire("a")
+	_, ok3 := c.Acquire("a")
+	_, okB := c.Acquire("b")
+	if !ok1 || !ok2 || ok3 || !okB {
+		t.Fatalf("acquire: %v %v %v %v, want the third of org a refused and org b served", ok1, ok2, ok3, okB)
+	}
+	r1()
+	r1() // releasing twice gives back one slot
+	if _, ok := c.Acquire("a"); !ok {
+		t.Error("released slot not reusable")
+	}
+	if _, ok := c.Acquire("a"); ok {
+		t.Error("double release freed two slots")
+	}
+}
