@@ -47,6 +47,15 @@ func (e *Env) Resolve(s string) (string, error) {
 	return out, nil
 }
 
+// Value is one variable's value; a missing one is ErrMissingEnv naming the key.
+func (e *Env) Value(key string) (string, error) {
+	v, ok := e.lookup(key)
+	if !ok {
+		return "", fmt.Errorf("%w: environment variable %q is not set", ErrMissingEnv, key)
+	}
+	return v, nil
+}
+
 func (e *Env) lookup(key string) (string, bool) {
 	e.lookups++
 	if e.lookups > MaxEnvLookups {

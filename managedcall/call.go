@@ -70,7 +70,9 @@ func (cl *call) refuse(c *gin.Context, status int, code, message string) {
 }
 
 // fail answers a call that reached the partner but could not be completed.
-func (cl *call) fail(c *gin.Context, status int, code, message string) { cl.refuse(c, status, code, message) }
+func (cl *call) fail(c *gin.Context, status int, code, message string) {
+	cl.refuse(c, status, code, message)
+}
 
 func (cl *call) warn(code, message string) { cl.write(envelope.LevelWarning, code, message) }
 

@@ -163,7 +163,7 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 
 		SecureProxyStaticIPProxy:   os.Getenv("ERPSTREAM_SECURE_PROXY_STATIC_IP_PROXY"),
 		SecureProxySecureLinkProxy: os.Getenv("ERPSTREAM_SECURE_PROXY_SECURE_LINK_PROXY"),
-		Log:              log,
+		Log:                        log,
 	}
 	if b := os.Getenv("KAFKA_BROKERS"); b != "" {
 		for _, s := range strings.Split(b, ",") {
