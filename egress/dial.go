@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -79,6 +80,11 @@ const maxAddrs = 16
 func (c *Client) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 	if a, ok := hostAddr(host); ok {
 		return []netip.Addr{a}, nil
+	}
+	// localhost and every name below it are loopback (RFC 6761), whatever a resolver answers for
+	// "localhost." or "x.localhost".
+	if name := strings.ToLower(strings.TrimSuffix(host, ".")); name == "localhost" || strings.HasSuffix(name, ".localhost") {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}, nil
 	}
 	addrs, err := c.cfg.Resolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {

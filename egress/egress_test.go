@@ -97,7 +97,8 @@ func TestHostileTargetsAreRefused(t *testing.T) {
 		// names that resolve to blocked addresses (one blocked answer among public ones is enough)
 		"http://internal.example/", "http://metadata.example/", "http://mixed.example/", "http://v6local.example/", "http://mapped.example/",
 		"http://cgnat.example/", "http://nat64.example/", "http://localhost/", "http://localhost./", "http://ula.example/",
-		"http://sixtofour.example/", "http://unspecified.example/", "https://localhost:443/",
+		"http://sixtofour.example/", "http://unspecified.example/", "https://localhost:443/", "http://LocalHost./",
+		"http://api.localhost/", "http://x.y.localhost./",
 	}
 	invalid := []string{
 		"ftp://example.com/", "file:///etc/passwd", "gopher://127.0.0.1:70/", "http://user:pass@example.com/", "http://user@example.com/",
