@@ -3,7 +3,8 @@
 # (../shared/jsonata-suite/bench) on erpstream's JSONata engine, on xiatechs/jsonata-go (the
 # comparison peer) and on the reference JavaScript engine (node, npm jsonata 2.2.2), after checking
 # that our output is identical to the reference's; then the whole-event mapping benchmarks, ingest
-# throughput on Kafka and the monitoring query latencies on ClickHouse.
+# throughput on Kafka, the overhead of managed calls and the secure proxy, and the monitoring query
+# latencies on ClickHouse.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -53,6 +54,9 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
   export KAFKA_BROKERS=127.0.0.1:${ERPSTREAM_KAFKA_PORT:-19092}
 fi
 go run ./cmd/ingest-bench -duration "${INGEST_SECONDS:-10}s" -clients 8 -streams 2
+
+echo "== calling out: a loopback partner directly, as a managed call and through the secure proxy (one at a time)"
+go run ./cmd/callout-bench -n "${CALLOUT_REQUESTS:-2000}"
 
 echo "== monitoring queries on ClickHouse (10M events over 30 days, 20 integrations; seeded once, reused)"
 started_ch=0
