@@ -7,6 +7,7 @@
 package managedcall_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -125,6 +126,9 @@ func useCases() string {
 	 {"name":"Slow","slug":"slow","type":"managed_call","enabled":true,"configuration":{"operation":{"method":"GET","path":"/slow"}}},
 	 {"name":"Huge","slug":"huge","type":"managed_call","enabled":true,"configuration":{"operation":{"method":"GET","path":"/huge"}}},
 	 {"name":"Off","slug":"off","type":"managed_call","enabled":false,"configuration":{"operation":{"method":"GET","path":"/x"}}},
+	 {"name":"VPN","slug":"vpn","type":"secure_proxy","enabled":true,"configuration":{"vpc_mode":"static_ip"}},
+	 {"name":"Via proxy","slug":"via-proxy","type":"managed_call","enabled":true,"configuration":{
+	  "operation":{"method":"GET","path":"/customers/P-1"},"secure_proxy":{"use_case_slug":"vpn"}}},
 	 {"name":"Missing env","slug":"missing-env","type":"managed_call","enabled":true,"configuration":{
 	  "operation":{"method":"GET","path":"/customers/1","headers":{"X-Key":"{{env.NOT_SET}}"}}}}]`
 }
@@ -240,15 +244,38 @@ func TestIntegrationManagedCalls(t *testing.T) {
 			}
 		}
 	}
+	// Through a secure proxy use case: its route applies, and its allowed_domains once an operator
+	// sets them.
+	if status, body := exec("via-proxy", `{}`); status != http.StatusOK {
+		t.Errorf("via-proxy: %d %v", status, body)
+	}
+	var vpnID string
+	_, integ := e.Call("GET", "/v2/integrations/"+id, "")
+	for _, u := range integ["use_cases"].([]any) {
+		if u := u.(map[string]any); u["slug"] == "vpn" {
+			vpnID = u["id"].(string)
+		}
+	}
+	var out strings.Builder
+	if err := app.AdminConfig(context.Background(), app.Config{Kafka: e.Kafka}, e.Log, []string{"secure-proxy", "set-allowlist", "--org", "dev-org",
+		"--use-case", vpnID, "--domains", "other.example", "--ips", ""}, strings.NewReader(""), &out); err != nil {
+		t.Fatalf("set-allowlist: %v %s", err, out.String())
+	}
+	apptest.WaitFor(t, func() bool {
+		status, body := exec("via-proxy", `{}`)
+		return status == http.StatusForbidden && body["code"] == "SECURE_PROXY_DOMAIN_NOT_ALLOWED"
+	})
+
 	// Another org cannot call this org's integration.
 	if status, _ := e.CallAs("", "POST", "/v1/managed-call/get-customer/execute", `{"integration_id":"`+id+`"}`); status != http.StatusUnauthorized {
 		t.Errorf("no token: %d", status)
 	}
 
 	// Every call that resolved its use case is in the managed_call lane (100 + 3 + the 5 refused
-	// after that); no secret reached ClickHouse or the logs.
+	// after that + the proxied ones); no secret reached ClickHouse or the logs.
 	apptest.WaitFor(t, func() bool {
-		return e.Scalar(`SELECT count() FROM monitoring_events FINAL WHERE org_id = 'dev-org' AND use_case_type = 'managed_call'`) == 108
+		return e.Scalar(`SELECT count() FROM monitoring_events FINAL WHERE org_id = 'dev-org' AND use_case_type = 'managed_call'
+			AND NOT (detail LIKE '%"slug":"via-proxy"%')`) == 108
 	})
 	if n := e.Scalar(`SELECT count() FROM monitoring_events FINAL WHERE use_case_type = 'managed_call' AND code = 'HTTP_500' AND level = 'warning'`); n != 1 {
 		t.Errorf("HTTP_500 warnings: %d", n)
