@@ -59,8 +59,9 @@ func (s *Service) newCall(integ *registry.Integration, uc *registry.UseCase, cor
 			IntegrationID: integ.ID, EventID: id, CorrelationID: correlation, UseCaseID: uc.ID, UseCaseType: registry.TypeManagedCall}}
 }
 
-func (cl *call) target(method string, u *url.URL) {
-	cl.detail["method"], cl.detail["host"], cl.detail["path"] = method, u.Host, u.EscapedPath()
+// target notes where the call goes; a secret a base_url put into the host or path is redacted.
+func (cl *call) target(method string, u *url.URL, env *connector.Env) {
+	cl.detail["method"], cl.detail["host"], cl.detail["path"] = method, env.Scrub(u.Host), env.Scrub(u.EscapedPath())
 }
 
 // refuse answers a call that failed before or instead of reaching the partner.

@@ -126,15 +126,16 @@ func (s *Service) execute(c *gin.Context) {
 		}
 		resp, err = s.send(c, out, call.policy)
 	}
+	host := env.Scrub(out.URL.Hostname())
 	if err != nil {
-		call.transportFailed(c, err, out.URL.Hostname())
+		call.transportFailed(c, err, host)
 		return
 	}
 	call.status = resp.StatusCode
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		body := env.Scrub(string(resp.Body[:min(len(resp.Body), maxErrorBody)]))
 		call.warn(fmt.Sprintf("HTTP_%d", resp.StatusCode), fmt.Sprintf("partner answered %d", resp.StatusCode))
-		fail(c, http.StatusBadGateway, "EXTERNAL_API_ERROR", fmt.Sprintf("%s answered %d", out.URL.Hostname(), resp.StatusCode),
+		fail(c, http.StatusBadGateway, "EXTERNAL_API_ERROR", fmt.Sprintf("%s answered %d", host, resp.StatusCode),
 			map[string]any{"status_code": resp.StatusCode, "body": body})
 		return
 	}
@@ -269,7 +270,7 @@ func (s *Service) request(c *gin.Context, call *call, p *plan, env *connector.En
 		call.refuse(c, http.StatusForbidden, secureproxy.CodeDomainNotAllowed, "host "+target.Hostname()+" is not in the secure proxy's allowed_domains")
 		return nil, false
 	}
-	call.target(p.op.Operation.Method, target)
+	call.target(p.op.Operation.Method, target, env)
 	var body []byte
 	switch p.op.Operation.Method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch:
