@@ -348,3 +348,21 @@ func TestParseCIDRs(t *testing.T) {
 		t.Error("10.0.0.0/33 accepted")
 	}
 }
+
+// Any host string parses without panicking, and every IPv4 form a host parses to is what the
+// canonical dotted form parses to.
+func FuzzHostAddr(f *testing.F) {
+	for _, s := range []string{"127.0.0.1", "0x7f.1", "2130706433", "0177.0.0.1", "127.1", "1.2.3", "::1", "fe80::1%eth0", "a.b", "0x", "00", "."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		a, ok := hostAddr(host)
+		if !ok || !a.Is4() {
+			return
+		}
+		again, ok := hostAddr(a.String())
+		if !ok || again != a {
+			t.Fatalf("%q → %v, whose canonical form parses to %v", host, a, again)
+		}
+	})
+}
