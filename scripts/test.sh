@@ -56,6 +56,11 @@ else
   echo "JSONata suite not found at $suite: conformance SKIPPED (set JSONATA_SUITE to run it)" | tee "$root/.run/test/conformance.log"
 fi
 
+echo "== TypeScript compiler (type-checks the packages generate-types writes)"
+ERPSTREAM_TSC=$(scripts/typescript.sh)
+export ERPSTREAM_TSC ERPSTREAM_REQUIRE_TSC=1
+"$ERPSTREAM_TSC" --version
+
 echo "== unit tests (kfake in-process)"
 set +e
 go test -race -count=1 -v ./... >"$root/.run/test/unit.log" 2>&1

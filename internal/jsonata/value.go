@@ -40,3 +40,17 @@ func WriteValue(b *bytes.Buffer, v any) error { return engine.WriteValue(b, v) }
 
 // Truthy is JSONata's boolean cast ($boolean): what a condition expression's result means.
 func Truthy(v any) bool { return engine.Boolean(v) }
+
+// Shape is what an expression builds, as far as its text tells (for generated client types).
+type Shape = engine.Shape
+
+var analysis = engine.New(MappingLimits)
+
+// Analyze compiles src and returns the shape of its result and the input paths it reads.
+func Analyze(src string) (*Shape, []string, error) {
+	x, err := analysis.Compile(src)
+	if err != nil {
+		return nil, nil, err
+	}
+	return x.Shape(), x.Inputs(), nil
+}
