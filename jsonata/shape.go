@@ -41,7 +41,7 @@ var builtinResults = map[string]string{
 	"substringAfter": "string", "trim": "string", "pad": "string", "join": "string", "replace": "string", "now": "string",
 	"formatNumber": "string", "formatBase": "string", "formatInteger": "string", "fromMillis": "string", "base64encode": "string",
 	"base64decode": "string", "encodeUrl": "string", "encodeUrlComponent": "string", "decodeUrl": "string", "decodeUrlComponent": "string",
-	"type": "string",
+	"type":   "string",
 	"number": "number", "sum": "number", "count": "number", "max": "number", "min": "number", "average": "number", "round": "number",
 	"floor": "number", "ceil": "number", "abs": "number", "power": "number", "sqrt": "number", "random": "number", "millis": "number",
 	"toMillis": "number", "length": "number", "parseInteger": "number",

@@ -12,7 +12,7 @@ import (
 type Package struct {
 	Name, Version, Description string
 	// DomainPackage and DomainMapName extend a domain standard's use-case map.
-	DomainPackage, DomainMapName string
+	DomainPackage, DomainMapName   string
 	IntegrationID, IntegrationName string
 }
 
