@@ -62,6 +62,9 @@ func (a *API) Register(r gin.IRouter) {
 	r.POST("/v2/integrations", write, a.createIntegration(true))
 	r.GET("/v2/integrations/:integrationId", read, a.getIntegration(true))
 	r.PUT("/v2/integrations/:integrationId", write, a.replaceIntegration)
+	r.POST("/v1/integrations/:integrationId/generate-types-preview", read, a.typesPreview)
+	r.POST("/v1/integrations/:integrationId/generate-types", read, a.generateTypes)
+	r.POST("/v1/integrations/:integrationId/commit-types", write, a.commitTypes)
 	r.DELETE("/v2/integrations/:integrationId", write, a.deleteIntegration)
 	r.GET("/v1/integrations/:integrationId/use-cases/:useCaseId/history", read, a.listHistory)
 

@@ -36,6 +36,7 @@ func (a *API) patchIntegration(c *gin.Context) {
 		next.Fields[k] = v
 	}
 	applyFields(&next, raw)
+	keepTypeVersions(cur, &next)
 	if !a.validIntegration(c, &next) {
 		return
 	}
@@ -72,6 +73,7 @@ func (a *API) replaceIntegration(c *gin.Context) {
 	next := *cur
 	next.Fields = map[string]json.RawMessage{}
 	applyFields(&next, raw)
+	keepTypeVersions(cur, &next)
 	if next.Fields["name"] == nil {
 		httpapi.BadRequest(c, "name: required")
 		return
@@ -126,6 +128,26 @@ func applyFields(next *registry.Integration, raw map[string]json.RawMessage) {
 			}
 		}
 	}
+}
+
+// typeVersionKeys of connector_config are written by commit-types only: an update keeps the
+// stored values whatever it sends.
+var typeVersionKeys = []string{"types_versions", "latest_types_version", "latest_types_package_name"}
+
+func keepTypeVersions(cur, next *registry.Integration) {
+	var before, after map[string]json.RawMessage
+	_ = json.Unmarshal(cur.Fields["connector_config"], &before)
+	if json.Unmarshal(next.Fields["connector_config"], &after) != nil || after == nil {
+		return
+	}
+	for _, k := range typeVersionKeys {
+		if v, ok := before[k]; ok {
+			after[k] = v
+		} else {
+			delete(after, k)
+		}
+	}
+	next.Fields["connector_config"], _ = json.Marshal(after)
 }
 
 // validIntegration checks next's name, its fields against the spec's IntegrationEditableFields

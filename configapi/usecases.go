@@ -1,10 +1,12 @@
 package configapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"time"
 	"unicode/utf8"
 
@@ -27,6 +29,7 @@ type useCaseRequest struct {
 	Enabled           *bool           `json:"enabled"`
 	Configuration     json.RawMessage `json:"configuration"`
 	ChangeDescription *string         `json:"change_description"`
+	TypeAnnotations   json.RawMessage `json:"type_annotations"`
 }
 
 // buildUseCase validates a create request; on failure it returns nil and the error to answer.
@@ -62,6 +65,11 @@ func (a *API) buildUseCase(org, integrationID string, r *useCaseRequest, now tim
 			return bad("change_description: at most 2000 characters")
 		}
 		uc.ChangeDescription = *r.ChangeDescription
+	}
+	if annotations, msg := checkTypeAnnotations(uc.Type, r.TypeAnnotations); msg != "" {
+		return bad(msg)
+	} else if annotations != nil {
+		uc.TypeAnnotations = annotations
 	}
 	if len(r.Configuration) > 0 && string(r.Configuration) != "null" {
 		cfg := r.Configuration
@@ -270,7 +278,17 @@ func (a *API) applyUseCaseUpdate(cur *registry.UseCase, req *useCaseRequest, now
 		if msg := a.checkConfiguration(cur.Type, cfg); msg != "" {
 			return bad(msg)
 		}
+		if next.TypesLocked && !jsonEqual(cur.Configuration, cfg) {
+			// Editing a locked configuration is allowed: it unlocks the types, and the next
+			// preview shows what changed against the committed version.
+			next.TypesLocked = false
+		}
 		next.Configuration = cfg
+	}
+	if annotations, msg := checkTypeAnnotations(cur.Type, req.TypeAnnotations); msg != "" {
+		return bad(msg)
+	} else if annotations != nil {
+		next.TypeAnnotations = annotations
 	}
 	next.Version = cur.Version + 1
 	next.UpdatedAt = now
@@ -389,4 +407,46 @@ func (a *API) undeclaredSchema(settings json.RawMessage, uc *registry.UseCase) s
 		}
 	})
 	return msg
+}
+
+// maxTypeAnnotations bounds the annotations of one use case.
+const maxTypeAnnotations = 1000
+
+// checkTypeAnnotations validates type_annotations ({request, response}: dot path → type name);
+// it returns the value to store (nil: absent) or the message to answer.
+func checkTypeAnnotations(typ string, raw json.RawMessage) (json.RawMessage, string) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, ""
+	}
+	if typ != registry.TypeManagedCall {
+		return nil, "type_annotations: only managed_call use cases have types"
+	}
+	var a struct {
+		Request  map[string]string `json:"request"`
+		Response map[string]string `json:"response"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return nil, "type_annotations: an object of request and response maps from a dot path to a type name"
+	}
+	if len(a.Request)+len(a.Response) > maxTypeAnnotations {
+		return nil, fmt.Sprintf("type_annotations: at most %d entries", maxTypeAnnotations)
+	}
+	for _, m := range []map[string]string{a.Request, a.Response} {
+		for k, v := range m {
+			if len(k) > 512 || len(v) > 64 {
+				return nil, "type_annotations: paths of at most 512 and type names of at most 64 characters"
+			}
+		}
+	}
+	return raw, ""
+}
+
+func jsonEqual(a, b json.RawMessage) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return bytes.Equal(a, b)
+	}
+	return reflect.DeepEqual(x, y)
 }

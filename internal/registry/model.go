@@ -18,12 +18,15 @@ const (
 // API received them (IntegrationEditableFields), so fields this version does not interpret
 // survive a round trip.
 type Integration struct {
-	ID        string                     `json:"id"`
-	OrgID     string                     `json:"orgId"`
-	Name      string                     `json:"name"`
-	Fields    map[string]json.RawMessage `json:"fields,omitempty"`
-	CreatedAt time.Time                  `json:"created_at"`
-	UpdatedAt time.Time                  `json:"updated_at"`
+	ID     string                     `json:"id"`
+	OrgID  string                     `json:"orgId"`
+	Name   string                     `json:"name"`
+	Fields map[string]json.RawMessage `json:"fields,omitempty"`
+	// CommittedTypes are the managed calls' types of the last commit-types, by slug: what the next
+	// preview compares against. Not shown in the API.
+	CommittedTypes json.RawMessage `json:"committed_types,omitempty"`
+	CreatedAt      time.Time       `json:"created_at"`
+	UpdatedAt      time.Time       `json:"updated_at"`
 }
 
 // UseCase is one use case of an integration. Version grows by one with every change and
@@ -38,9 +41,14 @@ type UseCase struct {
 	Enabled           bool            `json:"enabled"`
 	Configuration     json.RawMessage `json:"configuration,omitempty"`
 	ChangeDescription string          `json:"change_description,omitempty"`
-	Version           int64           `json:"version"`
-	CreatedAt         time.Time       `json:"created_at"`
-	UpdatedAt         time.Time       `json:"updated_at"`
+	// TypeAnnotations (managed_call) are developers' types for request and response fields.
+	TypeAnnotations json.RawMessage `json:"type_annotations,omitempty"`
+	// TypesLocked (managed_call): types were committed for this configuration; editing the
+	// configuration unlocks it.
+	TypesLocked bool      `json:"types_locked,omitempty"`
+	Version     int64     `json:"version"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // APIView renders the integration in the API's Integration shape.
@@ -76,6 +84,12 @@ func (u *UseCase) APIView() map[string]any {
 	}
 	if u.ChangeDescription != "" {
 		out["change_description"] = u.ChangeDescription
+	}
+	if u.Type == TypeManagedCall {
+		out["types_locked"] = u.TypesLocked
+		if len(u.TypeAnnotations) > 0 {
+			out["type_annotations"] = u.TypeAnnotations
+		}
 	}
 	return out
 }
