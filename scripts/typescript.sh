@@ -3,7 +3,7 @@
 # the path of its tsc. make test uses it to type-check the packages generate-types writes.
 # Node.js and npm come from the machine (Debian's nodejs/npm packages are installed when missing).
 set -euo pipefail
-version=${TYPESCRIPT_VERSION:-5.9.3}
+version=${TYPESCRIPT_VERSION:-7.0.2}
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/erpstream/typescript-$version
 tsc=$cache/node_modules/.bin/tsc
 log() { echo "typescript: $*" >&2; }
