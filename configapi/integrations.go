@@ -107,6 +107,7 @@ func (a *API) createIntegration(withUseCases bool) gin.HandlerFunc {
 		}
 		now := a.Now().UTC()
 		integ := &registry.Integration{ID: ids.NewUUID(), OrgID: org, Name: req.Name, Fields: req.Fields, CreatedAt: now, UpdatedAt: now}
+		keepTypeVersions(&registry.Integration{}, integ) // a new integration has committed no types
 		// Validate every embedded use case before writing anything.
 		var ucs []*registry.UseCase
 		slugs := map[string]bool{}

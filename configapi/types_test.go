@@ -113,6 +113,11 @@ func TestTypesPreviewGenerateCommitAndUnlock(t *testing.T) {
 		integ["connector_config"].(map[string]any)["base_url"] != "https://b.example" {
 		t.Errorf("versions after an update: %v", integ["connector_config"])
 	}
+	status, created := c.do("POST", "/v2/integrations", "a", `{"name":"Y","integration_type":"connector","connector_config":{"base_url":"https://y.example",
+		"types_versions":[{"version":"9.9.9","package_name":"x","generated_at":"2026-01-01T00:00:00Z","generated_by":"me","status":"active"}],"latest_types_version":"9.9.9"}}`)
+	if cc := created["connector_config"].(map[string]any); status != http.StatusCreated || cc["types_versions"] != nil || cc["latest_types_version"] != nil {
+		t.Errorf("a create must not bring its own type versions: %d %v", status, created)
+	}
 	if status, body := c.do("POST", "/v2/integrations", "a", `{"name":"X","use_cases":[{"name":"I","slug":"i","type":"inbound","enabled":true,
 		"configuration":{"entities":[]},"type_annotations":{"request":{"a":"string"}}}]}`); status != http.StatusBadRequest {
 		t.Errorf("annotations on an inbound use case: %d %v", status, body)
