@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/egress"
+	"github.com/erpstream/erpstream/fileproxy"
 	"github.com/erpstream/erpstream/internal/auth"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/envelope"
@@ -104,6 +105,15 @@ type Config struct {
 	// OrgOutboundConcurrency caps each org's open managed calls and proxied requests per process
 	// (ERPSTREAM_ORG_OUTBOUND_CONCURRENCY, default 32; negative: unlimited).
 	OrgOutboundConcurrency int
+
+	// FileProxyKeyID names the key download links are signed with (ERPSTREAM_FILE_PROXY_KEY_ID,
+	// default k1); links of FileProxyPreviousKeyIDs (ERPSTREAM_FILE_PROXY_PREVIOUS_KEY_IDS) still
+	// verify. FileProxyLinkTTL gives links an expiry (ERPSTREAM_FILE_PROXY_LINK_TTL_HOURS; 0: none).
+	FileProxyKeyID          string
+	FileProxyPreviousKeyIDs []string
+	FileProxyLinkTTL        time.Duration
+	// FileProxyMaxBytes caps one downloaded file (ERPSTREAM_FILE_PROXY_MAX_MB, default 50).
+	FileProxyMaxBytes int64
 
 	// FileProxyBaseURL is the base of the download URLs file_proxy_url fields build
 	// (ERPSTREAM_FILE_PROXY_BASE_URL, default http://<HTTPAddr>).
@@ -269,6 +279,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	rt := &runtime{cfg: cfg, log: log, topics: topics, registry: reg, ch: ch, metrics: metrics, group: g, secrets: box, egress: outbound}
+	if box != nil {
+		if rt.links, err = fileproxy.NewSigner(box, cfg.FileProxyKeyID, cfg.FileProxyPreviousKeyIDs, cfg.FileProxyLinkTTL); err != nil {
+			return err
+		}
+	} else {
+		log.Warn("no secrets key: file_proxy_url links are written unsigned and the download route refuses them")
+	}
 	for _, s := range svcs {
 		if s.start != nil {
 			if err := s.start(ctx, rt); err != nil {
@@ -317,6 +334,7 @@ func Run(ctx context.Context, cfg Config) error {
 			dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_access_log_dropped_total",
 				Help: "Access log entries dropped because the producer buffer was full or Kafka unreachable."})}
 		metrics.MustRegister(access.dropped)
+		rt.public = engine
 		api := engine.Group("/", httpapi.RequireAuth(chain), httpapi.AccessLog(access.record), limiter.Middleware())
 		for _, s := range svcs {
 			if s.routes != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/erpstream/erpstream/configapi"
 	"github.com/erpstream/erpstream/connector"
 	"github.com/erpstream/erpstream/egress"
+	"github.com/erpstream/erpstream/fileproxy"
 	"github.com/erpstream/erpstream/ingest"
 	"github.com/erpstream/erpstream/internal/httpapi"
 	"github.com/erpstream/erpstream/internal/kafkax"
@@ -60,7 +61,9 @@ type runtime struct {
 	ch       driver.Conn // set when a service needs ClickHouse
 	metrics  *prometheus.Registry
 	group    *group
-	egress   *egress.Client // every outbound HTTP request
+	egress   *egress.Client    // every outbound HTTP request
+	links    *fileproxy.Signer // signs download links (nil: no secrets key)
+	public   gin.IRouter       // the HTTP routes without authentication (signed download links)
 	// Set when a service serves HTTP: one producer serves ingestion, replay and the access log.
 	producer *kgo.Client
 	budgets  *quota.Budgets
@@ -94,13 +97,22 @@ func ingestRoutes(rt *runtime, api *gin.RouterGroup) error {
 	svc.Register(api.Group("/", httpapi.Service("ingest")))
 	(&configapi.API{Registry: rt.registry, Secrets: rt.secrets}).Register(api.Group("/", httpapi.Service("config")))
 	callOutRoutes(rt, api)
+	if rt.links != nil {
+		(&fileproxy.Service{Registry: rt.registry, Secrets: rt.secrets, Signer: rt.links, Egress: rt.egress, Auth: connector.NewAuthorizer(rt.egress),
+			Proxies: secureProxies(rt), Producer: rt.producer, Topics: rt.topics, MaxFileBytes: rt.cfg.FileProxyMaxBytes, Log: rt.log}).
+			Register(rt.public)
+	}
 	return nil
+}
+
+func secureProxies(rt *runtime) secureproxy.Proxies {
+	return secureproxy.Proxies{StaticIP: rt.cfg.SecureProxyStaticIPProxy, SecureLink: rt.cfg.SecureProxySecureLinkProxy}
 }
 
 // callOutRoutes serve the calls erpstream makes on a tenant's behalf: managed calls and the secure
 // proxy. They sit with ingestion (the write side: a managed call may queue an inbound event).
 func callOutRoutes(rt *runtime, api *gin.RouterGroup) {
-	proxies := secureproxy.Proxies{StaticIP: rt.cfg.SecureProxyStaticIPProxy, SecureLink: rt.cfg.SecureProxySecureLinkProxy}
+	proxies := secureProxies(rt)
 	outbound := quota.NewConcurrency(rt.cfg.OrgOutboundConcurrency)
 	(&managedcall.Service{Registry: rt.registry, Secrets: rt.secrets, Egress: rt.egress, Auth: connector.NewAuthorizer(rt.egress),
 		Proxies: proxies, Producer: rt.producer, Topics: rt.topics, Outbound: outbound, Log: rt.log}).
@@ -123,7 +135,7 @@ func queryRoutes(rt *runtime, api *gin.RouterGroup) error {
 
 func startProcessor(ctx context.Context, rt *runtime) error {
 	p, err := processor.New(processor.Config{Kafka: rt.cfg.Kafka, Topics: rt.topics, InstanceID: rt.cfg.InstanceID, Registry: rt.registry,
-		Log: rt.log, Metrics: rt.metrics, FileProxyBaseURL: rt.cfg.FileProxyBaseURL})
+		Log: rt.log, Metrics: rt.metrics, FileProxyBaseURL: rt.cfg.FileProxyBaseURL, SignLink: signLink(rt.links)})
 	if err != nil {
 		return err
 	}
@@ -141,4 +153,12 @@ func startProjector(ctx context.Context, rt *runtime) error {
 	}
 	rt.group.Go("projector", func() error { return p.Run(ctx) })
 	return nil
+}
+
+// signLink is the processor's link signer (nil without a secrets key).
+func signLink(s *fileproxy.Signer) func(org, link string) string {
+	if s == nil {
+		return nil
+	}
+	return s.Sign
 }

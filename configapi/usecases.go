@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/erpstream/erpstream/fileproxy"
 	"github.com/erpstream/erpstream/internal/httpapi"
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/registry"
@@ -110,6 +111,12 @@ func (a *API) checkConfiguration(typ string, raw json.RawMessage) string {
 	}
 	if msg := a.compileExpressions(typ, raw); msg != "" {
 		return msg
+	}
+	if typ == registry.TypeFileProxy {
+		// The runtime's own validation: auth, templates, steps, the response's JSONata.
+		if _, err := fileproxy.Compile(raw); err != nil {
+			return err.Error()
+		}
 	}
 	if typ == registry.TypeInbound {
 		if _, err := mapping.Compile(raw, a.Engine); err != nil {

@@ -136,23 +136,33 @@ func (a *Authorizer) Apply(ctx context.Context, req *http.Request, env *Env, sco
 	return nil, fmt.Errorf("%w: connector_config.auth.type %q", ErrInvalidAuth, auth.Type)
 }
 
-// clientCredentials resolves the OAuth2 configuration and its cache key: every resolved value
-// (the secret included, hashed) and the tenant, so a changed configuration or another org never
-// shares a token.
-func (a *Authorizer) clientCredentials(env *Env, scope Scope, auth *Auth) (*clientcredentials.Config, map[string]string, string, error) {
-	resolve := func(fields ...*string) error {
-		for _, f := range fields {
-			v, err := env.Resolve(*f)
-			if err != nil {
-				return err
-			}
-			*f = v
-		}
-		return nil
+// TokenRequest is an OAuth2 token request with every value resolved: client credentials, or the
+// password grant when Username is set.
+type TokenRequest struct {
+	TokenURL, ClientID, ClientSecret, Scope, Audience, Resource string
+	Username, Password                                          string
+	BodyParams, Headers, QueryParams                            map[string]string
+}
+
+// Token returns a cached or fresh access token for scope's tenant.
+func (a *Authorizer) Token(ctx context.Context, scope Scope, r TokenRequest) (string, error) {
+	cc, headers, key, err := tokenConfig(scope, r)
+	if err != nil {
+		return "", err
 	}
-	r := *auth
-	if err := resolve(&r.TokenURL, &r.ClientID, &r.ClientSecret, &r.Scope, &r.Audience, &r.Resource); err != nil {
-		return nil, nil, "", err
+	return a.tokens.get(ctx, key, func(ctx context.Context) (*oauth2.Token, error) { return a.fetchToken(ctx, cc, headers) })
+}
+
+// clientCredentials resolves connector auth's {{env.KEY}} references into a token request.
+func (a *Authorizer) clientCredentials(env *Env, scope Scope, auth *Auth) (*clientcredentials.Config, map[string]string, string, error) {
+	r := TokenRequest{TokenURL: auth.TokenURL, ClientID: auth.ClientID, ClientSecret: auth.ClientSecret, Scope: auth.Scope,
+		Audience: auth.Audience, Resource: auth.Resource}
+	for _, f := range []*string{&r.TokenURL, &r.ClientID, &r.ClientSecret, &r.Scope, &r.Audience, &r.Resource} {
+		v, err := env.Resolve(*f)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		*f = v
 	}
 	maps := make([]map[string]string, 3)
 	for i, m := range []map[string]string{auth.BodyParams, auth.Headers, auth.QueryParams} {
@@ -165,23 +175,31 @@ func (a *Authorizer) clientCredentials(env *Env, scope Scope, auth *Auth) (*clie
 			maps[i][k] = rv
 		}
 	}
-	body, headers, query := maps[0], maps[1], maps[2]
+	r.BodyParams, r.Headers, r.QueryParams = maps[0], maps[1], maps[2]
+	return tokenConfig(scope, r)
+}
+
+// tokenConfig builds the OAuth2 client configuration of a resolved request and its cache key:
+// every value (the secret included, hashed) and the tenant, so a changed configuration or another
+// org never shares a token. The password grant goes through the same client: x/oauth2 lets
+// grant_type be overridden for exactly this kind of server.
+func tokenConfig(scope Scope, r TokenRequest) (*clientcredentials.Config, map[string]string, string, error) {
 	if r.TokenURL == "" || r.ClientID == "" {
-		return nil, nil, "", fmt.Errorf("%w: oauth2_client_credentials needs token_url and client_id", ErrInvalidAuth)
+		return nil, nil, "", fmt.Errorf("%w: oauth2 needs token_url and client_id", ErrInvalidAuth)
 	}
 	tokenURL, err := url.Parse(r.TokenURL)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("%w: token_url is not a URL", ErrInvalidAuth)
 	}
-	if len(query) > 0 {
+	if len(r.QueryParams) > 0 {
 		q := tokenURL.Query()
-		for k, v := range query {
+		for k, v := range r.QueryParams {
 			q.Set(k, v)
 		}
 		tokenURL.RawQuery = q.Encode()
 	}
 	params := url.Values{}
-	for k, v := range body {
+	for k, v := range r.BodyParams {
 		params.Set(k, v)
 	}
 	if r.Audience != "" {
@@ -190,11 +208,16 @@ func (a *Authorizer) clientCredentials(env *Env, scope Scope, auth *Auth) (*clie
 	if r.Resource != "" {
 		params.Set("resource", r.Resource)
 	}
+	if r.Username != "" {
+		params.Set("grant_type", "password")
+		params.Set("username", r.Username)
+		params.Set("password", r.Password)
+	}
 	cc := &clientcredentials.Config{ClientID: r.ClientID, ClientSecret: r.ClientSecret, TokenURL: tokenURL.String(),
 		Scopes: strings.Fields(r.Scope), EndpointParams: params, AuthStyle: oauth2.AuthStyleInParams}
 	key := cacheKey(scope.OrgID, scope.IntegrationID, cc.TokenURL, r.ClientID, r.ClientSecret, r.Scope, r.Audience, r.Resource,
-		sortedPairs(body), sortedPairs(headers))
-	return cc, headers, key, nil
+		r.Username, r.Password, sortedPairs(r.BodyParams), sortedPairs(r.Headers))
+	return cc, r.Headers, key, nil
 }
 
 // fetchToken asks the token server through the egress client.
@@ -212,6 +235,9 @@ func (a *Authorizer) fetchToken(ctx context.Context, cc *clientcredentials.Confi
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil {
 			return nil, fmt.Errorf("%w: %s answered %d", ErrTokenFailure, host, re.Response.StatusCode)
+		}
+		if strings.Contains(err.Error(), "missing access_token") {
+			return nil, fmt.Errorf("%w: %s answered without an access_token", ErrTokenFailure, host)
 		}
 		if k := egress.KindOf(err); k == egress.KindBlocked || k == egress.KindNotAllowed || k == egress.KindInvalidURL {
 			return nil, fmt.Errorf("%w: %s is not a reachable address", ErrTokenFailure, host)

@@ -326,3 +326,66 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 }
 
 func (b *cappedBody) Close() error { return b.r.Close() }
+
+// Stream is an answered request whose body is read by the caller: at most max bytes (a longer
+// body fails the read with KindTooLarge), within the client's timeout. Close releases it.
+type Stream struct {
+	StatusCode int
+	Header     http.Header // hop-by-hop headers removed
+	Body       io.ReadCloser
+}
+
+// Open sends req under policy and returns the answer with its body unread, for bodies too large to
+// hold in memory (file downloads).
+func (c *Client) Open(ctx context.Context, req *http.Request, policy Policy, max int64) (*Stream, error) {
+	if err := c.checkURL(req.URL); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	out := req.Clone(ctx)
+	stripHopByHop(out.Header)
+	purpose := policy.Purpose
+	if purpose == "" {
+		purpose = "other"
+	}
+	started := time.Now()
+	resp, err := c.transport(policy).RoundTrip(out)
+	if err != nil {
+		cancel()
+		err = classify(ctx, err)
+		c.requests.WithLabelValues(purpose, outcome(nil, err)).Inc()
+		return nil, err
+	}
+	c.seconds.WithLabelValues(purpose).Observe(time.Since(started).Seconds())
+	c.requests.WithLabelValues(purpose, outcome(&Response{StatusCode: resp.StatusCode}, nil)).Inc()
+	stripHopByHop(resp.Header)
+	return &Stream{StatusCode: resp.StatusCode, Header: resp.Header,
+		Body: &cappedStream{r: resp.Body, left: max, cancel: cancel, ctx: ctx}}, nil
+}
+
+type cappedStream struct {
+	r      io.ReadCloser
+	left   int64
+	cancel context.CancelFunc
+	ctx    context.Context
+}
+
+func (s *cappedStream) Read(p []byte) (int, error) {
+	if int64(len(p)) > s.left+1 {
+		p = p[:s.left+1]
+	}
+	n, err := s.r.Read(p)
+	s.left -= int64(n)
+	if s.left < 0 {
+		return n, &Error{Kind: KindTooLarge, Err: errors.New("response body over the cap")}
+	}
+	if err != nil && err != io.EOF {
+		return n, classify(s.ctx, err)
+	}
+	return n, err
+}
+
+func (s *cappedStream) Close() error {
+	s.cancel()
+	return s.r.Close()
+}

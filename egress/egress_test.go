@@ -366,3 +366,28 @@ func FuzzHostAddr(f *testing.F) {
 		}
 	})
 }
+
+func TestOpenStreamsWithinTheCap(t *testing.T) {
+	_, port := stub(t, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(make([]byte, 3000)) })
+	c := mustClient(t, Config{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1"+port+"/", nil)
+	s, err := c.Open(context.Background(), req, Policy{}, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(s.Body)
+	s.Body.Close()
+	if err != nil || len(b) != 3000 {
+		t.Fatalf("%d bytes, %v", len(b), err)
+	}
+	s, _ = c.Open(context.Background(), req, Policy{}, 1000)
+	_, err = io.ReadAll(s.Body)
+	s.Body.Close()
+	if KindOf(err) != KindTooLarge {
+		t.Errorf("over the cap: %v", err)
+	}
+	blocked, _ := http.NewRequest(http.MethodGet, "http://10.0.0.1/", nil)
+	if _, err := c.Open(context.Background(), blocked, Policy{}, 10); KindOf(err) != KindBlocked {
+		t.Errorf("blocked: %v", err)
+	}
+}

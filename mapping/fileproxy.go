@@ -137,11 +137,16 @@ func withoutFileProxyURLs(attrs Attributes) Attributes {
 	return out
 }
 
-// ResolveFileProxyURLs replaces file_proxy_url attributes by their URLs.
-func ResolveFileProxyURLs(attrs Attributes, base, org, integrationID string) {
+// ResolveFileProxyURLs replaces file_proxy_url attributes by their URLs, signed by sign (nil:
+// unsigned, which the download route refuses).
+func ResolveFileProxyURLs(attrs Attributes, base, org, integrationID string, sign func(org, link string) string) {
 	for i, a := range attrs {
 		if f, ok := a.Value.(*FileProxyURL); ok {
-			attrs[i].Value = f.URL(base, org, integrationID)
+			link := f.URL(base, org, integrationID)
+			if sign != nil {
+				link = sign(org, link)
+			}
+			attrs[i].Value = link
 		}
 	}
 }

@@ -239,7 +239,7 @@ func TestFileProxyURLKeepsParameterOrderAndEncodes(t *testing.T) {
 	m := compile(t, `{"entities":[{"entity_schema":"contract","unique_ids":["nr"],"fields":[{"attribute":"nr","field":"nr"},
 		{"attribute":"pdf","file_proxy_url":{"use_case_id":"uc-1","params":{"z":{"field":"doc"},"a":{"constant":7},"gone":{"field":"missing"}}}}]}]}`)
 	u := run(t, m, `{"nr":"V-1","doc":"R 2025/17&x"}`)[0]
-	ResolveFileProxyURLs(u.Attributes, "https://files.example.com/", "org 1", "int-1")
+	ResolveFileProxyURLs(u.Attributes, "https://files.example.com/", "org 1", "int-1", nil)
 	got, _ := u.Attributes.get("pdf")
 	want := "https://files.example.com/download?orgId=org+1&integrationId=int-1&useCaseId=uc-1&z=R+2025%2F17%26x&a=7"
 	if got != want {

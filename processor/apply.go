@@ -124,7 +124,7 @@ func (a *application) entities(updates []mapping.EntityUpdate) *failure {
 		if f := a.unknownSchemas(u); f != nil {
 			return f
 		}
-		mapping.ResolveFileProxyURLs(u.Attributes, a.p.cfg.FileProxyBaseURL, org, a.ev.IntegrationID)
+		mapping.ResolveFileProxyURLs(u.Attributes, a.p.cfg.FileProxyBaseURL, org, a.ev.IntegrationID, a.p.cfg.SignLink)
 		// A new entity's id follows from its unique ids.
 		id, _, err := a.findOrDerive(u.EntitySlug, u.UniqueIdentifiers)
 		if err != nil {

@@ -56,6 +56,8 @@ type Config struct {
 	MaxRecordBytes int
 	// FileProxyBaseURL is where file_proxy_url attributes point: <base>/download?….
 	FileProxyBaseURL string
+	// SignLink signs the download links it builds (package fileproxy); nil leaves them unsigned.
+	SignLink func(org, link string) string
 	// Metrics registers the processor's metrics (nil: not exported).
 	Metrics prometheus.Registerer
 }

@@ -161,6 +161,7 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		FileProxyBaseURL: os.Getenv("ERPSTREAM_FILE_PROXY_BASE_URL"),
 		EgressProxy:      os.Getenv("ERPSTREAM_EGRESS_PROXY"),
 
+		FileProxyKeyID:             os.Getenv("ERPSTREAM_FILE_PROXY_KEY_ID"),
 		SecureProxyStaticIPProxy:   os.Getenv("ERPSTREAM_SECURE_PROXY_STATIC_IP_PROXY"),
 		SecureProxySecureLinkProxy: os.Getenv("ERPSTREAM_SECURE_PROXY_SECURE_LINK_PROXY"),
 		Log:                        log,
@@ -173,6 +174,11 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		}
 	}
 	var err error
+	for _, id := range strings.Split(os.Getenv("ERPSTREAM_FILE_PROXY_PREVIOUS_KEY_IDS"), ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			cfg.FileProxyPreviousKeyIDs = append(cfg.FileProxyPreviousKeyIDs, id)
+		}
+	}
 	if cfg.EgressAllowCIDRs, err = egress.ParseCIDRs(os.Getenv("ERPSTREAM_EGRESS_ALLOW_CIDRS")); err != nil {
 		return cfg, fmt.Errorf("ERPSTREAM_EGRESS_ALLOW_CIDRS: %w", err)
 	}
@@ -194,6 +200,8 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		{"ERPSTREAM_ORG_MB_PER_MIN", 2048, func(v int) { cfg.OrgBudgets.BytesPerMinute = int64(v) << 20 }},
 		{"ERPSTREAM_ORG_INFLIGHT_MB", 32, func(v int) { cfg.OrgBudgets.InFlightBytes = int64(v) << 20 }},
 		{"ERPSTREAM_ORG_OUTBOUND_CONCURRENCY", 32, func(v int) { cfg.OrgOutboundConcurrency = v }},
+		{"ERPSTREAM_FILE_PROXY_LINK_TTL_HOURS", 0, func(v int) { cfg.FileProxyLinkTTL = time.Duration(v) * time.Hour }},
+		{"ERPSTREAM_FILE_PROXY_MAX_MB", 50, func(v int) { cfg.FileProxyMaxBytes = int64(v) << 20 }},
 	}
 	disableable := map[string]bool{"ERPSTREAM_RATE_LIMIT_PER_MIN": true, "ERPSTREAM_ORG_EVENTS_PER_MIN": true,
 		"ERPSTREAM_ORG_MB_PER_MIN": true, "ERPSTREAM_ORG_INFLIGHT_MB": true, "ERPSTREAM_ORG_OUTBOUND_CONCURRENCY": true}

@@ -79,6 +79,9 @@ func NewEngine(log *slog.Logger) *gin.Engine {
 		start := time.Now()
 		defer func() {
 			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r) // a handler cutting a response off on purpose: net/http closes the connection
+				}
 				log.Error("panic in handler", "path", c.FullPath(), "panic", r)
 				Abort(c, http.StatusInternalServerError, CodeInternal, "internal error")
 			}

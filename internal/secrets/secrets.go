@@ -5,7 +5,9 @@ package secrets
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -13,7 +15,10 @@ import (
 )
 
 // Box seals and opens values with one key.
-type Box struct{ aead cipher.AEAD }
+type Box struct {
+	aead cipher.AEAD
+	key  []byte
+}
 
 // ErrNoKey is returned when secrets are used without a configured key.
 var ErrNoKey = errors.New("no secrets key configured (ERPSTREAM_SECRETS_KEY)")
@@ -32,7 +37,18 @@ func NewBox(keyB64 string) (*Box, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Box{aead: aead}, nil
+	return &Box{aead: aead, key: key}, nil
+}
+
+// Derive returns a 32-byte key for one purpose (HMAC-SHA256 of the label under the box's key),
+// so other keys (signing keys per org) follow from the one secret without being stored.
+func (b *Box) Derive(label string) ([]byte, error) {
+	if b == nil {
+		return nil, ErrNoKey
+	}
+	m := hmac.New(sha256.New, b.key)
+	m.Write([]byte("erpstream derived key\x00" + label))
+	return m.Sum(nil), nil
 }
 
 // NewKey makes a random key in the form NewBox takes.
