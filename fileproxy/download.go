@@ -89,7 +89,7 @@ func (s *Service) init() {
 			s.LinkRequestsPerMinute = DefaultLinkRequestsPerMinute
 		}
 		s.configs = map[string]*Config{}
-		s.limiter = linkLimiter{perMinute: s.LinkRequestsPerMinute, now: s.Now, seen: map[string]*linkWindow{}}
+		s.limiter = linkLimiter{now: s.Now, seen: map[string]*linkWindow{}}
 	})
 }
 
@@ -106,7 +106,10 @@ var reserved = map[string]bool{"orgId": true, "integrationId": true, "useCaseSlu
 
 func (s *Service) download(c *gin.Context) {
 	q := c.Request.URL.Query()
-	if !s.limiter.allow(q.Get(paramSignature) + "|" + c.ClientIP()) {
+	// Per link and client, and per client over all links (a client varying the signature must not
+	// escape the limit, nor fill a lane with refused attempts).
+	if !s.limiter.allow(q.Get(paramSignature)+"|"+c.ClientIP(), s.LinkRequestsPerMinute) ||
+		!s.limiter.allow("client|"+c.ClientIP(), 10*s.LinkRequestsPerMinute) {
 		c.Header("Retry-After", "60")
 		httpapi.Abort(c, http.StatusTooManyRequests, CodeRateLimited, fmt.Sprintf("at most %d requests a minute for one link", s.LinkRequestsPerMinute))
 		return

@@ -75,3 +75,23 @@ func TestLinksExpire(t *testing.T) {
 		t.Errorf("extended expiry: %v", err)
 	}
 }
+
+func TestLimiterPerLinkAndPerClient(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	l := linkLimiter{now: func() time.Time { return now }, seen: map[string]*linkWindow{}}
+	for i := 0; i < 3; i++ {
+		if !l.allow("a", 3) {
+			t.Fatalf("request %d refused", i)
+		}
+	}
+	if l.allow("a", 3) {
+		t.Error("fourth request within the minute allowed")
+	}
+	if !l.allow("b", 3) {
+		t.Error("another key shares the window")
+	}
+	now = now.Add(61 * time.Second)
+	if !l.allow("a", 3) {
+		t.Error("a new minute did not reset the window")
+	}
+}

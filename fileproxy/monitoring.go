@@ -69,8 +69,7 @@ func (d *download) write(code, message string, step int, size int64) {
 
 // linkLimiter counts requests per link and client in one-minute windows.
 type linkLimiter struct {
-	perMinute int
-	now       func() time.Time
+	now func() time.Time
 	mu        sync.Mutex
 	seen      map[string]*linkWindow
 }
@@ -82,7 +81,7 @@ type linkWindow struct {
 
 const maxTrackedLinks = 100_000
 
-func (l *linkLimiter) allow(key string) bool {
+func (l *linkLimiter) allow(key string, perMinute int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -102,5 +101,5 @@ func (l *linkLimiter) allow(key string) bool {
 		return true
 	}
 	w.n++
-	return w.n <= l.perMinute
+	return w.n <= perMinute
 }
