@@ -69,9 +69,9 @@ func (d *download) write(code, message string, step int, size int64) {
 
 // linkLimiter counts requests per link and client in one-minute windows.
 type linkLimiter struct {
-	now func() time.Time
-	mu        sync.Mutex
-	seen      map[string]*linkWindow
+	now  func() time.Time
+	mu   sync.Mutex
+	seen map[string]*linkWindow
 }
 
 type linkWindow struct {
