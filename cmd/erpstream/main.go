@@ -31,6 +31,7 @@ const usage = `usage: erpstream <command>
 
 commands:
   serve                  run every service in one process (ingest, process, project, query)
+  healthcheck [--live] [--url U]   exit 0 when this host's erpstream is ready (/readyz), 1 otherwise
   ingest                 HTTP API for events and configuration
   process                map events into entity writes and monitoring events
   project                write entities and monitoring events into ClickHouse
@@ -48,6 +49,9 @@ func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
+	}
+	if os.Args[1] == "healthcheck" {
+		os.Exit(healthcheck(os.Args[2:]))
 	}
 	log := newLogger()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -210,6 +214,9 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		if disableable[i.key] && err == nil && v < 0 {
 			i.set(v) // negative disables the limit (README)
 			continue
+		}
+		if i.key == "ERPSTREAM_FILE_PROXY_LINK_TTL_HOURS" && err == nil && v == 0 {
+			continue // 0: links do not expire
 		}
 		if err != nil || v <= 0 {
 			return cfg, fmt.Errorf("%s: want a positive integer", i.key)
