@@ -74,9 +74,12 @@ fi
 
 echo "== integration tests against Apache Kafka at $KAFKA_BROKERS and ClickHouse at $CLICKHOUSE_ADDR"
 # -p 1: the tests share one broker, and the fault tests stop it.
+# Not `|| true`: under pipefail that would replace PIPESTATUS with true's and hide a failure.
+set +e
 go test -race -count=1 -p 1 -tags integration -run Integration -v ./... 2>&1 | tee "$root/.run/test/integration.log" |
-  grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go:)' || true
+  grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go:)'
 status=${PIPESTATUS[0]}
+set -e
 if [ "$status" -ne 0 ]; then
   echo "integration tests failed; full log: .run/test/integration.log"
   exit "$status"
@@ -95,3 +98,6 @@ trap - EXIT
 grep -E 'cases \(|SKIPPED' "$root/.run/test/conformance.log" || true
 echo "unit: $unit_passed passed, $unit_failed failed; integration (Apache Kafka + ClickHouse): $passed passed, $int_failed failed"
 echo "$((unit_passed + passed)) passed, $((unit_failed + int_failed)) failed"
+if [ "$((unit_failed + int_failed))" -ne 0 ]; then
+  exit 1 # belt and braces: a failure counted in a log never reports success
+fi
