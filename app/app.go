@@ -248,23 +248,31 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		g.Go("lag-monitor", func() error { return progress.Run(ctx) })
 	}
-	healthy := func() error {
-		if progress != nil {
-			return progress.Check()
-		}
-		return nil
+	ready := newReadiness()
+	ready.progress = progress
+	probeClient, err := kgo.NewClient(cfg.Kafka.BaseOpts(log)...)
+	if err != nil {
+		return fmt.Errorf("kafka probe client: %w", err)
+	}
+	defer probeClient.Close()
+	g.Go("probe-kafka", func() error { ready.probe(ctx, "kafka", 5*time.Second, probeClient.Ping); return nil })
+	if ch != nil {
+		g.Go("probe-clickhouse", func() error { ready.probe(ctx, "clickhouse", 5*time.Second, ch.Ping); return nil })
 	}
 
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metricsHandler)
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-			if err := healthy(); err != nil {
+		mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		readyz := func(w http.ResponseWriter, _ *http.Request) {
+			if err := ready.check(); err != nil {
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
 			}
 			_, _ = w.Write([]byte("ok\n"))
-		})
+		}
+		mux.HandleFunc("/readyz", readyz)
+		mux.HandleFunc("/healthz", readyz) // the name of earlier versions
 		msrv := &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		g.Go("metrics", func() error {
 			if err := msrv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
@@ -294,7 +302,6 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
-	var ready atomic.Bool
 	if anyService(svcs, func(s service) bool { return s.routes != nil }) {
 		engine := httpapi.NewEngine(log)
 		engine.Use(httpapi.RequestMetrics(metrics))
@@ -303,17 +310,16 @@ func Run(ctx context.Context, cfg Config) error {
 			// integrations and reveal load. Without one, only ERPSTREAM_METRICS_ADDR serves them.
 			engine.GET("/metrics", httpapi.RequireBearer(cfg.MetricsToken), gin.WrapH(metricsHandler))
 		}
-		engine.GET("/healthz", func(c *gin.Context) {
-			if !ready.Load() {
-				httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "starting")
-				return
-			}
-			if err := healthy(); err != nil {
+		engine.GET("/livez", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+		readyz := func(c *gin.Context) {
+			if err := ready.check(); err != nil {
 				httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable, err.Error())
 				return
 			}
 			c.JSON(http.StatusOK, gin.H{"status": "ok", "services": cfg.Services})
-		})
+		}
+		engine.GET("/readyz", readyz)
+		engine.GET("/healthz", readyz)
 		// Tokens: dev and static tokens, then API tokens (hashed, in the config log), then JWTs.
 		chain := auth.Chain{authn, reg}
 		if jwtVerifier.Enabled() {
@@ -373,7 +379,7 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 		cfg.HTTPAddr = ln.Addr().String()
 	}
-	ready.Store(true)
+	ready.started.Store(true)
 	log.Info("erpstream ready", "services", cfg.Services, "http", cfg.HTTPAddr)
 	if cfg.OnReady != nil {
 		cfg.OnReady(cfg.HTTPAddr)

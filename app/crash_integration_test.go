@@ -4,6 +4,7 @@ package app_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -177,8 +178,30 @@ func TestIntegrationClickHouseOutageMidFeed(t *testing.T) {
 	apptest.WaitFor(t, func() bool { return e.Processed("success") > 0 && f.sent.Load() >= total/3 })
 	t.Logf("stopping ClickHouse after %d events accepted", f.sent.Load())
 	script("stop")
-	time.Sleep(10 * time.Second)
+	// Readiness says so while ClickHouse is away (probed every 5 s), liveness does not.
+	readyz := func() (int, string) {
+		resp, err := http.Get(e.URL + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	notReady := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if status, body := readyz(); status == http.StatusServiceUnavailable && strings.Contains(body, "clickhouse unreachable") {
+			notReady = true
+		}
+	}
+	if !notReady {
+		t.Error("/readyz never reported ClickHouse unreachable during the outage")
+	}
+	if resp, err := http.Get(e.URL + "/livez"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/livez during the outage: %v %v", resp, err)
+	}
 	script("start")
+	apptest.WaitFor(t, func() bool { status, _ := readyz(); return status == http.StatusOK })
 	t.Logf("ClickHouse back; %d events accepted", f.sent.Load())
 	if err := <-feedDone; err != nil {
 		t.Fatal(err)

@@ -28,3 +28,29 @@ func TestWaitReachableRetriesUntilTheDependencyAnswers(t *testing.T) {
 		t.Fatalf("a dependency that never answers: %v, want the context's end", err)
 	}
 }
+
+func TestReadinessNamesWhatIsMissing(t *testing.T) {
+	r := newReadiness()
+	if err := r.check(); err == nil || err.Error() != "starting" {
+		t.Fatalf("before start: %v", err)
+	}
+	r.started.Store(true)
+	if err := r.check(); err != nil {
+		t.Fatalf("started, no dependency probed yet: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		r.probe(ctx, "clickhouse", time.Hour, func(context.Context) error { return errors.New("connection refused") })
+		close(done)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.check() == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := r.check(); err == nil || err.Error() != "clickhouse unreachable: connection refused" {
+		t.Errorf("after a failed probe: %v", err)
+	}
+	cancel()
+	<-done
+}

@@ -39,6 +39,8 @@ type groupProgress struct {
 	lag      int64
 	err      error
 	errSince time.Time
+	members  int       // members the broker reports in the group
+	lonely   time.Time // since when the group has had no member (zero: it has members)
 }
 
 // NewLagMonitor registers the monitor's metrics.
@@ -102,6 +104,13 @@ func (m *LagMonitor) measure(ctx context.Context) {
 			continue
 		}
 		st.err = nil
+		st.members = len(l.Members)
+		switch {
+		case st.members > 0:
+			st.lonely = time.Time{}
+		case st.lonely.IsZero():
+			st.lonely = now
+		}
 		var commits, total int64
 		byTopic := map[string]int64{}
 		for _, parts := range l.Lag {
@@ -143,7 +152,8 @@ func (m *LagMonitor) stalledLocked(st *groupProgress, now time.Time) bool {
 	return st.lag > 0 && now.Sub(st.movedAt) >= m.stallAfter()
 }
 
-// Check is nil while every group progresses; otherwise it says which do not and why.
+// Check is nil while every group has a member and progresses; otherwise it says which do not
+// and why.
 func (m *LagMonitor) Check() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -155,6 +165,8 @@ func (m *LagMonitor) Check() error {
 			problems = append(problems, fmt.Sprintf("%s: lag unknown for %s: %v", g, now.Sub(st.errSince).Round(time.Second), st.err))
 		case m.stalledLocked(st, now):
 			problems = append(problems, fmt.Sprintf("%s: %d records behind and no commit for %s", g, st.lag, now.Sub(st.movedAt).Round(time.Second)))
+		case !st.lonely.IsZero() && now.Sub(st.lonely) >= m.stallAfter():
+			problems = append(problems, fmt.Sprintf("%s: no consumer has joined the group for %s", g, now.Sub(st.lonely).Round(time.Second)))
 		}
 	}
 	if len(problems) == 0 {
