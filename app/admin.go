@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,31 +22,77 @@ import (
 	"github.com/erpstream/erpstream/internal/registry"
 )
 
+// adminFlags are the flags each admin command takes (and prints for --help).
+var adminFlags = map[string][]string{
+	"token create":               {"org", "name", "perm"},
+	"token list":                 {"org"},
+	"token revoke":               {"org", "id"},
+	"env set":                    {"org", "key", "secret", "description"},
+	"secure-proxy set-allowlist": {"org", "use-case", "domains", "ips"},
+}
+
 // AdminConfig runs the configuration admin commands: API tokens, environment variables and
 // secure-proxy allowlists (which the API keeps read-only).
 func AdminConfig(ctx context.Context, cfg Config, log *slog.Logger, args []string, stdin io.Reader, stdout io.Writer) error {
-	if len(cfg.Kafka.Brokers) == 0 {
-		return errors.New("KAFKA_BROKERS is required for admin commands")
-	}
 	if len(args) < 2 {
 		return errors.New("usage: see erpstream help")
 	}
-	fs := flag.NewFlagSet("admin "+args[0]+" "+args[1], flag.ContinueOnError)
-	org := fs.String("org", "", "org id")
-	name := fs.String("name", "", "token name")
-	perms := fs.String("perm", strings.Join(auth.AllPermissions[:4], ","), "comma-separated permissions")
-	id := fs.String("id", "", "token id")
-	key := fs.String("key", "", "environment variable key")
-	secret := fs.Bool("secret", false, "store as SecretString")
-	description := fs.String("description", "", "description")
-	useCase := fs.String("use-case", "", "secure_proxy use case id")
-	domains := fs.String("domains", "", "comma-separated allowed domains")
-	ips := fs.String("ips", "", "comma-separated allowed CIDRs")
+	command := args[0] + " " + args[1]
+	flags, known := adminFlags[command]
+	if !known {
+		return fmt.Errorf("unknown admin command %q", command)
+	}
+	fs := flag.NewFlagSet("erpstream admin "+command, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	var org, name, perms, id, key, description, useCase, domains, ips string
+	var secret bool
+	for _, f := range flags {
+		switch f {
+		case "org":
+			fs.StringVar(&org, "org", "", "org id (required)")
+		case "name":
+			fs.StringVar(&name, "name", "", "token name (required)")
+		case "perm":
+			fs.StringVar(&perms, "perm", strings.Join(auth.AllPermissions[:4], ","), "comma-separated permissions: "+strings.Join(auth.AllPermissions, ", "))
+		case "id":
+			fs.StringVar(&id, "id", "", "token id (required)")
+		case "key":
+			fs.StringVar(&key, "key", "", "environment variable key (required); the value is read from stdin")
+		case "secret":
+			fs.BoolVar(&secret, "secret", false, "store as SecretString (needs ERPSTREAM_SECRETS_KEY)")
+		case "description":
+			fs.StringVar(&description, "description", "", "description")
+		case "use-case":
+			fs.StringVar(&useCase, "use-case", "", "secure_proxy use case id (required)")
+		case "domains":
+			fs.StringVar(&domains, "domains", "", "comma-separated allowed domains (exact, or *.suffix)")
+		case "ips":
+			fs.StringVar(&ips, "ips", "", "comma-separated allowed CIDRs")
+		}
+	}
 	if err := fs.Parse(args[2:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // the command's own flags were printed
+		}
 		return err
 	}
-	if *org == "" {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	if org == "" {
 		return errors.New("--org is required")
+	}
+	var permList []string
+	if command == "token create" {
+		for _, p := range strings.Split(perms, ",") {
+			if p = strings.TrimSpace(p); !slices.Contains(auth.AllPermissions, p) {
+				return fmt.Errorf("--perm: unknown permission %q (one of %s)", p, strings.Join(auth.AllPermissions, ", "))
+			}
+			permList = append(permList, p)
+		}
+	}
+	if len(cfg.Kafka.Brokers) == 0 {
+		return errors.New("KAFKA_BROKERS is required for admin commands")
 	}
 	reg, stop, err := openRegistry(ctx, cfg.Kafka, log)
 	if err != nil {
@@ -53,33 +100,33 @@ func AdminConfig(ctx context.Context, cfg Config, log *slog.Logger, args []strin
 	}
 	defer stop()
 	snap := reg.Snapshot()
-	switch args[0] + " " + args[1] {
+	switch command {
 	case "token create":
-		if *name == "" {
+		if name == "" {
 			return errors.New("--name is required")
 		}
 		secretBytes := make([]byte, 32)
 		_, _ = rand.Read(secretBytes)
 		token := "erp_" + base64.RawURLEncoding.EncodeToString(secretBytes)
-		t := &registry.APIToken{ID: "api_" + strings.ToLower(ids.ULID(time.Now())), Hash: auth.HashToken(token), OrgID: *org,
-			Name: *name, Permissions: strings.Split(*perms, ","), CreatedAt: time.Now().UTC()}
+		t := &registry.APIToken{ID: "api_" + strings.ToLower(ids.ULID(time.Now())), Hash: auth.HashToken(token), OrgID: org,
+			Name: name, Permissions: permList, CreatedAt: time.Now().UTC()}
 		if err := reg.PutAPIToken(ctx, t); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "token id:    %s\ntoken:       %s\npermissions: %s\n(the token is shown once; only its hash is stored)\n", t.ID, token, *perms)
+		fmt.Fprintf(stdout, "token id:    %s\ntoken:       %s\npermissions: %s\n(the token is shown once; only its hash is stored)\n", t.ID, token, strings.Join(permList, ","))
 	case "token list":
-		for _, t := range snap.APITokens(*org) {
+		for _, t := range snap.APITokens(org) {
 			fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", t.ID, t.Name, strings.Join(t.Permissions, ","), t.CreatedAt.Format(time.RFC3339))
 		}
 	case "token revoke":
-		for _, t := range snap.APITokens(*org) {
-			if t.ID == *id {
+		for _, t := range snap.APITokens(org) {
+			if t.ID == id {
 				return reg.DeleteAPIToken(ctx, t.Hash)
 			}
 		}
-		return fmt.Errorf("no token %q in org %s", *id, *org)
+		return fmt.Errorf("no token %q in org %s", id, org)
 	case "env set":
-		if *key == "" {
+		if key == "" {
 			return errors.New("--key is required")
 		}
 		value, err := bufio.NewReader(stdin).ReadString('\n')
@@ -87,14 +134,14 @@ func AdminConfig(ctx context.Context, cfg Config, log *slog.Logger, args []strin
 			return err
 		}
 		value = strings.TrimRight(value, "\r\n")
-		v := &registry.EnvVar{OrgID: *org, Key: *key, Type: "String", Description: *description, UpdatedAt: time.Now().UTC(), UpdatedBy: "admin"}
-		if *secret {
+		v := &registry.EnvVar{OrgID: org, Key: key, Type: "String", Description: description, UpdatedAt: time.Now().UTC(), UpdatedBy: "admin"}
+		if secret {
 			box, err := secretsBox(cfg, log)
 			if err != nil || box == nil {
 				return errors.New("ERPSTREAM_SECRETS_KEY is required to store secrets")
 			}
 			v.Type = "SecretString"
-			if v.Sealed, err = box.Seal(value, *org+"/"+*key); err != nil {
+			if v.Sealed, err = box.Seal(value, org+"/"+key); err != nil {
 				return err
 			}
 		} else {
@@ -102,11 +149,11 @@ func AdminConfig(ctx context.Context, cfg Config, log *slog.Logger, args []strin
 		}
 		return reg.PutEnvVar(ctx, v)
 	case "secure-proxy set-allowlist":
-		uc, ok := snap.UseCase(*org, *useCase)
+		uc, ok := snap.UseCase(org, useCase)
 		if !ok || uc.Type != registry.TypeSecureProxy {
-			return fmt.Errorf("no secure_proxy use case %q in org %s", *useCase, *org)
+			return fmt.Errorf("no secure_proxy use case %q in org %s", useCase, org)
 		}
-		doms, cidrs := splitList(*domains), splitList(*ips)
+		doms, cidrs := splitList(domains), splitList(ips)
 		for _, d := range doms {
 			if err := ValidateAllowedDomain(d); err != nil {
 				return err
@@ -135,8 +182,6 @@ func AdminConfig(ctx context.Context, cfg Config, log *slog.Logger, args []strin
 			return err
 		}
 		return reg.PutUseCase(ctx, &next)
-	default:
-		return fmt.Errorf("unknown admin command %q", strings.Join(args[:2], " "))
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,6 +32,7 @@ const usage = `usage: erpstream <command>
 
 commands:
   serve                  run every service in one process (ingest, process, project, query)
+  version                print the version (module version, commit, build time)
   healthcheck [--live] [--url U]   exit 0 when this host's erpstream is ready (/readyz), 1 otherwise
   ingest                 HTTP API for events and configuration
   process                map events into entity writes and monitoring events
@@ -50,8 +52,12 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	if os.Args[1] == "healthcheck" {
+	switch os.Args[1] {
+	case "healthcheck":
 		os.Exit(healthcheck(os.Args[2:]))
+	case "version", "--version":
+		fmt.Println(version())
+		return
 	}
 	log := newLogger()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -116,9 +122,12 @@ func exit(log *slog.Logger, err error) {
 }
 
 func newLogger() *slog.Logger {
-	level := slog.LevelInfo
-	if strings.EqualFold(os.Getenv("ERPSTREAM_LOG_LEVEL"), "debug") {
-		level = slog.LevelDebug
+	var level slog.Level
+	if v := os.Getenv("ERPSTREAM_LOG_LEVEL"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			fmt.Fprintf(os.Stderr, "ERPSTREAM_LOG_LEVEL=%q: not debug, info, warn or error; using info\n", v)
+			level = slog.LevelInfo
+		}
 	}
 	var h slog.Handler
 	if os.Getenv("ERPSTREAM_LOG_FORMAT") == "json" {
@@ -239,4 +248,26 @@ func boolEnv(key string) (bool, error) {
 		return false, fmt.Errorf("%s: want true or false", key)
 	}
 	return b, nil
+}
+
+// version is the binary's module version and the commit it was built from.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "erpstream (unknown version)"
+	}
+	v := "erpstream " + info.Main.Version
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " commit " + s.Value
+		case "vcs.time":
+			v += " built from a commit of " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += " (with local changes)"
+			}
+		}
+	}
+	return v + " " + info.GoVersion
 }
