@@ -88,7 +88,8 @@ func ParseStaticTokens(spec string, into *StaticTokens) error {
 		org, perms, _ := strings.Cut(rest, ":")
 		p := Principal{OrgID: org, TokenID: tokenID(token), Permissions: AllPermissions}
 		if perms != "" {
-			p.Permissions = strings.Split(perms, "+")
+			// The newer integration:* names work here as they do in JWTs and API tokens.
+			p.Permissions = NormalizePermissions(strings.Split(perms, "+"))
 		}
 		into.Add(token, p)
 	}
