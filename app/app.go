@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/erpstream/erpstream/api"
 	"github.com/erpstream/erpstream/egress"
 	"github.com/erpstream/erpstream/fileproxy"
 	"github.com/erpstream/erpstream/internal/auth"
@@ -341,6 +342,7 @@ func Run(ctx context.Context, cfg Config) error {
 				Help: "Access log entries dropped because the producer buffer was full or Kafka unreachable."})}
 		metrics.MustRegister(access.dropped)
 		rt.public = engine
+		engine.GET("/openapi.json", openAPIHandler(engine))
 		api := engine.Group("/", httpapi.RequireAuth(chain), httpapi.AccessLog(access.record), limiter.Middleware())
 		for _, s := range svcs {
 			if s.routes != nil {
@@ -528,4 +530,26 @@ func (a *accessLogProducer) record(e envelope.AccessLog) {
 			}
 		}
 	})
+}
+
+// openAPIHandler serves erpstream's OpenAPI document with the routes this process has registered
+// (built on the first request, when every route is in place).
+func openAPIHandler(engine *gin.Engine) gin.HandlerFunc {
+	var once sync.Once
+	var doc []byte
+	var err error
+	return func(c *gin.Context) {
+		once.Do(func() {
+			var routes []api.Operation
+			for _, r := range engine.Routes() {
+				routes = append(routes, api.FromGin(r.Method, r.Path))
+			}
+			doc, err = api.Document(routes)
+		})
+		if err != nil {
+			httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the API document cannot be built")
+			return
+		}
+		c.Data(http.StatusOK, "application/json", doc)
+	}
 }

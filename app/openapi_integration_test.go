@@ -1,0 +1,85 @@
+//go:build integration
+
+package app_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/erpstream/erpstream/app/apptest"
+)
+
+// GET /openapi.json documents exactly what the router serves: every registered route is in the
+// document, every documented operation is registered (optional ones aside), and a request to each
+// documented path reaches a handler (never the router's "no such route").
+func TestIntegrationOpenAPIDocumentMatchesTheRouter(t *testing.T) {
+	e := apptest.New(t)
+	e.Start()
+	resp, err := http.Get(e.URL + "/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var doc struct {
+		OpenAPI string                               `json:"openapi"`
+		Paths   map[string]map[string]map[string]any `json:"paths"`
+		Routes  []string                             `json:"x-erpstream-routes"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &doc) != nil || doc.OpenAPI == "" {
+		t.Fatalf("%d %.300s", resp.StatusCode, raw)
+	}
+	registered := map[string]bool{}
+	for _, r := range doc.Routes {
+		registered[r] = true
+		method, path, _ := strings.Cut(r, " ")
+		if doc.Paths[path][strings.ToLower(method)] == nil {
+			t.Errorf("served but not documented: %s", r)
+		}
+	}
+	const id = "00000000-0000-4000-8000-000000000000"
+	documented := 0
+	for path, item := range doc.Paths {
+		for method, op := range item {
+			switch method {
+			case "get", "post", "put", "delete", "patch":
+			default:
+				continue
+			}
+			documented++
+			key := strings.ToUpper(method) + " " + path
+			if !registered[key] {
+				if op["x-erpstream-optional"] != true {
+					t.Errorf("documented but not served: %s", key)
+				}
+				continue
+			}
+			url := e.URL + path
+			for param, value := range map[string]string{"{integrationId}": id, "{useCaseId}": id, "{eventId}": "evt_x",
+				"{key}": "SOME_KEY", "{slug}": "some-slug"} {
+				url = strings.ReplaceAll(url, param, value)
+			}
+			req, _ := http.NewRequest(strings.ToUpper(method), url, strings.NewReader(`{}`))
+			req.Header.Set("Authorization", "Bearer it-token")
+			if strings.HasSuffix(path, "/ndjson") {
+				req.Body = io.NopCloser(strings.NewReader(""))
+			}
+			r, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Errorf("%s: %v", key, err)
+				continue
+			}
+			body, _ := io.ReadAll(io.LimitReader(r.Body, 4096))
+			r.Body.Close()
+			if r.StatusCode == http.StatusNotFound && strings.Contains(string(body), "no such route") {
+				t.Errorf("%s: the router has no such route", key)
+			}
+		}
+	}
+	if documented < 50 {
+		t.Errorf("only %d operations documented", documented)
+	}
+}
