@@ -32,6 +32,7 @@ const usage = `usage: erpstream <command>
 
 commands:
   serve                  run every service in one process (ingest, process, project, query)
+  status                 topics, schema version, consumer groups (members, lag, the active processor)
   version                print the version (module version, commit, build time)
   healthcheck [--live] [--url U]   exit 0 when this host's erpstream is ready (/readyz), 1 otherwise
   ingest                 HTTP API for events and configuration
@@ -76,6 +77,9 @@ func main() {
 	case "admin":
 		err = admin(ctx, cfg, log, os.Args[2:])
 		exit(log, err)
+		return
+	case "status":
+		exit(log, app.Status(ctx, cfg, log, os.Stdout))
 		return
 	case "help", "-h", "--help":
 		fmt.Print(usage)

@@ -139,3 +139,18 @@ func addsColumn(stmt string) (table, column string, ok bool) {
 	}
 	return m[1], m[2], true
 }
+
+// Applied returns the recorded schema version and the newest this binary carries.
+func Applied(ctx context.Context, conn driver.Conn) (current, latest uint32, err error) {
+	migs, err := Migrations()
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(migs) > 0 {
+		latest = migs[len(migs)-1].Version
+	}
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&current); err != nil {
+		return 0, latest, fmt.Errorf("read schema version: %w", err)
+	}
+	return current, latest, nil
+}

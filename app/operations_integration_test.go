@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/app/apptest"
 )
 
@@ -81,5 +82,30 @@ func TestIntegrationOpenAPIDocumentMatchesTheRouter(t *testing.T) {
 	}
 	if documented < 50 {
 		t.Errorf("only %d operations documented", documented)
+	}
+}
+
+// erpstream status on a running pipeline: every topic present, both groups with a member, the
+// processor that maps named ACTIVE, the schema up to date.
+func TestIntegrationStatusDescribesTheRunningPipeline(t *testing.T) {
+	e := apptest.New(t)
+	e.Start()
+	var out strings.Builder
+	var text string
+	apptest.WaitFor(t, func() bool {
+		out.Reset()
+		if err := app.Status(t.Context(), app.Config{Kafka: e.Kafka, ClickHouse: e.CH}, e.Log, &out); err != nil {
+			t.Fatal(err)
+		}
+		text = out.String()
+		return strings.Contains(text, "ACTIVE") && strings.Count(text, "Stable, 1 member(s)") == 2
+	})
+	for _, want := range []string{e.Kafka.TopicPrefix + ".events", "4 partitions", "up to date", "lag 0"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("status lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "MISSING") {
+		t.Errorf("a topic is missing:\n%s", text)
 	}
 }
