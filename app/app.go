@@ -343,7 +343,7 @@ func Run(ctx context.Context, cfg Config) error {
 		metrics.MustRegister(access.dropped)
 		rt.public = engine
 		engine.GET("/openapi.json", openAPIHandler(engine))
-		api := engine.Group("/", httpapi.RequireAuth(chain), httpapi.AccessLog(access.record), limiter.Middleware())
+		api := engine.Group("/", httpapi.RequireAuth(chain, log), httpapi.AccessLog(access.record), limiter.Middleware())
 		for _, s := range svcs {
 			if s.routes != nil {
 				if err := s.routes(rt, api); err != nil {

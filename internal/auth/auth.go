@@ -119,14 +119,21 @@ type Chain []interface {
 	Authenticate(token string) (*Principal, error)
 }
 
-// Authenticate implements the middleware's Authenticator.
+// Authenticate implements the middleware's Authenticator. When no authenticator accepts the
+// token, the most specific reason one gave (an expired JWT, an unknown key id) is returned, for
+// the log; the answer never carries it.
 func (c Chain) Authenticate(token string) (*Principal, error) {
+	reason := ErrInvalidToken
 	for _, a := range c {
-		if p, err := a.Authenticate(token); err == nil {
+		p, err := a.Authenticate(token)
+		if err == nil {
 			return p, nil
 		}
+		if err.Error() != ErrInvalidToken.Error() {
+			reason = err
+		}
 	}
-	return nil, ErrInvalidToken
+	return nil, reason
 }
 
 // HashToken is how API tokens are stored: hex SHA-256 of the token.

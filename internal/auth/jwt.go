@@ -37,6 +37,9 @@ type JWTVerifier struct {
 	mu   sync.RWMutex
 	keys map[string]any // kid -> public key
 	http HTTPDoer
+
+	refetchMu   sync.Mutex
+	lastRefetch time.Time
 }
 
 // HTTPDoer sends the JWKS requests: erpstream passes its egress client (package egress), so the
@@ -186,6 +189,26 @@ func (c *claims) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// refetchEvery bounds how often an unknown key id makes the verifier fetch the JWKS again.
+const refetchEvery = 30 * time.Second
+
+// refetchForUnknownKey fetches the JWKS once more unless that happened within refetchEvery; it
+// reports whether it fetched.
+func (v *JWTVerifier) refetchForUnknownKey() bool {
+	if v.cfg.JWKSURL == "" {
+		return false
+	}
+	v.refetchMu.Lock()
+	defer v.refetchMu.Unlock()
+	if time.Since(v.lastRefetch) < refetchEvery {
+		return false
+	}
+	v.lastRefetch = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return v.fetch(ctx) == nil
+}
+
 // Authenticate verifies a JWT and returns its principal.
 func (v *JWTVerifier) Authenticate(token string) (*Principal, error) {
 	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256", "RS256", "ES256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(30 * time.Second)}
@@ -208,6 +231,13 @@ func (v *JWTVerifier) Authenticate(token string) (*Principal, error) {
 			v.mu.RLock()
 			key, ok := v.keys[kid]
 			v.mu.RUnlock()
+			if !ok && v.refetchForUnknownKey() {
+				// The identity provider may have rotated its keys: fetched again (at most every
+				// refetchEvery), a token of the new key is not refused for minutes.
+				v.mu.RLock()
+				key, ok = v.keys[kid]
+				v.mu.RUnlock()
+			}
 			if !ok {
 				return nil, fmt.Errorf("unknown key id %q", kid)
 			}

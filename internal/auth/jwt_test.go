@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,5 +127,47 @@ func TestJWKSURLIsFetchedThroughEgress(t *testing.T) {
 	blocked, _ := egress.New(egress.Config{})
 	if _, err := NewJWTVerifier(context.Background(), cfg, blocked.HTTPClient(egress.Policy{Purpose: "jwks"})); err == nil {
 		t.Error("a JWKS URL on loopback was fetched without the operator's allowance")
+	}
+}
+
+// A token signed by a key the verifier has not seen makes it fetch the JWKS again (an identity
+// provider rotated its keys), at most once per refetchEvery.
+func TestUnknownKeyIDRefetchesTheJWKS(t *testing.T) {
+	jwk := func(kid string, k *ecdsa.PrivateKey) map[string]string {
+		return map[string]string{"kty": "EC", "kid": kid, "crv": "P-256", "x": b64(k.X.FillBytes(make([]byte, 32))), "y": b64(k.Y.FillBytes(make([]byte, 32)))}
+	}
+	old, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rotated, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var fetches atomic.Int32
+	var keys atomic.Value
+	keys.Store([]map[string]string{jwk("k1", old)})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fetches.Add(1)
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": keys.Load()})
+	}))
+	defer srv.Close()
+	client, _ := egress.New(egress.Config{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	v, err := NewJWTVerifier(context.Background(), JWTConfig{JWKSURL: srv.URL}, client.HTTPClient(egress.Policy{Purpose: "jwks"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(kid string, k *ecdsa.PrivateKey) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix(), "org_id": "org-a", "jti": kid})
+		tok.Header["kid"] = kid
+		s, _ := tok.SignedString(k)
+		return s
+	}
+	keys.Store([]map[string]string{jwk("k1", old), jwk("k2", rotated)})
+	if p, err := v.Authenticate(sign("k2", rotated)); err != nil || p.OrgID != "org-a" {
+		t.Fatalf("token of the rotated key: %v", err)
+	}
+	if fetches.Load() != 2 {
+		t.Errorf("%d fetches, want the start and one refetch", fetches.Load())
+	}
+	if _, err := v.Authenticate(sign("k9", rotated)); err == nil || !strings.Contains(err.Error(), `unknown key id "k9"`) {
+		t.Errorf("unknown key: %v", err)
+	}
+	if fetches.Load() != 2 {
+		t.Errorf("%d fetches: a second unknown key within %s fetched again", fetches.Load(), refetchEvery)
 	}
 }

@@ -157,7 +157,7 @@ func StreamProgress(c *gin.Context) {
 
 // RequireAuth authenticates the bearer token; 401 in the API's error shape when it is
 // missing or unknown.
-func RequireAuth(a Authenticator) gin.HandlerFunc {
+func RequireAuth(a Authenticator, log ...*slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		h := c.GetHeader("Authorization")
 		scheme, token, ok := strings.Cut(h, " ")
@@ -167,6 +167,11 @@ func RequireAuth(a Authenticator) gin.HandlerFunc {
 		}
 		p, err := a.Authenticate(strings.TrimSpace(token))
 		if err != nil {
+			// Why, for the operator (expired, wrong audience, unknown key); never the token itself
+			// and never in the answer.
+			for _, l := range log {
+				l.Info("bearer token refused", "path", c.FullPath(), "client", c.ClientIP(), "reason", err.Error())
+			}
 			Abort(c, http.StatusUnauthorized, CodeUnauthorized, "invalid bearer token")
 			return
 		}
