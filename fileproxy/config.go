@@ -9,6 +9,7 @@ import (
 
 	"github.com/mailgun/raymond/v2"
 
+	"github.com/erpstream/erpstream/connector"
 	"github.com/erpstream/erpstream/internal/jsonata"
 )
 
@@ -30,20 +31,12 @@ type Config struct {
 	body, filename, contentType jsonata.Expression
 }
 
-// Auth is FileProxyAuth: every string is a template over the download's params.
+// Auth is FileProxyAuth: connector auth's OAuth2 fields plus the password grant's; every string
+// is a template over the download's params.
 type Auth struct {
-	Type         string            `json:"type"`
-	TokenURL     string            `json:"token_url"`
-	ClientID     string            `json:"client_id"`
-	ClientSecret string            `json:"client_secret"`
-	Scope        string            `json:"scope"`
-	Audience     string            `json:"audience"`
-	Resource     string            `json:"resource"`
-	Username     string            `json:"username"`
-	Password     string            `json:"password"`
-	BodyParams   map[string]string `json:"body_params"`
-	Headers      map[string]string `json:"headers"`
-	QueryParams  map[string]string `json:"query_params"`
+	connector.Auth
+	Username string `json:"username"`
+	Password string `json:"password"`
 }
 
 // Param is one declared query parameter of the download link.

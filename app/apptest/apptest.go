@@ -236,6 +236,9 @@ func (e *Env) Exited() <-chan error {
 	return out
 }
 
+// The harness is a client of erpstream's own API under test (loopback), not an outbound request
+// of erpstream: it uses net/http directly; product code sends only through package egress.
+
 // Metrics reads /metrics on the API port with the metrics token.
 func (e *Env) Metrics() (*http.Response, error) {
 	req, _ := http.NewRequest("GET", e.URL+"/metrics", nil)
