@@ -21,8 +21,11 @@ func TestDocumentDropsWhatIsNotServedAndAddsErpstreamsOperations(t *testing.T) {
 	if doc.Info["version"] != "0.58.0+erpstream" || len(doc.Routes) != 1 || doc.Routes[0] != "GET /v1/integrations/{integrationId}" {
 		t.Errorf("info %v routes %v", doc.Info, doc.Routes)
 	}
-	if _, ok := doc.Paths["/v1/erp/trigger"]; ok {
-		t.Error("/v1/erp/trigger is not served but documented")
+	if _, ok := doc.Paths["/v1/erp/trigger"]["post"]; !ok {
+		t.Error("/v1/erp/trigger is served but not documented")
+	}
+	if op := doc.Paths["/v1/webhooks/{webhookId}"]["put"]; op == nil || op["x-erpstream-addition"] != true {
+		t.Errorf("webhook definitions: %v", op)
 	}
 	if op := doc.Paths["/download"]["get"]; op == nil || op["security"] == nil {
 		t.Errorf("/download: %v", op)

@@ -46,6 +46,8 @@ const (
 	Process = "process"
 	Project = "project"
 	Query   = "query"
+	// Outbound delivers entity changes to webhooks and serves acknowledgements and the trigger.
+	Outbound = "outbound"
 )
 
 // Retention: raw payloads 14 days, monitoring 90 days.
@@ -55,7 +57,7 @@ const (
 )
 
 // AllServices is what `erpstream serve` runs.
-var AllServices = []string{Ingest, Process, Project, Query}
+var AllServices = []string{Ingest, Process, Project, Query, Outbound}
 
 // Config of one erpstream process.
 type Config struct {
@@ -115,6 +117,9 @@ type Config struct {
 	FileProxyLinkTTL        time.Duration
 	// FileProxyMaxBytes caps one downloaded file (ERPSTREAM_FILE_PROXY_MAX_MB, default 50).
 	FileProxyMaxBytes int64
+
+	// Outbound tunes the outbound service (ERPSTREAM_OUTBOUND_*; zero values take its defaults).
+	Outbound OutboundConfig
 
 	// FileProxyBaseURL is the base of the download URLs file_proxy_url fields build
 	// (ERPSTREAM_FILE_PROXY_BASE_URL, default http://<HTTPAddr>).
@@ -287,7 +292,8 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 	}
 
-	rt := &runtime{cfg: cfg, log: log, topics: topics, registry: reg, ch: ch, metrics: metrics, group: g, secrets: box, egress: outbound}
+	rt := &runtime{cfg: cfg, log: log, topics: topics, registry: reg, ch: ch, metrics: metrics, group: g, secrets: box, egress: outbound,
+		orgOutbound: quota.NewConcurrency(cfg.OrgOutboundConcurrency)}
 	if box != nil {
 		if rt.links, err = fileproxy.NewSigner(box, cfg.FileProxyKeyID, cfg.FileProxyPreviousKeyIDs, cfg.FileProxyLinkTTL); err != nil {
 			return err

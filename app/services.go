@@ -23,6 +23,7 @@ import (
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/secrets"
 	"github.com/erpstream/erpstream/managedcall"
+	"github.com/erpstream/erpstream/outbound"
 	"github.com/erpstream/erpstream/processor"
 	"github.com/erpstream/erpstream/projector"
 	"github.com/erpstream/erpstream/query"
@@ -50,6 +51,7 @@ var services = []service{
 	{name: Process, consumerGroup: processor.DefaultGroup, start: startProcessor},
 	{name: Project, clickHouse: true, consumerGroup: projector.DefaultGroup, start: startProjector},
 	{name: Query, clickHouse: true, routes: queryRoutes},
+	{name: Outbound, clickHouse: true, consumerGroup: outbound.DefaultGroup, start: startOutbound, routes: outboundRoutes},
 }
 
 // runtime is what the services of one process share.
@@ -68,13 +70,19 @@ type runtime struct {
 	producer *kgo.Client
 	budgets  *quota.Budgets
 	secrets  *secrets.Box
+	// outbound is set when the outbound service runs (its routes need it).
+	outbound *outbound.Service
+	acks     *outbound.AckTable
+	// orgOutbound caps each org's open outbound requests: managed calls, proxied requests and
+	// webhook deliveries share it.
+	orgOutbound *quota.Concurrency
 }
 
 // selectServices returns the named services in start order; an unknown name is an error.
 func selectServices(names []string) ([]service, error) {
 	for _, n := range names {
 		if !slices.ContainsFunc(services, func(s service) bool { return s.name == n }) {
-			return nil, fmt.Errorf("unknown service %q (one of %s, %s, %s, %s)", n, Ingest, Process, Project, Query)
+			return nil, fmt.Errorf("unknown service %q (one of %s, %s, %s, %s, %s)", n, Ingest, Process, Project, Query, Outbound)
 		}
 	}
 	var out []service
@@ -95,7 +103,7 @@ func ingestRoutes(rt *runtime, api *gin.RouterGroup) error {
 		return err
 	}
 	svc.Register(api.Group("/", httpapi.Service("ingest")))
-	(&configapi.API{Registry: rt.registry, Secrets: rt.secrets}).Register(api.Group("/", httpapi.Service("config")))
+	(&configapi.API{Registry: rt.registry, Secrets: rt.secrets, CheckURL: rt.egress.CheckLiteral}).Register(api.Group("/", httpapi.Service("config")))
 	callOutRoutes(rt, api)
 	if rt.links != nil {
 		(&fileproxy.Service{Registry: rt.registry, Secrets: rt.secrets, Signer: rt.links, Egress: rt.egress, Auth: connector.NewAuthorizer(rt.egress),
@@ -113,12 +121,12 @@ func secureProxies(rt *runtime) secureproxy.Proxies {
 // proxy. They sit with ingestion (the write side: a managed call may queue an inbound event).
 func callOutRoutes(rt *runtime, api *gin.RouterGroup) {
 	proxies := secureProxies(rt)
-	outbound := quota.NewConcurrency(rt.cfg.OrgOutboundConcurrency)
+	orgOutbound := rt.orgOutbound
 	(&managedcall.Service{Registry: rt.registry, Secrets: rt.secrets, Egress: rt.egress, Auth: connector.NewAuthorizer(rt.egress),
-		Proxies: proxies, Producer: rt.producer, Topics: rt.topics, Outbound: outbound, Log: rt.log}).
+		Proxies: proxies, Producer: rt.producer, Topics: rt.topics, Outbound: orgOutbound, Log: rt.log}).
 		Register(api.Group("/", httpapi.Service("managed_call")))
 	(&secureproxy.Service{Registry: rt.registry, Egress: rt.egress, Proxies: proxies, Producer: rt.producer, Topics: rt.topics,
-		Outbound: outbound, Log: rt.log}).Register(api.Group("/", httpapi.Service("secure_proxy")))
+		Outbound: orgOutbound, Log: rt.log}).Register(api.Group("/", httpapi.Service("secure_proxy")))
 }
 
 // queryRoutes serves monitoring, and replay beside it: replay reads the raw payloads the query
@@ -152,6 +160,60 @@ func startProjector(ctx context.Context, rt *runtime) error {
 		return err
 	}
 	rt.group.Go("projector", func() error { return p.Run(ctx) })
+	return nil
+}
+
+// OutboundConfig tunes webhook delivery (docs/outbound.md).
+type OutboundConfig struct {
+	// DestinationConcurrency: open requests per destination (ERPSTREAM_OUTBOUND_DESTINATION_CONCURRENCY, 8).
+	DestinationConcurrency int
+	// DestinationQueue: deliveries waiting per destination before further ones are deferred
+	// (ERPSTREAM_OUTBOUND_DESTINATION_QUEUE, 512).
+	DestinationQueue int
+	// Timeout of one attempt (ERPSTREAM_OUTBOUND_TIMEOUT_SECONDS, 15).
+	Timeout time.Duration
+	// AckWindow: how long an acknowledgement may take (ERPSTREAM_ACK_WINDOW_MINUTES, 1440).
+	AckWindow time.Duration
+	// MaxPendingAcksPerOrg (ERPSTREAM_ACK_MAX_PENDING_PER_ORG, 100000).
+	MaxPendingAcksPerOrg int
+	// EntityWait: how long a change waits for its entity to be stored (tests shorten it).
+	EntityWait time.Duration
+	// RetryDelays replace the retry topics' waits (tests shorten them).
+	RetryDelays []time.Duration
+}
+
+// startOutbound runs the acknowledgement table and the delivery consumer. The service has a
+// producer of its own: retries, dead letters and acks are written before their source record
+// counts as done, so they never wait behind the API's traffic.
+func startOutbound(ctx context.Context, rt *runtime) error {
+	producer, err := kgo.NewClient(append(rt.cfg.Kafka.BaseOpts(rt.log), kafkax.ProducerOpts(30*time.Second)...)...)
+	if err != nil {
+		return fmt.Errorf("outbound producer: %w", err)
+	}
+	rt.acks = &outbound.AckTable{Kafka: rt.cfg.Kafka, Topics: rt.topics, Producer: producer, Log: rt.log,
+		Window: rt.cfg.Outbound.AckWindow, MaxPendingPerOrg: rt.cfg.Outbound.MaxPendingAcksPerOrg}
+	svc, err := outbound.New(outbound.Config{Kafka: rt.cfg.Kafka, Topics: rt.topics, Registry: rt.registry, Secrets: rt.secrets,
+		Egress: rt.egress, Entities: &outbound.ClickHouseEntities{Conn: rt.ch}, Producer: producer, Acks: rt.acks,
+		DestinationConcurrency: rt.cfg.Outbound.DestinationConcurrency, DestinationQueue: rt.cfg.Outbound.DestinationQueue,
+		OrgConcurrency: rt.orgOutbound, Timeout: rt.cfg.Outbound.Timeout, EntityWait: rt.cfg.Outbound.EntityWait,
+		RetryDelays: rt.cfg.Outbound.RetryDelays,
+		Log:         rt.log, Metrics: rt.metrics})
+	if err != nil {
+		producer.Close()
+		return err
+	}
+	rt.outbound = svc
+	rt.group.Go("outbound-acks", func() error { return rt.acks.Run(ctx) })
+	rt.group.Go("outbound", func() error {
+		defer producer.Close()
+		return svc.Run(ctx)
+	})
+	return nil
+}
+
+func outboundRoutes(rt *runtime, api *gin.RouterGroup) error {
+	rt.acks.RegisterPublic(rt.public)
+	rt.outbound.Register(api.Group("/", httpapi.Service("outbound")))
 	return nil
 }
 

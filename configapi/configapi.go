@@ -34,6 +34,9 @@ type API struct {
 	// Secrets seals SecretString environment values; without it secrets cannot be stored.
 	Secrets *secrets.Box
 	Now     func() time.Time
+	// CheckURL refuses destinations saved in configuration (webhook URLs) whose scheme is not
+	// http(s) or whose literal address the egress rules block (egress.Client.CheckLiteral).
+	CheckURL func(string) error
 	// writeMu serializes this process's writes so that uniqueness checks and the write they
 	// guard are not interleaved. Several writer processes are resolved by the registry (first
 	// slug claim wins), see the README.
@@ -73,6 +76,8 @@ func (a *API) Register(r gin.IRouter) {
 	r.GET("/v1/environment", read, a.listEnv)
 	r.PUT("/v1/environment/:key", write, a.putEnv)
 	r.DELETE("/v1/environment/:key", write, a.deleteEnv)
+
+	a.registerWebhooks(r, read, write)
 
 	r.PUT("/v1/integrations/:integrationId/app-mapping", write, a.setAppMapping)
 	r.DELETE("/v1/integrations/:integrationId/app-mapping", write, a.deleteAppMapping)

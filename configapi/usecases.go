@@ -351,6 +351,9 @@ func (a *API) compileExpressions(typ string, raw json.RawMessage) string {
 	var cfg struct {
 		Mappings []struct {
 			JSONataExpression string `json:"jsonata_expression"`
+			Delivery          struct {
+				WebhookURL string `json:"webhook_url"`
+			} `json:"delivery"`
 		} `json:"mappings"`
 		RequestMapping  string `json:"request_mapping"`
 		ResponseMapping string `json:"response_mapping"`
@@ -375,6 +378,11 @@ func (a *API) compileExpressions(typ string, raw json.RawMessage) string {
 	case registry.TypeOutbound:
 		for i, m := range cfg.Mappings {
 			exprs = append(exprs, [2]string{fmt.Sprintf("configuration.mappings[%d].jsonata_expression", i), m.JSONataExpression})
+			if m.Delivery.WebhookURL != "" {
+				if msg := a.checkDestination(fmt.Sprintf("configuration.mappings[%d].delivery.webhook_url", i), m.Delivery.WebhookURL); msg != "" {
+					return msg
+				}
+			}
 		}
 	case registry.TypeManagedCall:
 		exprs = append(exprs, [2]string{"configuration.request_mapping", cfg.RequestMapping}, [2]string{"configuration.response_mapping", cfg.ResponseMapping})

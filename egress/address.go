@@ -1,8 +1,11 @@
 package egress
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -147,4 +150,32 @@ func legacyIPv4(host string) (netip.Addr, bool) {
 	}
 	n |= last
 	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), true
+}
+
+// CheckLiteral checks a URL as it is saved in configuration: its scheme and form, and when its
+// host is an IP literal (any form) or a localhost name, that address. Names are checked on the
+// connection only (they may resolve differently later).
+func (c *Client) CheckLiteral(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return &Error{Kind: KindInvalidURL, Err: errors.New("not a URL")}
+	}
+	if err := c.checkURL(u); err != nil {
+		return err
+	}
+	host := u.Hostname()
+	name := strings.ToLower(strings.TrimSuffix(host, "."))
+	if _, ok := hostAddr(host); !ok && name != "localhost" && !strings.HasSuffix(name, ".localhost") {
+		return nil
+	}
+	addrs, err := c.resolve(context.Background(), host)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if err := c.check(&Policy{}, a); err != nil {
+			return err
+		}
+	}
+	return nil
 }

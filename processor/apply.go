@@ -73,6 +73,30 @@ func (a *application) warn(code, msg string) {
 	a.warnings = append(a.warnings, msg)
 }
 
+// change names what a write does to the entity, from its state before the write (callers stage
+// the new state after writing): a placeholder, a delete of what is not there and a late write
+// under a newer delete change nothing a catalog subscriber could see.
+func (a *application) change(id string, op envelope.EntityOp, version uint64) string {
+	if version == stubVersion {
+		return ""
+	}
+	cur := a.state(id)
+	late := cur != nil && cur.Version > version
+	switch {
+	case op != envelope.OpUpsert:
+		if cur.live() && !late {
+			return envelope.ChangeDeleted
+		}
+		return ""
+	case cur.live():
+		return envelope.ChangeUpdated
+	case late:
+		return ""
+	default:
+		return envelope.ChangeCreated
+	}
+}
+
 // write emits one entity write.
 func (a *application) write(schema, entityID string, uniqueIDs, attrs mapping.Attributes, op envelope.EntityOp, version uint64) error {
 	ab, err := attrs.MarshalJSON()
@@ -92,7 +116,7 @@ func (a *application) writeJSON(schema, entityID string, uniqueIDs mapping.Attri
 		OrgID: ev.OrgID, EntitySchema: schema, EntityID: entityID, Op: op,
 		UniqueIdentifiers: uids, Attributes: ab, Version: version,
 		IntegrationID: ev.IntegrationID, UseCaseID: ev.UseCaseID, EventID: ev.EventID,
-		CorrelationID: ev.CorrelationID, WrittenAtMs: a.now,
+		CorrelationID: ev.CorrelationID, WrittenAtMs: a.now, Change: a.change(entityID, op, version),
 	}
 	b := w.AppendJSON(make([]byte, 0, 384+len(ab)+len(uids)))
 	a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.Entities, Key: []byte(ev.OrgID + "/" + entityID), Value: b,

@@ -126,22 +126,6 @@ func (s *Service) v1InboundEvents(c *gin.Context) {
 	})
 }
 
-// v1OutboundEvents lists the outbound lane (webhook deliveries); erpstream records none until
-// outbound delivery exists, so the list is empty in the documented shape.
-func (s *Service) v1OutboundEvents(c *gin.Context) {
-	var req v2EventsRequest
-	if !httpapi.BindJSON(c, &req) {
-		return
-	}
-	if _, ok := s.integration(c, c.Param("integrationId")); !ok {
-		return
-	}
-	if _, _, ok := s.timeRange(c, "from_date", req.FromDate, "to_date", req.ToDate); !ok {
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"data": []any{}, "next_cursor": nil, "has_more": false})
-}
-
 type v1StatsRequest struct {
 	FromDate        string   `json:"from_date"`
 	ToDate          string   `json:"to_date"`
@@ -198,7 +182,10 @@ func (s *Service) v1Stats(c *gin.Context) {
 	}
 	inbound := statsView(st, apiKey)
 	delete(inbound, "ack_timeout_count")
-	outbound := gin.H{"total_events": 0, "success_count": 0, "error_count": 0, "pending_count": 0, "success_rate": 0.0, "breakdown": []any{}}
+	outbound, ok := s.outboundStats(c, integ, from, to, req.OutboundGroupBy)
+	if !ok {
+		return
+	}
 	c.JSON(http.StatusOK, gin.H{"inbound": inbound, "outbound": outbound})
 }
 
@@ -267,14 +254,23 @@ func (s *Service) v1TimeSeries(c *gin.Context) {
 	if !ok {
 		return
 	}
+	var outBuckets []Bucket
+	if req.Direction != "inbound" {
+		of := Filter{OrgID: integ.OrgID, IntegrationID: integ.ID, From: from, To: to, UseCaseType: registry.TypeOutbound,
+			Codes: outboundDeliveryCodes()}
+		if outBuckets, ok = s.series(c, of, req.Interval); !ok {
+			return
+		}
+	}
 	out := make([]gin.H, 0, len(buckets))
-	for _, b := range buckets {
+	for i, b := range buckets {
 		row := gin.H{"timestamp": b.Start.Format(time.RFC3339), "inbound": nil, "outbound": nil}
 		if req.Direction != "outbound" {
 			row["inbound"] = counts(b.Stats)
 		}
-		if req.Direction != "inbound" {
-			row["outbound"] = gin.H{"success_count": 0, "error_count": 0, "pending_count": 0, "total_count": 0}
+		if req.Direction != "inbound" && i < len(outBuckets) {
+			o := outBuckets[i].Stats
+			row["outbound"] = gin.H{"success_count": o.Success, "error_count": o.Error + o.Skipped, "pending_count": o.Warning, "total_count": o.Total}
 		}
 		out = append(out, row)
 	}

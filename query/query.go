@@ -37,6 +37,8 @@ type Filter struct {
 	ExcludeCodes         []string // none of these codes
 	EventID              string
 	CorrelationID        string
+	// Detail restricts rows (not counts) to those whose detail has these string fields.
+	Detail map[string]string
 }
 
 // Stats are counts per level, with an optional breakdown.

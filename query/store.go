@@ -300,6 +300,14 @@ func (s *ClickHouseStore) Events(ctx context.Context, f Filter, limit int, after
 	if f.CorrelationID != "" {
 		c.add("correlation_id = ?", f.CorrelationID)
 	}
+	keys := make([]string, 0, len(f.Detail))
+	for k := range f.Detail {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		c.add("visitParamExtractString(detail, ?) = ?", k, f.Detail[k])
+	}
 	if after != nil {
 		c.add("created_at <= toDateTime(?)", after.CreatedAtMs/1000)
 		c.add("(created_at_ms, id) < (?, ?)", uint64(after.CreatedAtMs), after.ID)

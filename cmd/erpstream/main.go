@@ -39,6 +39,7 @@ commands:
   process                map events into entity writes and monitoring events
   project                write entities and monitoring events into ClickHouse
   query                  HTTP monitoring API served from ClickHouse
+  outbound               deliver entity changes to webhooks; acknowledgements, trigger, outbound status
   admin init             ensure-topics, then migrate (a deployment's one-shot job)
   admin ensure-topics    create and verify the Kafka topics
   admin migrate          apply the ClickHouse schema migrations
@@ -72,7 +73,7 @@ func main() {
 	switch cmd := os.Args[1]; cmd {
 	case "serve":
 		cfg.Services = app.AllServices
-	case app.Ingest, app.Process, app.Project, app.Query:
+	case app.Ingest, app.Process, app.Project, app.Query, app.Outbound:
 		cfg.Services = []string{cmd}
 	case "admin":
 		err = admin(ctx, cfg, log, os.Args[2:])
@@ -219,6 +220,11 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		{"ERPSTREAM_ORG_OUTBOUND_CONCURRENCY", 32, func(v int) { cfg.OrgOutboundConcurrency = v }},
 		{"ERPSTREAM_FILE_PROXY_LINK_TTL_HOURS", 0, func(v int) { cfg.FileProxyLinkTTL = time.Duration(v) * time.Hour }},
 		{"ERPSTREAM_FILE_PROXY_MAX_MB", 50, func(v int) { cfg.FileProxyMaxBytes = int64(v) << 20 }},
+		{"ERPSTREAM_OUTBOUND_DESTINATION_CONCURRENCY", 8, func(v int) { cfg.Outbound.DestinationConcurrency = v }},
+		{"ERPSTREAM_OUTBOUND_DESTINATION_QUEUE", 512, func(v int) { cfg.Outbound.DestinationQueue = v }},
+		{"ERPSTREAM_OUTBOUND_TIMEOUT_SECONDS", 15, func(v int) { cfg.Outbound.Timeout = time.Duration(v) * time.Second }},
+		{"ERPSTREAM_ACK_WINDOW_MINUTES", 1440, func(v int) { cfg.Outbound.AckWindow = time.Duration(v) * time.Minute }},
+		{"ERPSTREAM_ACK_MAX_PENDING_PER_ORG", 100_000, func(v int) { cfg.Outbound.MaxPendingAcksPerOrg = v }},
 	}
 	disableable := map[string]bool{"ERPSTREAM_RATE_LIMIT_PER_MIN": true, "ERPSTREAM_ORG_EVENTS_PER_MIN": true,
 		"ERPSTREAM_ORG_MB_PER_MIN": true, "ERPSTREAM_ORG_INFLIGHT_MB": true, "ERPSTREAM_ORG_OUTBOUND_CONCURRENCY": true}

@@ -81,8 +81,27 @@ type EntityWrite struct {
 	EventID       string `json:"event_id"`
 	CorrelationID string `json:"correlation_id"`
 	WrittenAtMs   int64  `json:"written_at_ms"`
+	// Change is what the write does to the entity as the API sees it (ChangeCreated, ChangeUpdated,
+	// ChangeDeleted), empty when it changes nothing visible (a delete of an unknown entity, a
+	// placeholder for a related entity): each non-empty one is a catalog event for outbound.
+	Change string `json:"change,omitempty"`
 	// AttributeVersions is the projector's bookkeeping stored with the row (not sent on Kafka).
 	AttributeVersions json.RawMessage `json:"-"`
+}
+
+// Changes an entity write makes, named as the catalog events "<schema>.created" etc.
+const (
+	ChangeCreated = "created"
+	ChangeUpdated = "updated"
+	ChangeDeleted = "deleted"
+)
+
+// CatalogEvent names the catalog event of a change: "contract.created".
+func (w *EntityWrite) CatalogEvent() string {
+	if w.Change == "" {
+		return ""
+	}
+	return w.EntitySchema + "." + w.Change
 }
 
 // Level of a monitoring event. Stored as is; the 0.58.0 API has no "info" and shows it as "skipped".
@@ -188,6 +207,9 @@ func (w *EntityWrite) AppendJSON(b []byte) []byte {
 	b = str(b, `,"event_id":`, w.EventID)
 	b = str(b, `,"correlation_id":`, w.CorrelationID)
 	b = strconv.AppendInt(append(b, `,"written_at_ms":`...), w.WrittenAtMs, 10)
+	if w.Change != "" {
+		b = str(b, `,"change":`, w.Change)
+	}
 	return append(b, '}')
 }
 

@@ -16,6 +16,9 @@ import (
 type RateLimiter struct {
 	PerMinute int
 	Now       func() time.Time
+	// Key names whose bucket a request spends (default: the principal's org). Routes without a
+	// bearer token key by client address.
+	Key func(*gin.Context) string
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
@@ -36,11 +39,17 @@ func (l *RateLimiter) Middleware() gin.HandlerFunc {
 			c.Next()
 			return
 		}
-		wait := l.take(Principal(c).OrgID)
+		key := ""
+		if l.Key != nil {
+			key = l.Key(c)
+		} else {
+			key = Principal(c).OrgID
+		}
+		wait := l.take(key)
 		if wait > 0 {
 			c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			Abort(c, http.StatusTooManyRequests, "RATE_LIMITED",
-				"more than "+strconv.Itoa(l.PerMinute)+" requests per minute for this org; retry after the Retry-After seconds")
+				"more than "+strconv.Itoa(l.PerMinute)+" requests per minute; retry after the Retry-After seconds")
 			return
 		}
 		c.Next()
@@ -58,6 +67,9 @@ func (l *RateLimiter) take(org string) time.Duration {
 	}
 	b, ok := l.buckets[org]
 	if !ok {
+		if len(l.buckets) >= maxBuckets {
+			l.evictLocked(now)
+		}
 		b = &bucket{tokens: float64(l.PerMinute), last: now}
 		l.buckets[org] = b
 	}
@@ -68,4 +80,17 @@ func (l *RateLimiter) take(org string) time.Duration {
 		return 0
 	}
 	return time.Duration((1 - b.tokens) / rate * float64(time.Second))
+}
+
+// maxBuckets bounds the buckets kept: keys by client address are chosen by the network.
+const maxBuckets = 100_000
+
+// evictLocked drops the buckets that have refilled (idle for a minute: they hold as many
+// tokens as a new one would).
+func (l *RateLimiter) evictLocked(now time.Time) {
+	for k, b := range l.buckets {
+		if now.Sub(b.last) >= time.Minute {
+			delete(l.buckets, k)
+		}
+	}
 }

@@ -38,6 +38,27 @@ type Topics struct {
 	Access     string
 	// EntityState is the processor's entity state: existence, deletion and relations per entity.
 	EntityState string
+	// OutboundRetries are the outbound retry topics, one per delay of OutboundRetryDelays: a
+	// failed delivery waits in the topic of its next delay, so every topic's records come due
+	// in about the order they were written and a consumer waits only for the head of each.
+	OutboundRetries []string
+	// OutboundDead holds deliveries that failed their last attempt, for redelivery.
+	OutboundDead string
+	// Acks is the acknowledgement table: pending ack ids (compacted, keyed by ack id).
+	Acks string
+}
+
+// OutboundRetryDelays are the waits before the 2nd to 6th attempt of a delivery; the 7th waits
+// the last delay again. About 9 hours from the first attempt to the last.
+var OutboundRetryDelays = []time.Duration{10 * time.Second, time.Minute, 10 * time.Minute, time.Hour, 4 * time.Hour}
+
+func retryTopicName(prefix string, d time.Duration) string {
+	name := d.String() // 10s, 1m0s, 10m0s, 1h0m0s, 4h0m0s
+	name = strings.TrimSuffix(strings.TrimSuffix(name, "0s"), "0m")
+	if strings.HasSuffix(name, "m0") {
+		name = strings.TrimSuffix(name, "0")
+	}
+	return prefix + ".outbound-retry-" + name
 }
 
 // NewTopics names the topics under prefix.
@@ -54,7 +75,19 @@ func NewTopics(prefix string) Topics {
 		Access:     prefix + ".access",
 
 		EntityState: prefix + ".entity-state",
+
+		OutboundRetries: retryTopics(prefix),
+		OutboundDead:    prefix + ".outbound-dead",
+		Acks:            prefix + ".acks",
 	}
+}
+
+func retryTopics(prefix string) []string {
+	out := make([]string, len(OutboundRetryDelays))
+	for i, d := range OutboundRetryDelays {
+		out[i] = retryTopicName(prefix, d)
+	}
+	return out
 }
 
 const day = 24 * 60 * 60 * 1000
@@ -67,7 +100,7 @@ const day = 24 * 60 * 60 * 1000
 // always meet in one partition, where the deduplication state for them lives. Per-entity order
 // is restored downstream: entity writes are keyed by entity id and versioned by receive time.
 func (t Topics) Specs(dataPartitions int32) []TopicSpec {
-	return []TopicSpec{
+	specs := []TopicSpec{
 		{Name: t.Events, Partitions: dataPartitions, Purpose: "accepted ERP events",
 			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(7 * day), "max.message.bytes": "8388608"}},
 		{Name: t.Entities, Partitions: dataPartitions, Purpose: "entity writes keyed by entity id",
@@ -84,7 +117,19 @@ func (t Topics) Specs(dataPartitions int32) []TopicSpec {
 				"max.message.bytes": "8388608"}},
 		{Name: t.Config, Partitions: 1, ExactPartitions: true, Purpose: "integrations and use cases (compacted log)",
 			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(day)}},
+		{Name: t.OutboundDead, Partitions: dataPartitions, Purpose: "outbound deliveries that failed their last attempt (14 days, for redelivery)",
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(14 * day), "max.message.bytes": "8388608"}},
+		{Name: t.Acks, Partitions: dataPartitions, SamePartitionsAs: t.Entities, Purpose: "pending outbound acknowledgements (compacted, keyed by ack id)",
+			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(60 * 60 * 1000)}},
 	}
+	for i, name := range t.OutboundRetries {
+		// A retry waits its delay and then some: kept for a day past the longest delay.
+		specs = append(specs, TopicSpec{Name: name, Partitions: dataPartitions,
+			Purpose: "outbound deliveries waiting " + OutboundRetryDelays[i].String() + " for their next attempt",
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(day + int(OutboundRetryDelays[len(OutboundRetryDelays)-1].Milliseconds())),
+				"max.message.bytes": "8388608"}})
+	}
+	return specs
 }
 
 // EnsureTopics creates missing topics with their configs and verifies existing ones.

@@ -117,6 +117,24 @@ type EnvVar struct {
 	UpdatedBy   string    `json:"updated_by,omitempty"`
 }
 
+// Webhook is a self-hoster's definition of where outbound deliveries go: what the hosted
+// product's webhook service holds, referenced by an outbound mapping's delivery.webhook_id.
+// Header values, auth strings and the signing secret may name {{env.KEY}} variables; the
+// signing secret must (a secret is never stored in configuration).
+type Webhook struct {
+	ID      string            `json:"id"`
+	OrgID   string            `json:"org_id"`
+	Name    string            `json:"name,omitempty"`
+	URL     string            `json:"url"`
+	Enabled bool              `json:"enabled"`
+	Headers map[string]string `json:"headers,omitempty"`
+	// Auth is connector auth (bearer, api_key, oauth2_client_credentials) as raw JSON.
+	Auth          json.RawMessage `json:"auth,omitempty"`
+	SigningSecret string          `json:"signing_secret,omitempty"`
+	CreatedAt     time.Time       `json:"created_at"`
+	UpdatedAt     time.Time       `json:"updated_at"`
+}
+
 // HistoryEntry is a use case as it was before one change (UseCaseHistoryEntry).
 type HistoryEntry struct {
 	ID                string          `json:"id"`

@@ -33,6 +33,7 @@ type Snapshot struct {
 	appMappings  map[string]*AppMapping  // org + "/" + app id + "/" + component id
 	apiTokens    map[string]*APIToken    // token hash -> token
 	env          map[string]*EnvVar      // org + "/" + key
+	webhooks     map[string]*Webhook     // org + "/" + id
 	// history is per use case (org + "/" + use case id), newest first, without configurations:
 	// those stay in the config log and are read by offset when a page is shown (HistoryBodies),
 	// so a busy use case's history costs memory by entry, not by configuration size.
@@ -85,6 +86,47 @@ func (s *Snapshot) EnvVars(org string) []*EnvVar {
 	return out
 }
 
+// Webhook returns one of the org's webhook definitions.
+func (s *Snapshot) Webhook(org, id string) (*Webhook, bool) {
+	w, ok := s.webhooks[org+"/"+id]
+	return w, ok
+}
+
+// Webhooks lists the org's webhook definitions, oldest first.
+func (s *Snapshot) Webhooks(org string) []*Webhook {
+	var out []*Webhook
+	for _, w := range s.webhooks {
+		if w.OrgID == org {
+			out = append(out, w)
+		}
+	}
+	sortByCreated(out, func(w *Webhook) (int64, string) { return w.CreatedAt.UnixNano(), w.ID })
+	return out
+}
+
+// OutboundUseCases lists the org's outbound use cases, of every integration.
+func (s *Snapshot) OutboundUseCases(org string) []*UseCase {
+	var out []*UseCase
+	for _, u := range s.useCases {
+		if u.OrgID == org && u.Type == TypeOutbound {
+			out = append(out, u)
+		}
+	}
+	sortByCreated(out, func(u *UseCase) (int64, string) { return u.CreatedAt.UnixNano(), u.ID })
+	return out
+}
+
+// AllOutboundUseCases lists every org's outbound use cases (the outbound service indexes them).
+func (s *Snapshot) AllOutboundUseCases() []*UseCase {
+	var out []*UseCase
+	for _, u := range s.useCases {
+		if u.Type == TypeOutbound {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // History lists a use case's history, newest first, without configurations (HistoryBodies
 // reads them). The slice is shared: do not modify it.
 func (s *Snapshot) History(org, useCaseID string) []*HistoryEntry {
@@ -132,6 +174,7 @@ func emptySnapshot() *Snapshot {
 		appMappings:  map[string]*AppMapping{},
 		apiTokens:    map[string]*APIToken{},
 		env:          map[string]*EnvVar{},
+		webhooks:     map[string]*Webhook{},
 		history:      map[string][]*HistoryEntry{},
 	}
 }
@@ -247,6 +290,19 @@ func (s *Snapshot) apply(key string, value []byte, offset int64) error {
 			return err
 		}
 		s.env[rest] = &v
+	case "webhook":
+		if value == nil {
+			delete(s.webhooks, rest)
+			return nil
+		}
+		var w Webhook
+		if err := decode(&w); err != nil {
+			return err
+		}
+		if rest != w.OrgID+"/"+w.ID {
+			return fmt.Errorf("config record %q holds webhook %s of org %s", key, w.ID, w.OrgID)
+		}
+		s.webhooks[rest] = &w
 	case "history":
 		useCase, entryID := rest[:strings.LastIndexByte(rest, '/')+1], rest[strings.LastIndexByte(rest, '/')+1:]
 		useCase = strings.TrimSuffix(useCase, "/")
@@ -362,6 +418,10 @@ func (s *Snapshot) clone() *Snapshot {
 	c.env = make(map[string]*EnvVar, len(s.env)+1)
 	for k, v := range s.env {
 		c.env[k] = v
+	}
+	c.webhooks = make(map[string]*Webhook, len(s.webhooks)+1)
+	for k, v := range s.webhooks {
+		c.webhooks[k] = v
 	}
 	c.history = make(map[string][]*HistoryEntry, len(s.history)+1)
 	for k, v := range s.history {
@@ -638,6 +698,20 @@ func (r *Registry) PutEnvVar(ctx context.Context, v *EnvVar) error {
 // DeleteEnvVar removes an environment variable.
 func (r *Registry) DeleteEnvVar(ctx context.Context, org, key string) error {
 	return r.put(ctx, "env/"+org+"/"+key, nil)
+}
+
+// PutWebhook stores a webhook definition.
+func (r *Registry) PutWebhook(ctx context.Context, w *Webhook) error {
+	b, err := json.Marshal(w)
+	if err != nil {
+		return err
+	}
+	return r.put(ctx, "webhook/"+w.OrgID+"/"+w.ID, b)
+}
+
+// DeleteWebhook removes a webhook definition.
+func (r *Registry) DeleteWebhook(ctx context.Context, org, id string) error {
+	return r.put(ctx, "webhook/"+org+"/"+id, nil)
 }
 
 // PutHistory appends a history entry.
