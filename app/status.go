@@ -14,6 +14,7 @@ import (
 
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/outbound"
 	"github.com/erpstream/erpstream/processor"
 	"github.com/erpstream/erpstream/projector"
 	"github.com/erpstream/erpstream/projector/schema"
@@ -51,7 +52,7 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) er
 			fmt.Fprintf(out, "  topic %-28s MISSING (erpstream admin ensure-topics)\n", n)
 		}
 	}
-	lags, err := adm.Lag(ctx, processor.DefaultGroup, projector.DefaultGroup)
+	lags, err := adm.Lag(ctx, processor.DefaultGroup, projector.DefaultGroup, outbound.DefaultGroup)
 	if err != nil {
 		return fmt.Errorf("consumer groups: %w", err)
 	}
@@ -59,7 +60,7 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) er
 	for _, n := range names {
 		ours[n] = true
 	}
-	for _, g := range []string{processor.DefaultGroup, projector.DefaultGroup} {
+	for _, g := range []string{processor.DefaultGroup, projector.DefaultGroup, outbound.DefaultGroup} {
 		l := lags[g]
 		if err := l.Error(); err != nil {
 			fmt.Fprintf(out, "group %s: %v\n", g, err)

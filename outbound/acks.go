@@ -16,7 +16,6 @@ import (
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/kafkax"
-	"github.com/erpstream/erpstream/internal/secrets"
 )
 
 // ackEntry is one delivery waiting for its acknowledgement: the value of its record in the
@@ -164,8 +163,6 @@ func newAckID() string {
 	_, _ = rand.Read(b[:])
 	return "ack_" + base64.RawURLEncoding.EncodeToString(b[:])
 }
-
-func ackIDFor(_ *secrets.Box, _ string) string { return newAckID() }
 
 // track records a delivered payload's ack id as pending; false when the org has too many
 // pending (the delivery is then untracked, said in monitoring).

@@ -121,16 +121,11 @@ func (s *Service) attempt(ctx context.Context, d *Delivery) *outcome {
 	}
 	started := time.Now()
 	resp, err := s.cfg.Egress.Do(ctx, req, egress.Policy{Purpose: "webhook"})
-	if err == nil && resp.StatusCode == http.StatusUnauthorized && retryAuth != nil {
-		if rerr := retryAuth(ctx); rerr == nil {
-			req.Body = nil
-			req2 := req.Clone(ctx)
-			req2.Body = http.NoBody
-			req2, _ = http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(d.Payload))
-			req2.Header = req.Header
-			req2.ContentLength = int64(len(d.Payload))
-			resp, err = s.cfg.Egress.Do(ctx, req2, egress.Policy{Purpose: "webhook"})
-		}
+	if err == nil && resp.StatusCode == http.StatusUnauthorized && retryAuth != nil && retryAuth(ctx) == nil {
+		// The cached OAuth2 token was refused: once more with a fresh one (retryAuth set it on req).
+		again, _ := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(d.Payload))
+		again.Header, again.ContentLength = req.Header, int64(len(d.Payload))
+		resp, err = s.cfg.Egress.Do(ctx, again, egress.Policy{Purpose: "webhook"})
 	}
 	o.latency = time.Since(started)
 	if err != nil {

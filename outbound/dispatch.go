@@ -36,7 +36,7 @@ func (s *Service) deliveriesOf(ctx context.Context, ch *change, ucs []*compiledU
 				EventID: w.EventID, CorrelationID: w.CorrelationID,
 			}
 			if c.cfg.ackTracking() {
-				d.AckID = ackIDFor(s.cfg.Secrets, d.ID)
+				d.AckID = newAckID()
 			}
 			doc, err := input(ch, d.AckID, SourceChange)
 			if err == nil {

@@ -70,6 +70,34 @@ func TestEventsBecomeEntityWritesAndOneMonitoringRowEach(t *testing.T) {
 	if writes[1].Op != envelope.OpDelete || writes[1].Version != 3000 || writes[1].CorrelationID != "c2" {
 		t.Errorf("second write %+v", writes[1])
 	}
+	// Each write names its change: the catalog events outbound delivers (contact.created, .deleted).
+	if writes[0].Change != envelope.ChangeCreated || writes[1].Change != envelope.ChangeDeleted || writes[1].CatalogEvent() != "contact.deleted" {
+		t.Errorf("changes %q, %q", writes[0].Change, writes[1].Change)
+	}
+}
+
+// An update of an existing entity is "updated"; a delete of an entity that is not there writes
+// its tombstone but no change (no catalog event).
+func TestEntityWritesNameTheirChange(t *testing.T) {
+	c, reg := withUseCases(t, map[string]json.RawMessage{"a": json.RawMessage(mappingConfig)})
+	must(t, reg.PutIntegration(context.Background(), &registry.Integration{ID: "int", OrgID: "org", Name: "SAP",
+		Fields: map[string]json.RawMessage{"settings": json.RawMessage(`{"honor_event_type":true}`)}}))
+	var seq eventSeq
+	del := seq.ev("delete-unknown", "a", `{"no":"K-7"}`)
+	del.EventType = "DELETE"
+	_, writes := runPipeline(t, c, reg, []envelope.Event{
+		seq.ev("create", "a", `{"no":"K-1","name":"ann"}`),
+		seq.ev("update", "a", `{"no":"K-1","name":"anna"}`),
+		del,
+	})
+	changes := map[string]string{}
+	for _, w := range writes {
+		changes[w.EventID] = w.Change
+	}
+	want := map[string]string{"create": envelope.ChangeCreated, "update": envelope.ChangeUpdated, "delete-unknown": ""}
+	if fmt.Sprint(changes) != fmt.Sprint(want) {
+		t.Fatalf("changes %v, want %v", changes, want)
+	}
 }
 
 func must(t *testing.T, err error) {
