@@ -196,8 +196,8 @@ func startOutbound(ctx context.Context, rt *runtime) error {
 		Egress: rt.egress, Entities: &outbound.ClickHouseEntities{Conn: rt.ch}, Producer: producer, Acks: rt.acks,
 		DestinationConcurrency: rt.cfg.Outbound.DestinationConcurrency, DestinationQueue: rt.cfg.Outbound.DestinationQueue,
 		OrgConcurrency: rt.orgOutbound, Timeout: rt.cfg.Outbound.Timeout, EntityWait: rt.cfg.Outbound.EntityWait,
-		RetryDelays: rt.cfg.Outbound.RetryDelays,
-		Log:         rt.log, Metrics: rt.metrics})
+		RetryDelays: rt.cfg.Outbound.RetryDelays, ProjectorGroup: projector.DefaultGroup,
+		Log: rt.log, Metrics: rt.metrics})
 	if err != nil {
 		producer.Close()
 		return err

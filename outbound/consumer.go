@@ -68,9 +68,10 @@ func (s *Service) Run(ctx context.Context) error {
 	changes := make(chan []*kgo.Record, 2)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); r.prepareLoop(ctx, changes) }()
+	go func() { defer wg.Done(); s.prepareLoop(ctx, changes, r.finish) }()
 	go func() { defer wg.Done(); r.commitLoop(ctx) }()
 	go s.cfg.Acks.sweep(ctx, s)
+	go s.projected.run(ctx)
 	defer wg.Wait()
 	defer close(changes)
 
@@ -233,14 +234,6 @@ func (r *runner) retryRecord(ctx context.Context, rec *kgo.Record) {
 			r.cl.ResumeFetchPartitions(map[string][]int32{rec.Topic: {rec.Partition}})
 		}
 	})
-}
-
-// prepareLoop turns polled entity writes into deliveries, batch by batch in poll order, so the
-// deliveries of one entity reach their destination lane in change order.
-func (r *runner) prepareLoop(ctx context.Context, batches <-chan []*kgo.Record) {
-	for batch := range batches {
-		r.s.prepare(ctx, batch, r.finish)
-	}
 }
 
 // writeOf decodes an entity write record.

@@ -2,9 +2,11 @@ package outbound
 
 import (
 	"context"
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +17,8 @@ type job struct {
 	done func()
 	// sync, when set, receives the outcome instead of retries (POST /v1/erp/trigger).
 	sync chan *outcome
+	// dequeued gives back the job's share of its destination's queue.
+	dequeued func()
 }
 
 // deliveriesOf maps one change with every enabled mapping of the use cases subscribed to it.
@@ -22,11 +26,20 @@ type job struct {
 func (s *Service) deliveriesOf(ctx context.Context, ch *change, ucs []*compiledUseCase) []*job {
 	var jobs []*job
 	w := &ch.write
+	made := 0
 	for _, c := range ucs {
 		for i := range c.mappings {
 			m := &c.mappings[i]
 			if !m.cfg.enabled() {
 				continue
+			}
+			if made++; made > MaxDeliveriesPerChange {
+				d := &Delivery{ID: DeliveryID(w.OrgID, c.uc.ID, m.id, w.EntityID, w.Version, w.EventID), OrgID: w.OrgID,
+					IntegrationID: c.uc.IntegrationID, UseCaseID: c.uc.ID, MappingID: m.id, MappingName: m.cfg.Name,
+					EventName: w.CatalogEvent(), EntityID: w.EntityID, EntitySchema: w.EntitySchema, CorrelationID: w.CorrelationID}
+				s.record(ctx, d, rowMappingFailed(d, fmt.Errorf("%w: more than %d deliveries for one change; this and later mappings are not delivered",
+					errMapping, MaxDeliveriesPerChange)))
+				return jobs
 			}
 			d := &Delivery{
 				ID: DeliveryID(w.OrgID, c.uc.ID, m.id, w.EntityID, w.Version, w.EventID), OrgID: w.OrgID,
@@ -57,6 +70,10 @@ func (s *Service) deliveriesOf(ctx context.Context, ch *change, ucs []*compiledU
 	return jobs
 }
 
+// MaxDeliveriesPerChange bounds the fan-out of one change: enabled mappings over every outbound
+// use case of the org subscribed to its event.
+const MaxDeliveriesPerChange = 100
+
 // mappingTimeout bounds one outbound mapping's evaluation.
 const mappingTimeout = 500 * time.Millisecond
 
@@ -70,6 +87,10 @@ type destinations struct {
 
 type destination struct {
 	lanes []chan *job
+	// queued counts the payload bytes waiting in the lanes.
+	queued atomic.Int64
+	// saturated: a lane stayed full for DispatchWait; deliveries are deferred until it drains.
+	saturated atomic.Bool
 }
 
 func newDestinations(s *Service) *destinations {
@@ -111,23 +132,54 @@ func destinationKey(d *Delivery) string {
 }
 
 // dispatch queues a delivery on its destination's lane for its entity (so one entity's
-// deliveries to one destination go out in order). A full lane defers the delivery to the first
-// retry topic without counting an attempt.
+// deliveries to one destination go out in order). A full lane makes the dispatcher wait up to
+// DispatchWait: a fast webhook under a burst drains in time, and the wait slows the consumer
+// down instead of deferring work. A lane still full then marks its destination saturated: from
+// then until the lane is half empty, deliveries to it move to the first retry topic at once,
+// without counting as an attempt, so a slow webhook costs the dispatcher one wait, not one per
+// delivery.
 func (s *Service) dispatch(ctx context.Context, j *job) {
 	dest := s.dests.get(ctx, destinationKey(j.d))
 	h := fnv.New32a()
 	h.Write([]byte(j.d.OrgID + "/" + j.d.EntityID))
 	lane := dest.lanes[int(h.Sum32()%uint32(len(dest.lanes)))]
-	if j.sync != nil {
-		lane <- j // the trigger waits its turn: it answers synchronously
+	size := int64(len(j.d.Payload))
+	if dest.saturated.Load() {
+		if len(lane) > cap(lane)/2 {
+			s.deferBusy(ctx, j)
+			return
+		}
+		dest.saturated.Store(false)
+	}
+	if dest.queued.Load()+size > s.cfg.DestinationQueueBytes {
+		s.deferBusy(ctx, j)
 		return
+	}
+	enqueued := func() {
+		dest.queued.Add(size)
+		j.dequeued = func() { dest.queued.Add(-size) }
 	}
 	select {
 	case lane <- j:
+		enqueued()
+		return
 	default:
-		s.metrics.deferred.Inc()
-		s.defer_(ctx, j, "destination busy")
 	}
+	wait := time.NewTimer(s.cfg.DispatchWait)
+	defer wait.Stop()
+	select {
+	case lane <- j:
+		enqueued()
+	case <-wait.C:
+		dest.saturated.Store(true)
+		s.deferBusy(ctx, j)
+	case <-ctx.Done():
+	}
+}
+
+func (s *Service) deferBusy(ctx context.Context, j *job) {
+	s.metrics.deferred.Inc()
+	s.defer_(ctx, j, "destination busy")
 }
 
 // lane sends its jobs one after another.
@@ -137,6 +189,9 @@ func (s *Service) lane(ctx context.Context, jobs <-chan *job) {
 		case <-ctx.Done():
 			return
 		case j := <-jobs:
+			if j.dequeued != nil {
+				j.dequeued()
+			}
 			s.run(ctx, j)
 		}
 	}

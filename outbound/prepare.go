@@ -17,10 +17,52 @@ type pendingChange struct {
 	useCases []*compiledUseCase
 }
 
-// prepare matches a poll's entity writes to outbound use cases, waits until the projector has
-// stored the entities they changed, maps them and dispatches the deliveries. finish marks a
-// record done once all its deliveries are.
-func (s *Service) prepare(ctx context.Context, recs []*kgo.Record, finish func(*kgo.Record)) {
+// preparedBatch is one poll's changes that some use case subscribes to, and the entities they
+// left, once read (ready closed).
+type preparedBatch struct {
+	pending []*pendingChange
+	stored  map[string]StoredEntity
+	ready   chan struct{}
+}
+
+// maxBatchesReading bounds the polls whose entities are being read at once: reading waits for
+// the projector (about its flush interval), so several polls wait together.
+const maxBatchesReading = 8
+
+// prepareLoop turns polled entity writes into deliveries. Polls wait for their entities
+// concurrently and are dispatched in poll order, so the deliveries of one entity reach their
+// lane in change order.
+func (s *Service) prepareLoop(ctx context.Context, batches <-chan []*kgo.Record, finish func(*kgo.Record)) {
+	order := make(chan *preparedBatch, maxBatchesReading)
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		for pb := range order {
+			select {
+			case <-pb.ready:
+			case <-ctx.Done():
+				continue
+			}
+			s.dispatchBatch(ctx, pb, finish)
+		}
+	}()
+	for batch := range batches {
+		pb := s.match(batch, finish)
+		if pb == nil {
+			continue
+		}
+		go func() {
+			pb.stored = s.awaitProjected(ctx, pb.pending)
+			close(pb.ready)
+		}()
+		order <- pb
+	}
+	close(order)
+	<-dispatched
+}
+
+// match keeps the writes some enabled outbound use case subscribes to; the others are done.
+func (s *Service) match(recs []*kgo.Record, finish func(*kgo.Record)) *preparedBatch {
 	snap := s.cfg.Registry.Snapshot()
 	var pending []*pendingChange
 	for _, rec := range recs {
@@ -42,14 +84,19 @@ func (s *Service) prepare(ctx context.Context, recs []*kgo.Record, finish func(*
 		pending = append(pending, &pendingChange{rec: rec, write: w, useCases: ucs})
 	}
 	if len(pending) == 0 {
-		return
+		return nil
 	}
-	stored := s.awaitProjected(ctx, pending)
+	return &preparedBatch{pending: pending, ready: make(chan struct{})}
+}
+
+// dispatchBatch maps a batch's changes and dispatches their deliveries; a record is done once
+// all its deliveries are.
+func (s *Service) dispatchBatch(ctx context.Context, pb *preparedBatch, finish func(*kgo.Record)) {
 	if ctx.Err() != nil {
 		return
 	}
-	for _, pc := range pending {
-		ch := &change{write: pc.write, entity: stored[pc.write.EntityID]}
+	for _, pc := range pb.pending {
+		ch := &change{write: pc.write, entity: pb.stored[pc.write.EntityID]}
 		if ch.entity.Attributes == nil { // never stored within the wait: the write's own attributes
 			ch.entity = StoredEntity{Version: pc.write.Version, Deleted: pc.write.Op != envelope.OpUpsert,
 				Attributes: pc.write.Attributes, UniqueIdentifiers: pc.write.UniqueIdentifiers}
@@ -74,12 +121,14 @@ func (s *Service) prepare(ctx context.Context, recs []*kgo.Record, finish func(*
 	}
 }
 
-// awaitProjected reads the entities the changes produced, waiting while the projector has not
-// stored them yet, at most EntityWait (a ClickHouse error waits on: nothing is delivered with an
-// entity erpstream could not read).
+// awaitProjected reads the entities the changes produced, once the projector has stored them
+// (its committed offsets passed the writes), waiting at most EntityWait for that; a ClickHouse
+// error waits on: nothing is delivered with an entity erpstream could not read. A write the
+// projector did not store (one that added nothing) reads the entity as it is.
 func (s *Service) awaitProjected(ctx context.Context, pending []*pendingChange) map[string]StoredEntity {
 	type scope struct{ org, schema string }
 	want := map[scope]map[string]uint64{}
+	upTo := map[int32]int64{}
 	for _, pc := range pending {
 		sc := scope{pc.write.OrgID, pc.write.EntitySchema}
 		if want[sc] == nil {
@@ -88,45 +137,39 @@ func (s *Service) awaitProjected(ctx context.Context, pending []*pendingChange) 
 		if v := want[sc][pc.write.EntityID]; pc.write.Version > v {
 			want[sc][pc.write.EntityID] = pc.write.Version
 		}
+		upTo[pc.rec.Partition] = max(upTo[pc.rec.Partition], pc.rec.Offset)
+	}
+	deadline := time.Now().Add(s.cfg.EntityWait)
+	if !s.projected.wait(ctx, upTo, deadline) && ctx.Err() == nil {
+		s.log.Warn("the projector has not stored these changes within the wait; delivered with the entities as stored now",
+			"changes", len(pending), "wait", s.cfg.EntityWait)
 	}
 	out := map[string]StoredEntity{}
-	deadline := time.Now().Add(s.cfg.EntityWait)
-	backoff := 50 * time.Millisecond
+	backoff := 200 * time.Millisecond
 	warned := false
-	for {
-		missing := 0
-		failed := false
-		for sc, versions := range want {
+	for sc, versions := range want {
+		for {
 			got, err := s.cfg.Entities.Changed(ctx, sc.org, sc.schema, versions)
-			if err != nil {
-				if ctx.Err() != nil {
-					return out
+			if err == nil {
+				for id, e := range got {
+					out[id] = e
 				}
-				failed = true
-				if !warned {
-					s.log.Warn("entities unreadable; outbound deliveries wait", "err", err)
-					warned = true
-				}
-				continue
+				break
 			}
-			for id, e := range got {
-				out[id] = e
-				delete(versions, id)
+			if ctx.Err() != nil {
+				return out
 			}
-			missing += len(versions)
+			if !warned {
+				s.log.Warn("entities unreadable; outbound deliveries wait", "err", err)
+				warned = true
+			}
+			select {
+			case <-ctx.Done():
+				return out
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
 		}
-		if missing == 0 && !failed {
-			return out
-		}
-		if !failed && time.Now().After(deadline) {
-			s.log.Warn("entities not stored within the wait; delivered with the change's attributes", "entities", missing, "wait", s.cfg.EntityWait)
-			return out
-		}
-		select {
-		case <-ctx.Done():
-			return out
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, time.Second)
 	}
+	return out
 }

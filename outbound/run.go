@@ -74,15 +74,18 @@ func (s *Service) run(ctx context.Context, j *job) {
 	}
 }
 
-// defer_ moves a delivery to the first retry topic without an attempt.
+// defer_ moves a delivery to the first retry topic without an attempt. The write is
+// asynchronous (the dispatcher serves every destination); the delivery is done once stored.
 func (s *Service) defer_(ctx context.Context, j *job, why string) {
 	d := *j.d
 	d.DueMs = s.now().Add(s.cfg.RetryDelays[0]).UnixMilli()
 	d.LastError = "deferred: " + why
-	s.produceDurably(ctx, s.cfg.Topics.OutboundRetries[0], &d)
-	if j.done != nil {
-		j.done()
-	}
+	go func() {
+		s.produceDurably(ctx, s.cfg.Topics.OutboundRetries[0], &d)
+		if j.done != nil && ctx.Err() == nil {
+			j.done()
+		}
+	}()
 }
 
 // produceDurably writes a record and waits for the broker's acknowledgement, retrying while the

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/connector"
@@ -24,7 +25,8 @@ const DefaultGroup = "erpstream-outbound"
 // Defaults of Config.
 const (
 	DefaultDestinationConcurrency = 8
-	DefaultDestinationQueue       = 512
+	DefaultDestinationQueue       = 10_000
+	DefaultDestinationQueueBytes  = 64 << 20
 	DefaultTimeout                = 15 * time.Second
 	DefaultEntityWait             = time.Minute
 	DefaultAckWindow              = 24 * time.Hour
@@ -54,9 +56,14 @@ type Config struct {
 	Producer *kgo.Client
 	Acks     *AckTable
 	// DestinationConcurrency is how many requests one destination (an org's webhook) has
-	// open at once; DestinationQueue how many deliveries may wait for it before further ones are
-	// deferred to the first retry topic (without counting as an attempt).
+	// open at once; DestinationQueue how many deliveries (DestinationQueueBytes: how many payload
+	// bytes) may wait for it before further ones are deferred to the first retry topic, without
+	// counting as an attempt.
 	DestinationConcurrency, DestinationQueue int
+	DestinationQueueBytes                    int64
+	// DispatchWait is how long a delivery waits for room in a full lane before its destination
+	// counts as saturated (default 1 s).
+	DispatchWait time.Duration
 	// OrgConcurrency caps each org's open outbound requests in this process (shared with managed
 	// calls and the secure proxy).
 	OrgConcurrency *quota.Concurrency
@@ -65,6 +72,9 @@ type Config struct {
 	// EntityWait is how long a change waits for the projector to store the entity before it is
 	// delivered with the entity as stored then (default 1 min; a ClickHouse outage waits on).
 	EntityWait time.Duration
+	// ProjectorGroup is the projector's consumer group (default erpstream-projector): its
+	// committed offsets say when a change is in ClickHouse.
+	ProjectorGroup string
 	// RetryDelays replace the waits of kafkax.OutboundRetryDelays, one per retry topic (tests
 	// shorten them); MaxAttempts (default 7).
 	RetryDelays []time.Duration
@@ -76,11 +86,12 @@ type Config struct {
 
 // Service is the outbound delivery service.
 type Service struct {
-	cfg     Config
-	log     *slog.Logger
-	matcher *matcher
-	dests   *destinations
-	metrics *metrics
+	cfg       Config
+	log       *slog.Logger
+	matcher   *matcher
+	dests     *destinations
+	metrics   *metrics
+	projected *projectedWatch
 }
 
 // New validates cfg.
@@ -91,6 +102,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Group == "" {
 		cfg.Group = DefaultGroup
 	}
+	if cfg.ProjectorGroup == "" {
+		cfg.ProjectorGroup = DefaultProjectorGroup
+	}
 	if cfg.Auth == nil {
 		cfg.Auth = connector.NewAuthorizer(cfg.Egress)
 	}
@@ -99,6 +113,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.DestinationQueue <= 0 {
 		cfg.DestinationQueue = DefaultDestinationQueue
+	}
+	if cfg.DestinationQueueBytes <= 0 {
+		cfg.DestinationQueueBytes = DefaultDestinationQueueBytes
+	}
+	if cfg.DispatchWait <= 0 {
+		cfg.DispatchWait = time.Second
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -133,6 +153,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, log: cfg.Log.With("component", "outbound"), matcher: newMatcher(), metrics: m}
 	s.dests = newDestinations(s)
+	s.projected = newProjectedWatch(kadm.NewClient(cfg.Producer), cfg.ProjectorGroup, cfg.Topics.Entities)
 	return s, nil
 }
 

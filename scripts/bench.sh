@@ -3,8 +3,8 @@
 # (../shared/jsonata-suite/bench) on erpstream's JSONata engine, on xiatechs/jsonata-go (the
 # comparison peer) and on the reference JavaScript engine (node, npm jsonata 2.2.2), after checking
 # that our output is identical to the reference's; then the whole-event mapping benchmarks, ingest
-# throughput on Kafka, the overhead of managed calls and the secure proxy, and the monitoring query
-# latencies on ClickHouse.
+# throughput on Kafka, the overhead of managed calls and the secure proxy, the monitoring query
+# latencies on ClickHouse, the whole pipeline, and webhook delivery.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -70,5 +70,9 @@ go run ./cmd/monitoring-bench -rows "${MONITORING_ROWS:-10000000}"
 
 echo "== end to end: NDJSON -> ingest -> processor -> projector -> ClickHouse entities (one process)"
 go run ./cmd/e2e-bench -events "${E2E_EVENTS:-100000}"
+
+echo "== outbound: contacts created and updated -> webhooks on loopback (one process; deliveries/s, delay p50/p99)"
+go run ./cmd/outbound-bench -contacts "${OUTBOUND_CONTACTS:-20000}" -seconds "${OUTBOUND_SECONDS:-20}"
+go run ./cmd/outbound-bench -contacts 10000 -seconds "${OUTBOUND_SECONDS:-20}" -rate 1000 | tail -3
 if [ "$started_ch" = 1 ]; then ERPSTREAM_STATE_DIR=$root/.run scripts/clickhouse.sh stop; fi
 if [ "$started_kafka" = 1 ]; then scripts/kafka.sh stop; fi
