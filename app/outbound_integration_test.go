@@ -230,6 +230,11 @@ func TestIntegrationOutboundDelivery(t *testing.T) {
 	if status != http.StatusOK || trig["status"] != "succeeded" || trig["status_code"] != "200" || trig["body"].(map[string]any)["received"] != true {
 		t.Fatalf("trigger: %d %v", status, trig)
 	}
+	apptest.WaitFor(t, func() bool {
+		_, page := e.Call("POST", "/v1/integrations/"+id+"/monitoring/outbound-events", `{"from_date":"`+from+`","event_name":"automation_flow_target"}`)
+		rows, _ := page["data"].([]any)
+		return len(rows) == 1 && rows[0].(map[string]any)["status"] == "succeeded"
+	})
 	if status, trig := e.Call("POST", "/v1/erp/trigger", `{"execution_id":"ex-1","org_id":"other-org","webhook_id":"erp-ok","flow_id":"f","created_at":"2025-05-01T08:30:00Z",
 	 "action_id":"a","flow_action_id":"fa","flow_name":"Flow","activity_id":"act","entity_id":"`+entityID+`"}`); status != http.StatusForbidden {
 		t.Fatalf("trigger for another org: %d %v", status, trig)
@@ -244,7 +249,12 @@ func TestIntegrationOutboundDelivery(t *testing.T) {
 	}
 	e.Call("PUT", "/v1/webhooks/erp-ok", `{"name":"ERP","url":"`+stub.URL+`/ok","enabled":false}`)
 	_, st = e.Call("GET", "/v1/integrations/"+id+"/outbound-status", "")
-	first := st["useCases"].([]any)[0].(map[string]any)
+	var first map[string]any
+	for _, u := range st["useCases"].([]any) {
+		if u.(map[string]any)["name"] == "Contacts out" {
+			first = u.(map[string]any)
+		}
+	}
 	if first["status"] != "conflict" || first["conflicts"].([]any)[0].(map[string]any)["type"] != "all_webhooks_disabled" {
 		t.Fatalf("status with the webhook disabled: %v", first)
 	}

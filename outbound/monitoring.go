@@ -151,8 +151,9 @@ func (s *Service) emit(ctx context.Context, d *Delivery, r row) {
 		Level: r.level, Code: r.code, Message: r.message, Detail: b, CreatedAtMs: s.now().UnixMilli(),
 	}
 	rec := envelope.CallRecord(s.cfg.Topics.Monitoring, m)
-	s.cfg.Producer.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-		if err != nil && ctx.Err() == nil {
+	// Not the caller's context: a trigger's request may end before the row is flushed.
+	s.cfg.Producer.Produce(context.WithoutCancel(ctx), rec, func(_ *kgo.Record, err error) {
+		if err != nil {
 			s.log.Warn("outbound monitoring row not stored", "code", r.code, "err", err)
 		}
 	})
