@@ -206,6 +206,16 @@ func TestIntegrationOutboundDelivery(t *testing.T) {
 	if out["success_count"] != 2.0 || out["pending_count"] != 3.0 || out["error_count"] != 2.0 || out["total_events"] != 7.0 {
 		t.Fatalf("outbound stats: %v", out)
 	}
+	_, series := e.Call("POST", "/v1/integrations/"+id+"/monitoring/timeseries", `{"from_date":"`+from+`","interval":"1h","direction":"outbound"}`)
+	var delivered, retrying float64
+	for _, b := range series["buckets"].([]any) {
+		if o, ok := b.(map[string]any)["outbound"].(map[string]any); ok {
+			delivered, retrying = delivered+o["success_count"].(float64), retrying+o["pending_count"].(float64)
+		}
+	}
+	if delivered != 2 || retrying != 3 {
+		t.Fatalf("outbound time series: %v", series)
+	}
 	_, v2 := e.Call("POST", "/v2/integrations/"+id+"/monitoring/events", `{"from_date":"`+from+`","use_case_type":"outbound","code":"ACK_CONFIRMED"}`)
 	if n := len(v2["data"].([]any)); n != 1 {
 		t.Fatalf("ACK_CONFIRMED rows: %d %v", n, v2)
@@ -282,5 +292,37 @@ func TestIntegrationSlowWebhookDelaysNoOtherWebhook(t *testing.T) {
 	rcv.mu.Unlock()
 	if held == 0 {
 		t.Fatal("the slow webhook answered already: the test proves nothing")
+	}
+}
+
+// An acknowledgement that does not come within the window is an ACK_TIMEOUT warning, and the
+// ack id is refused from then on.
+func TestIntegrationAckTimeout(t *testing.T) {
+	rcv := &receiver{slow: make(chan struct{})}
+	stub := stubOn127002(t, rcv.handle)
+	e := apptest.New(t)
+	e.Configure = func(c *app.Config) {
+		c.EgressAllowCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+		c.SecretsKey = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+		c.Outbound.AckWindow = time.Second
+	}
+	e.Start()
+	id := outboundIntegration(t, e, stub.URL)
+	e.SendOne(id, "customer", `{"customerNumber":"T-1","firstName":"Tim","lastName":"Out"}`)
+	apptest.WaitFor(t, func() bool { return len(rcv.got("/ok")) >= 1 })
+	var got map[string]any
+	_ = json.Unmarshal(rcv.got("/ok")[0].body, &got)
+	from := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	apptest.WaitFor(t, func() bool {
+		_, v2 := e.Call("POST", "/v2/integrations/"+id+"/monitoring/events", `{"from_date":"`+from+`","use_case_type":"outbound","code":"ACK_TIMEOUT"}`)
+		rows, _ := v2["data"].([]any)
+		return len(rows) == 1 && rows[0].(map[string]any)["level"] == "warning"
+	})
+	if status, body := e.CallAs("", "POST", "/v1/erp/tracking/acknowledgement", `{"ack_id":"`+got["_ack_id"].(string)+`"}`); status != http.StatusNotFound {
+		t.Fatalf("ack after the window: %d %v", status, body)
+	}
+	_, stats := e.Call("POST", "/v1/integrations/"+id+"/monitoring/stats", `{"from_date":"`+from+`"}`)
+	if n := stats["outbound"].(map[string]any)["ack_timeout_count"]; n != 1.0 {
+		t.Fatalf("ack_timeout_count %v", n)
 	}
 }
