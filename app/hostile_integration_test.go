@@ -134,7 +134,13 @@ func TestIntegrationOrgBudgetsAndLongStreams(t *testing.T) {
 		}
 		e.Send(id, fmt.Sprintf("budget-%d", r), events)
 	}
-	status, body := e.Call("POST", "/v3/erp/updates/events", `{"integration_id":"`+id+`","events":[`+apptest.CustomerEvent(999, "X", "over")+`]}`)
+	// The budget refills continuously (5 events a second here): a second's refill does not cover
+	// another 100, however long the first 300 took.
+	var over []string
+	for i := range 100 {
+		over = append(over, apptest.CustomerEvent(900+i, "X", fmt.Sprintf("over-%d", i)))
+	}
+	status, body := e.Call("POST", "/v3/erp/updates/events", `{"integration_id":"`+id+`","events":[`+strings.Join(over, ",")+`]}`)
 	if status != http.StatusTooManyRequests || body["code"] != "RATE_LIMITED" {
 		t.Fatalf("an org over its event budget: %d %v, want 429", status, body)
 	}

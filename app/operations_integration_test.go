@@ -85,7 +85,7 @@ func TestIntegrationOpenAPIDocumentMatchesTheRouter(t *testing.T) {
 	}
 }
 
-// erpstream status on a running pipeline: every topic present, both groups with a member, the
+// erpstream status on a running pipeline: every topic present, the three groups with a member, the
 // processor that maps named ACTIVE, the schema up to date.
 func TestIntegrationStatusDescribesTheRunningPipeline(t *testing.T) {
 	e := apptest.New(t)
@@ -98,7 +98,7 @@ func TestIntegrationStatusDescribesTheRunningPipeline(t *testing.T) {
 			t.Fatal(err)
 		}
 		text = out.String()
-		return strings.Contains(text, "ACTIVE") && strings.Count(text, "Stable, 1 member(s)") == 2
+		return strings.Contains(text, "ACTIVE") && strings.Count(text, "Stable, 1 member(s)") == 3 // processor, projector, outbound
 	})
 	for _, want := range []string{e.Kafka.TopicPrefix + ".events", "4 partitions", "up to date", "lag 0"} {
 		if !strings.Contains(text, want) {

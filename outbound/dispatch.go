@@ -155,13 +155,11 @@ func (s *Service) dispatch(ctx context.Context, j *job) {
 		s.deferBusy(ctx, j)
 		return
 	}
-	enqueued := func() {
-		dest.queued.Add(size)
-		j.dequeued = func() { dest.queued.Add(-size) }
-	}
+	// The lane goroutine reads dequeued: it is set before the job is handed over.
+	dest.queued.Add(size)
+	j.dequeued = func() { dest.queued.Add(-size) }
 	select {
 	case lane <- j:
-		enqueued()
 		return
 	default:
 	}
@@ -169,8 +167,9 @@ func (s *Service) dispatch(ctx context.Context, j *job) {
 	defer wait.Stop()
 	select {
 	case lane <- j:
-		enqueued()
 	case <-wait.C:
+		dest.queued.Add(-size)
+		j.dequeued = nil
 		dest.saturated.Store(true)
 		s.deferBusy(ctx, j)
 	case <-ctx.Done():
