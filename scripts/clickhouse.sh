@@ -10,10 +10,16 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 state=${ERPSTREAM_STATE_DIR:-$root/.run}/clickhouse
 tcp_port=${ERPSTREAM_CLICKHOUSE_PORT:-19000}
+# The secure native port (TLS) and a user with a password, as ClickHouse Cloud is reached.
+secure_port=${ERPSTREAM_CLICKHOUSE_SECURE_PORT:-19440}
+secure_password=${ERPSTREAM_CLICKHOUSE_TEST_PASSWORD:-erpstream-test}
+tls_dir=${ERPSTREAM_STATE_DIR:-$root/.run}/tls
 http_port=${ERPSTREAM_CLICKHOUSE_HTTP_PORT:-18123}
 pidfile=$state/clickhouse.pid
 # shellcheck source=lib/daemon.sh
 . "$root/scripts/lib/daemon.sh"
+# shellcheck source=lib/tls.sh
+. "$root/scripts/lib/tls.sh"
 
 log() { echo "clickhouse: $*" >&2; }
 
@@ -50,6 +56,18 @@ write_config() {
   </logger>
   <listen_host>127.0.0.1</listen_host>
   <tcp_port>$tcp_port</tcp_port>
+  <tcp_port_secure>$secure_port</tcp_port_secure>
+  <openSSL>
+    <server>
+      <certificateFile>$tls_dir/server.pem</certificateFile>
+      <privateKeyFile>$tls_dir/server.key</privateKeyFile>
+      <verificationMode>none</verificationMode>
+      <loadDefaultCAFile>false</loadDefaultCAFile>
+      <cacheSessions>true</cacheSessions>
+      <disableProtocols>sslv2,sslv3</disableProtocols>
+      <preferServerCiphers>true</preferServerCiphers>
+    </server>
+  </openSSL>
   <http_port>$http_port</http_port>
   <max_connections>512</max_connections>
   <keep_alive_timeout>3</keep_alive_timeout>
@@ -87,6 +105,12 @@ XML
       <profile>default</profile>
       <quota>default</quota>
     </default>
+    <erpstream>
+      <password_sha256_hex>$(printf '%s' "$secure_password" | sha256sum | cut -d' ' -f1)</password_sha256_hex>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </erpstream>
   </users>
   <quotas>
     <default>
@@ -107,6 +131,7 @@ start() {
     return 0
   fi
   install_server
+  tls_ensure "$tls_dir"
   write_config
   log "starting on 127.0.0.1:$tcp_port (data in $state/data)"
   daemon_launch "$state/log/stdout.log" clickhouse-server --config-file="$state/config.xml"

@@ -15,9 +15,15 @@ cache=${XDG_CACHE_HOME:-$HOME/.cache}/erpstream/kafka-$version
 state=${ERPSTREAM_STATE_DIR:-$root/.run}/kafka
 port=${ERPSTREAM_KAFKA_PORT:-19092}
 controller_port=${ERPSTREAM_KAFKA_CONTROLLER_PORT:-19093}
+# The second listener: TLS with client certificates and SASL (SCRAM-SHA-256/512, PLAIN), as managed
+# Kafka services expose it. SCRAM users are created by the tests through the admin API.
+secure_port=${ERPSTREAM_KAFKA_SECURE_PORT:-19094}
+tls_dir=${ERPSTREAM_STATE_DIR:-$root/.run}/tls
 pidfile=$state/kafka.pid
 # shellcheck source=lib/daemon.sh
 . "$root/scripts/lib/daemon.sh"
+# shellcheck source=lib/tls.sh
+. "$root/scripts/lib/tls.sh"
 
 log() { echo "kafka: $*" >&2; }
 
@@ -50,11 +56,20 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port,SASL_SSL://127.0.0.1:$secure_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$secure_port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_erpstream-plain="plain-secret";
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$tls_dir/server-bundle.pem
+listener.name.sasl_ssl.ssl.truststore.type=PEM
+listener.name.sasl_ssl.ssl.truststore.location=$tls_dir/ca.pem
+listener.name.sasl_ssl.ssl.client.auth=required
 log.dirs=$state/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -88,6 +103,7 @@ java_cmd=(java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
 start() {
   if answering; then log "already answering on 127.0.0.1:$port"; return 0; fi
   fetch
+  tls_ensure "$tls_dir"
   write_config
   if [ ! -f "$state/data/meta.properties" ]; then
     log "formatting KRaft storage in $state/data"

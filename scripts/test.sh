@@ -35,8 +35,16 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
   fi
   export KAFKA_BROKERS=127.0.0.1:$kafka_port
 fi
+# The secure listeners the scripts start beside the plaintext ones (TLS with client certificates
+# and SASL/SCRAM on Kafka; TLS and a password on ClickHouse), for TestIntegrationSecureConnections.
+export KAFKA_SECURE_BROKERS=${KAFKA_SECURE_BROKERS:-127.0.0.1:${ERPSTREAM_KAFKA_SECURE_PORT:-19094}}
+export KAFKA_TLS_DIR=${KAFKA_TLS_DIR:-$ERPSTREAM_STATE_DIR/tls}
+export CLICKHOUSE_SECURE_ADDR=${CLICKHOUSE_SECURE_ADDR:-127.0.0.1:${ERPSTREAM_CLICKHOUSE_SECURE_PORT:-19440}}
+export CLICKHOUSE_TLS_DIR=${CLICKHOUSE_TLS_DIR:-$root/.run/tls}
+export CLICKHOUSE_TEST_PASSWORD=${CLICKHOUSE_TEST_PASSWORD:-${ERPSTREAM_CLICKHOUSE_TEST_PASSWORD:-erpstream-test}}
 if [ "${1:-}" = up ]; then
   echo "services up: KAFKA_BROKERS=$KAFKA_BROKERS CLICKHOUSE_ADDR=$CLICKHOUSE_ADDR"
+  echo "secure: KAFKA_SECURE_BROKERS=$KAFKA_SECURE_BROKERS KAFKA_TLS_DIR=$KAFKA_TLS_DIR CLICKHOUSE_SECURE_ADDR=$CLICKHOUSE_SECURE_ADDR CLICKHOUSE_TLS_DIR=$CLICKHOUSE_TLS_DIR"
   exit 0
 fi
 trap stop_services EXIT
@@ -55,6 +63,9 @@ else
   # A clone on its own has no suite beside it: everything else still runs. CI has the suite.
   echo "JSONata suite not found at $suite: conformance SKIPPED (set JSONATA_SUITE to run it)" | tee "$root/.run/test/conformance.log"
 fi
+
+echo "== Helm chart (rendered by Helm's engine, every manifest checked against the Kubernetes API types)"
+(cd deploy/helm/check && go test -count=1 ./...)
 
 echo "== TypeScript compiler (type-checks the packages generate-types writes)"
 ERPSTREAM_TSC=$(scripts/typescript.sh)

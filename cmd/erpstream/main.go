@@ -192,6 +192,9 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		}
 	}
 	var err error
+	if err := secureConnections(&cfg); err != nil {
+		return cfg, err
+	}
 	for _, id := range strings.Split(os.Getenv("ERPSTREAM_FILE_PROXY_PREVIOUS_KEY_IDS"), ",") {
 		if id = strings.TrimSpace(id); id != "" {
 			cfg.FileProxyPreviousKeyIDs = append(cfg.FileProxyPreviousKeyIDs, id)

@@ -4,6 +4,7 @@ package chx
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -17,6 +18,8 @@ type Config struct {
 	Database string // CLICKHOUSE_DATABASE, default erpstream
 	User     string // CLICKHOUSE_USER, default "default"
 	Password string // CLICKHOUSE_PASSWORD
+	// TLS reaches the secure native port (CLICKHOUSE_TLS, CLICKHOUSE_TLS_CA_FILE, …; nil: plaintext).
+	TLS *tls.Config
 }
 
 // Open connects to the configured database, creating it first when it does not exist.
@@ -56,6 +59,7 @@ func open(cfg Config, db string) (driver.Conn, error) {
 		Protocol:         clickhouse.Native,
 		Auth:             clickhouse.Auth{Database: db, Username: user, Password: cfg.Password},
 		Compression:      &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		TLS:              cfg.TLS,
 		DialTimeout:      5 * time.Second,
 		ReadTimeout:      60 * time.Second,
 		MaxOpenConns:     8,

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -21,6 +22,10 @@ type Config struct {
 	Partitions  int32    // ERPSTREAM_KAFKA_PARTITIONS for data topics, default 12
 	Replication int16    // ERPSTREAM_KAFKA_REPLICATION, default 1
 	ClientID    string
+	// Security: TLS and SASL (KAFKA_TLS*, KAFKA_SASL_*); validated at start-up (Validate).
+	Security Security
+	// Metrics, when set, receives the Kafka client metrics of clients made with ClientOpts.
+	Metrics prometheus.Registerer
 }
 
 // BaseOpts are the options every client of erpstream shares.
@@ -29,7 +34,7 @@ func (c Config) BaseOpts(log *slog.Logger) []kgo.Opt {
 	if id == "" {
 		id = "erpstream"
 	}
-	return []kgo.Opt{
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID(id),
 		kgo.WithLogger(&slogAdapter{l: log.With("component", "kafka"), last: map[string]time.Time{}}),
@@ -41,6 +46,18 @@ func (c Config) BaseOpts(log *slog.Logger) []kgo.Opt {
 			return d/2 + rand.N(d/2+1)
 		}),
 	}
+	// Validated at start-up; a setting broken since then fails the connection, not the process.
+	tc, m, err := c.Security.build()
+	if err != nil {
+		log.Error("kafka security settings", "err", err)
+	}
+	if tc != nil {
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	if m != nil {
+		opts = append(opts, kgo.SASL(m))
+	}
+	return opts
 }
 
 // ProducerOpts makes a producer that only reports a record once every in-sync replica has it
