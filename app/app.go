@@ -34,6 +34,7 @@ import (
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/httpapi"
 	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/logctx"
 	"github.com/erpstream/erpstream/internal/quota"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/secrets"
@@ -143,7 +144,12 @@ type Config struct {
 
 // Run runs the configured services until ctx ends or one of them fails.
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Log
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	// Every line logged with a request's context names its request id and correlation id.
+	log := slog.New(logctx.Handler{Next: cfg.Log.Handler()})
+	cfg.Log = log
 	svcs, err := selectServices(cfg.Services)
 	if err != nil {
 		return err
@@ -201,6 +207,10 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("clickhouse ready", "addr", cfg.ClickHouse.Addr, "database", cfg.ClickHouse.Database)
 	}
 
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo(cfg.Services))
+	// The long-lived clients export franz-go's client metrics (kprom) as erpstream_kafka_*.
+	cfg.Kafka.Metrics = metrics
 	reg, err := registry.New(registry.Config{Topic: topics.Config, Opts: cfg.Kafka.BaseOpts(log), Log: log})
 	if err != nil {
 		return err
@@ -209,8 +219,6 @@ func Run(ctx context.Context, cfg Config) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every outbound request of this process goes through one egress client.
 	outbound, err := egress.New(egress.Config{AllowCIDRs: cfg.EgressAllowCIDRs, Proxy: cfg.EgressProxy, Timeout: cfg.EgressTimeout,
 		Metrics: metrics})
@@ -337,7 +345,7 @@ func Run(ctx context.Context, cfg Config) error {
 			perMinute = 1000
 		}
 		limiter := &httpapi.RateLimiter{PerMinute: perMinute}
-		producer, err := kgo.NewClient(append(cfg.Kafka.BaseOpts(log), kafkax.ProducerOpts(30*time.Second)...)...)
+		producer, err := kgo.NewClient(append(cfg.Kafka.ClientOpts(log, "api-producer"), kafkax.ProducerOpts(30*time.Second)...)...)
 		if err != nil {
 			return fmt.Errorf("kafka producer: %w", err)
 		}

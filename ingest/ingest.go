@@ -25,6 +25,7 @@ import (
 	"github.com/erpstream/erpstream/internal/httpapi"
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/logctx"
 	"github.com/erpstream/erpstream/internal/quota"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/xmljson"
@@ -244,6 +245,7 @@ func (s *Service) handle(c *gin.Context, version apiVersion) {
 	if !ok {
 		return
 	}
+	c.Request = c.Request.WithContext(logctx.WithCorrelationID(c.Request.Context(), correlation))
 	org := httpapi.Principal(c).OrgID
 	results, records := s.prepare(org, integ, version, correlation, req.Events, 0)
 	if len(records) > 0 {
@@ -255,8 +257,8 @@ func (s *Service) handle(c *gin.Context, version apiVersion) {
 		}
 		defer release()
 		if err := s.cfg.Producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
-			s.log.Warn("events not acknowledged by kafka; answering 503", "integration_id", integ.ID,
-				"records", len(records), "correlation_id", correlation, "err", err)
+			s.log.WarnContext(c, "events not acknowledged by kafka; answering 503", "integration_id", integ.ID,
+				"records", len(records), "err", err)
 			c.Header("Retry-After", "5")
 			httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable,
 				"events could not be stored; retry the request (deduplication ids make the retry safe)")

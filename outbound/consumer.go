@@ -34,7 +34,7 @@ type progress struct {
 func (s *Service) Run(ctx context.Context) error {
 	topics := append([]string{s.cfg.Topics.Entities}, s.cfg.Topics.OutboundRetries...)
 	r := &runner{s: s, parts: map[topicPartition]*progress{}}
-	cl, err := kgo.NewClient(append(s.cfg.Kafka.BaseOpts(s.log),
+	cl, err := kgo.NewClient(append(s.cfg.Kafka.ClientOpts(s.log, "outbound"),
 		kgo.ConsumerGroup(s.cfg.Group),
 		kgo.SessionTimeout(15*time.Second),
 		kgo.ConsumeTopics(topics...),

@@ -71,6 +71,8 @@ type Processor struct {
 	lookupAttrs lookupAttributes
 	dedup       *dedupStore
 	entities    *entityStore
+	// assigned counts the events partitions this instance maps (0: standing by).
+	assigned atomic.Int64
 
 	// Outcomes are counted when their transaction commits, so a retried batch counts once.
 	pending   map[[2]string]int // (level, code) -> events in the open transaction
@@ -141,7 +143,15 @@ func New(cfg Config) (*Processor, error) {
 		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "erpstream_processor_batch_duration_seconds",
 			Help: "Time from a batch's first record to its committed transaction.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 	}
-	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime} {
+	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_processor_active",
+		Help: "1 while this instance maps events (holds the events partitions), 0 while it stands by."},
+		func() float64 { return float64(min(p.assigned.Load(), 1)) })
+	partitions := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_processor_assigned_partitions",
+		Help: "Events partitions this instance maps."}, func() float64 { return float64(p.assigned.Load()) })
+	stateSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_entity_state_entities",
+		Help: "Entities in this instance's entity state (restored from the compacted entity-state topic)."},
+		func() float64 { return float64(p.entities.size()) })
+	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, active, partitions, stateSize} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("processor metrics: %w", err)
 		}

@@ -58,7 +58,7 @@ func (p *Processor) Run(ctx context.Context) error {
 
 // runSession consumes with one group transact session until it fails or ctx ends.
 func (p *Processor) runSession(ctx context.Context) error {
-	sess, err := kgo.NewGroupTransactSession(append(p.cfg.Kafka.BaseOpts(p.log),
+	sess, err := kgo.NewGroupTransactSession(append(p.cfg.Kafka.ClientOpts(p.log, "processor"),
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Events),
 		// A crashed instance's partitions move after the session timeout: 15 s rather than
@@ -79,6 +79,7 @@ func (p *Processor) runSession(ctx context.Context) error {
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 			p.log.Info("processor active: mapping events", "partitions", len(assigned[p.cfg.Topics.Events]))
+			p.assigned.Add(int64(len(assigned[p.cfg.Topics.Events])))
 			// Restoring waits out broker errors; it ends early only when the session closes,
 			// and then the partitions are not processed by this session anyway.
 			if err := p.dedup.restore(ctx, p.cfg.Kafka, p.cfg.Topics.Dedup, assigned[p.cfg.Topics.Events]); err != nil {
@@ -86,9 +87,11 @@ func (p *Processor) runSession(ctx context.Context) error {
 			}
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+			p.assigned.Add(-int64(len(revoked[p.cfg.Topics.Events])))
 			p.dedup.drop(revoked[p.cfg.Topics.Events])
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+			p.assigned.Add(-int64(len(lost[p.cfg.Topics.Events])))
 			p.dedup.drop(lost[p.cfg.Topics.Events])
 		}),
 	)...)

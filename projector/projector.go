@@ -139,7 +139,7 @@ func New(cfg Config) (*Projector, error) {
 
 // Run consumes until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
-	cl, err := kgo.NewClient(append(p.cfg.Kafka.BaseOpts(p.log),
+	cl, err := kgo.NewClient(append(p.cfg.Kafka.ClientOpts(p.log, "projector"),
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.SessionTimeout(15*time.Second), // a crashed instance's partitions move after 15 s
 		kgo.ConsumeTopics(p.cfg.Topics.Entities, p.cfg.Topics.Monitoring, p.cfg.Topics.Events, p.cfg.Topics.Access),

@@ -211,6 +211,58 @@ func (e *Env) StartWithClock(now func() time.Time) {
 	}
 }
 
+// StartOnly runs the named services as a process of their own (as `erpstream ingest` etc. do),
+// beside whatever runs already, until the test ends; it returns its HTTP base URL ("" without
+// HTTP routes).
+func (e *Env) StartOnly(services ...string) string {
+	e.T.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan string, 1), make(chan error, 1)
+	cfg := app.Config{
+		Services: services, Listener: ln, Kafka: e.Kafka, ClickHouse: e.CH,
+		DevMode: true, DevToken: "it-token", Log: e.Log, JWT: e.JWT, RateLimitPerMinute: -1, MetricsToken: "it-metrics",
+		ProjectorFlushInterval: 200 * time.Millisecond,
+		InstanceID:             "it-" + strings.Join(services, "-"),
+		OnReady:                func(addr string) { ready <- addr },
+	}
+	if e.Configure != nil {
+		e.Configure(&cfg)
+	}
+	go func() { done <- app.Run(ctx, cfg) }()
+	e.T.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			e.T.Errorf("%v stopped with error: %v", services, err)
+		}
+	})
+	select {
+	case addr := <-ready:
+		if addr == "" || addr == ln.Addr().String() && !servesHTTP(services) {
+			ln.Close()
+			return ""
+		}
+		return "http://" + addr
+	case err := <-done:
+		e.T.Fatalf("%v failed to start: %v", services, err)
+	case <-time.After(60 * time.Second):
+		e.T.Fatalf("%v not ready within 60s", services)
+	}
+	return ""
+}
+
+func servesHTTP(services []string) bool {
+	for _, s := range services {
+		if s == app.Ingest || s == app.Query || s == app.Outbound {
+			return true
+		}
+	}
+	return false
+}
+
 // Stop stops the pipeline and fails the test if it stopped with an error.
 func (e *Env) Stop() {
 	if e.cancel == nil {

@@ -6,7 +6,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/erpstream/erpstream/internal/envelope"
-	"github.com/erpstream/erpstream/internal/ids"
+	"github.com/erpstream/erpstream/internal/logctx"
 )
 
 const serviceKey = "erpstream.service"
@@ -26,8 +26,7 @@ func Service(name string) gin.HandlerFunc {
 func AccessLog(record func(envelope.AccessLog)) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
-		requestID := "req_" + ids.ULID(start)
-		c.Header("X-Request-Id", requestID)
+		requestID := logctx.RequestID(c.Request.Context())
 		c.Next()
 		p := Principal(c)
 		record(envelope.AccessLog{

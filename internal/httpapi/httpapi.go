@@ -8,12 +8,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/erpstream/erpstream/internal/auth"
+	"github.com/erpstream/erpstream/internal/ids"
+	"github.com/erpstream/erpstream/internal/logctx"
 )
 
 // Error codes used across the API.
@@ -77,12 +80,21 @@ func NewEngine(log *slog.Logger) *gin.Engine {
 	e.ContextWithFallback = true
 	e.Use(func(c *gin.Context) {
 		start := time.Now()
+		// The request id: the caller's X-Request-Id when it is a plausible id (a proxy or the
+		// client set it), else a new one; answered, logged with every line of the request and
+		// stored in the access log.
+		requestID := c.GetHeader("X-Request-Id")
+		if !requestIDPattern.MatchString(requestID) {
+			requestID = "req_" + ids.ULID(start)
+		}
+		c.Header("X-Request-Id", requestID)
+		c.Request = c.Request.WithContext(logctx.WithRequestID(c.Request.Context(), requestID))
 		defer func() {
 			if r := recover(); r != nil {
 				if r == http.ErrAbortHandler {
 					panic(r) // a handler cutting a response off on purpose: net/http closes the connection
 				}
-				log.Error("panic in handler", "path", c.FullPath(), "panic", r)
+				log.ErrorContext(c, "panic in handler", "path", c.FullPath(), "panic", r)
 				Abort(c, http.StatusInternalServerError, CodeInternal, "internal error")
 			}
 		}()
@@ -94,10 +106,10 @@ func NewEngine(log *slog.Logger) *gin.Engine {
 		}
 		c.Next()
 		if c.Writer.Status() >= 500 {
-			log.Warn("request failed", "method", c.Request.Method, "path", c.FullPath(),
+			log.WarnContext(c, "request failed", "method", c.Request.Method, "path", c.FullPath(),
 				"status", c.Writer.Status(), "duration_ms", time.Since(start).Milliseconds())
 		} else {
-			log.Debug("request", "method", c.Request.Method, "path", c.FullPath(),
+			log.DebugContext(c, "request", "method", c.Request.Method, "path", c.FullPath(),
 				"status", c.Writer.Status(), "duration_ms", time.Since(start).Milliseconds())
 		}
 	})
@@ -107,6 +119,9 @@ func NewEngine(log *slog.Logger) *gin.Engine {
 	})
 	return e
 }
+
+// requestIDPattern is what an incoming X-Request-Id may look like to be kept.
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,128}$`)
 
 // Authenticator resolves bearer tokens.
 type Authenticator interface {
@@ -170,7 +185,7 @@ func RequireAuth(a Authenticator, log ...*slog.Logger) gin.HandlerFunc {
 			// Why, for the operator (expired, wrong audience, unknown key); never the token itself
 			// and never in the answer.
 			for _, l := range log {
-				l.Info("bearer token refused", "path", c.FullPath(), "client", c.ClientIP(), "reason", err.Error())
+				l.InfoContext(c, "bearer token refused", "path", c.FullPath(), "client", c.ClientIP(), "reason", err.Error())
 			}
 			Abort(c, http.StatusUnauthorized, CodeUnauthorized, "invalid bearer token")
 			return
