@@ -38,6 +38,7 @@ import (
 	"github.com/erpstream/erpstream/internal/quota"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/secrets"
+	"github.com/erpstream/erpstream/internal/tracing"
 	"github.com/erpstream/erpstream/projector/schema"
 )
 
@@ -225,6 +226,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// Traces go to the operator's OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) through egress too:
+	// the endpoint is the operator's own setting, so any address is allowed for it.
+	shutdownTracing, err := tracing.Setup(ctx, cfg.Services, outbound.HTTPClient(egress.Policy{Purpose: "otlp",
+		Allow: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}}))
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = shutdownTracing(sctx)
+	}()
 	jwtVerifier, err := auth.NewJWTVerifier(ctx, cfg.JWT, outbound.HTTPClient(egress.Policy{Purpose: "jwks"}))
 	if err != nil {
 		return err

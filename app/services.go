@@ -191,7 +191,7 @@ func startOutbound(ctx context.Context, rt *runtime) error {
 		return fmt.Errorf("outbound producer: %w", err)
 	}
 	rt.acks = &outbound.AckTable{Kafka: rt.cfg.Kafka, Topics: rt.topics, Producer: producer, Log: rt.log,
-		Window: rt.cfg.Outbound.AckWindow, MaxPendingPerOrg: rt.cfg.Outbound.MaxPendingAcksPerOrg}
+		Window: rt.cfg.Outbound.AckWindow, MaxPendingPerOrg: rt.cfg.Outbound.MaxPendingAcksPerOrg, Metrics: rt.metrics}
 	svc, err := outbound.New(outbound.Config{Kafka: rt.cfg.Kafka, Topics: rt.topics, Registry: rt.registry, Secrets: rt.secrets,
 		Egress: rt.egress, Entities: &outbound.ClickHouseEntities{Conn: rt.ch}, Producer: producer, Acks: rt.acks,
 		DestinationConcurrency: rt.cfg.Outbound.DestinationConcurrency, DestinationQueue: rt.cfg.Outbound.DestinationQueue,

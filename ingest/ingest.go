@@ -28,6 +28,7 @@ import (
 	"github.com/erpstream/erpstream/internal/logctx"
 	"github.com/erpstream/erpstream/internal/quota"
 	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/internal/tracing"
 	"github.com/erpstream/erpstream/internal/xmljson"
 )
 
@@ -256,6 +257,7 @@ func (s *Service) handle(c *gin.Context, version apiVersion) {
 			return
 		}
 		defer release()
+		tracing.Inject(c.Request.Context(), records...)
 		if err := s.cfg.Producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
 			s.log.WarnContext(c, "events not acknowledged by kafka; answering 503", "integration_id", integ.ID,
 				"records", len(records), "err", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/erpstream/erpstream/internal/httpapi"
 	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/internal/tracing"
 )
 
 // NDJSON bulk ingestion, for initial loads and nightly full syncs:
@@ -178,6 +179,7 @@ func (s *Service) eventsNDJSON(c *gin.Context) {
 			p.line.done = make(chan struct{})
 			p.line.remaining.Store(int64(p.line.records))
 			for _, rec := range p.recordsToSend {
+				tracing.Inject(ctx, rec)
 				s.cfg.Producer.Produce(ctx, rec, func(_ *kgo.Record, err error) { p.line.ack(err) })
 			}
 		} else {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/envelope"
@@ -48,6 +49,10 @@ type AckTable struct {
 	Window           time.Duration
 	MaxPendingPerOrg int
 	Now              func() time.Time
+	// Metrics registers erpstream_outbound_acks_total{outcome} and erpstream_outbound_acks_pending.
+	Metrics prometheus.Registerer
+
+	outcomes *prometheus.CounterVec
 
 	mu      sync.Mutex
 	entries map[string]*ackEntry
@@ -72,6 +77,23 @@ func (t *AckTable) init() {
 		}
 		if t.Log == nil {
 			t.Log = slog.Default()
+		}
+		t.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_outbound_acks_total",
+			Help: "Acknowledgements by outcome: confirmed, timeout (ACK_TIMEOUT), untracked (an org over its pending cap)."}, []string{"outcome"})
+		pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_outbound_acks_pending",
+			Help: "Deliveries waiting for their acknowledgement (all orgs)."}, func() float64 {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			return float64(len(t.entries))
+		})
+		for _, o := range []string{"confirmed", "timeout", "untracked"} {
+			t.outcomes.WithLabelValues(o)
+		}
+		if t.Metrics != nil {
+			if err := t.Metrics.Register(t.outcomes); err != nil {
+				t.Log.Warn("ack metrics not registered", "err", err)
+			}
+			_ = t.Metrics.Register(pending)
 		}
 	})
 }
@@ -172,6 +194,7 @@ func (t *AckTable) track(ctx context.Context, s *Service, d *Delivery) bool {
 	full := t.perOrg[d.OrgID] >= t.MaxPendingPerOrg
 	t.mu.Unlock()
 	if full {
+		t.outcomes.WithLabelValues("untracked").Inc()
 		s.record(ctx, d, row{level: envelope.LevelWarning, code: CodeAckUntracked, key: CodeAckUntracked,
 			message: fmt.Sprintf("the org has %d acknowledgements pending; this delivery is not tracked", t.MaxPendingPerOrg), detail: baseDetail(d)})
 		return false
@@ -211,6 +234,7 @@ func (t *AckTable) Acknowledge(ctx context.Context, ackID string) error {
 		t.mu.Unlock()
 		return err
 	}
+	t.outcomes.WithLabelValues("confirmed").Inc()
 	t.monitor(ctx, e, envelope.LevelSuccess, CodeAckConfirmed, "acknowledged: "+e.DeliveryID)
 	return nil
 }
@@ -251,6 +275,7 @@ func (t *AckTable) sweep(ctx context.Context, s *Service) {
 				t.mu.Unlock()
 				continue
 			}
+			t.outcomes.WithLabelValues("timeout").Inc()
 			t.monitor(ctx, e, envelope.LevelWarning, CodeAckTimeout, "no acknowledgement of "+e.DeliveryID+" within "+t.Window.String())
 		}
 	}

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/erpstream/erpstream/connector"
 	"github.com/erpstream/erpstream/egress"
 	"github.com/erpstream/erpstream/internal/registry"
@@ -114,6 +117,8 @@ func (s *Service) attempt(ctx context.Context, d *Delivery) *outcome {
 		}
 	}
 	setSignature(req.Header, secret, d.ID, s.now(), d.Payload)
+	// The receiver may continue the trace (traceparent) of the change it is told about.
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
 	retryAuth, err := s.cfg.Auth.Apply(ctx, req, env, connector.Scope{OrgID: d.OrgID, IntegrationID: d.IntegrationID}, t.auth)
 	if err != nil {
 		o.err, o.retry = scrub(err), errors.Is(err, connector.ErrTokenFailure)

@@ -52,6 +52,9 @@ type Delivery struct {
 	Redelivery int `json:"redelivery,omitempty"`
 	// LastError is the last attempt's outcome (dead letters).
 	LastError string `json:"last_error,omitempty"`
+	// TraceParent is the W3C trace context of the entity write (from the request that caused
+	// the change): every attempt, retries included, is a span of that trace.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Due is when the next attempt may be made.

@@ -103,6 +103,9 @@ func (s *Service) dispatchBatch(ctx context.Context, pb *preparedBatch, finish f
 		}
 		s.metrics.lag.Observe(time.Since(time.UnixMilli(pc.write.WrittenAtMs)).Seconds())
 		jobs := s.deliveriesOf(ctx, ch, pc.useCases)
+		for _, j := range jobs {
+			j.d.TraceParent = headerOf(pc.rec, "traceparent")
+		}
 		if len(jobs) == 0 {
 			finish(pc.rec)
 			continue
@@ -172,4 +175,13 @@ func (s *Service) awaitProjected(ctx context.Context, pending []*pendingChange) 
 		}
 	}
 	return out
+}
+
+func headerOf(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
 }

@@ -6,6 +6,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/erpstream/erpstream/internal/tracing"
 )
 
 // run makes one attempt of j and settles the delivery: delivered (and an acknowledgement
@@ -23,7 +30,18 @@ func (s *Service) run(ctx context.Context, j *job) {
 		return
 	}
 	actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	if d.TraceParent != "" {
+		actx = otel.GetTextMapPropagator().Extract(actx, propagation.MapCarrier{"traceparent": d.TraceParent})
+	}
+	actx, span := tracing.Tracer().Start(actx, "deliver webhook", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("erpstream.org", d.OrgID), attribute.String("erpstream.delivery_id", d.ID),
+			attribute.String("erpstream.event", d.EventName), attribute.Int("erpstream.attempt", d.Attempts+1)))
 	o := s.attempt(actx, d)
+	span.SetAttributes(attribute.Int("http.response.status_code", o.status))
+	if o.err != nil {
+		span.SetStatus(codes.Error, o.err.Error())
+	}
+	span.End()
 	cancel()
 	release()
 	if ctx.Err() != nil {

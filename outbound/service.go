@@ -177,6 +177,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "erpstream_outbound_change_delay_seconds",
 			Help: "From an entity write to its first delivery attempt.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 	}
+	for _, r := range []string{"delivered", "retrying", "failed", "mapping_failed", "skipped"} {
+		m.attempts.WithLabelValues(r) // exported from the start, so dashboards and alerts see zeros
+	}
 	for _, c := range []prometheus.Collector{m.attempts, m.latency, m.deferred, m.lag} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("outbound metrics: %w", err)

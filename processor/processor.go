@@ -16,11 +16,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/jsonata"
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/internal/tracing"
 	"github.com/erpstream/erpstream/mapping"
 )
 
@@ -159,8 +163,19 @@ func New(cfg Config) (*Processor, error) {
 	return p, nil
 }
 
-// process maps one event record into the records to produce.
+// process maps one event record into the records to produce, in a span continuing the trace the
+// event's record carries (from the request that sent it); the records it yields carry it on.
 func (p *Processor) process(ctx context.Context, rec *kgo.Record, ev *envelope.Event) []*kgo.Record {
+	ctx, span := tracing.Tracer().Start(tracing.Extract(ctx, rec), "map event", trace.WithAttributes(
+		attribute.String("erpstream.org", ev.OrgID), attribute.String("erpstream.integration", ev.IntegrationID),
+		attribute.String("erpstream.event_id", ev.EventID)))
+	defer span.End()
+	outs := p.processEvent(ctx, rec, ev)
+	tracing.Inject(ctx, outs...)
+	return outs
+}
+
+func (p *Processor) processEvent(ctx context.Context, rec *kgo.Record, ev *envelope.Event) []*kgo.Record {
 	if ev.DeduplicationID != "" && (!ev.Replay || ev.ReplayRun != "") {
 		receivedMs := ev.ReceivedAtUs / 1000
 		if ev.ReplayRun != "" {

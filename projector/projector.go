@@ -19,9 +19,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/tracing"
 )
 
 // Sink stores decoded rows, one insert per table and batch; implemented by ClickHouseSink.
@@ -312,6 +315,13 @@ func (p *Projector) flush(ctx context.Context, recs []*kgo.Record) error {
 		check = check || p.unsure[part]
 	}
 	p.mu.Unlock()
+	if tracing.Exporting() {
+		var span trace.Span
+		ctx, span = tracing.Tracer().Start(ctx, "store batch in ClickHouse", trace.WithLinks(tracing.Links(recs, 128)...),
+			trace.WithAttributes(attribute.Int("erpstream.entities", len(b.entities)), attribute.Int("erpstream.monitoring", len(b.monitoring)),
+				attribute.Int("erpstream.raw_events", len(b.raw))))
+		defer span.End()
+	}
 	backoff := 200 * time.Millisecond
 	batchStart := time.Now()
 	for attempt := 1; ; attempt++ {

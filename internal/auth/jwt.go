@@ -5,18 +5,17 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -104,41 +103,31 @@ func (v *JWTVerifier) fetch(ctx context.Context) error {
 	return v.loadJWKS(b)
 }
 
-type jwk struct {
-	Kty string `json:"kty"`
-	Kid string `json:"kid"`
-	Use string `json:"use"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-}
-
+// loadJWKS parses a key set with github.com/MicahParks/jwkset (a maintained JWK implementation
+// that validates what it parses: curve points, key sizes, the x5c chain when present). Signing
+// keys of RSA and of the P-256 curve are kept; a key that does not parse is skipped, so one odd
+// key of an identity provider does not take the others down.
 func (v *JWTVerifier) loadJWKS(b []byte) error {
-	var set struct {
-		Keys []jwk `json:"keys"`
-	}
+	var set jwkset.JWKSMarshal
 	if err := json.Unmarshal(b, &set); err != nil {
 		return err
 	}
 	keys := map[string]any{}
-	for _, k := range set.Keys {
-		if k.Use != "" && k.Use != "sig" {
+	for _, m := range set.Keys {
+		if m.USE != "" && m.USE != jwkset.UseSig {
 			continue
 		}
-		dec := func(s string) *big.Int {
-			b, _ := base64.RawURLEncoding.DecodeString(s)
-			return new(big.Int).SetBytes(b)
+		k, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+		if err != nil {
+			continue
 		}
-		switch k.Kty {
-		case "RSA":
-			keys[k.Kid] = &rsa.PublicKey{N: dec(k.N), E: int(dec(k.E).Int64())}
-		case "EC":
-			if k.Crv != "P-256" {
-				continue
+		switch pub := k.Key().(type) {
+		case *rsa.PublicKey:
+			keys[m.KID] = pub
+		case *ecdsa.PublicKey:
+			if pub.Curve == elliptic.P256() {
+				keys[m.KID] = pub
 			}
-			keys[k.Kid] = &ecdsa.PublicKey{Curve: elliptic.P256(), X: dec(k.X), Y: dec(k.Y)}
 		}
 	}
 	if len(keys) == 0 {

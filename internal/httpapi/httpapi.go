@@ -13,10 +13,15 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/erpstream/erpstream/internal/auth"
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/logctx"
+	"github.com/erpstream/erpstream/internal/tracing"
 )
 
 // Error codes used across the API.
@@ -88,7 +93,20 @@ func NewEngine(log *slog.Logger) *gin.Engine {
 			requestID = "req_" + ids.ULID(start)
 		}
 		c.Header("X-Request-Id", requestID)
-		c.Request = c.Request.WithContext(logctx.WithRequestID(c.Request.Context(), requestID))
+		// A span per request, continuing the caller's trace (traceparent); events it accepts
+		// carry it into Kafka. Without an OTLP endpoint the tracer is a no-op.
+		ctx := otel.GetTextMapPropagator().Extract(c.Request.Context(), tracing.HTTPCarrier(c.Request.Header))
+		ctx, span := tracing.Tracer().Start(ctx, c.Request.Method+" "+c.FullPath(), trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", c.Request.Method), attribute.String("http.route", c.FullPath()),
+				attribute.String("erpstream.request_id", requestID)))
+		defer func() {
+			span.SetAttributes(attribute.Int("http.response.status_code", c.Writer.Status()))
+			if c.Writer.Status() >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(c.Writer.Status()))
+			}
+			span.End()
+		}()
+		c.Request = c.Request.WithContext(logctx.WithRequestID(ctx, requestID))
 		defer func() {
 			if r := recover(); r != nil {
 				if r == http.ErrAbortHandler {

@@ -19,7 +19,8 @@ func (c Config) ClientOpts(log *slog.Logger, role string) []kgo.Opt {
 		return opts
 	}
 	label := clientLabels.take("erpstream-" + role)
-	m := kprom.NewMetrics("erpstream_kafka", kprom.Registerer(c.Metrics), kprom.WithClientLabel())
+	m := kprom.NewMetrics("erpstream_kafka", kprom.Registerer(c.Metrics), kprom.WithClientLabel(),
+		kprom.FetchAndProduceDetail(kprom.ByTopic, kprom.Records, kprom.Batches, kprom.UncompressedBytes))
 	return append(opts, kgo.ClientID(label), kgo.WithHooks(m, releaseLabel(label)))
 }
 
