@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/erpstream/erpstream/app/apptest"
 )
@@ -52,6 +53,12 @@ func TestIntegrationDashboardsReadWhatErpstreamExports(t *testing.T) {
 	e.SendOne(id, "customer", `{"customerNumber":"G-1","firstName":"Gra","lastName":"Fana"}`)
 	apptest.WaitFor(t, func() bool { return len(rcv.got("/ok")) >= 1 })
 	e.WaitStats(id, 1)
+	apptest.WaitFor(t, func() bool { // the delivery and the failing mapping's error are stored
+		from := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+		_, page := e.Call("POST", "/v1/integrations/"+id+"/monitoring/outbound-events", `{"from_date":"`+from+`"}`)
+		rows, _ := page["data"].([]any)
+		return len(rows) >= 2
+	})
 
 	metric := regexp.MustCompile(`\berpstream_[a-z0-9_]+`)
 	var exported map[string]bool
