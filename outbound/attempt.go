@@ -140,7 +140,9 @@ func (s *Service) attempt(ctx context.Context, d *Delivery) *outcome {
 		return o
 	}
 	o.status, o.respHead = resp.StatusCode, resp.Header
-	o.respBody = resp.Body[:min(len(resp.Body), maxRecordedResponse)]
+	// Scrubbed of the secrets this attempt used: a receiver echoing the request must not put
+	// its Authorization or a header secret into monitoring.
+	o.respBody = []byte(env.Scrub(string(resp.Body[:min(len(resp.Body), maxRecordedResponse)])))
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return o
