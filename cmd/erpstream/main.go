@@ -224,7 +224,7 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		{"ERPSTREAM_FILE_PROXY_LINK_TTL_HOURS", 0, func(v int) { cfg.FileProxyLinkTTL = time.Duration(v) * time.Hour }},
 		{"ERPSTREAM_FILE_PROXY_MAX_MB", 50, func(v int) { cfg.FileProxyMaxBytes = int64(v) << 20 }},
 		{"ERPSTREAM_OUTBOUND_DESTINATION_CONCURRENCY", 8, func(v int) { cfg.Outbound.DestinationConcurrency = v }},
-		{"ERPSTREAM_OUTBOUND_DESTINATION_QUEUE", 512, func(v int) { cfg.Outbound.DestinationQueue = v }},
+		{"ERPSTREAM_OUTBOUND_DESTINATION_QUEUE", 10_000, func(v int) { cfg.Outbound.DestinationQueue = v }},
 		{"ERPSTREAM_OUTBOUND_TIMEOUT_SECONDS", 15, func(v int) { cfg.Outbound.Timeout = time.Duration(v) * time.Second }},
 		{"ERPSTREAM_ACK_WINDOW_MINUTES", 1440, func(v int) { cfg.Outbound.AckWindow = time.Duration(v) * time.Minute }},
 		{"ERPSTREAM_ACK_MAX_PENDING_PER_ORG", 100_000, func(v int) { cfg.Outbound.MaxPendingAcksPerOrg = v }},
