@@ -83,6 +83,28 @@ type destinations struct {
 	s  *Service
 	mu sync.Mutex
 	m  map[string]*destination
+	// saturatedAt is when each org last had a webhook saturate: for a while after, its full lanes
+	// are deferred without the dispatcher's wait, so one org's many slow webhooks cannot make the
+	// dispatcher (which serves every org) wait a second each.
+	saturatedAt map[string]time.Time
+}
+
+// orgWaitPause is how long after a saturation an org's full lanes are deferred without waiting.
+const orgWaitPause = 30 * time.Second
+
+func (ds *destinations) mayWait(org string, now time.Time) bool {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return now.Sub(ds.saturatedAt[org]) >= orgWaitPause
+}
+
+func (ds *destinations) saturated(org string, now time.Time) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if len(ds.saturatedAt) > maxDestinations {
+		clear(ds.saturatedAt)
+	}
+	ds.saturatedAt[org] = now
 }
 
 type destination struct {
@@ -94,7 +116,7 @@ type destination struct {
 }
 
 func newDestinations(s *Service) *destinations {
-	return &destinations{s: s, m: map[string]*destination{}}
+	return &destinations{s: s, m: map[string]*destination{}, saturatedAt: map[string]time.Time{}}
 }
 
 // maxDestinations bounds the lanes kept; further destinations share one.
@@ -163,6 +185,13 @@ func (s *Service) dispatch(ctx context.Context, j *job) {
 		return
 	default:
 	}
+	if !s.dests.mayWait(j.d.OrgID, time.Now()) {
+		dest.queued.Add(-size)
+		j.dequeued = nil
+		dest.saturated.Store(true)
+		s.deferBusy(ctx, j)
+		return
+	}
 	wait := time.NewTimer(s.cfg.DispatchWait)
 	defer wait.Stop()
 	select {
@@ -171,6 +200,7 @@ func (s *Service) dispatch(ctx context.Context, j *job) {
 		dest.queued.Add(-size)
 		j.dequeued = nil
 		dest.saturated.Store(true)
+		s.dests.saturated(j.d.OrgID, time.Now())
 		s.deferBusy(ctx, j)
 	case <-ctx.Done():
 	}

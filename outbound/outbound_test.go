@@ -139,3 +139,20 @@ func TestAckTrackingDefaultsOn(t *testing.T) {
 		}
 	}
 }
+
+// After one of its webhooks saturates, an org's full lanes are deferred at once for a while:
+// the dispatcher, which serves every org, waits for that org once, not once per webhook.
+func TestAnOrgThatSaturatedIsNotWaitedForAgain(t *testing.T) {
+	ds := newDestinations(&Service{})
+	now := time.Unix(1_700_000_000, 0)
+	if !ds.mayWait("a", now) {
+		t.Fatal("a fresh org is not waited for")
+	}
+	ds.saturated("a", now)
+	if ds.mayWait("a", now.Add(time.Second)) || !ds.mayWait("b", now.Add(time.Second)) {
+		t.Fatal("saturation of org a changed how b is waited for, or not how a is")
+	}
+	if !ds.mayWait("a", now.Add(orgWaitPause)) {
+		t.Fatal("org a is never waited for again")
+	}
+}
