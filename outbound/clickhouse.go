@@ -13,55 +13,59 @@ type ClickHouseEntities struct {
 	Conn driver.Conn
 }
 
-// Changed reads the rows the writes produced from entity_changes (one row per stored write),
-// and for writes the projector merged into a newer row or found applied already, the latest
-// row once it is at least as new.
-func (c *ClickHouseEntities) Changed(ctx context.Context, org, schema string, versions map[string]uint64) (map[string]StoredEntity, error) {
-	out := map[string]StoredEntity{}
+// Changed reads the rows the writes produced from entity_changes (one row per stored write), and
+// for a write the projector merged into a newer row or found applied already, the latest row
+// once it is at least as new.
+func (c *ClickHouseEntities) Changed(ctx context.Context, org, schema string, writes []EntityVersion) (map[EntityVersion]StoredEntity, error) {
+	out := map[EntityVersion]StoredEntity{}
 	const chunk = 1000
-	ids := make([]any, 0, len(versions))
-	for id := range versions {
-		ids = append(ids, id)
-	}
-	for len(ids) > 0 {
-		part := ids[:min(chunk, len(ids))]
-		ids = ids[len(part):]
+	for len(writes) > 0 {
+		part := writes[:min(chunk, len(writes))]
+		writes = writes[len(part):]
 		lowest := ^uint64(0)
-		for _, id := range part {
-			lowest = min(lowest, versions[id.(string)])
+		seen := map[string]bool{}
+		var ids []any
+		for _, w := range part {
+			lowest = min(lowest, w.Version)
+			if !seen[w.ID] {
+				seen[w.ID] = true
+				ids = append(ids, w.ID)
+			}
 		}
 		exact, err := c.read(ctx, `SELECT entity_id, version, deleted, attributes, unique_identifiers FROM entity_changes
 			WHERE org_id = ? AND entity_schema = ? AND entity_id IN ? AND version >= ? LIMIT 1 BY entity_id, version`,
-			org, schema, clickhouse.GroupSet{Value: part}, lowest)
+			org, schema, clickhouse.GroupSet{Value: ids}, lowest)
 		if err != nil {
 			return nil, err
 		}
-		var later []any
-		for _, id := range part {
-			rows := exact[id.(string)]
-			want := versions[id.(string)]
+		var later []EntityVersion
+		for _, w := range part {
 			found := false
-			for _, r := range rows {
-				if r.Version == want {
-					out[id.(string)], found = r, true
+			for _, r := range exact[w.ID] {
+				if r.Version == w.Version {
+					out[w], found = r, true
 				}
 			}
 			if !found {
-				later = append(later, id)
+				later = append(later, w)
 			}
 		}
 		if len(later) == 0 {
 			continue
 		}
+		var laterIDs []any
+		for _, w := range later {
+			laterIDs = append(laterIDs, w.ID)
+		}
 		latest, err := c.read(ctx, `SELECT entity_id, version, deleted, attributes, unique_identifiers FROM entities FINAL
-			WHERE org_id = ? AND entity_schema = ? AND entity_id IN ?`, org, schema, clickhouse.GroupSet{Value: later})
+			WHERE org_id = ? AND entity_schema = ? AND entity_id IN ?`, org, schema, clickhouse.GroupSet{Value: laterIDs})
 		if err != nil {
 			return nil, err
 		}
-		for _, id := range later {
-			for _, r := range latest[id.(string)] {
-				if r.Version >= versions[id.(string)] {
-					out[id.(string)] = r
+		for _, w := range later {
+			for _, r := range latest[w.ID] {
+				if r.Version >= w.Version {
+					out[w] = r
 				}
 			}
 		}

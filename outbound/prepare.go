@@ -21,7 +21,7 @@ type pendingChange struct {
 // left, once read (ready closed).
 type preparedBatch struct {
 	pending []*pendingChange
-	stored  map[string]StoredEntity
+	stored  map[EntityVersion]StoredEntity
 	ready   chan struct{}
 }
 
@@ -96,7 +96,7 @@ func (s *Service) dispatchBatch(ctx context.Context, pb *preparedBatch, finish f
 		return
 	}
 	for _, pc := range pb.pending {
-		ch := &change{write: pc.write, entity: pb.stored[pc.write.EntityID]}
+		ch := &change{write: pc.write, entity: pb.stored[EntityVersion{pc.write.EntityID, pc.write.Version}]}
 		if ch.entity.Attributes == nil { // never stored within the wait: the write's own attributes
 			ch.entity = StoredEntity{Version: pc.write.Version, Deleted: pc.write.Op != envelope.OpUpsert,
 				Attributes: pc.write.Attributes, UniqueIdentifiers: pc.write.UniqueIdentifiers}
@@ -128,18 +128,13 @@ func (s *Service) dispatchBatch(ctx context.Context, pb *preparedBatch, finish f
 // (its committed offsets passed the writes), waiting at most EntityWait for that; a ClickHouse
 // error waits on: nothing is delivered with an entity erpstream could not read. A write the
 // projector did not store (one that added nothing) reads the entity as it is.
-func (s *Service) awaitProjected(ctx context.Context, pending []*pendingChange) map[string]StoredEntity {
+func (s *Service) awaitProjected(ctx context.Context, pending []*pendingChange) map[EntityVersion]StoredEntity {
 	type scope struct{ org, schema string }
-	want := map[scope]map[string]uint64{}
+	want := map[scope][]EntityVersion{}
 	upTo := map[int32]int64{}
 	for _, pc := range pending {
 		sc := scope{pc.write.OrgID, pc.write.EntitySchema}
-		if want[sc] == nil {
-			want[sc] = map[string]uint64{}
-		}
-		if v := want[sc][pc.write.EntityID]; pc.write.Version > v {
-			want[sc][pc.write.EntityID] = pc.write.Version
-		}
+		want[sc] = append(want[sc], EntityVersion{pc.write.EntityID, pc.write.Version})
 		upTo[pc.rec.Partition] = max(upTo[pc.rec.Partition], pc.rec.Offset)
 	}
 	deadline := time.Now().Add(s.cfg.EntityWait)
@@ -147,15 +142,15 @@ func (s *Service) awaitProjected(ctx context.Context, pending []*pendingChange) 
 		s.log.Warn("the projector has not stored these changes within the wait; delivered with the entities as stored now",
 			"changes", len(pending), "wait", s.cfg.EntityWait)
 	}
-	out := map[string]StoredEntity{}
+	out := map[EntityVersion]StoredEntity{}
 	backoff := 200 * time.Millisecond
 	warned := false
-	for sc, versions := range want {
+	for sc, writes := range want {
 		for {
-			got, err := s.cfg.Entities.Changed(ctx, sc.org, sc.schema, versions)
+			got, err := s.cfg.Entities.Changed(ctx, sc.org, sc.schema, writes)
 			if err == nil {
-				for id, e := range got {
-					out[id] = e
+				for w, e := range got {
+					out[w] = e
 				}
 				break
 			}

@@ -35,11 +35,18 @@ const (
 
 // EntityReader reads entities as the projector stored them; implemented by ClickHouseEntities.
 type EntityReader interface {
-	// Changed returns the stored state of entities after the given writes: per entity id the row
+	// Changed returns the stored state of entities after the given writes: per write the row
 	// the write produced, or a newer one; writes not projected yet are missing.
-	Changed(ctx context.Context, org, schema string, versions map[string]uint64) (map[string]StoredEntity, error)
+	Changed(ctx context.Context, org, schema string, writes []EntityVersion) (map[EntityVersion]StoredEntity, error)
 	// Entity returns one entity's latest row (trigger); found is false when there is none.
 	Entity(ctx context.Context, org, id string) (schema string, e StoredEntity, found bool, err error)
+}
+
+// EntityVersion names one write of an entity: what a change's delivery shows is the entity as that
+// write left it, not as a later change of the same poll did.
+type EntityVersion struct {
+	ID      string
+	Version uint64
 }
 
 // Config of the outbound service.
