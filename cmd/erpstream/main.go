@@ -195,6 +195,11 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 	if err := secureConnections(&cfg); err != nil {
 		return cfg, err
 	}
+	if v := os.Getenv("ERPSTREAM_OUTBOUND_RETRY_DELAYS"); v != "" {
+		if cfg.Outbound.RetryDelays, err = retryDelays(v); err != nil {
+			return cfg, err
+		}
+	}
 	for _, id := range strings.Split(os.Getenv("ERPSTREAM_FILE_PROXY_PREVIOUS_KEY_IDS"), ",") {
 		if id = strings.TrimSpace(id); id != "" {
 			cfg.FileProxyPreviousKeyIDs = append(cfg.FileProxyPreviousKeyIDs, id)

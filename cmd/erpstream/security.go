@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/internal/kafkax"
@@ -49,4 +51,22 @@ func secureConnections(cfg *app.Config) error {
 func tlsFiles(prefix string) tlsfiles.Files {
 	return tlsfiles.Files{CA: os.Getenv(prefix + "_CA_FILE"), Cert: os.Getenv(prefix + "_CERT_FILE"),
 		Key: os.Getenv(prefix + "_KEY_FILE"), ServerName: os.Getenv(prefix + "_SERVER_NAME")}
+}
+
+// retryDelays reads ERPSTREAM_OUTBOUND_RETRY_DELAYS: one Go duration per retry topic, increasing
+// ("10s,1m,10m,1h,4h" is the default schedule).
+func retryDelays(v string) ([]time.Duration, error) {
+	parts := strings.Split(v, ",")
+	if len(parts) != len(kafkax.OutboundRetryDelays) {
+		return nil, fmt.Errorf("ERPSTREAM_OUTBOUND_RETRY_DELAYS: %d durations, one per retry topic (like 10s,1m,10m,1h,4h)", len(kafkax.OutboundRetryDelays))
+	}
+	var out []time.Duration
+	for i, p := range parts {
+		d, err := time.ParseDuration(strings.TrimSpace(p))
+		if err != nil || d <= 0 || d > 24*time.Hour || (i > 0 && d < out[i-1]) {
+			return nil, fmt.Errorf("ERPSTREAM_OUTBOUND_RETRY_DELAYS: %q: positive durations up to 24h, each at least the one before", p)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
