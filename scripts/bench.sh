@@ -53,7 +53,7 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
   if ! scripts/kafka.sh status; then scripts/kafka.sh start; started_kafka=1; fi
   export KAFKA_BROKERS=127.0.0.1:${ERPSTREAM_KAFKA_PORT:-19092}
 fi
-go run ./cmd/ingest-bench -duration "${INGEST_SECONDS:-10}s" -clients 8 -streams 2
+go run ./cmd/ingest-bench -duration "${INGEST_SECONDS:-10}s" -clients 8 -streams 2 | tee "$work/ingest-bench.txt"
 
 echo "== calling out: a loopback partner directly, as a managed call and through the secure proxy (one at a time)"
 go run ./cmd/callout-bench -n "${CALLOUT_REQUESTS:-2000}"
@@ -69,7 +69,15 @@ fi
 go run ./cmd/monitoring-bench -rows "${MONITORING_ROWS:-10000000}"
 
 echo "== end to end: NDJSON -> ingest -> processor -> projector -> ClickHouse entities (one process)"
-go run ./cmd/e2e-bench -events "${E2E_EVENTS:-100000}"
+go run ./cmd/e2e-bench -events "${E2E_EVENTS:-100000}" | tee "$work/e2e-bench.txt"
+# The pipeline against ingest alone (NDJSON streams both): how much of what ingest accepts the
+# whole pipeline turns into entities.
+awk '/NDJSON streams:/ { for (i = 1; i <= NF; i++) if ($i == "events/s") ingest = $(i-1) }
+     FNR == NR { next }
+     /^ *new / { for (i = 2; i <= NF; i++) if ($i == "events/s)") { v = $(i-1); gsub(/\(/, "", v); newr = v } }
+     /^ *update / { for (i = 2; i <= NF; i++) if ($i == "events/s)") { v = $(i-1); gsub(/\(/, "", v); upd = v } }
+     END { if (ingest > 0) printf "pipeline/ingest ratio: new %.2f, updates %.2f (ingest alone %.0f events/s)\n", newr / ingest, upd / ingest, ingest }' \
+  "$work/ingest-bench.txt" "$work/e2e-bench.txt"
 
 echo "== outbound: contacts created and updated -> webhooks on loopback (one process; deliveries/s, delay p50/p99)"
 go run ./cmd/outbound-bench -contacts "${OUTBOUND_CONTACTS:-20000}" -seconds "${OUTBOUND_SECONDS:-20}"
