@@ -71,6 +71,7 @@ type matcher struct {
 	mu       sync.Mutex
 	snap     *registry.Snapshot
 	byEvent  map[string][]*compiledUseCase // org + "/" + event name -> enabled use cases
+	orgs     map[string]bool               // orgs with any enabled outbound use case
 	compiled map[string]*compiledUseCase   // use case id + "@" + version
 }
 
@@ -88,6 +89,17 @@ func (m *matcher) match(snap *registry.Snapshot, org, event string) []*compiledU
 	return m.byEvent[org+"/"+event]
 }
 
+// anyFor reports whether org has an enabled outbound use case: the writes of the others are not
+// even decoded.
+func (m *matcher) anyFor(snap *registry.Snapshot, org string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.snap != snap {
+		m.reindex(snap)
+	}
+	return m.orgs[org]
+}
+
 // useCase compiles one use case (trigger and status read disabled ones too).
 func (m *matcher) useCase(uc *registry.UseCase) *compiledUseCase {
 	m.mu.Lock()
@@ -98,6 +110,7 @@ func (m *matcher) useCase(uc *registry.UseCase) *compiledUseCase {
 func (m *matcher) reindex(snap *registry.Snapshot) {
 	m.snap = snap
 	m.byEvent = map[string][]*compiledUseCase{}
+	m.orgs = map[string]bool{}
 	live := map[string]*compiledUseCase{}
 	for _, uc := range snap.AllOutboundUseCases() {
 		c := m.compile(uc)
@@ -107,6 +120,7 @@ func (m *matcher) reindex(snap *registry.Snapshot) {
 		}
 		key := uc.OrgID + "/" + c.cfg.EventCatalogEvent
 		m.byEvent[key] = append(m.byEvent[key], c)
+		m.orgs[uc.OrgID] = true
 	}
 	m.compiled = live // versions no longer configured are dropped
 }
