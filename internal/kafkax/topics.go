@@ -53,10 +53,14 @@ type Topics struct {
 var OutboundRetryDelays = []time.Duration{10 * time.Second, time.Minute, 10 * time.Minute, time.Hour, 4 * time.Hour}
 
 func retryTopicName(prefix string, d time.Duration) string {
-	name := d.String() // 10s, 1m0s, 10m0s, 1h0m0s, 4h0m0s
-	name = strings.TrimSuffix(strings.TrimSuffix(name, "0s"), "0m")
-	if strings.HasSuffix(name, "m0") {
-		name = strings.TrimSuffix(name, "0")
+	var name string
+	switch {
+	case d%time.Hour == 0:
+		name = strconv.Itoa(int(d/time.Hour)) + "h"
+	case d%time.Minute == 0:
+		name = strconv.Itoa(int(d/time.Minute)) + "m"
+	default:
+		name = strconv.Itoa(int(d/time.Second)) + "s"
 	}
 	return prefix + ".outbound-retry-" + name
 }

@@ -2,6 +2,7 @@ package kafkax_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -90,5 +91,15 @@ func TestVerifyRefusesAConfigTopicThatIsNotCompacted(t *testing.T) {
 	err := kafkax.EnsureTopics(ctx, adm, topics.Specs(2), 1)
 	if err == nil || !strings.Contains(err.Error(), "cleanup.policy") {
 		t.Fatalf("want a cleanup.policy error, got %v", err)
+	}
+}
+
+// One topic per retry delay, named after it: two delays sharing a topic would put short waits
+// behind long ones.
+func TestRetryTopicsAreOnePerDelay(t *testing.T) {
+	got := kafkax.NewTopics("erp").OutboundRetries
+	want := []string{"erp.outbound-retry-10s", "erp.outbound-retry-1m", "erp.outbound-retry-10m", "erp.outbound-retry-1h", "erp.outbound-retry-4h"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("retry topics %v, want %v", got, want)
 	}
 }
