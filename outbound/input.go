@@ -89,21 +89,6 @@ func input(ch *change, ackID, source string) (any, error) {
 	return doc, nil
 }
 
-func objectOf(raw json.RawMessage) (*jsonata.Object, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return jsonata.NewObject(), nil
-	}
-	v, err := jsonata.DecodeJSON(raw)
-	if err != nil {
-		return nil, err
-	}
-	o, ok := v.(*jsonata.Object)
-	if !ok {
-		return nil, errors.New("not a JSON object")
-	}
-	return o, nil
-}
-
 // errMapping is a mapping that failed or produced no object: MAPPING_EXPRESSION_FAILED.
 var errMapping = errors.New("outbound mapping failed")
 
@@ -140,4 +125,12 @@ func payload(ctx context.Context, m *compiledMapping, doc any, now time.Time) ([
 		return nil, fmt.Errorf("%w: the payload is %d bytes, over the %d byte limit", errMapping, len(b), MaxPayloadBytes)
 	}
 	return b, nil
+}
+
+// objectOf reads attributes as an object; a write without any (a delete) has null.
+func objectOf(raw json.RawMessage) (*jsonata.Object, error) {
+	if string(raw) == "null" {
+		return jsonata.NewObject(), nil
+	}
+	return jsonata.DecodeObject(raw)
 }

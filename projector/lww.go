@@ -2,7 +2,6 @@ package projector
 
 import (
 	"encoding/json"
-	"errors"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
 
@@ -60,21 +59,6 @@ func (av attributeVersions) compact(rowVersion uint64) json.RawMessage {
 	return b
 }
 
-func decodeObject(b []byte) (*jsonata.Object, error) {
-	if len(b) == 0 {
-		return jsonata.NewObject(), nil
-	}
-	v, err := jsonata.DecodeJSON(b)
-	if err != nil {
-		return nil, err
-	}
-	o, ok := v.(*jsonata.Object)
-	if !ok {
-		return nil, errors.New("not a JSON object")
-	}
-	return o, nil
-}
-
 // firstVersions are the versions of an entity's first row: all at the row's, but a purge's.
 func firstVersions(w *envelope.EntityWrite) json.RawMessage {
 	if w.Op == envelope.OpPurge {
@@ -90,11 +74,11 @@ func firstVersions(w *envelope.EntityWrite) json.RawMessage {
 // The row's version is w's, or one above the stored row's for a write older than it, so the
 // merged row is the newest.
 func mergeWrite(cur StoredEntity, w envelope.EntityWrite) (row envelope.EntityWrite, changed bool, _ error) {
-	base, err := decodeObject(cur.Attributes)
+	base, err := jsonata.DecodeObject(cur.Attributes)
 	if err != nil {
 		return w, true, err
 	}
-	patch, err := decodeObject(w.Attributes)
+	patch, err := jsonata.DecodeObject(w.Attributes)
 	if err != nil {
 		return w, true, err
 	}

@@ -13,70 +13,17 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"strings"
 	"time"
 
-	"github.com/erpstream/erpstream/app"
-	"github.com/erpstream/erpstream/internal/chx"
-	"github.com/erpstream/erpstream/internal/ids"
-	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/cmd/internal/benchenv"
 )
 
 func main() {
 	events := flag.Int("events", 100_000, "events per round")
 	flag.Parse()
-	brokers, chAddr := os.Getenv("KAFKA_BROKERS"), os.Getenv("CLICKHOUSE_ADDR")
-	if brokers == "" || chAddr == "" {
-		fmt.Fprintln(os.Stderr, "KAFKA_BROKERS and CLICKHOUSE_ADDR are required (scripts/test.sh up)")
-		os.Exit(2)
-	}
-	suffix := strings.ToLower(ids.ULID(time.Now())[:10])
-	ch := chx.Config{Addr: chAddr, Database: "e2e_bench_" + suffix, User: "default"}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, app.Config{Services: app.AllServices, Listener: ln, DevMode: true, DevToken: "bench", RateLimitPerMinute: -1,
-			Kafka:      kafkax.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: "e2e-" + suffix, Partitions: 12, Replication: 1},
-			ClickHouse: ch, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), OnReady: func(a string) { ready <- a }})
-	}()
-	var base string
-	select {
-	case a := <-ready:
-		base = "http://" + a
-	case err := <-done:
-		panic(err)
-	}
-	conn, err := chx.Open(ctx, ch)
-	if err != nil {
-		panic(err)
-	}
-	defer func() {
-		_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+ch.Database)
-	}()
-	post := func(path, contentType string, body []byte) []byte {
-		req, _ := http.NewRequest("POST", base+path, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer bench")
-		req.Header.Set("Content-Type", contentType)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			panic(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode >= 300 {
-			panic(fmt.Sprintf("%s: %d %s", path, resp.StatusCode, out))
-		}
-		return out
-	}
+	env := benchenv.Start("e2e", nil)
+	defer env.Stop()
+	conn, post, ctx := env.Conn, env.Post, context.Background()
 	var integ struct {
 		ID string `json:"id"`
 	}
@@ -111,9 +58,5 @@ func main() {
 		}
 		s := time.Since(start).Seconds()
 		fmt.Printf("  %-7s %7d events NDJSON → ClickHouse entities: %5.1f s (%6.0f events/s)\n", round, *events, s, float64(*events)/s)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		panic(err)
 	}
 }

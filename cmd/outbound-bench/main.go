@@ -14,8 +14,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -23,14 +21,12 @@ import (
 	"runtime/pprof"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/erpstream/erpstream/cmd/internal/benchenv"
+
 	"github.com/erpstream/erpstream/app"
-	"github.com/erpstream/erpstream/internal/chx"
-	"github.com/erpstream/erpstream/internal/ids"
-	"github.com/erpstream/erpstream/internal/kafkax"
 )
 
 // receiver records when each entity's delivery arrived and the event's receive time it carries.
@@ -75,11 +71,6 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the throughput round to this file")
 	fixedRate := flag.Int("rate", 0, "updates per second in the latency round (0: half the measured throughput)")
 	flag.Parse()
-	brokers, chAddr := os.Getenv("KAFKA_BROKERS"), os.Getenv("CLICKHOUSE_ADDR")
-	if brokers == "" || chAddr == "" {
-		fmt.Fprintln(os.Stderr, "KAFKA_BROKERS and CLICKHOUSE_ADDR are required (scripts/test.sh up)")
-		os.Exit(2)
-	}
 	rcv := &receiver{at: map[string]time.Time{}, accepted: map[string]time.Time{}}
 	hookLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -87,48 +78,12 @@ func main() {
 	}
 	go func() { _ = http.Serve(hookLn, rcv) }()
 
-	suffix := strings.ToLower(ids.ULID(time.Now())[:10])
-	ch := chx.Config{Addr: chAddr, Database: "outbound_bench_" + suffix, User: "default"}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, app.Config{Services: app.AllServices, Listener: ln, DevMode: true, DevToken: "bench", RateLimitPerMinute: -1,
-			Kafka:      kafkax.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: "ob-" + suffix, Partitions: 12, Replication: 1},
-			ClickHouse: ch, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), OnReady: func(a string) { ready <- a },
-			EgressAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-			Outbound:         app.OutboundConfig{DestinationConcurrency: 16}, OrgOutboundConcurrency: -1})
-	}()
-	var base string
-	select {
-	case a := <-ready:
-		base = "http://" + a
-	case err := <-done:
-		panic(err)
-	}
-	conn, err := chx.Open(ctx, ch)
-	if err != nil {
-		panic(err)
-	}
-	defer func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+ch.Database) }()
-	post := func(path, contentType string, body []byte) []byte {
-		req, _ := http.NewRequest("POST", base+path, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer bench")
-		req.Header.Set("Content-Type", contentType)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			panic(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode >= 300 {
-			panic(fmt.Sprintf("%s: %d %s", path, resp.StatusCode, out))
-		}
-		return out
-	}
+	env := benchenv.Start("outbound", func(c *app.Config) {
+		c.EgressAllowCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+		c.Outbound, c.OrgOutboundConcurrency = app.OutboundConfig{DestinationConcurrency: 16}, -1
+	})
+	defer env.Stop()
+	conn, post, ctx := env.Conn, env.Post, context.Background()
 	var integ struct {
 		ID string `json:"id"`
 	}
@@ -258,10 +213,6 @@ func main() {
 	fmt.Printf("  latency at %d events/s for %d s (%d deliveries, %d timed from ClickHouse):\n", perTick*10, *seconds, total, len(fromCH))
 	fmt.Printf("    entity row in ClickHouse -> webhook request: p50 %v, p99 %v\n", pct(fromCH, 50), pct(fromCH, 99))
 	fmt.Printf("    event accepted -> webhook request (ingest, processor, projector flush, outbound): p50 %v, p99 %v\n", pct(fromAccept, 50), pct(fromAccept, 99))
-	cancel()
-	if err := <-done; err != nil {
-		panic(err)
-	}
 }
 
 func pct(ds []time.Duration, p int) time.Duration {

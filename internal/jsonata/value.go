@@ -2,6 +2,7 @@ package jsonata
 
 import (
 	"bytes"
+	"errors"
 
 	engine "github.com/erpstream/erpstream/jsonata"
 )
@@ -31,6 +32,23 @@ func NewArray(items ...any) *Array { return engine.NewArray(items...) }
 
 // DecodeJSON decodes one JSON document into the value model, bounding its nesting depth.
 func DecodeJSON(data []byte) (any, error) { return engine.DecodeJSON(data) }
+
+// DecodeObject decodes a JSON object (attributes, unique identifiers); empty input is an empty
+// object, anything but an object (null included) is an error.
+func DecodeObject(data []byte) (*Object, error) {
+	if len(data) == 0 {
+		return NewObject(), nil
+	}
+	v, err := DecodeJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	o, ok := v.(*Object)
+	if !ok {
+		return nil, errors.New("not a JSON object")
+	}
+	return o, nil
+}
 
 // MarshalValue encodes a value as JSON, keeping object key order.
 func MarshalValue(v any) ([]byte, error) { return engine.MarshalValue(v) }
