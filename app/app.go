@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/api"
+	"github.com/erpstream/erpstream/console"
 	"github.com/erpstream/erpstream/egress"
 	"github.com/erpstream/erpstream/fileproxy"
 	"github.com/erpstream/erpstream/internal/auth"
@@ -58,6 +59,10 @@ const (
 	MonitoringRetentionDays = 90
 )
 
+// ConsoleServices is what `erpstream console` runs: the console calls these services' routes
+// in its process (both only answer requests: no consumer runs with them).
+var ConsoleServices = []string{Ingest, Query}
+
 // AllServices is what `erpstream serve` runs.
 var AllServices = []string{Ingest, Process, Project, Query, Outbound}
 
@@ -71,7 +76,9 @@ type Config struct {
 	// MetricsToken, when set, also serves /metrics on the API port to requests bearing it
 	// (ERPSTREAM_METRICS_TOKEN); without it the API port serves no metrics.
 	MetricsToken string
-	Listener     net.Listener // tests pass their own; else HTTPAddr is listened on
+	// ConsoleDisabled turns the operator console at /console off (ERPSTREAM_CONSOLE=off).
+	ConsoleDisabled bool
+	Listener        net.Listener // tests pass their own; else HTTPAddr is listened on
 
 	Kafka kafkax.Config
 	// Without Kafka.Brokers an embedded broker (kfake) keeps its data in EmbeddedKafkaDir.
@@ -378,6 +385,11 @@ func Run(ctx context.Context, cfg Config) error {
 				}
 			}
 		}
+		if !cfg.ConsoleDisabled {
+			if err := mountConsole(engine, chain, box, log); err != nil {
+				return err
+			}
+		}
 		ln := cfg.Listener
 		if ln == nil {
 			if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -569,6 +581,9 @@ func openAPIHandler(engine *gin.Engine) gin.HandlerFunc {
 		once.Do(func() {
 			var routes []api.Operation
 			for _, r := range engine.Routes() {
+				if r.Path == console.Prefix || strings.HasPrefix(r.Path, console.Prefix+"/") {
+					continue // the console's pages are not API operations
+				}
 				routes = append(routes, api.FromGin(r.Method, r.Path))
 			}
 			doc, err = api.Document(routes)

@@ -84,6 +84,7 @@ func TestIntegrationGatewayRoutesEveryPublicRoute(t *testing.T) {
 	}
 	e.StartOnly(app.Process)
 	e.StartOnly(app.Project)
+	upstreams["console"] = e.StartOnly(app.ConsoleServices...)
 	rules := readGateway(t)
 	proxies := map[string]*httputil.ReverseProxy{}
 	for name, base := range upstreams {
@@ -140,6 +141,14 @@ func TestIntegrationGatewayRoutesEveryPublicRoute(t *testing.T) {
 		if resp.StatusCode == http.StatusBadGateway || strings.Contains(string(body), "no such route") {
 			t.Errorf("%s through the gateway (to %s): %d %s", op, route(rules, concrete), resp.StatusCode, body)
 		}
+	}
+	// The console is served by its own process behind the same base URL.
+	login, err := http.Get(gateway.URL + "/console/login")
+	apptest.Must(t, err)
+	page, _ := io.ReadAll(login.Body)
+	login.Body.Close()
+	if login.StatusCode != http.StatusOK || !strings.Contains(string(page), `action="/console/login"`) {
+		t.Errorf("GET /console/login through the gateway (to %s): %d %.200s", route(rules, "/console/login"), login.StatusCode, page)
 	}
 	t.Logf("%d documented operations reached their services through the gateway rules", len(ops))
 }

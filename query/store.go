@@ -374,6 +374,8 @@ type RawFilter struct {
 	EventType            string
 	CorrelationID        string
 	EventName            string
+	// Failed keeps only the events whose mapping failed: an error row of the inbound lane.
+	Failed bool
 }
 
 // RawCursor is the keyset position of queryEvents.
@@ -412,6 +414,11 @@ func (s *ClickHouseStore) RawEvents(ctx context.Context, f RawFilter, limit int,
 	if after != nil {
 		c.add("received_at <= toDateTime(?)", after.ReceivedAtUs/1_000_000)
 		c.add("(received_at_us, event_id) < (?, ?)", uint64(after.ReceivedAtUs), after.EventID)
+	}
+	if f.Failed {
+		// An event's outcome row is written after its receipt, so the range bounds its scan too.
+		c.add("event_id IN (SELECT event_id FROM monitoring_events WHERE org_id = ? AND integration_id = ? AND use_case_type = 'inbound'"+
+			" AND level = 'error' AND created_at >= toDateTime(?))", f.OrgID, f.IntegrationID, f.From.Unix())
 	}
 	rows, err := s.Conn.Query(ctx, "SELECT "+rawColumns+" FROM raw_events WHERE "+c.where()+
 		" ORDER BY received_at_us DESC, event_id DESC LIMIT 1 BY event_id LIMIT ?", append(c.args, limit)...)

@@ -38,7 +38,15 @@ func (s *Service) replayBulk(c *gin.Context) {
 		}
 		resume = cur
 		req.FromDate, req.ToDate, req.CorrelationID, req.EventName = cur.From, cur.To, cur.CorrelationID, cur.EventName
+		if cur.Failed {
+			req.Status = "error"
+		}
 	}
+	if req.Status != "" && req.Status != "error" {
+		httpapi.BadRequest(c, "status: only \"error\" (replay the events whose mapping failed), or absent for all")
+		return
+	}
+	failedOnly := req.Status == "error"
 	if req.FromDate == "" {
 		httpapi.BadRequest(c, "from_date: required")
 		return
@@ -66,7 +74,7 @@ func (s *Service) replayBulk(c *gin.Context) {
 	for {
 		httpapi.StreamProgress(c)
 		rows, err := s.Source.RawEvents(c, query.RawFilter{OrgID: integ.OrgID, IntegrationID: integ.ID, From: from, To: to,
-			CorrelationID: req.CorrelationID, EventName: req.EventName}, BulkPage, after)
+			CorrelationID: req.CorrelationID, EventName: req.EventName, Failed: failedOnly}, BulkPage, after)
 		if err != nil {
 			failed = err
 			break
@@ -105,7 +113,7 @@ func (s *Service) replayBulk(c *gin.Context) {
 		last := rows[len(rows)-1]
 		after = &query.RawCursor{ReceivedAtUs: last.ReceivedAtUs, EventID: last.EventID}
 		progress["cursor"] = bulkReplayCursor{Run: run, OrgID: integ.OrgID, IntegrationID: integ.ID, From: req.FromDate, To: req.ToDate,
-			CorrelationID: req.CorrelationID, EventName: req.EventName, AfterUs: after.ReceivedAtUs, AfterEventID: after.EventID}.encode()
+			CorrelationID: req.CorrelationID, EventName: req.EventName, Failed: failedOnly, AfterUs: after.ReceivedAtUs, AfterEventID: after.EventID}.encode()
 		_ = enc.Encode(progress)
 		_ = out.Flush()
 		c.Writer.Flush()

@@ -13,7 +13,9 @@ type bulkReplayRequest struct {
 	ToDate        string `json:"to_date"`
 	CorrelationID string `json:"correlation_id"`
 	EventName     string `json:"event_name"`
-	Cursor        string `json:"cursor"`
+	// Status "error" replays only the events whose mapping failed (erpstream's addition).
+	Status string `json:"status"`
+	Cursor string `json:"cursor"`
 }
 
 // bulkReplayCursor is where a bulk replay run stands: after the stored event (AfterUs,
@@ -27,6 +29,7 @@ type bulkReplayCursor struct {
 	To            string `json:"to,omitempty"`
 	CorrelationID string `json:"correlation_id,omitempty"`
 	EventName     string `json:"event_name,omitempty"`
+	Failed        bool   `json:"failed,omitempty"`
 	AfterUs       int64  `json:"after_us"`
 	AfterEventID  string `json:"after_event_id"`
 }

@@ -60,6 +60,7 @@ cat <<MSG
 
   erpstream is running
     API          $api          (GET /healthz)
+    console      $api/console  (sign in with the dev token)
     metrics      http://$ERPSTREAM_METRICS_ADDR/metrics   (and /healthz; not on the API port)
     dev token    $ERPSTREAM_DEV_TOKEN          (org dev-org, every permission)
     kafka        ${KAFKA_BROKERS:-embedded kfake, data in $ERPSTREAM_DATA_DIR/kafka-embedded}

@@ -72,6 +72,12 @@ ERPSTREAM_TSC=$(scripts/typescript.sh)
 export ERPSTREAM_TSC ERPSTREAM_REQUIRE_TSC=1
 "$ERPSTREAM_TSC" --version
 
+echo "== Chromium (the console's browser tests drive it headless)"
+CHROMIUM=$(scripts/chromium.sh)
+export CHROMIUM
+"$CHROMIUM" --version
+export ERPSTREAM_SCREENSHOTS=${ERPSTREAM_SCREENSHOTS:-$root/.run/test/console-screenshots}
+
 echo "== unit tests (kfake in-process)"
 set +e
 go test -race -count=1 -v ./... >"$root/.run/test/unit.log" 2>&1

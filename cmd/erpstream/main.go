@@ -31,7 +31,7 @@ import (
 const usage = `usage: erpstream <command>
 
 commands:
-  serve                  run every service in one process (ingest, process, project, query)
+  serve                  run every service in one process (ingest, process, project, query, outbound) and the console
   status                 topics, schema version, consumer groups (members, lag, the active processor)
   version                print the version (module version, commit, build time)
   healthcheck [--live] [--url U]   exit 0 when this host's erpstream is ready (/readyz), 1 otherwise
@@ -40,6 +40,7 @@ commands:
   project                write entities and monitoring events into ClickHouse
   query                  HTTP monitoring API served from ClickHouse
   outbound               deliver entity changes to webhooks; acknowledgements, trigger, outbound status
+  console                the operator console (/console) with the HTTP routes of ingest and query it calls
   admin init             ensure-topics, then migrate (a deployment's one-shot job)
   admin ensure-topics    create and verify the Kafka topics
   admin migrate          apply the ClickHouse schema migrations
@@ -75,6 +76,8 @@ func main() {
 		cfg.Services = app.AllServices
 	case app.Ingest, app.Process, app.Project, app.Query, app.Outbound:
 		cfg.Services = []string{cmd}
+	case "console":
+		cfg.Services = app.ConsoleServices
 	case "admin":
 		err = admin(ctx, cfg, log, os.Args[2:])
 		exit(log, err)
@@ -155,6 +158,8 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		HTTPAddr:     env("ERPSTREAM_HTTP_ADDR", "127.0.0.1:8080"),
 		MetricsAddr:  os.Getenv("ERPSTREAM_METRICS_ADDR"),
 		MetricsToken: os.Getenv("ERPSTREAM_METRICS_TOKEN"),
+		// The console is on unless switched off.
+		ConsoleDisabled: os.Getenv("ERPSTREAM_CONSOLE") == "off",
 		Kafka: kafkax.Config{
 			TopicPrefix: env("ERPSTREAM_TOPIC_PREFIX", "erp"),
 		},
