@@ -57,7 +57,8 @@ func TestIntegrationConsoleInABrowser(t *testing.T) {
 	b.waitText("h1", "Integrations")
 	b.waitText("#org", "dev-org")
 	row := b.text("#integrations tbody")
-	if !strings.Contains(row, "SAP") || !strings.Contains(row, "MISSING_UNIQUE_IDENTIFIERS") {
+	// 5 events: 4 mapped, 1 failed.
+	if !strings.Contains(row, "SAP") || !strings.Contains(row, "MISSING_UNIQUE_IDENTIFIERS") || !strings.Contains(row, "80.0 %") {
 		t.Fatalf("integrations page: %q", row)
 	}
 	b.shot("02-integrations")
@@ -421,4 +422,35 @@ func (b *browser) cookie() *network.Cookie {
 	}
 	b.t.Fatal("no console session cookie")
 	return nil
+}
+
+// A dead-lettered webhook delivery is redelivered from the event's trace in the console, with
+// the webhook-id of its first attempt.
+func TestIntegrationConsoleRedeliversADeadLetter(t *testing.T) {
+	rcv := &receiver{}
+	stub := stubOn127002(t, rcv.handle)
+	env := outboundEnv(t)
+	body := strings.TrimSuffix(apptest.IntegrationBody, "]}") + `,
+	 {"name":"Contacts out","type":"outbound","enabled":true,"configuration":{"event_catalog_event":"contact.created","ack_tracking":"off","mappings":[
+	   {"id":"00000005-0000-4000-8000-000000000005","name":"Gone","enabled":true,"jsonata_expression":"{\"id\": entity._id}",
+	    "delivery":{"type":"webhook","webhook_id":"gone","webhook_url":"` + stub.URL + `/gone"}}]}}]}`
+	integ := env.CreateIntegration(body)
+	event := env.SendBatch(integ, "console-redeliver", []string{apptest.CustomerEvent(1, "Anna", "r1")})[0]
+	apptest.WaitFor(t, func() bool {
+		return env.Scalar(`SELECT count() FROM monitoring_events FINAL WHERE integration_id = ? AND code = 'WEBHOOK_FAILED'`, integ) == 1
+	})
+	first := rcv.got("/gone")[0].header.Get("webhook-id")
+
+	b := newBrowser(t, t.TempDir())
+	b.run(chromedp.Navigate(env.URL + "/console/integrations/" + integ + "/events/" + event))
+	b.run(chromedp.SendKeys(chromedp.ID("token"), "it-token"), chromedp.Submit(chromedp.ID("login")))
+	b.waitText("#deliveries", "WEBHOOK_FAILED")
+	b.run(chromedp.Click(chromedp.CSS("button.redeliver")))
+	b.waitText("#confirm h1", "Redeliver")
+	b.run(chromedp.Click(chromedp.ID("confirm-action")))
+	b.waitText("#outcome", "queued again")
+	apptest.WaitFor(t, func() bool { return len(rcv.got("/gone")) >= 2 })
+	if again := rcv.got("/gone")[1].header.Get("webhook-id"); again != first {
+		t.Fatalf("redelivered with webhook-id %q, want the first attempt's %q", again, first)
+	}
 }

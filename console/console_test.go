@@ -41,7 +41,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 			"use_cases": []any{gin.H{"id": "u1", "name": "Customers", "type": "inbound", "enabled": true}}}}})
 	})
 	api.POST("/v2/integrations/:integrationId/monitoring/stats", func(c *gin.Context) {
-		c.JSON(http.StatusOK, gin.H{"total_events": 10, "success_count": 9, "error_count": 1, "success_rate": 0.9})
+		c.JSON(http.StatusOK, gin.H{"total_events": 10, "success_count": 9, "error_count": 1, "success_rate": 90.0})
 	})
 	api.POST("/v2/integrations/:integrationId/monitoring/events", func(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"data": []any{gin.H{"event_id": "evt_1", "level": "error", "code": "BOOM", "message": hostile,
@@ -136,6 +136,9 @@ func TestPagesEscapeWhatTheAPISaysAndCarryTheCSP(t *testing.T) {
 	body := w.Body.String()
 	if w.Code != http.StatusOK || !strings.Contains(body, "SAP &lt;script&gt;alert(1)&lt;/script&gt;") || strings.Contains(body, hostile) {
 		t.Fatalf("%d: hostile text not escaped:\n%s", w.Code, body)
+	}
+	if !strings.Contains(body, "90.0 %") {
+		t.Fatalf("success rate not shown as 90.0 %%:\n%s", body)
 	}
 	if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors 'none'") {
 		t.Fatalf("CSP %q", csp)

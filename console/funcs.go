@@ -27,11 +27,12 @@ var funcs = template.FuncMap{
 		}
 		return prettyJSON(raw)
 	},
-	"rate": func(r *float64) string {
-		if r == nil {
+	// rate shows the API's success_rate (a percentage of the events with an outcome).
+	"rate": func(st stats) string {
+		if st.SuccessRate == nil || st.Success+st.Error+st.Warning == 0 {
 			return "—"
 		}
-		return fmt.Sprintf("%.1f %%", *r*100)
+		return fmt.Sprintf("%.1f %%", *st.SuccessRate)
 	},
 	"levels":     func() []string { return []string{"success", "error", "warning", "skipped", "pending"} },
 	"lanes":      func() any { return lanes },

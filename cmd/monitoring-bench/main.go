@@ -152,6 +152,7 @@ func main() {
 		_, err := store.Events(ctx, f, 51, nil)
 		return err
 	})
+	consolePages(ctx, conn, *integrations, *queries, now)
 }
 
 func integrationID(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }
