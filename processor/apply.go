@@ -470,7 +470,8 @@ func (a *application) finish(res *mapping.Extraction) ([]*kgo.Record, outcome) {
 	for id, st := range a.changed {
 		st.Org = a.ev.OrgID
 		b, _ := json.Marshal(st)
-		a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.EntityState, Key: []byte(id), Value: b})
+		a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.EntityState, Key: []byte(id), Value: b,
+			Headers: a.p.entities.writtenBy(st.Version)})
 		states[id] = st
 	}
 	// A record the broker would refuse would abort the transaction again and again and stall the

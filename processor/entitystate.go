@@ -1,11 +1,13 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -66,13 +68,50 @@ type entityStore struct {
 	names map[string]string
 	ready chan struct{}
 	log   *slog.Logger
+	// writer names this instance in the headers of the states it writes, so that following the
+	// topic it can skip its own writes, applied already at commit, without decoding them.
+	writer []byte
 }
 
-func newEntityStore(log *slog.Logger) *entityStore {
+func newEntityStore(log *slog.Logger, instance string) *entityStore {
 	return &entityStore{m: map[string]*entityState{}, staged: map[string]*entityState{}, relatedFrom: map[string]map[string]bool{},
 		readings: map[string]map[string]bool{}, stagedReadings: map[string]map[string]bool{},
 		byKey: map[lookupKey]idSet{}, stagedByKey: map[lookupKey]idSet{}, names: map[string]string{},
-		ready: make(chan struct{}), log: log}
+		ready: make(chan struct{}), log: log, writer: []byte(instance)}
+}
+
+const (
+	headerWriter  = "erp-state-writer"
+	headerVersion = "erp-state-version"
+)
+
+// writtenBy are the headers of a state record this instance writes.
+func (s *entityStore) writtenBy(version uint64) []kgo.RecordHeader {
+	return []kgo.RecordHeader{{Key: headerWriter, Value: s.writer}, {Key: headerVersion, Value: strconv.AppendUint(nil, version, 10)}}
+}
+
+// appliedOwnWrite reports a record this instance wrote whose version (or a newer one) the store
+// holds: its commit applied it. A write whose commit this instance took for failed (an
+// ambiguous end of a transaction that did commit) is older than what the store holds, and is
+// applied from the topic like anyone's.
+func (s *entityStore) appliedOwnWrite(r *kgo.Record) bool {
+	var own bool
+	var version uint64
+	for _, h := range r.Headers {
+		switch h.Key {
+		case headerWriter:
+			own = bytes.Equal(h.Value, s.writer)
+		case headerVersion:
+			version, _ = strconv.ParseUint(string(h.Value), 10, 64)
+		}
+	}
+	if !own || version == 0 {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	cur, ok := s.m[string(r.Key)]
+	return ok && cur.Version >= version
 }
 
 func (s *entityStore) get(id string) *entityState {
@@ -301,14 +340,18 @@ func (s *entityStore) run(ctx context.Context, kc kafkax.Config, topic string) e
 	}
 	close(s.ready)
 	s.log.Info("entity state restored", "entities", s.size(), "records", read, "ms", time.Since(start).Milliseconds())
-	// Then follow other instances' changes (and this one's, which are applied already and
-	// replace nothing newer). A plain consumer rides out broker restarts by itself.
+	// Then follow other instances' changes; this one's are applied already at commit, and are
+	// skipped undecoded. A plain consumer rides out broker restarts by itself.
 	for {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		fetches.EachRecord(apply)
+		fetches.EachRecord(func(r *kgo.Record) {
+			if !s.appliedOwnWrite(r) {
+				apply(r)
+			}
+		})
 	}
 }
 

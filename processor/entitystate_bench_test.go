@@ -34,7 +34,7 @@ func BenchmarkEntityStateMemory(b *testing.B) {
 				runtime.GC()
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
-				s := newEntityStore(kafkatest.Quiet())
+				s := newEntityStore(kafkatest.Quiet(), "test")
 				for i, rec := range records {
 					var st entityState
 					if err := json.Unmarshal(rec, &st); err != nil {

@@ -9,7 +9,7 @@ import (
 // Lookup keys are hashes of (org, schema, attribute, value); a collision crafted by another org
 // (or any) must not return an entity across orgs: the state carries its org and lookups check it.
 func TestLookupsNeverCrossOrgsEvenOnAKeyCollision(t *testing.T) {
-	s := newEntityStore(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := newEntityStore(slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
 	k := keyOf("org-a", "contact", "email", "lena@example.com")
 	s.mu.Lock()
 	s.applyLocked("entity-of-a", &entityState{Org: "org-a", Schema: "contact", Version: 1, Keys: attrKeys{{Attr: "email", Key: k}}})

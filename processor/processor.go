@@ -135,7 +135,7 @@ func New(cfg Config) (*Processor, error) {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
 	log := cfg.Log.With("component", "processor")
-	p := &Processor{cfg: cfg, log: log, dedup: newDedupStore(log), entities: newEntityStore(log), pending: map[[2]string]int{},
+	p := &Processor{cfg: cfg, log: log, dedup: newDedupStore(log), entities: newEntityStore(log, cfg.InstanceID), pending: map[[2]string]int{},
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_processor_events_total",
 			Help: "Events processed (committed), by monitoring level and code."}, []string{"level", "code"}),
 		aborts: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_transaction_aborts_total",

@@ -68,8 +68,10 @@ if [ -z "${CLICKHOUSE_ADDR:-}" ]; then
 fi
 go run ./cmd/monitoring-bench -rows "${MONITORING_ROWS:-10000000}"
 
-echo "== end to end: NDJSON -> ingest -> processor -> projector -> ClickHouse entities (one process)"
-go run ./cmd/e2e-bench -events "${E2E_EVENTS:-100000}" | tee "$work/e2e-bench.txt"
+echo "== end to end: NDJSON -> ingest -> processor -> projector -> ClickHouse entities (each stage a process of its own)"
+# CPU per event of every process, the broker's and ClickHouse's included: where the time goes.
+pids=(-kafka-pid "${ERPSTREAM_STATE_DIR:-$root/.run/test}/kafka/kafka.pid" -clickhouse-pid "$root/.run/clickhouse/clickhouse.pid")
+go run ./cmd/e2e-bench -split -processors 1 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null | tee "$work/e2e-bench.txt"
 # The pipeline against ingest alone (NDJSON streams both): how much of what ingest accepts the
 # whole pipeline turns into entities.
 awk '/NDJSON streams:/ { for (i = 1; i <= NF; i++) if ($i == "events/s") ingest = $(i-1) }
@@ -78,6 +80,8 @@ awk '/NDJSON streams:/ { for (i = 1; i <= NF; i++) if ($i == "events/s") ingest 
      /^ *update / { for (i = 2; i <= NF; i++) if ($i == "events/s)") { v = $(i-1); gsub(/\(/, "", v); upd = v } }
      END { if (ingest > 0) printf "pipeline/ingest ratio: new %.2f, updates %.2f (ingest alone %.0f events/s)\n", newr / ingest, upd / ingest, ingest }' \
   "$work/ingest-bench.txt" "$work/e2e-bench.txt"
+echo "== the same with three process instances (docs/scaling.md: today one maps, the others follow the state)"
+go run ./cmd/e2e-bench -split -processors 3 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
 
 echo "== outbound: contacts created and updated -> webhooks on loopback (one process; deliveries/s, delay p50/p99)"
 go run ./cmd/outbound-bench -contacts "${OUTBOUND_CONTACTS:-20000}" -seconds "${OUTBOUND_SECONDS:-20}"

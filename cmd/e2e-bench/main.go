@@ -1,10 +1,16 @@
 // Command e2e-bench measures the whole pipeline on real services: N events of new contacts sent
 // as one NDJSON stream go through ingest, the processor and the projector until ClickHouse holds N
 // entities; then N updates of those contacts, until every one shows its new value. It prints the
-// seconds and events/s of each round. It runs every service in this process, on Apache Kafka
-// (KAFKA_BROKERS) and ClickHouse (CLICKHOUSE_ADDR), in topics and a database of its own.
+// seconds and events/s of each round, on Apache Kafka (KAFKA_BROKERS) and ClickHouse
+// (CLICKHOUSE_ADDR), in topics and a database of its own.
+//
+// By default every service runs in this process. With -split the stages run as processes of their
+// own (ingest, -processors × process, project), and each round also prints the CPU time each
+// process spent per event, the broker's and ClickHouse's included when their pid files are given:
+// where the time goes.
 //
 //	KAFKA_BROKERS=127.0.0.1:19092 CLICKHOUSE_ADDR=127.0.0.1:19000 go run ./cmd/e2e-bench -events 100000
+//	… go run ./cmd/e2e-bench -split -processors 3 -kafka-pid .run/test/kafka/kafka.pid -clickhouse-pid .run/clickhouse/clickhouse.pid
 package main
 
 import (
@@ -13,17 +19,59 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
+	"runtime/pprof"
+	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/internal/chx"
+	"github.com/erpstream/erpstream/processor"
+	"github.com/erpstream/erpstream/projector"
 
 	"github.com/erpstream/erpstream/cmd/internal/benchenv"
 )
 
 func main() {
 	events := flag.Int("events", 100_000, "events per round")
+	split := flag.Bool("split", false, "run the stages as processes of their own and print CPU per event")
+	processors := flag.Int("processors", 1, "process instances (with -split)")
+	kafkaPID := flag.String("kafka-pid", "", "the Kafka broker's pid file (with -split)")
+	clickhousePID := flag.String("clickhouse-pid", "", "ClickHouse's pid file (with -split)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (every stage, without -split) to the file")
 	flag.Parse()
-	env := benchenv.Start("e2e", nil)
-	defer env.Stop()
-	conn, post, ctx := env.Conn, env.Post, context.Background()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			panic(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			panic(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx := context.Background()
+	var conn driver.Conn
+	var post func(path, contentType string, body []byte) []byte
+	var meter *cpuMeter
+	if *split {
+		s := startSplit(*processors)
+		defer s.stop()
+		c, err := chx.Open(ctx, chx.Config{Addr: os.Getenv("CLICKHOUSE_ADDR"), Database: s.database, User: "default"})
+		if err != nil {
+			panic(err)
+		}
+		conn, post = c, s.post
+		meter = newCPUMeter(s.procs, pidFrom(*kafkaPID), pidFrom(*clickhousePID))
+		fmt.Printf("  stages as processes: ingest, %d × process, project\n", *processors)
+	} else {
+		env := benchenv.Start("e2e", nil)
+		defer env.Stop()
+		conn, post = env.Conn, env.Post
+	}
 	var integ struct {
 		ID string `json:"id"`
 	}
@@ -33,6 +81,12 @@ func main() {
 		{"attribute":"first_name","field":"firstName"},{"attribute":"last_name","field":"lastName"},
 		{"attribute":"email","field":"email","_type":"email"},{"attribute":"round","field":"round"}]}]}}]}`)), &integ)
 
+	kcl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(os.Getenv("KAFKA_BROKERS"), ",")...))
+	if err != nil {
+		panic(err)
+	}
+	defer kcl.Close()
+	admin := kadm.NewClient(kcl)
 	for _, round := range []string{"new", "update"} {
 		var body bytes.Buffer
 		for i := 0; i < *events; i++ {
@@ -40,9 +94,16 @@ func main() {
 			q, _ := json.Marshal(p)
 			fmt.Fprintf(&body, `{"use_case_slug":"customer","timestamp":"2026-01-01T10:00:00Z","payload":%s}`+"\n", q)
 		}
+		if meter != nil {
+			meter.begin()
+		}
 		start := time.Now()
 		post("/v3/erp/updates/events/ndjson?integration_id="+integ.ID, "application/x-ndjson", body.Bytes())
 		for {
+			if !drained(ctx, admin, processor.DefaultGroup, projector.DefaultGroup) && time.Since(start) < 10*time.Minute {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
 			var n uint64
 			if err := conn.QueryRow(ctx, `SELECT count() FROM entities FINAL WHERE entity_schema = 'contact'
 				AND visitParamExtractString(attributes, 'round') = ?`, round).Scan(&n); err != nil {
@@ -58,5 +119,8 @@ func main() {
 		}
 		s := time.Since(start).Seconds()
 		fmt.Printf("  %-7s %7d events NDJSON → ClickHouse entities: %5.1f s (%6.0f events/s)\n", round, *events, s, float64(*events)/s)
+		if meter != nil {
+			meter.report(*events, s)
+		}
 	}
 }
