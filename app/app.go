@@ -76,6 +76,9 @@ type Config struct {
 	// MetricsToken, when set, also serves /metrics on the API port to requests bearing it
 	// (ERPSTREAM_METRICS_TOKEN); without it the API port serves no metrics.
 	MetricsToken string
+	// ProcessorStateDir keeps the processor's entity states on disk (Pebble) with a bounded cache,
+	// restarting from the store's checkpoint (ERPSTREAM_PROCESSOR_STATE_DIR; empty: in memory).
+	ProcessorStateDir string
 	// ConsoleDisabled turns the operator console at /console off (ERPSTREAM_CONSOLE=off).
 	ConsoleDisabled bool
 	Listener        net.Listener // tests pass their own; else HTTPAddr is listened on

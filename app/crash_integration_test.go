@@ -53,7 +53,10 @@ func newServeProcess(t *testing.T, e *apptest.Env) *serveProcess {
 		"ERPSTREAM_DEV_MODE=1", "ERPSTREAM_DEV_TOKEN=it-token", "ERPSTREAM_RATE_LIMIT_PER_MIN=-1",
 		// The same instance id after a restart fences the killed instance's open transaction at
 		// once instead of after its timeout.
-		"ERPSTREAM_INSTANCE_ID=crash-test", "ERPSTREAM_DATA_DIR="+dir, "ERPSTREAM_PROJECTOR_FLUSH_MS=200")}
+		"ERPSTREAM_INSTANCE_ID=crash-test", "ERPSTREAM_DATA_DIR="+dir, "ERPSTREAM_PROJECTOR_FLUSH_MS=200",
+		// The processor's states on disk: a restart after SIGKILL reads the state topic from the
+		// store's checkpoint, and the counts must still be exact.
+		"ERPSTREAM_PROCESSOR_STATE_DIR="+filepath.Join(dir, "processor-state"))}
 	t.Cleanup(func() {
 		// A clean stop, so its consumers leave their groups (the group names are shared by
 		// every test) instead of lingering until their session times out.

@@ -218,6 +218,7 @@ func (a *application) lateUpsert(u mapping.EntityUpdate, id string, cur *entityS
 	// write, the projector would rightly let the newer list win). References need the state the
 	// late event cannot read: they are left out.
 	next := *cur
+	next.raw = nil // encoded afresh by finish
 	next.Relations = maps.Clone(cur.Relations)
 	var appended mapping.Attributes
 	kept := attrs[:0]
@@ -470,6 +471,7 @@ func (a *application) finish(res *mapping.Extraction) ([]*kgo.Record, outcome) {
 	for id, st := range a.changed {
 		st.Org = a.ev.OrgID
 		b, _ := json.Marshal(st)
+		st.raw = b
 		a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.EntityState, Key: []byte(id), Value: b,
 			Headers: a.p.entities.writtenBy(st.Version)})
 		states[id] = st

@@ -208,6 +208,7 @@ func (a *application) relationRefs(owner mapping.EntityUpdate, attribute string,
 		next := &entityState{Schema: rel.Schema, Placeholder: true, Version: stubVersion}
 		if cur.findable() {
 			copied := *cur
+			copied.raw = nil // encoded afresh by finish
 			next = &copied
 			next.Arrays = maps.Clone(cur.Arrays)
 			next.Version = max(a.version, cur.Version+1)

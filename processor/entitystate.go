@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -37,6 +38,9 @@ type entityState struct {
 	Price   *priceFacts                           `json:"pr,omitempty"` // entities of schema price
 	// LastWrite hashes the use case and attributes of the entity's last upsert (no-op detection).
 	LastWrite uint64 `json:"h,omitempty"`
+	// raw is the state's JSON as written to (or read from) the topic: the disk store keeps it
+	// without encoding it again. States are never changed once built.
+	raw []byte
 }
 
 // live is an entity that exists for lookups: written for real and not deleted.
@@ -47,21 +51,18 @@ func (s *entityState) softDeleted() bool { return s != nil && s.Deleted && !s.Ph
 
 // entityStore holds the state of every entity of the deployment, materialised from the
 // compacted entity-state topic (which every processor instance reads whole, as a global table:
-// events are partitioned by use case and deduplication id, not by entity). This instance's own
-// changes are staged per transaction and become visible when it commits; other instances'
-// changes arrive through the topic. A change never replaces a newer version.
+// events are partitioned by use case and deduplication id, not by entity). The committed states
+// are in memory or on disk (statestore.go); this instance's own changes are staged per
+// transaction in front of them and become committed when it commits; other instances' changes
+// arrive through the topic. A change never replaces a newer version.
 type entityStore struct {
-	mu     sync.RWMutex
-	m      map[string]*entityState
-	staged map[string]*entityState
-	// relatedFrom indexes m's relations backwards: related entity id -> ids relating to it.
-	relatedFrom map[string]map[string]bool
-	// readings indexes live meter readings by group (meter id / counter id); stagedReadings
-	// holds the open transaction's additions. Both may hold stale ids: readers check the state.
-	readings       map[string]map[string]bool
+	mu        sync.RWMutex
+	committed committedStates
+	staged    map[string]*entityState
+	// stagedReadings holds the open transaction's readings by group; it may hold stale ids:
+	// readers check the state.
 	stagedReadings map[string]map[string]bool
-	// byKey indexes entities by lookup key (lookup.go); stagedByKey the open transaction's.
-	byKey       map[lookupKey]idSet
+	// stagedByKey indexes the open transaction's entities by lookup key (lookup.go).
 	stagedByKey map[lookupKey]idSet
 	// names holds one copy of each schema and attribute name: decoded states would otherwise
 	// carry a copy each.
@@ -71,13 +72,15 @@ type entityStore struct {
 	// writer names this instance in the headers of the states it writes, so that following the
 	// topic it can skip its own writes, applied already at commit, without decoding them.
 	writer []byte
+	// dir, when set, keeps the committed states on disk there (Pebble), opened by run.
+	dir string
+	// restored counts the state records read before ready (tests, the log).
+	restored atomic.Int64
 }
 
 func newEntityStore(log *slog.Logger, instance string) *entityStore {
-	return &entityStore{m: map[string]*entityState{}, staged: map[string]*entityState{}, relatedFrom: map[string]map[string]bool{},
-		readings: map[string]map[string]bool{}, stagedReadings: map[string]map[string]bool{},
-		byKey: map[lookupKey]idSet{}, stagedByKey: map[lookupKey]idSet{}, names: map[string]string{},
-		ready: make(chan struct{}), log: log, writer: []byte(instance)}
+	return &entityStore{committed: newMemStates(), staged: map[string]*entityState{}, stagedReadings: map[string]map[string]bool{},
+		stagedByKey: map[lookupKey]idSet{}, names: map[string]string{}, ready: make(chan struct{}), log: log, writer: []byte(instance)}
 }
 
 const (
@@ -110,8 +113,8 @@ func (s *entityStore) appliedOwnWrite(r *kgo.Record) bool {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	cur, ok := s.m[string(r.Key)]
-	return ok && cur.Version >= version
+	cur := s.committed.get(string(r.Key))
+	return cur != nil && cur.Version >= version
 }
 
 func (s *entityStore) get(id string) *entityState {
@@ -120,7 +123,7 @@ func (s *entityStore) get(id string) *entityState {
 	if st, ok := s.staged[id]; ok {
 		return st
 	}
-	return s.m[id]
+	return s.committed.get(id)
 }
 
 func (s *entityStore) stage(id string, st *entityState) {
@@ -145,8 +148,14 @@ func addToSet(index map[string]map[string]bool, key, id string) {
 func (s *entityStore) commit() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	changes := make([]stateChange, 0, len(s.staged))
 	for id, st := range s.staged {
-		s.applyLocked(id, st)
+		s.internLocked(st)
+		changes = append(changes, stateChange{id: id, st: st})
+	}
+	if err := s.committed.apply(changes, nil); err != nil {
+		// The states are in the committed transaction's records: the topic brings them back.
+		s.log.Error("committed entity states not stored locally; they are read back from the topic", "err", err)
 	}
 	clear(s.staged)
 	clear(s.stagedReadings)
@@ -161,43 +170,10 @@ func (s *entityStore) abort() {
 	s.mu.Unlock()
 }
 
-func (s *entityStore) applyLocked(id string, st *entityState) {
+// putLocked commits one state (tests, benchmarks).
+func (s *entityStore) putLocked(id string, st *entityState) {
 	s.internLocked(st)
-	cur, ok := s.m[id]
-	if ok && cur.Version > st.Version {
-		return
-	}
-	if ok {
-		for _, items := range cur.Relations {
-			for _, it := range items {
-				delete(s.relatedFrom[it.EntityID], id)
-			}
-		}
-		s.indexKeysLocked(s.byKey, id, cur.Keys, false)
-		if cur.Reading != nil {
-			if group := s.readings[cur.Reading.Group]; group != nil {
-				delete(group, id)
-				if len(group) == 0 {
-					delete(s.readings, cur.Reading.Group)
-				}
-			}
-		}
-	}
-	if st.Reading != nil && !st.Deleted {
-		addToSet(s.readings, st.Reading.Group, id)
-	}
-	if st.findable() {
-		s.indexKeysLocked(s.byKey, id, st.Keys, true)
-	}
-	for _, items := range st.Relations {
-		for _, it := range items {
-			if s.relatedFrom[it.EntityID] == nil {
-				s.relatedFrom[it.EntityID] = map[string]bool{}
-			}
-			s.relatedFrom[it.EntityID][id] = true
-		}
-	}
-	s.m[id] = st
+	_ = s.committed.apply([]stateChange{{id: id, st: st}}, nil)
 }
 
 func (s *entityStore) internLocked(st *entityState) {
@@ -229,7 +205,7 @@ func (s *entityStore) currentLocked(id string, overlay map[string]*entityState) 
 	if st, ok := s.staged[id]; ok {
 		return st
 	}
-	return s.m[id]
+	return s.committed.get(id)
 }
 
 // inScope lists the live entities of schema related to the scope entity in either direction:
@@ -239,9 +215,7 @@ func (s *entityStore) inScope(scopeID, schema string, overlay map[string]*entity
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	candidates := map[string]bool{}
-	for id := range s.relatedFrom[scopeID] {
-		candidates[id] = true
-	}
+	s.committed.eachRelating(scopeID, func(id string) { candidates[id] = true })
 	relates := func(st *entityState) bool {
 		for _, items := range st.Relations {
 			for _, it := range items {
@@ -287,9 +261,7 @@ func (s *entityStore) readingsIn(group string, overlay map[string]*entityState) 
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	candidates := map[string]bool{}
-	for id := range s.readings[group] {
-		candidates[id] = true
-	}
+	s.committed.eachReading(group, func(id string) { candidates[id] = true })
 	for id := range s.stagedReadings[group] {
 		candidates[id] = true
 	}
@@ -312,51 +284,85 @@ func (s *entityStore) readingsIn(group string, overlay map[string]*entityState) 
 // stable offset (as of the start) is reached; then it keeps following other instances' changes.
 func (s *entityStore) run(ctx context.Context, kc kafkax.Config, topic string) error {
 	start := time.Now()
-	cl, err := kgo.NewClient(append(append(kc.BaseOpts(s.log), kafkax.ChangelogOpts()...),
-		kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)...)
+	consume := []kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+	var from map[int32]int64
+	if s.dir != "" {
+		states, offsets, err := s.openDisk(ctx, kc, topic)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		defer states.close()
+		from = states.positions()
+		consume = []kgo.Opt{kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+	}
+	cl, err := kgo.NewClient(append(append(kc.BaseOpts(s.log), kafkax.ChangelogOpts()...), consume...)...)
 	if err != nil {
 		return fmt.Errorf("entity state client: %w", err)
 	}
 	defer cl.Close()
-	apply := func(r *kgo.Record) {
-		if r.Attrs.IsControl() {
+	// Records are applied in batches, with the changelog positions they bring the store to.
+	var changes []stateChange
+	positions := map[int32]int64{}
+	flush := func() {
+		if len(changes) == 0 && len(positions) == 0 {
+			return
+		}
+		s.mu.Lock()
+		for _, ch := range changes {
+			s.internLocked(ch.st)
+		}
+		err := s.committed.apply(changes, positions)
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Error("entity states not stored locally", "err", err)
+		}
+		changes = changes[:0]
+		clear(positions)
+	}
+	add := func(r *kgo.Record) {
+		positions[r.Partition] = r.Offset + 1
+		// This instance's own writes are applied already at commit (or, after a restart with
+		// its disk, stored): skipped undecoded.
+		if r.Attrs.IsControl() || s.appliedOwnWrite(r) {
 			return
 		}
 		var st entityState
 		if err := json.Unmarshal(r.Value, &st); err == nil {
-			s.mu.Lock()
-			s.applyLocked(string(r.Key), &st)
-			s.mu.Unlock()
+			st.raw = r.Value
+			changes = append(changes, stateChange{id: string(r.Key), st: &st})
+		}
+		if len(changes) >= 5000 {
+			flush()
 		}
 	}
-	read, err := kafkax.CatchUp(ctx, cl, s.log, topic, nil, apply)
+	read, err := kafkax.CatchUpFrom(ctx, cl, s.log, topic, nil, from, add)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("entity state: %w", err)
 	}
+	flush()
+	s.restored.Store(int64(read))
 	close(s.ready)
-	s.log.Info("entity state restored", "entities", s.size(), "records", read, "ms", time.Since(start).Milliseconds())
-	// Then follow other instances' changes; this one's are applied already at commit, and are
-	// skipped undecoded. A plain consumer rides out broker restarts by itself.
+	s.log.Info("entity state restored", "entities", s.size(), "records", read, "ms", time.Since(start).Milliseconds(), "on_disk", s.dir != "")
+	// Then follow other instances' changes. A plain consumer rides out broker restarts by itself.
 	for {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			if !s.appliedOwnWrite(r) {
-				apply(r)
-			}
-		})
+		fetches.EachRecord(add)
+		flush()
 	}
 }
 
 func (s *entityStore) size() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.m)
+	return s.committed.size()
 }

@@ -3,7 +3,10 @@ package processor
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
@@ -40,7 +43,7 @@ func BenchmarkEntityStateMemory(b *testing.B) {
 					if err := json.Unmarshal(rec, &st); err != nil {
 						b.Fatal(err)
 					}
-					s.applyLocked(fmt.Sprintf("%036d", i), &st)
+					s.putLocked(fmt.Sprintf("%036d", i), &st)
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)
@@ -50,5 +53,68 @@ func BenchmarkEntityStateMemory(b *testing.B) {
 			}
 			b.ReportMetric(perEntity, "B/entity")
 		})
+	}
+}
+
+// BenchmarkEntityStateHeapByCount stores contacts (two indexed ids each) in the memory store and
+// in the disk store (Pebble, with its bounded cache) and reports the heap each holds afterwards,
+// at the counts ERPSTREAM_BENCH_ENTITIES lists (default 1,000,000; make bench adds 10,000,000 for
+// the disk store): the memory store grows with the entities, the disk store stays flat.
+func BenchmarkEntityStateHeapByCount(b *testing.B) {
+	counts := []int{1_000_000}
+	if v := os.Getenv("ERPSTREAM_BENCH_ENTITIES"); v != "" {
+		counts = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				b.Fatal(err)
+			}
+			counts = append(counts, n)
+		}
+	}
+	stores := []string{"disk", "memory"}
+	if v := os.Getenv("ERPSTREAM_BENCH_STORES"); v != "" {
+		stores = strings.Split(v, ",")
+	}
+	for _, kind := range stores {
+		for _, n := range counts {
+			b.Run(fmt.Sprintf("%s/%d", kind, n), func(b *testing.B) {
+				for range b.N {
+					var committed committedStates = newMemStates()
+					if kind == "disk" {
+						p, err := openPebbleStates(b.TempDir(), "bench")
+						if err != nil {
+							b.Fatal(err)
+						}
+						committed = p
+					}
+					runtime.GC()
+					var before, after runtime.MemStats
+					runtime.ReadMemStats(&before)
+					batch := make([]stateChange, 0, 5000)
+					for i := range n {
+						st := &entityState{Org: "org", Schema: "contact", Version: uint64(1_700_000_000_000_000 + i),
+							Keys: attrKeys{{Attr: "customer_number", Key: keyOf("org", "contact", "customer_number", fmt.Sprint("K-", i))},
+								{Attr: "email", Key: keyOf("org", "contact", "email", fmt.Sprintf("c%d@example.com", i))}}}
+						batch = append(batch, stateChange{id: fmt.Sprintf("%036d", i), st: st})
+						if len(batch) == cap(batch) || i == n-1 {
+							if err := committed.apply(batch, map[int32]int64{0: int64(i)}); err != nil {
+								b.Fatal(err)
+							}
+							batch = batch[:0]
+						}
+					}
+					runtime.GC()
+					runtime.ReadMemStats(&after)
+					if committed.size() != n {
+						b.Fatalf("%d entities stored, want %d", committed.size(), n)
+					}
+					b.ReportMetric(float64(after.HeapAlloc-min(before.HeapAlloc, after.HeapAlloc))/(1<<20), "heap-MiB")
+					b.ReportMetric(float64(after.HeapAlloc-min(before.HeapAlloc, after.HeapAlloc))/float64(n), "B/entity")
+					runtime.KeepAlive(committed)
+					_ = committed.close()
+				}
+			})
+		}
 	}
 }

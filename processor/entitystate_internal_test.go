@@ -1,11 +1,19 @@
 package processor
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
+	"github.com/erpstream/erpstream/mapping"
 )
 
 // Following the topic, an instance skips the states it wrote and applied at commit, but applies
@@ -13,7 +21,7 @@ import (
 // other instance's write.
 func TestOwnAppliedWritesAreSkippedWhenFollowing(t *testing.T) {
 	s := newEntityStore(kafkatest.Quiet(), "me")
-	s.m["e1"] = &entityState{Schema: "contact", Version: 10}
+	s.putLocked("e1", &entityState{Schema: "contact", Version: 10})
 	rec := func(writer string, version uint64) *kgo.Record {
 		r := &kgo.Record{Key: []byte("e1")}
 		other := &entityStore{writer: []byte(writer)}
@@ -32,4 +40,120 @@ func TestOwnAppliedWritesAreSkippedWhenFollowing(t *testing.T) {
 	if s.appliedOwnWrite(&kgo.Record{Key: []byte("e1")}) {
 		t.Error("a write without headers is skipped")
 	}
+}
+
+// On disk, a store restarted with its directory reads the topic only from its checkpoint, and
+// holds every state; lookups and the back-indexes answer from disk.
+func TestDiskStateRestartsFromItsCheckpoint(t *testing.T) {
+	c := kafkatest.New(t)
+	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	writeStates := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			st := entityState{Org: "org", Schema: "contact", Version: uint64(10 + i),
+				Keys:      attrKeys{{Attr: "email", Key: keyOf("org", "contact", "email", fmt.Sprint("k", i, "@example.com"))}},
+				Relations: map[string][]mapping.ResolvedRelationItem{"company": {{EntityID: "company-1", Schema: "company"}}}}
+			b, _ := json.Marshal(&st)
+			if err := producer.ProduceSync(context.Background(), &kgo.Record{Topic: c.Topics.EntityState, Key: []byte(fmt.Sprint("e", i)), Value: b}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dir := t.TempDir()
+	run := func() (*entityStore, func()) {
+		s := newEntityStore(kafkatest.Quiet(), "me")
+		s.dir = dir
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.run(ctx, c.Config, c.Topics.EntityState) }()
+		select {
+		case <-s.ready:
+		case err := <-done:
+			t.Fatal(err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("not ready")
+		}
+		var once sync.Once
+		stop := func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(stop)
+		return s, stop
+	}
+	writeStates(0, 100)
+	first, stopFirst := run()
+	if first.size() != 100 || first.restored.Load() != 100 {
+		t.Fatalf("first start: %d entities from %d records", first.size(), first.restored.Load())
+	}
+	// Follow, then stop; more states arrive while it is down.
+	writeStates(100, 5)
+	waitFor(t, func() bool { return first.size() == 105 })
+	stopFirst()
+	writeStates(105, 10)
+	second, _ := run()
+	if second.size() != 115 {
+		t.Fatalf("restart: %d entities, want 115", second.size())
+	}
+	if n := second.restored.Load(); n > 15 {
+		t.Fatalf("restart read %d records: not from its checkpoint", n)
+	}
+	if got := second.lookup("org", "contact", []lookupKey{keyOf("org", "contact", "email", "k42@example.com")}, nil); len(got) != 1 || got[0] != "e42" {
+		t.Fatalf("lookup from disk: %v", got)
+	}
+	if got := second.inScope("company-1", "contact", nil); len(got) != 115 {
+		t.Fatalf("entities relating to company-1 from disk: %d", len(got))
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A store directory that is not a Pebble store (damaged) is rebuilt empty, and one made from
+// another topic of the same name (a recreated topic) is discarded.
+func TestDiskStoreThatCannotBeUsedIsRebuilt(t *testing.T) {
+	dir := t.TempDir()
+	p, err := openPebbleStates(dir, "topic-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.apply([]stateChange{{id: "e1", st: &entityState{Schema: "contact", Version: 1}}}, map[int32]int64{0: 5}); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.close()
+	again, err := openPebbleStates(dir, "topic-a")
+	if err != nil || again.size() != 1 || again.positions()[0] != 5 {
+		t.Fatalf("reopened: %v, %d entities, positions %v", err, again.size(), again.positions())
+	}
+	_ = again.close()
+	other, err := openPebbleStates(dir, "topic-b")
+	if err != nil || other.size() != 0 || len(other.positions()) != 0 || other.get("e1") != nil {
+		t.Fatalf("another topic's store was kept: %v %d", err, other.size())
+	}
+	if err := other.apply([]stateChange{{id: "e2", st: &entityState{Schema: "contact", Version: 1}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = other.close()
+	manifests, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
+	if len(manifests) == 0 {
+		t.Fatal("no manifest to damage")
+	}
+	for _, m := range manifests {
+		if err := os.WriteFile(m, []byte("garbage"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	damaged, err := openPebbleStates(dir, "topic-b")
+	if err != nil || damaged.size() != 0 {
+		t.Fatalf("damaged store: %v", err)
+	}
+	_ = damaged.close()
 }

@@ -45,14 +45,18 @@ func (s *entityStore) lookup(org, schema string, keys []lookupKey, overlay map[s
 	defer s.mu.RUnlock()
 	// Candidates come from the rarest key.
 	first := keys[0]
-	for _, k := range keys[1:] {
-		if s.byKey[k].len()+s.stagedByKey[k].len() < s.byKey[first].len()+s.stagedByKey[first].len() {
-			first = k
+	if len(keys) > 1 {
+		// Counting stops at the rarest key so far: on disk a count is a scan.
+		least := s.committed.countWithKey(first, 1<<30) + s.stagedByKey[first].len()
+		for _, k := range keys[1:] {
+			if n := s.committed.countWithKey(k, least) + s.stagedByKey[k].len(); n < least {
+				first, least = k, n
+			}
 		}
 	}
 	candidates := map[string]bool{}
 	mark := func(id string) { candidates[id] = true }
-	s.byKey[first].each(mark)
+	s.committed.eachWithKey(first, mark)
 	s.stagedByKey[first].each(mark)
 	for id, st := range overlay {
 		if st.Keys.has(first) {

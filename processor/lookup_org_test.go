@@ -12,7 +12,7 @@ func TestLookupsNeverCrossOrgsEvenOnAKeyCollision(t *testing.T) {
 	s := newEntityStore(slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
 	k := keyOf("org-a", "contact", "email", "lena@example.com")
 	s.mu.Lock()
-	s.applyLocked("entity-of-a", &entityState{Org: "org-a", Schema: "contact", Version: 1, Keys: attrKeys{{Attr: "email", Key: k}}})
+	s.putLocked("entity-of-a", &entityState{Org: "org-a", Schema: "contact", Version: 1, Keys: attrKeys{{Attr: "email", Key: k}}})
 	s.mu.Unlock()
 	if got := s.lookup("org-a", "contact", []lookupKey{k}, nil); len(got) != 1 {
 		t.Fatalf("org A's own lookup: %v", got)

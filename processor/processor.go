@@ -64,6 +64,10 @@ type Config struct {
 	SignLink func(org, link string) string
 	// Metrics registers the processor's metrics (nil: not exported).
 	Metrics prometheus.Registerer
+	// StateDir, when set, keeps the committed entity states on disk there (Pebble, one store per
+	// entity-state topic) with a bounded cache: memory stays flat as entities grow, and a restart
+	// reads the topic only from the store's checkpoint. Empty: in memory, restored whole.
+	StateDir string
 }
 
 // Processor is the mapping service.
@@ -135,7 +139,9 @@ func New(cfg Config) (*Processor, error) {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
 	log := cfg.Log.With("component", "processor")
-	p := &Processor{cfg: cfg, log: log, dedup: newDedupStore(log), entities: newEntityStore(log, cfg.InstanceID), pending: map[[2]string]int{},
+	entities := newEntityStore(log, cfg.InstanceID)
+	entities.dir = cfg.StateDir
+	p := &Processor{cfg: cfg, log: log, dedup: newDedupStore(log), entities: entities, pending: map[[2]string]int{},
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_processor_events_total",
 			Help: "Events processed (committed), by monitoring level and code."}, []string{"level", "code"}),
 		aborts: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_transaction_aborts_total",

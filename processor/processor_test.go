@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -128,13 +129,26 @@ func produceEvents(t *testing.T, c *kafkatest.Cluster, events []envelope.Event) 
 	}
 }
 
+var stateDirs sync.Map // test name -> directory
+
+func stateDir(t *testing.T) string {
+	if d, ok := stateDirs.Load(t.Name()); ok {
+		return d.(string)
+	}
+	d := t.TempDir()
+	stateDirs.Store(t.Name(), d)
+	return d
+}
+
 // processProduced runs a processor until every event (produced already) has its monitoring row.
 func processProduced(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, events []envelope.Event,
 	options ...func(*processor.Config)) (map[string]envelope.MonitoringEvent, []envelope.EntityWrite) {
 	t.Helper()
 	ctx := context.Background()
+	// The entity states are kept on disk, in one directory per test: a later run on c starts from
+	// the earlier run's store and its checkpoint (the memory store is what the other tests use).
 	cfg := processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
-		Now: func() time.Time { return time.UnixMilli(5000) }, FileProxyBaseURL: "https://files.example.com"}
+		Now: func() time.Time { return time.UnixMilli(5000) }, FileProxyBaseURL: "https://files.example.com", StateDir: stateDir(t)}
 	for _, o := range options {
 		o(&cfg)
 	}

@@ -25,9 +25,13 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	// The entity state is read whole before the first event is mapped, then followed.
 	stateCtx, stopState := context.WithCancel(ctx)
-	defer stopState()
-	stateErr := make(chan error, 1)
-	go func() { stateErr <- p.entities.run(stateCtx, p.cfg.Kafka, p.cfg.Topics.EntityState) }()
+	stateErr, stateDone := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(stateDone)
+		stateErr <- p.entities.run(stateCtx, p.cfg.Kafka, p.cfg.Topics.EntityState)
+	}()
+	// The state's store is closed (on disk: flushed) before Run returns.
+	defer func() { stopState(); <-stateDone }()
 	select {
 	case <-p.entities.ready:
 	case err := <-stateErr:

@@ -46,6 +46,10 @@ GOMAXPROCS=1 go test -run XXX -bench ProcessEvent -benchtime "$benchtime" ./proc
 echo "== processor entity state: heap per entity (100,000 restored)"
 go test -run XXX -bench EntityStateMemory -benchtime 1x ./processor | grep -E '^Benchmark'
 
+echo "== processor entity state: heap by entity count, in memory and on disk (Pebble, bounded cache)"
+ERPSTREAM_BENCH_ENTITIES=1000000 go test -run XXX -bench EntityStateHeapByCount -benchtime 1x -timeout 30m ./processor | grep -E '^Benchmark'
+ERPSTREAM_BENCH_ENTITIES=10000000 ERPSTREAM_BENCH_STORES=disk go test -run XXX -bench EntityStateHeapByCount -benchtime 1x -timeout 30m ./processor | grep -E '^Benchmark'
+
 echo "== ingest throughput on Apache Kafka (1 KB payloads; the load client shares the 2 cores)"
 started_kafka=0
 if [ -z "${KAFKA_BROKERS:-}" ]; then

@@ -11,6 +11,8 @@ export ERPSTREAM_DEV_TOKEN=${ERPSTREAM_DEV_TOKEN:-dev-token}
 export ERPSTREAM_HTTP_ADDR=${ERPSTREAM_HTTP_ADDR:-127.0.0.1:8080}
 export ERPSTREAM_METRICS_ADDR=${ERPSTREAM_METRICS_ADDR:-127.0.0.1:9464}
 export ERPSTREAM_DATA_DIR=${ERPSTREAM_DATA_DIR:-$root/.run}
+# The processor's entity states on disk (Pebble): a restart reads the state topic from its checkpoint.
+export ERPSTREAM_PROCESSOR_STATE_DIR=${ERPSTREAM_PROCESSOR_STATE_DIR:-$ERPSTREAM_DATA_DIR/processor-state}
 export CLICKHOUSE_DATABASE=${CLICKHOUSE_DATABASE:-erpstream}
 
 started_clickhouse=0

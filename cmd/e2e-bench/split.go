@@ -98,7 +98,9 @@ func startSplit(processors int) *splitEnv {
 	}
 	s.start("ingest", "ingest", "ERPSTREAM_HTTP_ADDR=127.0.0.1:"+port)
 	for i := range processors {
-		s.start(fmt.Sprintf("process-%d", i+1), "process", "ERPSTREAM_HTTP_ADDR=127.0.0.1:0", "ERPSTREAM_INSTANCE_ID=bench-"+strconv.Itoa(i+1))
+		// As deployed: the entity states on disk, a directory per instance.
+		s.start(fmt.Sprintf("process-%d", i+1), "process", "ERPSTREAM_HTTP_ADDR=127.0.0.1:0", "ERPSTREAM_INSTANCE_ID=bench-"+strconv.Itoa(i+1),
+			"ERPSTREAM_PROCESSOR_STATE_DIR="+filepath.Join(dir, fmt.Sprintf("state-%d", i+1)))
 	}
 	s.start("project", "project", "ERPSTREAM_HTTP_ADDR=127.0.0.1:0")
 	deadline := time.Now().Add(60 * time.Second)

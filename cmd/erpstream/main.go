@@ -159,7 +159,8 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		MetricsAddr:  os.Getenv("ERPSTREAM_METRICS_ADDR"),
 		MetricsToken: os.Getenv("ERPSTREAM_METRICS_TOKEN"),
 		// The console is on unless switched off.
-		ConsoleDisabled: os.Getenv("ERPSTREAM_CONSOLE") == "off",
+		ConsoleDisabled:   os.Getenv("ERPSTREAM_CONSOLE") == "off",
+		ProcessorStateDir: os.Getenv("ERPSTREAM_PROCESSOR_STATE_DIR"),
 		Kafka: kafkax.Config{
 			TopicPrefix: env("ERPSTREAM_TOPIC_PREFIX", "erp"),
 		},

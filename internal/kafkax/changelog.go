@@ -28,9 +28,21 @@ func ChangelogOpts() []kgo.Opt {
 // handing each data record to apply. Broker errors are waited out: it returns only when caught
 // up or when ctx ends, so a restore never finishes with half the state.
 func CatchUp(ctx context.Context, cl *kgo.Client, log *slog.Logger, topic string, partitions []int32, apply func(*kgo.Record)) (records int, err error) {
+	return CatchUpFrom(ctx, cl, log, topic, partitions, nil, apply)
+}
+
+// CatchUpFrom is CatchUp for a client that starts each partition at from[partition] (a local
+// store's checkpoint): a partition already read to its last stable offset is caught up.
+func CatchUpFrom(ctx context.Context, cl *kgo.Client, log *slog.Logger, topic string, partitions []int32, from map[int32]int64,
+	apply func(*kgo.Record)) (records int, err error) {
 	ends, err := stableEnds(ctx, cl, log, topic, partitions)
 	if err != nil {
 		return 0, err
+	}
+	for p, end := range ends {
+		if at, ok := from[p]; ok && at >= end {
+			delete(ends, p)
+		}
 	}
 	for len(ends) > 0 {
 		fetches := cl.PollFetches(ctx)

@@ -19,10 +19,4 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "erpstream.podSpecCommon" -}}
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
-{{- if .Values.tlsSecret }}
-volumes:
-  - name: tls
-    secret:
-      secretName: {{ .Values.tlsSecret }}
-{{- end }}
 {{- end -}}

@@ -1,0 +1,396 @@
+package processor
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/internal/kafkax"
+)
+
+// pebbleStates keeps the committed states on disk in Pebble, with a bounded cache of decoded
+// states in front. Memory stays flat however many entities there are, and a restart reads the
+// changelog only from the positions stored with the states (the same batch), not from zero.
+//
+// Keys: s<id> state JSON; k<16-byte lookup key><id>, r<related id>\x00<id>, g<group>\x00<id>
+// index entries; c<partition> the changelog position; n the entity count; t the changelog
+// topic's id (a store made from another topic of the same name, a recreated one, is discarded).
+//
+// Pebble's write-ahead log is off: after a crash the store is older than its last batches, and
+// the positions stored with them are older in step, so reading the changelog from them again
+// brings it back. The changelog topic is the source of truth; the disk is a cache of it.
+type pebbleStates struct {
+	db        *pebble.DB
+	count     int64
+	cache     *stateCache
+	closeOnce sync.Once
+}
+
+const (
+	prefixState    = 's'
+	prefixKey      = 'k'
+	prefixRelated  = 'r'
+	prefixReading  = 'g'
+	prefixPosition = 'c'
+	keyCount       = "n"
+	keyTopic       = "t"
+)
+
+// StateCacheEntries bounds the decoded states kept in memory (about 450 B each for a contact).
+const StateCacheEntries = 200_000
+
+// openDisk opens (or creates) the store of topic under the entity store's directory and returns
+// the offset each changelog partition is to be read from.
+func (s *entityStore) openDisk(ctx context.Context, kc kafkax.Config, topic string) (*pebbleStates, map[int32]kgo.Offset, error) {
+	id, partitions, err := topicIdentity(ctx, kc, topic, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	states, err := openPebbleStates(filepath.Join(s.dir, topic), id)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	s.committed = states
+	s.mu.Unlock()
+	from := states.positions()
+	offsets := map[int32]kgo.Offset{}
+	for _, p := range partitions {
+		if at, ok := from[p]; ok {
+			offsets[p] = kgo.NewOffset().At(at)
+		} else {
+			offsets[p] = kgo.NewOffset().AtStart()
+		}
+	}
+	s.log.Info("entity state on disk", "dir", filepath.Join(s.dir, topic), "entities", states.size(), "checkpoints", len(from))
+	return states, offsets, nil
+}
+
+// topicIdentity is the changelog topic's id and partitions, waiting out an unreachable broker.
+func topicIdentity(ctx context.Context, kc kafkax.Config, topic string, s *entityStore) (string, []int32, error) {
+	cl, err := kgo.NewClient(kc.BaseOpts(s.log)...)
+	if err != nil {
+		return "", nil, err
+	}
+	defer cl.Close()
+	backoff := 100 * time.Millisecond
+	for {
+		details, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+		if err == nil {
+			if d, ok := details[topic]; ok && d.Err == nil && len(d.Partitions) > 0 {
+				var parts []int32
+				for p := range d.Partitions {
+					parts = append(parts, p)
+				}
+				return fmt.Sprintf("%x", d.ID[:]), parts, nil
+			} else if ok && d.Err != nil {
+				err = d.Err
+			} else {
+				err = errors.New("topic not found")
+			}
+		}
+		if ctx.Err() != nil {
+			return "", nil, ctx.Err()
+		}
+		s.log.Warn("cannot describe the entity-state topic; retrying", "topic", topic, "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return "", nil, ctx.Err()
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func openPebbleStates(dir, topicID string) (*pebbleStates, error) {
+	open := func() (*pebble.DB, error) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		cache := pebble.NewCache(64 << 20)
+		defer cache.Unref()
+		return pebble.Open(dir, &pebble.Options{Cache: cache, DisableWAL: true, LoggerAndTracer: pebbleQuiet{}})
+	}
+	db, err := open()
+	if err != nil {
+		// A store that does not open (damaged, or of an incompatible format) is a cache of the
+		// topic like any other: it is rebuilt from the topic.
+		if rmErr := os.RemoveAll(dir); rmErr != nil {
+			return nil, fmt.Errorf("entity state store %s: %w (and it cannot be removed: %v)", dir, err, rmErr)
+		}
+		if db, err = open(); err != nil {
+			return nil, fmt.Errorf("entity state store %s: %w", dir, err)
+		}
+	}
+	held, err := getValue(db, []byte(keyTopic))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if held != nil && string(held) != topicID {
+		// Another topic's states (the topic was recreated): start empty.
+		db.Close()
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+		if db, err = open(); err != nil {
+			return nil, err
+		}
+	}
+	if err := db.Set([]byte(keyTopic), []byte(topicID), pebble.NoSync); err != nil {
+		db.Close()
+		return nil, err
+	}
+	p := &pebbleStates{db: db, cache: newStateCache(StateCacheEntries)}
+	if raw, err := getValue(db, []byte(keyCount)); err != nil {
+		db.Close()
+		return nil, err
+	} else if len(raw) == 8 {
+		p.count = int64(binary.BigEndian.Uint64(raw))
+	}
+	return p, nil
+}
+
+func getValue(db *pebble.DB, key []byte) ([]byte, error) {
+	v, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}
+
+func stateKey(id string) []byte { return append([]byte{prefixState}, id...) }
+
+func (p *pebbleStates) get(id string) *entityState {
+	if st, ok := p.cache.get(id); ok {
+		return st
+	}
+	raw, err := getValue(p.db, stateKey(id))
+	if err != nil || raw == nil {
+		return nil
+	}
+	var st entityState
+	if json.Unmarshal(raw, &st) != nil {
+		return nil
+	}
+	p.cache.put(id, &st)
+	return &st
+}
+
+func (p *pebbleStates) apply(changes []stateChange, positions map[int32]int64) error {
+	b := p.db.NewBatch()
+	defer b.Close()
+	// States written earlier in this batch are what later changes of the same entity replace.
+	written := map[string]*entityState{}
+	added := int64(0)
+	for _, ch := range changes {
+		cur, seen := written[ch.id]
+		if !seen {
+			cur = p.get(ch.id)
+		}
+		if cur != nil && cur.Version > ch.st.Version {
+			continue
+		}
+		if cur == nil {
+			added++
+		}
+		raw := ch.st.raw
+		if raw == nil {
+			var err error
+			if raw, err = json.Marshal(ch.st); err != nil {
+				return err
+			}
+		}
+		d := indexDiff(cur, ch.st)
+		for _, rel := range d.dropRelated {
+			_ = b.Delete(indexKey(prefixRelated, rel, ch.id), nil)
+		}
+		for _, k := range d.dropKeys {
+			_ = b.Delete(lookupIndexKey(k, ch.id), nil)
+		}
+		if d.hadGroup {
+			_ = b.Delete(indexKey(prefixReading, d.dropGroup, ch.id), nil)
+		}
+		if d.hasNewGroup {
+			_ = b.Set(indexKey(prefixReading, d.addGroup, ch.id), nil, nil)
+		}
+		for _, k := range d.addKeys {
+			_ = b.Set(lookupIndexKey(k, ch.id), nil, nil)
+		}
+		for _, rel := range d.addRelated {
+			_ = b.Set(indexKey(prefixRelated, rel, ch.id), nil, nil)
+		}
+		_ = b.Set(stateKey(ch.id), raw, nil)
+		written[ch.id] = ch.st
+	}
+	for part, at := range positions {
+		v := binary.BigEndian.AppendUint64(nil, uint64(at))
+		_ = b.Set(binary.BigEndian.AppendUint32([]byte{prefixPosition}, uint32(part)), v, nil)
+	}
+	if added > 0 {
+		_ = b.Set([]byte(keyCount), binary.BigEndian.AppendUint64(nil, uint64(p.count+added)), nil)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	p.count += added
+	for id, st := range written {
+		p.cache.put(id, st)
+	}
+	return nil
+}
+
+func indexKey(prefix byte, group, id string) []byte {
+	k := make([]byte, 0, 2+len(group)+len(id))
+	k = append(k, prefix)
+	k = append(k, group...)
+	k = append(k, 0)
+	return append(k, id...)
+}
+
+func lookupIndexKey(k lookupKey, id string) []byte {
+	out := make([]byte, 0, 1+len(k)+len(id))
+	out = append(out, prefixKey)
+	out = append(out, k[:]...)
+	return append(out, id...)
+}
+
+// scan calls fn with the suffix of every key under prefix, until fn returns false.
+func (p *pebbleStates) scan(prefix []byte, fn func(suffix []byte) bool) {
+	upper := bytes.Clone(prefix)
+	upper[len(upper)-1]++ // every prefix here ends in a byte below 0xff (0, or a hash byte handled below)
+	if prefix[len(prefix)-1] == 0xff {
+		upper = nil
+	}
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+	if err != nil {
+		return
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if !bytes.HasPrefix(it.Key(), prefix) {
+			break
+		}
+		if !fn(it.Key()[len(prefix):]) {
+			return
+		}
+	}
+}
+
+func (p *pebbleStates) eachWithKey(k lookupKey, fn func(id string)) {
+	prefix := append([]byte{prefixKey}, k[:]...)
+	p.scan(prefix, func(id []byte) bool { fn(string(id)); return true })
+}
+
+func (p *pebbleStates) countWithKey(k lookupKey, limit int) int {
+	n := 0
+	prefix := append([]byte{prefixKey}, k[:]...)
+	p.scan(prefix, func([]byte) bool { n++; return n < limit })
+	return n
+}
+
+func (p *pebbleStates) eachRelating(id string, fn func(id string)) {
+	p.scan(indexKey(prefixRelated, id, ""), func(rel []byte) bool { fn(string(rel)); return true })
+}
+
+func (p *pebbleStates) eachReading(group string, fn func(id string)) {
+	p.scan(indexKey(prefixReading, group, ""), func(id []byte) bool { fn(string(id)); return true })
+}
+
+func (p *pebbleStates) size() int { return int(p.count) }
+
+func (p *pebbleStates) positions() map[int32]int64 {
+	out := map[int32]int64{}
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixPosition}, UpperBound: []byte{prefixPosition + 1}})
+	if err != nil {
+		return out
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) == 5 && len(v) == 8 {
+			out[int32(binary.BigEndian.Uint32(k[1:]))] = int64(binary.BigEndian.Uint64(v))
+		}
+	}
+	return out
+}
+
+func (p *pebbleStates) close() error {
+	var err error
+	p.closeOnce.Do(func() {
+		// Without a write-ahead log the memtable is lost unless flushed: a clean stop keeps it.
+		err = errors.Join(p.db.Flush(), p.db.Close())
+	})
+	return err
+}
+
+// stateCache is a least-recently-used cache of decoded states.
+type stateCache struct {
+	mu    sync.Mutex
+	max   int
+	order *list.List // front: most recent
+	byID  map[string]*list.Element
+}
+
+type cached struct {
+	id string
+	st *entityState
+}
+
+func newStateCache(max int) *stateCache {
+	return &stateCache{max: max, order: list.New(), byID: map[string]*list.Element{}}
+}
+
+func (c *stateCache) get(id string) (*entityState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byID[id]
+	if !ok {
+		return nil, false
+	}
+	c.order.MoveToFront(e)
+	return e.Value.(*cached).st, true
+}
+
+func (c *stateCache) put(id string, st *entityState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byID[id]; ok {
+		e.Value.(*cached).st = st
+		c.order.MoveToFront(e)
+		return
+	}
+	c.byID[id] = c.order.PushFront(&cached{id: id, st: st})
+	for c.order.Len() > c.max {
+		last := c.order.Back()
+		c.order.Remove(last)
+		delete(c.byID, last.Value.(*cached).id)
+	}
+}
+
+// pebbleQuiet keeps Pebble's own log lines out of erpstream's log.
+type pebbleQuiet struct{ pebble.LoggerAndTracer }
+
+func (pebbleQuiet) Infof(string, ...any)  {}
+func (pebbleQuiet) Errorf(string, ...any) {}
+func (pebbleQuiet) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}
+func (pebbleQuiet) Eventf(context.Context, string, ...any) {}
+func (pebbleQuiet) IsTracingEnabled(context.Context) bool  { return false }
