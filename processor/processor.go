@@ -161,7 +161,10 @@ func New(cfg Config) (*Processor, error) {
 	stateSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_entity_state_entities",
 		Help: "Entities in this instance's entity state (restored from the compacted entity-state topic)."},
 		func() float64 { return float64(p.entities.size()) })
-	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, active, partitions, stateSize} {
+	restored := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_entity_state_restored_records",
+		Help: "State records this instance read at start before mapping: the whole topic in memory, what followed the checkpoint on disk."},
+		func() float64 { return float64(p.entities.restored.Load()) })
+	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, active, partitions, stateSize, restored} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("processor metrics: %w", err)
 		}

@@ -364,21 +364,39 @@ func (p *Projector) flush(ctx context.Context, recs []*kgo.Record) error {
 
 func (p *Projector) write(ctx context.Context, b *batch, checkExisting bool) (existing map[string]bool, err error) {
 	// Raw events and entities before monitoring: a monitoring row saying "updated" is never
-	// visible before what it reports.
-	if len(b.raw) > 0 {
-		if err := p.cfg.Sink.WriteRawEvents(ctx, b.raw); err != nil {
-			return nil, err
+	// visible before what it reports. The two are inserted at once (each is its own table), as
+	// are monitoring rows and access logs after them: a flush waits for the slower of each pair,
+	// not for the sum.
+	if err := both(func() error {
+		if len(b.raw) == 0 {
+			return nil
 		}
-	}
-	if len(b.entities) > 0 {
+		return p.cfg.Sink.WriteRawEvents(ctx, b.raw)
+	}, func() error {
+		if len(b.entities) == 0 {
+			return nil
+		}
 		rows, err := p.patch(ctx, b.entities)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if err := p.cfg.Sink.WriteEntities(ctx, rows); err != nil {
-			return nil, err
-		}
+		return p.cfg.Sink.WriteEntities(ctx, rows)
+	}); err != nil {
+		return nil, err
 	}
+	accessDone := make(chan error, 1)
+	go func() {
+		if len(b.access) == 0 {
+			accessDone <- nil
+			return
+		}
+		accessDone <- p.cfg.Sink.WriteAccessLogs(ctx, b.access)
+	}()
+	defer func() {
+		if aerr := <-accessDone; aerr != nil && err == nil {
+			existing, err = nil, aerr
+		}
+	}()
 	if len(b.monitoring) > 0 {
 		rows := b.monitoring
 		if checkExisting {
@@ -403,12 +421,15 @@ func (p *Projector) write(ctx context.Context, b *batch, checkExisting bool) (ex
 			}
 		}
 	}
-	if len(b.access) > 0 {
-		if err := p.cfg.Sink.WriteAccessLogs(ctx, b.access); err != nil {
-			return nil, err
-		}
-	}
 	return existing, nil
+}
+
+// both runs two inserts at once and returns their errors.
+func both(a, b func() error) error {
+	errB := make(chan error, 1)
+	go func() { errB <- b() }()
+	errA := a()
+	return errors.Join(errA, <-errB)
 }
 
 // retention runs the configured retention once an hour.
