@@ -127,6 +127,22 @@ func (h *Handler) integrationsPage(c *gin.Context) {
 	h.render(c, http.StatusOK, "integrations", h.viewFor(c, "Integrations", gin.H{"Rows": rows, "Paging": paging}))
 }
 
+// integration reads one integration of the operator's org with its use cases; another org's, or
+// none, has answered the not-found page when it reports false.
+func (h *Handler) integration(c *gin.Context, who caller, id string) (integration, bool) {
+	var in integration
+	a := h.call(c, who, http.MethodGet, "/v2/integrations/"+url.PathEscape(id), nil)
+	if !a.OK() {
+		h.failed(c, a)
+		return in, false
+	}
+	if err := a.decode(&in); err != nil {
+		h.failed(c, &answer{Status: http.StatusBadGateway, Body: []byte(`{"message":"undecodable integration"}`)})
+		return in, false
+	}
+	return in, true
+}
+
 // parallel runs fn for 0..n-1 with at most width at a time.
 func parallel(n, width int, fn func(i int)) {
 	var wg sync.WaitGroup
@@ -185,13 +201,10 @@ func (f eventFilter) query(withCursor bool) string {
 func (h *Handler) integrationPage(c *gin.Context) {
 	who := callerOf(c)
 	id := c.Param("integrationId")
-	a := h.call(c, who, http.MethodGet, "/v2/integrations/"+url.PathEscape(id), nil)
-	if !a.OK() {
-		h.failed(c, a)
+	in, ok := h.integration(c, who, id)
+	if !ok {
 		return
 	}
-	var in integration
-	_ = a.decode(&in)
 	f := filterOf(c)
 	span, interval := 24*time.Hour, "30m"
 	for _, r := range timeRanges {
@@ -291,13 +304,10 @@ func sortBreakdown(s *stats) {
 func (h *Handler) eventPage(c *gin.Context) {
 	who := callerOf(c)
 	id, eventID := c.Param("integrationId"), c.Param("eventId")
-	in := h.call(c, who, http.MethodGet, "/v2/integrations/"+url.PathEscape(id), nil)
-	if !in.OK() {
-		h.failed(c, in)
+	integ, ok := h.integration(c, who, id)
+	if !ok {
 		return
 	}
-	var integ integration
-	_ = in.decode(&integ)
 	base := "/v2/integrations/" + url.PathEscape(integ.ID) + "/monitoring"
 	a := h.call(c, who, http.MethodGet, base+"/events/"+url.PathEscape(eventID)+"/associated", nil)
 	if !a.OK() {

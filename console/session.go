@@ -1,8 +1,6 @@
 package console
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/erpstream/erpstream/internal/secrets"
 )
 
 // A signed-in operator is a sealed cookie: the API token they signed in with, a CSRF token
@@ -35,41 +35,33 @@ type session struct {
 	ExpiresMs int64  `json:"e"`
 }
 
-type sealer struct{ aead cipher.AEAD }
+// sealer seals sessions with the secrets package's AES-256-GCM box, bound to the cookie's name.
+type sealer struct{ box *secrets.Box }
 
 func newSealer(key []byte) (*sealer, error) {
 	if len(key) != 32 {
 		return nil, errors.New("console: the session key must be 32 bytes")
 	}
-	block, err := aes.NewCipher(key)
+	box, err := secrets.NewBox(base64.StdEncoding.EncodeToString(key))
 	if err != nil {
 		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &sealer{aead: aead}, nil
+	return &sealer{box: box}, nil
 }
 
 func (s *sealer) seal(v session) string {
 	plain, _ := json.Marshal(v)
-	nonce := make([]byte, s.aead.NonceSize())
-	_, _ = rand.Read(nonce)
-	return base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, plain, []byte(cookieName)))
+	sealed, _ := s.box.Seal(string(plain), cookieName)
+	return sealed
 }
 
 func (s *sealer) open(raw string, now time.Time) (*session, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(raw)
-	if err != nil || len(b) < s.aead.NonceSize() {
-		return nil, false
-	}
-	plain, err := s.aead.Open(nil, b[:s.aead.NonceSize()], b[s.aead.NonceSize():], []byte(cookieName))
+	plain, err := s.box.Open(raw, cookieName)
 	if err != nil {
 		return nil, false
 	}
 	var v session
-	if json.Unmarshal(plain, &v) != nil || v.Token == "" || now.UnixMilli() > v.ExpiresMs {
+	if json.Unmarshal([]byte(plain), &v) != nil || v.Token == "" || now.UnixMilli() > v.ExpiresMs {
 		return nil, false
 	}
 	return &v, true
@@ -99,11 +91,12 @@ func secureRequest(c *gin.Context) bool {
 }
 
 func (h *Handler) currentSession(c *gin.Context) (*session, bool) {
-	raw, err := c.Cookie(cookieName)
-	if err != nil || raw == "" {
+	// Not gin's c.Cookie: it query-unescapes the value, and a sealed session holds '+'.
+	cookie, err := c.Request.Cookie(cookieName)
+	if err != nil || cookie.Value == "" {
 		return nil, false
 	}
-	return h.sealer.open(raw, h.now())
+	return h.sealer.open(cookie.Value, h.now())
 }
 
 // validCSRF checks a state-changing request: the form's token must be the session's, and a

@@ -31,13 +31,10 @@ const currentVersion = "current"
 func (h *Handler) useCasePage(c *gin.Context) {
 	who := callerOf(c)
 	id, ucID := c.Param("integrationId"), c.Param("useCaseId")
-	in := h.call(c, who, http.MethodGet, "/v2/integrations/"+url.PathEscape(id), nil)
-	if !in.OK() {
-		h.failed(c, in)
+	integ, ok := h.integration(c, who, id)
+	if !ok {
 		return
 	}
-	var integ integration
-	_ = in.decode(&integ)
 	path := "/v1/integrations/" + url.PathEscape(integ.ID) + "/use-cases/" + url.PathEscape(ucID)
 	a := h.call(c, who, http.MethodGet, path, nil)
 	if !a.OK() {
@@ -154,13 +151,10 @@ type simulationResult struct {
 
 func (h *Handler) simulation(c *gin.Context, f simulationForm, res *simulationResult) {
 	who := callerOf(c)
-	in := h.call(c, who, http.MethodGet, "/v2/integrations/"+url.PathEscape(c.Param("integrationId")), nil)
-	if !in.OK() {
-		h.failed(c, in)
+	integ, ok := h.integration(c, who, c.Param("integrationId"))
+	if !ok {
 		return
 	}
-	var integ integration
-	_ = in.decode(&integ)
 	var inbound []useCase
 	for _, u := range integ.UseCases {
 		if u.Type == "" || u.Type == "inbound" {

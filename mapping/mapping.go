@@ -187,10 +187,16 @@ type Limits struct {
 	MaxUpdates int // entity updates plus meter readings; default DefaultMaxUpdates
 }
 
-// bounded turns an error of an extraction whose deadline passed into MAPPING_TIMEOUT: whichever
-// expression was running when time ran out, the event failed for its time limit.
+// deadlineSlack is how early an expression may give up on the event's deadline: a regular
+// expression's match timeout is capped by the time left, and the regex engine's coarse clock
+// fires up to a few milliseconds before the deadline itself.
+const deadlineSlack = 20 * time.Millisecond
+
+// bounded turns an error of an extraction whose deadline passed (or was about to) into
+// MAPPING_TIMEOUT: whichever expression was running when time ran out, the event failed for its
+// time limit.
 func bounded(ctx context.Context, err *Error) *Error {
-	if err != nil && expired(ctx) && err.Code != "MAPPING_TIMEOUT" {
+	if err != nil && (expired(ctx) || nearDeadline(ctx)) && err.Code != "MAPPING_TIMEOUT" {
 		return &Error{Code: "MAPPING_TIMEOUT", Path: err.Path, Entity: err.Entity,
 			Msg: "the event's mapping exceeded its time limit (" + err.Msg + ")"}
 	}
@@ -205,6 +211,11 @@ func expired(ctx context.Context) bool {
 	}
 	dl, ok := ctx.Deadline()
 	return ok && !time.Now().Before(dl)
+}
+
+func nearDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < deadlineSlack
 }
 
 func timeout(ctx context.Context, path, entity string) *Error {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/erpstream/erpstream/cmd/internal/benchenv"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/ids"
 )
@@ -149,19 +149,7 @@ func (s *splitEnv) stop() {
 }
 
 func (s *splitEnv) post(path, contentType string, body []byte) []byte {
-	req, _ := http.NewRequest("POST", s.base+path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer bench")
-	req.Header.Set("Content-Type", contentType)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		panic(err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		panic(fmt.Sprintf("%s: %d %s", path, resp.StatusCode, out))
-	}
-	return out
+	return benchenv.Post(s.base, path, contentType, body)
 }
 
 func freePort() string {
