@@ -1,8 +1,10 @@
 package replay_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -28,9 +30,13 @@ const (
 	useCaseID     = "22222222-2222-4222-8222-222222222222"
 )
 
-type fakeSource struct{ raw map[string]envelope.Event }
+type fakeSource struct {
+	raw     map[string]envelope.Event
+	filters []query.RawFilter // what bulk replays asked for
+}
 
-func (f *fakeSource) RawEvents(context.Context, query.RawFilter, int, *query.RawCursor) ([]envelope.Event, error) {
+func (f *fakeSource) RawEvents(_ context.Context, filter query.RawFilter, _ int, _ *query.RawCursor) ([]envelope.Event, error) {
+	f.filters = append(f.filters, filter)
 	return nil, nil
 }
 
@@ -55,7 +61,7 @@ func (p *fakeProducer) ProduceSync(_ context.Context, rs ...*kgo.Record) kgo.Pro
 	return out
 }
 
-func setup(t *testing.T) (*fakeSource, *fakeProducer, func(tok, body string) (int, map[string]any)) {
+func setup(t *testing.T) (*fakeSource, *fakeProducer, func(tok, body string, route ...string) (int, map[string]any)) {
 	t.Helper()
 	c := kafkatest.New(t)
 	reg := registrytest.Start(t, c)
@@ -77,8 +83,9 @@ func setup(t *testing.T) (*fakeSource, *fakeProducer, func(tok, body string) (in
 		Now: func() time.Time { return now }}).Register(e.Group("/", httpapi.RequireAuth(tokens)))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	return src, prod, func(tok, body string) (int, map[string]any) {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/integrations/"+integrationID+"/events/replay", strings.NewReader(body))
+	// route "/bulk" posts to the bulk replay; its NDJSON answer is read as its last line.
+	return src, prod, func(tok, body string, route ...string) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/integrations/"+integrationID+"/events/replay"+strings.Join(route, ""), strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -86,6 +93,9 @@ func setup(t *testing.T) (*fakeSource, *fakeProducer, func(tok, body string) (in
 		}
 		defer resp.Body.Close()
 		raw, _ := io.ReadAll(resp.Body)
+		if lines := bytes.Split(bytes.TrimSpace(raw), []byte("\n")); len(lines) > 1 {
+			raw = lines[len(lines)-1]
+		}
 		var out map[string]any
 		if err := json.Unmarshal(raw, &out); err != nil {
 			t.Fatalf("not JSON (%d): %s", resp.StatusCode, raw)
@@ -146,5 +156,26 @@ func TestReplayProducesAnEventRecord(t *testing.T) {
 	if rec.Topic != kafkax.NewTopics("").Events || string(rec.Key) != string(want.Key) || !strings.HasPrefix(string(rec.Key), "org-a/") ||
 		len(rec.Headers) != len(want.Headers) {
 		t.Errorf("record topic %q key %q headers %v", rec.Topic, rec.Key, rec.Headers)
+	}
+}
+
+// A bulk replay takes "status": "error" (only the events whose mapping failed), passes it to the
+// stored-event query, and refuses any other status.
+func TestBulkReplayStatusFilter(t *testing.T) {
+	src, _, post := setup(t)
+	status, body := post("a", `{"from_date":"2026-01-02T00:00:00Z","status":"success"}`, "/bulk")
+	if status != http.StatusBadRequest || !strings.Contains(fmt.Sprint(body["message"]), "status") {
+		t.Fatalf("status success: %d %v, want 400", status, body)
+	}
+	if len(src.filters) != 0 {
+		t.Fatalf("a refused bulk replay queried the store: %v", src.filters)
+	}
+	status, _ = post("a", `{"from_date":"2026-01-02T00:00:00Z","status":"error"}`, "/bulk")
+	if status != http.StatusOK || len(src.filters) == 0 || !src.filters[0].Failed {
+		t.Fatalf("status error: %d, filters %+v", status, src.filters)
+	}
+	status, _ = post("a", `{"from_date":"2026-01-02T00:00:00Z"}`, "/bulk")
+	if status != http.StatusOK || src.filters[len(src.filters)-1].Failed {
+		t.Fatalf("no status: %d, filters %+v", status, src.filters)
 	}
 }
