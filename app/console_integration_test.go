@@ -3,7 +3,9 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -208,21 +210,14 @@ func TestIntegrationConsoleInABrowser(t *testing.T) {
 	t.Logf("screenshots in %s", shots)
 }
 
+// jsonString quotes s as a JSON (and JavaScript) string literal, leaving < and > as they are: the
+// hostile payload must reach erpstream with its markup literal.
 func jsonString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch r {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return strings.TrimSpace(b.String())
 }
 
 func useCaseID(t *testing.T, env *apptest.Env, integ string) string {
