@@ -59,7 +59,7 @@ func (a *API) setAppMapping(c *gin.Context) {
 		}
 	}
 	m := &registry.AppMapping{OrgID: integ.OrgID, AppID: req.AppID, ComponentID: req.ComponentID, IntegrationID: integ.ID}
-	if err := a.Registry.PutAppMapping(c, m); err != nil {
+	if err := a.Registry.PutAppMapping(c.Request.Context(), m); err != nil {
 		unavailable(c, err)
 		return
 	}
@@ -78,7 +78,7 @@ func (a *API) deleteAppMapping(c *gin.Context) {
 		httpapi.Abort(c, http.StatusNotFound, httpapi.CodeNotFound, "no app mapping for app "+req.AppID+" / component "+req.ComponentID+" on this integration")
 		return
 	}
-	if err := a.Registry.DeleteAppMapping(c, integ.OrgID, req.AppID, req.ComponentID); err != nil {
+	if err := a.Registry.DeleteAppMapping(c.Request.Context(), integ.OrgID, req.AppID, req.ComponentID); err != nil {
 		unavailable(c, err)
 		return
 	}

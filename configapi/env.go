@@ -81,7 +81,7 @@ func (a *API) putEnv(c *gin.Context) {
 	} else {
 		v.Value = *req.Value
 	}
-	if err := a.Registry.PutEnvVar(c, v); err != nil {
+	if err := a.Registry.PutEnvVar(c.Request.Context(), v); err != nil {
 		unavailable(c, err)
 		return
 	}
@@ -95,7 +95,7 @@ func (a *API) deleteEnv(c *gin.Context) {
 		httpapi.Abort(c, http.StatusNotFound, httpapi.CodeNotFound, "environment variable "+key+" not found")
 		return
 	}
-	if err := a.Registry.DeleteEnvVar(c, org, key); err != nil {
+	if err := a.Registry.DeleteEnvVar(c.Request.Context(), org, key); err != nil {
 		unavailable(c, err)
 		return
 	}

@@ -54,7 +54,7 @@ func (a *API) listHistory(c *gin.Context) {
 	}
 	end := min(start+historyPageSize, len(entries))
 	page := entries[start:end]
-	configs, err := a.Registry.HistoryConfigurations(c, page)
+	configs, err := a.Registry.HistoryConfigurations(c.Request.Context(), page)
 	if err != nil {
 		unavailable(c, err)
 		return

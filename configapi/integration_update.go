@@ -249,7 +249,7 @@ func (a *API) schemasDeclared(c *gin.Context, next *registry.Integration, useCas
 
 // commitIntegration writes the integration, then each use-case change (with its history entry).
 func (a *API) commitIntegration(c *gin.Context, next *registry.Integration, changes []useCaseChange) bool {
-	if err := a.Registry.PutIntegration(c, next); err != nil {
+	if err := a.Registry.PutIntegration(c.Request.Context(), next); err != nil {
 		unavailable(c, err)
 		return false
 	}
@@ -257,13 +257,13 @@ func (a *API) commitIntegration(c *gin.Context, next *registry.Integration, chan
 		var err error
 		switch {
 		case ch.deleted != nil:
-			err = a.Registry.DeleteUseCase(c, ch.deleted.OrgID, ch.deleted.ID)
+			err = a.Registry.DeleteUseCase(c.Request.Context(), ch.deleted.OrgID, ch.deleted.ID)
 		case ch.prev != nil:
-			if err = a.Registry.PutHistory(c, historyOf(ch.prev, "update", changedBy(c), next.UpdatedAt)); err == nil {
-				err = a.Registry.PutUseCase(c, ch.put)
+			if err = a.Registry.PutHistory(c.Request.Context(), historyOf(ch.prev, "update", changedBy(c), next.UpdatedAt)); err == nil {
+				err = a.Registry.PutUseCase(c.Request.Context(), ch.put)
 			}
 		default:
-			err = a.Registry.PutUseCase(c, ch.put)
+			err = a.Registry.PutUseCase(c.Request.Context(), ch.put)
 		}
 		if err != nil {
 			unavailable(c, err)

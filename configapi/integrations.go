@@ -140,12 +140,12 @@ func (a *API) createIntegration(withUseCases bool) gin.HandlerFunc {
 				return
 			}
 		}
-		if err := a.Registry.PutIntegration(c, integ); err != nil {
+		if err := a.Registry.PutIntegration(c.Request.Context(), integ); err != nil {
 			unavailable(c, err)
 			return
 		}
 		for _, uc := range ucs {
-			if err := a.Registry.PutUseCase(c, uc); err != nil {
+			if err := a.Registry.PutUseCase(c.Request.Context(), uc); err != nil {
 				unavailable(c, err)
 				return
 			}
@@ -214,7 +214,7 @@ func (a *API) deleteIntegration(c *gin.Context) {
 	}
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
-	if err := a.Registry.DeleteIntegration(c, integ.OrgID, integ.ID); err != nil {
+	if err := a.Registry.DeleteIntegration(c.Request.Context(), integ.OrgID, integ.ID); err != nil {
 		unavailable(c, err)
 		return
 	}

@@ -108,7 +108,7 @@ func (a *API) simulate(c *gin.Context, m *mapping.Mapping, raw json.RawMessage, 
 		a.simulationFailed(c, err)
 		return
 	}
-	sim, err := m.SimulateEvent(c, payload, a.Now(), eventType)
+	sim, err := m.SimulateEvent(c.Request.Context(), payload, a.Now(), eventType)
 	if err != nil {
 		a.simulationFailed(c, err)
 		return

@@ -220,12 +220,12 @@ func (a *API) commitTypes(c *gin.Context) {
 			locked.TypeAnnotations, _ = json.Marshal(ann)
 		}
 		locked.UpdatedAt = now
-		if err := a.Registry.PutUseCase(c, &locked); err != nil {
+		if err := a.Registry.PutUseCase(c.Request.Context(), &locked); err != nil {
 			unavailable(c, err)
 			return
 		}
 	}
-	if err := a.Registry.PutIntegration(c, &next); err != nil {
+	if err := a.Registry.PutIntegration(c.Request.Context(), &next); err != nil {
 		unavailable(c, err)
 		return
 	}

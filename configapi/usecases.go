@@ -161,7 +161,7 @@ func (a *API) createUseCase(c *gin.Context) {
 		httpapi.Abort(c, http.StatusConflict, httpapi.CodeConflict, "use case id "+uc.ID+" already exists")
 		return
 	}
-	if err := a.Registry.PutUseCase(c, uc); err != nil {
+	if err := a.Registry.PutUseCase(c.Request.Context(), uc); err != nil {
 		unavailable(c, err)
 		return
 	}
@@ -227,11 +227,11 @@ func (a *API) updateUseCase(c *gin.Context) {
 		httpapi.Abort(c, http.StatusBadRequest, httpapi.CodeValidation, msg)
 		return
 	}
-	if err := a.Registry.PutHistory(c, historyOf(cur, "update", changedBy(c), now)); err != nil {
+	if err := a.Registry.PutHistory(c.Request.Context(), historyOf(cur, "update", changedBy(c), now)); err != nil {
 		unavailable(c, err)
 		return
 	}
-	if err := a.Registry.PutUseCase(c, next); err != nil {
+	if err := a.Registry.PutUseCase(c.Request.Context(), next); err != nil {
 		unavailable(c, err)
 		return
 	}
@@ -338,7 +338,7 @@ func (a *API) deleteUseCase(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := a.Registry.DeleteUseCase(c, uc.OrgID, uc.ID); err != nil {
+	if err := a.Registry.DeleteUseCase(c.Request.Context(), uc.OrgID, uc.ID); err != nil {
 		unavailable(c, err)
 		return
 	}

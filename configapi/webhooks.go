@@ -117,7 +117,7 @@ func (a *API) putWebhook(c *gin.Context) {
 		httpapi.Abort(c, http.StatusUnprocessableEntity, "LIMIT_EXCEEDED", "an org has at most 1000 webhooks")
 		return
 	}
-	if err := a.Registry.PutWebhook(c, w); err != nil {
+	if err := a.Registry.PutWebhook(c.Request.Context(), w); err != nil {
 		unavailable(c, err)
 		return
 	}
@@ -166,7 +166,7 @@ func (a *API) deleteWebhook(c *gin.Context) {
 		httpapi.Abort(c, http.StatusNotFound, httpapi.CodeNotFound, "webhook "+c.Param("webhookId")+" not found")
 		return
 	}
-	if err := a.Registry.DeleteWebhook(c, org, c.Param("webhookId")); err != nil {
+	if err := a.Registry.DeleteWebhook(c.Request.Context(), org, c.Param("webhookId")); err != nil {
 		unavailable(c, err)
 		return
 	}

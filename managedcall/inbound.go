@@ -25,7 +25,7 @@ func (s *Service) queueInbound(c *gin.Context, call *call, snap *registry.Snapsh
 	ev := envelope.Event{EventID: ids.EventID(now), OrgID: integ.OrgID, IntegrationID: integ.ID, UseCaseID: uc.ID, UseCaseSlug: uc.Slug,
 		EventName: uc.Slug, Timestamp: now.UTC().Format(time.RFC3339Nano), Format: "json", Payload: payload,
 		CorrelationID: call.m.CorrelationID, ReceivedAtUs: now.UnixMicro(), ConfigPosition: snap.Position()}
-	if err := s.Producer.ProduceSync(c, envelope.EventRecord(s.Topics.Events, &ev)).FirstErr(); err != nil {
+	if err := s.Producer.ProduceSync(c.Request.Context(), envelope.EventRecord(s.Topics.Events, &ev)).FirstErr(); err != nil {
 		c.Header("Retry-After", "5")
 		call.fail(c, http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", "the partner answered, but the inbound event could not be queued; retry")
 		return "", false

@@ -117,14 +117,14 @@ func (s *Service) execute(c *gin.Context) {
 		call.authFailed(c, err)
 		return
 	}
-	resp, err := s.send(c, out, call.policy)
+	resp, err := s.send(c.Request.Context(), out, call.policy)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized && retry != nil {
 		// The partner refused the token: fetch a fresh one and try once more.
 		if err = retry(c); err != nil {
 			call.authFailed(c, err)
 			return
 		}
-		resp, err = s.send(c, out, call.policy)
+		resp, err = s.send(c.Request.Context(), out, call.policy)
 	}
 	host := env.Scrub(out.URL.Hostname())
 	if err != nil {

@@ -105,7 +105,7 @@ func (s *Service) replayBulk(c *gin.Context) {
 				break
 			}
 		}
-		if err := s.Producer.ProduceSync(c, records...).FirstErr(); err != nil {
+		if err := s.Producer.ProduceSync(c.Request.Context(), records...).FirstErr(); err != nil {
 			failed = err
 			break
 		}

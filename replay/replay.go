@@ -138,7 +138,7 @@ func (s *Service) replay(c *gin.Context) {
 		}
 	}
 	if len(records) > 0 {
-		if err := s.Producer.ProduceSync(c, records...).FirstErr(); err != nil {
+		if err := s.Producer.ProduceSync(c.Request.Context(), records...).FirstErr(); err != nil {
 			c.Header("Retry-After", "5")
 			httpapi.Abort(c, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "replayed events could not be stored; retry")
 			return

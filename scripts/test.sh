@@ -78,6 +78,14 @@ export CHROMIUM
 "$CHROMIUM" --version
 export ERPSTREAM_SCREENSHOTS=${ERPSTREAM_SCREENSHOTS:-$root/.run/test/console-screenshots}
 
+# failure_context prints what a failed test said, wherever it was said: a helper's or a cleanup's
+# t.Errorf is reported at a non-test file (apptest.go), which the progress filters do not show, and
+# the full log stays on the machine that ran it. Service log lines (slog's "time=") are left out.
+failure_context() {
+  echo "== what the failed tests reported"
+  grep -v -E '^\s+\S+\.go:[0-9]+: time=' "$1" | grep -E -B 25 -- '^\s*--- FAIL|^panic:' | tail -n 200 || true
+}
+
 echo "== unit tests (kfake in-process)"
 set +e
 go test -race -count=1 -v ./... >"$root/.run/test/unit.log" 2>&1
@@ -85,6 +93,7 @@ unit_status=$?
 set -e
 grep -E '^(--- FAIL|FAIL|ok|panic)|^\s+\S+_test\.go:' "$root/.run/test/unit.log" || true
 if [ "$unit_status" -ne 0 ]; then
+  failure_context "$root/.run/test/unit.log"
   echo "unit tests failed; full log: .run/test/unit.log"
   exit "$unit_status"
 fi
@@ -93,11 +102,12 @@ echo "== integration tests against Apache Kafka at $KAFKA_BROKERS and ClickHouse
 # -p 1: the tests share one broker, and the fault tests stop it.
 # Not `|| true`: under pipefail that would replace PIPESTATUS with true's and hide a failure.
 set +e
-go test -race -count=1 -p 1 -tags integration -run Integration -v ./... 2>&1 | tee "$root/.run/test/integration.log" |
+go test -race -count=1 -p 1 -timeout 30m -tags integration -run Integration -v ./... 2>&1 | tee "$root/.run/test/integration.log" |
   grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go:)'
 status=${PIPESTATUS[0]}
 set -e
 if [ "$status" -ne 0 ]; then
+  failure_context "$root/.run/test/integration.log"
   echo "integration tests failed; full log: .run/test/integration.log"
   exit "$status"
 fi

@@ -141,7 +141,7 @@ func (s *Service) proxy(c *gin.Context) {
 		return
 	}
 	defer release()
-	resp, err := s.Egress.Do(c, out, route.Policy("secure_proxy"))
+	resp, err := s.Egress.Do(c.Request.Context(), out, route.Policy("secure_proxy"))
 	if err != nil {
 		status, code, msg := transportFailure(err, route, target.Hostname())
 		s.Log.Info("secure proxy request failed", "org", integ.OrgID, "use_case_id", uc.ID, "host", target.Hostname(), "code", code, "err", err)
@@ -200,7 +200,7 @@ func (s *Service) outboundRequest(c *gin.Context, req *proxyRequest, target *url
 			body, contentType = req.Body, "application/json"
 		}
 	}
-	out, err := http.NewRequestWithContext(c, req.Method, target.String(), bytes.NewReader(body))
+	out, err := http.NewRequestWithContext(c.Request.Context(), req.Method, target.String(), bytes.NewReader(body))
 	if err != nil {
 		return nil, errors.New("url: not a valid request target")
 	}

@@ -82,6 +82,11 @@ func NewEngine(log *slog.Logger) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
+	// c.Done/Err/Value follow the request's context. Still, handlers hand c.Request.Context(),
+	// never c, to anything that derives a context with a timer (egress timeouts, Kafka writes,
+	// mapping deadlines): gin reuses a *gin.Context for the next request once the handler
+	// returns, and a timer firing just then reads the recycled context (a data race the race
+	// detector caught in the secure proxy's timeout path).
 	e.ContextWithFallback = true
 	e.Use(func(c *gin.Context) {
 		start := time.Now()
