@@ -79,6 +79,10 @@ type Config struct {
 	// ProcessorStateDir keeps the processor's entity states on disk (Pebble) with a bounded cache,
 	// restarting from the store's checkpoint (ERPSTREAM_PROCESSOR_STATE_DIR; empty: in memory).
 	ProcessorStateDir string
+	// ProjectorEntityCache is how many recently stored entities the projector keeps to patch
+	// their next writes without a ClickHouse read (ERPSTREAM_PROJECTOR_ENTITY_CACHE, 100,000;
+	// negative: none).
+	ProjectorEntityCache int
 	// ConsoleDisabled turns the operator console at /console off (ERPSTREAM_CONSOLE=off).
 	ConsoleDisabled bool
 	Listener        net.Listener // tests pass their own; else HTTPAddr is listened on

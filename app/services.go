@@ -155,7 +155,7 @@ func startProcessor(ctx context.Context, rt *runtime) error {
 func startProjector(ctx context.Context, rt *runtime) error {
 	p, err := projector.New(projector.Config{Kafka: rt.cfg.Kafka, Topics: rt.topics,
 		Sink: &projector.ClickHouseSink{Conn: rt.ch}, Stored: &projector.ClickHouseStored{Conn: rt.ch},
-		FlushInterval: rt.cfg.ProjectorFlushInterval, Log: rt.log, AfterInsert: rt.cfg.ProjectorAfterInsert, Metrics: rt.metrics,
+		FlushInterval: rt.cfg.ProjectorFlushInterval, EntityCache: rt.cfg.ProjectorEntityCache, Log: rt.log, AfterInsert: rt.cfg.ProjectorAfterInsert, Metrics: rt.metrics,
 		Retention: projector.Retention(rt.ch, RawRetentionDays, MonitoringRetentionDays, time.Now)})
 	if err != nil {
 		return err

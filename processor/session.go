@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -276,7 +275,7 @@ func inReceiveOrder(fetches kgo.Fetches, log *slog.Logger) []polledEvent {
 		var evs []polledEvent
 		for _, rec := range fp.Records {
 			var pe polledEvent
-			if err := json.Unmarshal(rec.Value, &pe.ev); err != nil {
+			if err := envelope.Decode(rec.Value, &pe.ev); err != nil {
 				log.Error("undecodable event record; skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
 				continue
 			}

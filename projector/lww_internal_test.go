@@ -51,11 +51,11 @@ func TestOutOfOrderWritesMergePerAttribute(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := storedSink{stored: map[string]StoredEntity{}}
-			p := &Projector{cfg: Config{Stored: sink}}
+			p := patcher(t, sink)
 			rows := 0
 			var last envelope.EntityWrite
 			for _, w := range tc.writes {
-				out, err := p.patch(context.Background(), []envelope.EntityWrite{w})
+				out, _, err := p.patch(context.Background(), []envelope.EntityWrite{w})
 				if err != nil {
 					t.Fatal(err)
 				}

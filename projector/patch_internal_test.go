@@ -22,17 +22,17 @@ func (s storedSink) CurrentEntities(context.Context, map[EntityScope][]string) (
 }
 
 func TestPatchLaysWritesOverTheStoredAttributesInVersionOrder(t *testing.T) {
-	p := &Projector{cfg: Config{Stored: storedSink{stored: map[string]StoredEntity{
+	p := patcher(t, storedSink{stored: map[string]StoredEntity{
 		"e1": {Version: 10, Attributes: []byte(`{"no":"K-1","name":"Lena","city":"Köln"}`)},
 		"e2": {Version: 50, Attributes: []byte(`{"no":"K-2","name":"new"}`)},
-	}}}}
+	}})
 	writes := []envelope.EntityWrite{
 		{EntityID: "e1", Version: 30, Attributes: []byte(`{"no":"K-1","city":"Bonn","tags":["a"]}`)},
 		{EntityID: "e1", Version: 20, Attributes: []byte(`{"name":"Lea"}`)},
 		{EntityID: "e2", Version: 40, Attributes: []byte(`{"name":"older than stored"}`)},
 		{EntityID: "e3", Version: 5, Attributes: []byte(`{"no":"K-3"}`)},
 	}
-	out, err := p.patch(context.Background(), writes)
+	out, _, err := p.patch(context.Background(), writes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestPatchLaysWritesOverTheStoredAttributesInVersionOrder(t *testing.T) {
 	}
 	// Merging again (a batch re-written after a crash) writes nothing: the row holds it already.
 	p.cfg.Stored = storedSink{stored: map[string]StoredEntity{"e1": {Version: 30, Attributes: []byte(`{"no":"K-1","name":"Lea","city":"Bonn","tags":["a"]}`)}}}
-	if again, _ := p.patch(context.Background(), writes[:1]); len(again) != 0 {
+	if again, _, _ := p.patch(context.Background(), writes[:1]); len(again) != 0 {
 		t.Errorf("re-merge wrote %s", again[0].Attributes)
 	}
 }
@@ -63,10 +63,10 @@ func TestPatchLaysWritesOverTheStoredAttributesInVersionOrder(t *testing.T) {
 // An entity found by another unique id keeps the identifiers it was written with; all of them
 // are its unique identifiers.
 func TestPatchMergesUniqueIdentifiers(t *testing.T) {
-	p := &Projector{cfg: Config{Stored: storedSink{stored: map[string]StoredEntity{
+	p := patcher(t, storedSink{stored: map[string]StoredEntity{
 		"e1": {Version: 10, UniqueIdentifiers: []byte(`{"customer_number":"K-1"}`), Attributes: []byte(`{"customer_number":"K-1"}`)},
-	}}}}
-	out, err := p.patch(context.Background(), []envelope.EntityWrite{
+	}})
+	out, _, err := p.patch(context.Background(), []envelope.EntityWrite{
 		{EntityID: "e1", Version: 20, UniqueIdentifiers: []byte(`{"email":"a@x.de"}`), Attributes: []byte(`{"first_name":"Ann"}`)},
 		{EntityID: "e1", Version: 30, Op: envelope.OpDelete, UniqueIdentifiers: []byte(`{}`), Attributes: []byte(`{}`)},
 	})

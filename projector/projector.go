@@ -81,6 +81,9 @@ type Config struct {
 	Retention func(ctx context.Context) error
 	// Metrics registers the projector's metrics (nil: not exported).
 	Metrics prometheus.Registerer
+	// EntityCache is how many entities' stored rows the projector keeps to patch their next
+	// writes without reading ClickHouse (default DefaultEntityCache; negative: none).
+	EntityCache int
 }
 
 // Projector is the ClickHouse writer service.
@@ -98,6 +101,9 @@ type Projector struct {
 	// commitFailures counts failed offset commits (each retried).
 	commitFailures prometheus.Counter
 	batchTime      prometheus.Histogram
+	// cache holds the rows of entities this projector wrote lately (entitycache.go).
+	cache       *entityCache
+	cacheLookup *prometheus.CounterVec
 }
 
 // New validates cfg.
@@ -120,7 +126,13 @@ func New(cfg Config) (*Projector, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
+	if cfg.EntityCache == 0 {
+		cfg.EntityCache = DefaultEntityCache
+	}
 	p := &Projector{cfg: cfg, log: cfg.Log.With("component", "projector"), unsure: map[int32]bool{},
+		cache: newEntityCache(cfg.EntityCache),
+		cacheLookup: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_projector_entity_cache_lookups_total",
+			Help: "Entities an update batch needed the stored row of, by where it came from (cache, clickhouse)."}, []string{"source"}),
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_projector_rows_total",
 			Help: "Rows stored in ClickHouse, by kind (raw_events, entities, monitoring_events, access_logs)."}, []string{"kind"}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_projector_insert_failures_total",
@@ -132,7 +144,7 @@ func New(cfg Config) (*Projector, error) {
 		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "erpstream_projector_batch_duration_seconds",
 			Help: "Time to store one batch in ClickHouse, retries included.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
 	}
-	for _, c := range []prometheus.Collector{p.rows, p.failures, p.skipped, p.commitFailures, p.batchTime} {
+	for _, c := range []prometheus.Collector{p.rows, p.failures, p.skipped, p.commitFailures, p.batchTime, p.cacheLookup} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("projector metrics: %w", err)
 		}
@@ -147,12 +159,15 @@ func (p *Projector) Run(ctx context.Context) error {
 		kgo.SessionTimeout(15*time.Second), // a crashed instance's partitions move after 15 s
 		kgo.ConsumeTopics(p.cfg.Topics.Entities, p.cfg.Topics.Monitoring, p.cfg.Topics.Events, p.cfg.Topics.Access),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+			p.cache.clear() // what another projector wrote meanwhile is not in it
 			p.mu.Lock()
 			for _, part := range assigned[p.cfg.Topics.Monitoring] {
 				p.unsure[part] = true
 			}
 			p.mu.Unlock()
 		}),
+		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) { p.cache.clear() }),
+		kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) { p.cache.clear() }),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -274,6 +289,9 @@ type batch struct {
 	monLast    map[int32]string // per monitoring partition in the batch, the id of its last row
 	raw        []envelope.Event
 	access     []envelope.AccessLog
+	// current is every entity's stored row once the batch is stored (set by patch); it goes into
+	// the cache only when ClickHouse has taken the batch.
+	current map[string]StoredEntity
 }
 
 // flush decodes and writes one batch, retrying with backoff until ClickHouse takes it or ctx ends:
@@ -285,23 +303,23 @@ func (p *Projector) flush(ctx context.Context, recs []*kgo.Record) error {
 		switch r.Topic {
 		case p.cfg.Topics.Entities:
 			var w envelope.EntityWrite
-			if err = json.Unmarshal(r.Value, &w); err == nil {
+			if err = envelope.Decode(r.Value, &w); err == nil {
 				b.entities = append(b.entities, w)
 			}
 		case p.cfg.Topics.Monitoring:
 			var m envelope.MonitoringEvent
-			if err = json.Unmarshal(r.Value, &m); err == nil {
+			if err = envelope.Decode(r.Value, &m); err == nil {
 				b.monitoring = append(b.monitoring, m)
 				b.monLast[r.Partition] = m.ID
 			}
 		case p.cfg.Topics.Events:
 			var e envelope.Event
-			if err = json.Unmarshal(r.Value, &e); err == nil {
+			if err = envelope.Decode(r.Value, &e); err == nil {
 				b.raw = append(b.raw, e)
 			}
 		case p.cfg.Topics.Access:
 			var a envelope.AccessLog
-			if err = json.Unmarshal(r.Value, &a); err == nil {
+			if err = envelope.Decode(r.Value, &a); err == nil {
 				b.access = append(b.access, a)
 			}
 		}
@@ -335,6 +353,7 @@ func (p *Projector) flush(ctx context.Context, recs []*kgo.Record) error {
 			p.rows.WithLabelValues("monitoring_events").Add(float64(len(b.monitoring) - len(existing)))
 			p.rows.WithLabelValues("access_logs").Add(float64(len(b.access)))
 			p.skipped.Add(float64(len(existing)))
+			p.cache.store(b.current)
 			p.batchTime.Observe(time.Since(batchStart).Seconds())
 			// A crashed owner's insert covers a contiguous run from the committed offset, so once
 			// a partition's last row in a batch was new, nothing after it can be stored already.
@@ -376,10 +395,11 @@ func (p *Projector) write(ctx context.Context, b *batch, checkExisting bool) (ex
 		if len(b.entities) == 0 {
 			return nil
 		}
-		rows, err := p.patch(ctx, b.entities)
+		rows, current, err := p.patch(ctx, b.entities)
 		if err != nil {
 			return err
 		}
+		b.current = current
 		return p.cfg.Sink.WriteEntities(ctx, rows)
 	}); err != nil {
 		return nil, err
@@ -455,19 +475,36 @@ func (p *Projector) retention(ctx context.Context) {
 // sets the attributes no newer write set, and a write that adds nothing is not written, so a
 // batch written again after a crash changes nothing.
 // Entity writes are keyed by entity id, so one projector owns all writes of an entity.
-func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([]envelope.EntityWrite, error) {
+//
+// It returns the rows to insert and every entity's stored row after them (for the cache). Rows of
+// entities this projector wrote lately come from its cache, the others from ClickHouse.
+func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([]envelope.EntityWrite, map[string]StoredEntity, error) {
 	scopes := map[EntityScope][]string{}
+	cached := map[string]StoredEntity{}
 	seen := map[string]bool{}
 	for _, w := range writes {
-		if !seen[w.EntityID] {
-			seen[w.EntityID] = true
-			scope := EntityScope{w.OrgID, w.EntitySchema}
-			scopes[scope] = append(scopes[scope], w.EntityID)
+		if seen[w.EntityID] {
+			continue
+		}
+		seen[w.EntityID] = true
+		if row, ok := p.cache.get(w.EntityID); ok {
+			cached[w.EntityID] = row
+			continue
+		}
+		scope := EntityScope{w.OrgID, w.EntitySchema}
+		scopes[scope] = append(scopes[scope], w.EntityID)
+	}
+	stored := map[string]StoredEntity{}
+	if len(scopes) > 0 {
+		var err error
+		if stored, err = p.cfg.Stored.CurrentEntities(ctx, scopes); err != nil {
+			return nil, nil, err
 		}
 	}
-	stored, err := p.cfg.Stored.CurrentEntities(ctx, scopes)
-	if err != nil {
-		return nil, err
+	p.cacheLookup.WithLabelValues("cache").Add(float64(len(cached)))
+	p.cacheLookup.WithLabelValues("clickhouse").Add(float64(len(seen) - len(cached)))
+	for id, row := range cached {
+		stored[id] = row
 	}
 	sorted := append([]envelope.EntityWrite(nil), writes...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Version < sorted[j].Version })
@@ -505,7 +542,7 @@ func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([
 			Attributes: w.Attributes, AttributeVersions: w.AttributeVersions}
 		out = append(out, w)
 	}
-	return out, nil
+	return out, stored, nil
 }
 
 // mergeAttributes lays patch's keys over base's, keeping base's key order and appending new keys.

@@ -41,6 +41,7 @@ func main() {
 	processors := flag.Int("processors", 1, "process instances (with -split)")
 	kafkaPID := flag.String("kafka-pid", "", "the Kafka broker's pid file (with -split)")
 	clickhousePID := flag.String("clickhouse-pid", "", "ClickHouse's pid file (with -split)")
+	progress := flag.Bool("progress", false, "print every second how far each consumer group is behind (where the pipeline waits)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (every stage, without -split) to the file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -57,6 +58,7 @@ func main() {
 	var conn driver.Conn
 	var post func(path, contentType string, body []byte) []byte
 	var meter *cpuMeter
+	var topicPrefix string
 	if *split {
 		s := startSplit(*processors)
 		defer s.stop()
@@ -64,13 +66,13 @@ func main() {
 		if err != nil {
 			panic(err)
 		}
-		conn, post = c, s.post
+		conn, post, topicPrefix = c, s.post, s.topics
 		meter = newCPUMeter(s.procs, pidFrom(*kafkaPID), pidFrom(*clickhousePID))
 		fmt.Printf("  stages as processes: ingest, %d × process, project\n", *processors)
 	} else {
 		env := benchenv.Start("e2e", nil)
 		defer env.Stop()
-		conn, post = env.Conn, env.Post
+		conn, post, topicPrefix = env.Conn, env.Post, env.TopicPrefix
 	}
 	var integ struct {
 		ID string `json:"id"`
@@ -98,10 +100,28 @@ func main() {
 			meter.begin()
 		}
 		start := time.Now()
+		stopProgress := func() {}
+		if *progress {
+			stopProgress = printProgress(ctx, admin, topicPrefix, start)
+		}
 		post("/v3/erp/updates/events/ndjson?integration_id="+integ.ID, "application/x-ndjson", body.Bytes())
+		if *progress {
+			fmt.Printf("    %5.1f s: ingest answered the stream\n", time.Since(start).Seconds())
+		}
+		// The round ends with the projector's last offset commit (it commits after its insert).
+		// Lag alone cannot say when that was: a partition's end can hold transaction markers
+		// the group never commits past. So the wait watches the groups' committed offsets and
+		// counts the entities once the lag is at most a marker per partition, or nothing has
+		// moved for two seconds; the round's time is that of the last move it saw.
+		lastMove := time.Now()
+		var committed int64
 		for {
-			if !drained(ctx, admin, processor.DefaultGroup, projector.DefaultGroup) && time.Since(start) < 10*time.Minute {
-				time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
+			sum, lag, ok := consumedState(ctx, admin, topicPrefix, processor.DefaultGroup, projector.DefaultGroup)
+			if ok && sum != committed {
+				committed, lastMove = sum, time.Now()
+			}
+			if !(ok && (lag <= 1 || time.Since(lastMove) > 2*time.Second)) && time.Since(start) < 10*time.Minute {
 				continue
 			}
 			var n uint64
@@ -112,12 +132,16 @@ func main() {
 			if n == uint64(*events) {
 				break
 			}
+			if *progress {
+				fmt.Printf("    %5.1f s: %d of %d entities show the round\n", time.Since(start).Seconds(), n, *events)
+			}
 			if time.Since(start) > 10*time.Minute {
 				panic(fmt.Sprintf("round %s: %d of %d entities after 10 minutes", round, n, *events))
 			}
-			time.Sleep(200 * time.Millisecond)
+			lastMove = time.Now() // not done: wait for the next move (or two quiet seconds)
 		}
-		s := time.Since(start).Seconds()
+		stopProgress()
+		s := lastMove.Sub(start).Seconds()
 		fmt.Printf("  %-7s %7d events NDJSON → ClickHouse entities: %5.1f s (%6.0f events/s)\n", round, *events, s, float64(*events)/s)
 		if meter != nil {
 			meter.report(*events, s)

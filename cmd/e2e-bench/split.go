@@ -20,6 +20,8 @@ import (
 	"github.com/erpstream/erpstream/cmd/internal/benchenv"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/ids"
+	"github.com/erpstream/erpstream/processor"
+	"github.com/erpstream/erpstream/projector"
 )
 
 // The split run starts erpstream's stages as processes of their own (as a deployment runs them:
@@ -64,6 +66,7 @@ type splitEnv struct {
 	base     string
 	procs    []*process
 	database string
+	topics   string // the topic prefix
 	binary   string
 	env      []string
 }
@@ -88,7 +91,8 @@ func startSplit(processors int) *splitEnv {
 	s.database = "e2e_bench_" + suffix
 	port := freePort()
 	s.base = "http://127.0.0.1:" + port
-	s.env = append(os.Environ(), "ERPSTREAM_TOPIC_PREFIX=e2e-"+suffix, "ERPSTREAM_KAFKA_PARTITIONS=12", "ERPSTREAM_KAFKA_REPLICATION=1",
+	s.topics = "e2e-" + suffix
+	s.env = append(os.Environ(), "ERPSTREAM_TOPIC_PREFIX="+s.topics, "ERPSTREAM_KAFKA_PARTITIONS=12", "ERPSTREAM_KAFKA_REPLICATION=1",
 		"CLICKHOUSE_DATABASE="+s.database, "ERPSTREAM_DEV_MODE=true", "ERPSTREAM_DEV_TOKEN=bench", "ERPSTREAM_RATE_LIMIT_PER_MIN=-1",
 		"ERPSTREAM_LOG_LEVEL=warn", "ERPSTREAM_CONSOLE=off")
 	init := exec.Command(s.binary, "admin", "init")
@@ -217,24 +221,70 @@ func (m *cpuMeter) report(events int, wall float64) {
 // drained reports whether the processor and the projector have consumed everything (a partition
 // may stay one behind: the marker of the transaction that wrote its last record). Asking the
 // broker costs ClickHouse nothing, so polling it does not weigh on what is measured.
-func drained(ctx context.Context, admin *kadm.Client, groups ...string) bool {
+// consumedState sums the groups' committed offsets on the run's own topics and finds the largest
+// lag of a partition. The groups are shared by every topic prefix on the broker (earlier runs,
+// deleted test topics), so only topics under prefix count; ok is false until every group has
+// committed for them.
+func consumedState(ctx context.Context, admin *kadm.Client, prefix string, groups ...string) (committed, maxLag int64, ok bool) {
 	lags, err := admin.Lag(ctx, groups...)
 	if err != nil || len(lags) != len(groups) {
-		return false
+		return 0, 0, false
 	}
-	ok := true
+	ok = true
 	lags.Each(func(l kadm.DescribedGroupLag) {
-		if l.Error() != nil || l.Lag.IsEmpty() {
-			ok = false
-			return
-		}
-		for _, parts := range l.Lag {
+		own := 0
+		for topic, parts := range l.Lag {
+			if !strings.HasPrefix(topic, prefix+".") {
+				continue
+			}
+			own++
 			for _, p := range parts {
-				if p.Err != nil || p.Lag > 1 {
+				if p.Err != nil {
 					ok = false
 				}
+				committed += max(p.Commit.At, 0)
+				maxLag = max(maxLag, p.Lag)
 			}
 		}
+		if l.Error() != nil || own == 0 {
+			ok = false
+		}
 	})
-	return ok
+	return committed, maxLag, ok
+}
+
+// printProgress prints, every second until stopped, the records the processor and the projector
+// have yet to consume of the run's topics.
+func printProgress(ctx context.Context, admin *kadm.Client, prefix string, start time.Time) (stop func()) {
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+			}
+			behind := map[string]int64{}
+			lags, err := admin.Lag(pctx, processor.DefaultGroup, projector.DefaultGroup)
+			if err != nil {
+				continue
+			}
+			lags.Each(func(l kadm.DescribedGroupLag) {
+				for topic, parts := range l.Lag {
+					if strings.HasPrefix(topic, prefix+".") {
+						for _, p := range parts {
+							behind[l.Group] += max(p.Lag, 0)
+						}
+					}
+				}
+			})
+			fmt.Printf("    %5.1f s: behind: process %d records, project %d records\n", time.Since(start).Seconds(),
+				behind[processor.DefaultGroup], behind[projector.DefaultGroup])
+		}
+	}()
+	return func() { cancel(); <-done }
 }

@@ -227,6 +227,7 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		{"ERPSTREAM_EMBEDDED_KAFKA_PORT", 29092, func(v int) { cfg.EmbeddedKafkaPort = v }},
 		{"ERPSTREAM_ACK_TIMEOUT_MS", 10000, func(v int) { cfg.AckTimeout = time.Duration(v) * time.Millisecond }},
 		{"ERPSTREAM_PROJECTOR_FLUSH_MS", 1000, func(v int) { cfg.ProjectorFlushInterval = time.Duration(v) * time.Millisecond }},
+		{"ERPSTREAM_PROJECTOR_ENTITY_CACHE", 100_000, func(v int) { cfg.ProjectorEntityCache = v }},
 		{"ERPSTREAM_RATE_LIMIT_PER_MIN", 1000, func(v int) { cfg.RateLimitPerMinute = v }},
 		{"ERPSTREAM_ORG_EVENTS_PER_MIN", 600_000, func(v int) { cfg.OrgBudgets.EventsPerMinute = v }},
 		{"ERPSTREAM_ORG_MB_PER_MIN", 2048, func(v int) { cfg.OrgBudgets.BytesPerMinute = int64(v) << 20 }},
@@ -241,7 +242,8 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		{"ERPSTREAM_ACK_MAX_PENDING_PER_ORG", 100_000, func(v int) { cfg.Outbound.MaxPendingAcksPerOrg = v }},
 	}
 	disableable := map[string]bool{"ERPSTREAM_RATE_LIMIT_PER_MIN": true, "ERPSTREAM_ORG_EVENTS_PER_MIN": true,
-		"ERPSTREAM_ORG_MB_PER_MIN": true, "ERPSTREAM_ORG_INFLIGHT_MB": true, "ERPSTREAM_ORG_OUTBOUND_CONCURRENCY": true}
+		"ERPSTREAM_ORG_MB_PER_MIN": true, "ERPSTREAM_ORG_INFLIGHT_MB": true, "ERPSTREAM_ORG_OUTBOUND_CONCURRENCY": true,
+		"ERPSTREAM_PROJECTOR_ENTITY_CACHE": true}
 	for _, i := range ints {
 		v, err := strconv.Atoi(env(i.key, strconv.Itoa(i.def)))
 		if disableable[i.key] && err == nil && v < 0 {

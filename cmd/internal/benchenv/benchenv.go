@@ -28,9 +28,12 @@ import (
 type Env struct {
 	Base string      // http://host:port of the API
 	Conn driver.Conn // the benchmark's ClickHouse database
-	ch   chx.Config
-	stop context.CancelFunc
-	done chan error
+	// TopicPrefix names the benchmark's Kafka topics: consumer groups are shared by every
+	// prefix on a broker, so their lag is read for these topics only.
+	TopicPrefix string
+	ch          chx.Config
+	stop        context.CancelFunc
+	done        chan error
 }
 
 // Start runs the pipeline; prefix names its topics and database, configure adjusts the
@@ -42,7 +45,8 @@ func Start(prefix string, configure func(*app.Config)) *Env {
 		os.Exit(2)
 	}
 	suffix := strings.ToLower(ids.ULID(time.Now())[:10])
-	e := &Env{ch: chx.Config{Addr: chAddr, Database: prefix + "_bench_" + suffix, User: "default"}, done: make(chan error, 1)}
+	e := &Env{ch: chx.Config{Addr: chAddr, Database: prefix + "_bench_" + suffix, User: "default"}, done: make(chan error, 1),
+		TopicPrefix: prefix + "-" + suffix}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
@@ -51,7 +55,7 @@ func Start(prefix string, configure func(*app.Config)) *Env {
 	e.stop = cancel
 	ready := make(chan string, 1)
 	cfg := app.Config{Services: app.AllServices, Listener: ln, DevMode: true, DevToken: "bench", RateLimitPerMinute: -1,
-		Kafka:      kafkax.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: prefix + "-" + suffix, Partitions: 12, Replication: 1},
+		Kafka:      kafkax.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: e.TopicPrefix, Partitions: 12, Replication: 1},
 		ClickHouse: e.ch, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), OnReady: func(a string) { ready <- a }}
 	if configure != nil {
 		configure(&cfg)
