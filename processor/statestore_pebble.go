@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -121,7 +122,17 @@ func openPebbleStates(dir, topicID string) (*pebbleStates, error) {
 		}
 		cache := pebble.NewCache(64 << 20)
 		defer cache.Unref()
-		return pebble.Open(dir, &pebble.Options{Cache: cache, DisableWAL: true, LoggerAndTracer: pebbleQuiet{}})
+		// A 32 MiB memtable (Pebble's default is 4 MiB) flushes an eighth as often: fewer small
+		// tables for compactions to merge again, which cost a tenth of the processor's CPU.
+		opts := &pebble.Options{Cache: cache, DisableWAL: true, LoggerAndTracer: pebbleQuiet{}, MemTableSize: 32 << 20}
+		// Most reads of a feed of new entities find nothing: a Bloom filter on every level
+		// (the bottom one too, where a miss would otherwise search) answers them without
+		// reading blocks. Tables written before without filters are read as before.
+		for i := range opts.Levels {
+			opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+			opts.Levels[i].FilterType = pebble.TableFilter
+		}
+		return pebble.Open(dir, opts)
 	}
 	db, err := open()
 	if err != nil {
@@ -182,7 +193,13 @@ func (p *pebbleStates) get(id string) *entityState {
 		return st
 	}
 	raw, err := getValue(p.db, stateKey(id))
-	if err != nil || raw == nil {
+	if err != nil {
+		return nil
+	}
+	if raw == nil {
+		// Remembered as absent: a new entity is looked up again when its state is written
+		// (apply), and every write of a state goes through apply, which caches it.
+		p.cache.put(id, nil)
 		return nil
 	}
 	var st entityState
@@ -340,7 +357,7 @@ func (p *pebbleStates) close() error {
 	return err
 }
 
-// stateCache is a least-recently-used cache of decoded states.
+// stateCache is a least-recently-used cache of decoded states; a nil state is one known absent.
 type stateCache struct {
 	mu    sync.Mutex
 	max   int

@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/processor"
 	"github.com/erpstream/erpstream/projector"
@@ -42,9 +43,9 @@ func main() {
 	kafkaPID := flag.String("kafka-pid", "", "the Kafka broker's pid file (with -split)")
 	clickhousePID := flag.String("clickhouse-pid", "", "ClickHouse's pid file (with -split)")
 	progress := flag.Bool("progress", false, "print every second how far each consumer group is behind (where the pipeline waits)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (every stage, without -split) to the file")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to the file (with -split: of every stage's process, to <file>.<process>)")
 	flag.Parse()
-	if *cpuProfile != "" {
+	if *cpuProfile != "" && !*split {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
 			panic(err)
@@ -60,7 +61,7 @@ func main() {
 	var meter *cpuMeter
 	var topicPrefix string
 	if *split {
-		s := startSplit(*processors)
+		s := startSplit(*processors, *cpuProfile)
 		defer s.stop()
 		c, err := chx.Open(ctx, chx.Config{Addr: os.Getenv("CLICKHOUSE_ADDR"), Database: s.database, User: "default"})
 		if err != nil {
@@ -70,7 +71,13 @@ func main() {
 		meter = newCPUMeter(s.procs, pidFrom(*kafkaPID), pidFrom(*clickhousePID))
 		fmt.Printf("  stages as processes: ingest, %d × process, project\n", *processors)
 	} else {
-		env := benchenv.Start("e2e", nil)
+		stateDir, err := os.MkdirTemp("", "e2e-bench-state")
+		if err != nil {
+			panic(err)
+		}
+		defer os.RemoveAll(stateDir)
+		// The entity state on disk, as deployments (and -split) run it.
+		env := benchenv.Start("e2e", func(c *app.Config) { c.ProcessorStateDir = stateDir })
 		defer env.Stop()
 		conn, post, topicPrefix = env.Conn, env.Post, env.TopicPrefix
 	}

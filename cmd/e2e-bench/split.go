@@ -67,13 +67,14 @@ type splitEnv struct {
 	procs    []*process
 	database string
 	topics   string // the topic prefix
+	profile  string // CPU profiles go to <profile>.<process name>
 	binary   string
 	env      []string
 }
 
 // startSplit builds erpstream and starts its stages; processors is the number of `process`
 // instances.
-func startSplit(processors int) *splitEnv {
+func startSplit(processors int, profile string) *splitEnv {
 	brokers, chAddr := os.Getenv("KAFKA_BROKERS"), os.Getenv("CLICKHOUSE_ADDR")
 	if brokers == "" || chAddr == "" {
 		fmt.Fprintln(os.Stderr, "KAFKA_BROKERS and CLICKHOUSE_ADDR are required (scripts/test.sh up)")
@@ -83,7 +84,7 @@ func startSplit(processors int) *splitEnv {
 	if err != nil {
 		panic(err)
 	}
-	s := &splitEnv{binary: filepath.Join(dir, "erpstream")}
+	s := &splitEnv{binary: filepath.Join(dir, "erpstream"), profile: profile}
 	if out, err := exec.Command("go", "build", "-o", s.binary, "./cmd/erpstream").CombinedOutput(); err != nil {
 		panic(fmt.Sprintf("go build: %v\n%s", err, out))
 	}
@@ -128,6 +129,9 @@ func startSplit(processors int) *splitEnv {
 func (s *splitEnv) start(name, command string, extra ...string) {
 	cmd := exec.Command(s.binary, command)
 	cmd.Env = append(append([]string(nil), s.env...), extra...)
+	if s.profile != "" {
+		cmd.Env = append(cmd.Env, "ERPSTREAM_CPU_PROFILE="+s.profile+"."+name)
+	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -77,3 +77,25 @@ func BenchmarkDecodeEventRecord(b *testing.B) {
 		}
 	})
 }
+
+// A monitoring row written by AppendJSON reads back as json.Marshal's document does, whatever its
+// message holds.
+func TestMonitoringAppendJSONReadsLikeJSONMarshal(t *testing.T) {
+	for _, m := range []envelope.MonitoringEvent{
+		{ID: "m1", OrgID: "o", IntegrationID: "i", EventID: "e", CorrelationID: "c", UseCaseID: "u", UseCaseType: "inbound",
+			Level: envelope.LevelError, Code: "MAPPING_FAILED", Message: "quote \" backslash \\ tab \t <b>&</b> \u2028 K\xffln",
+			Detail: json.RawMessage(`{"entities":[{"entity_schema":"contact"}],"n":1.5}`), CreatedAtMs: 1767261600123},
+		{ID: "m2", Level: envelope.LevelSuccess, CreatedAtMs: -1},
+		{},
+	} {
+		var fromAppend, fromMarshal envelope.MonitoringEvent
+		if err := json.Unmarshal(m.AppendJSON(nil), &fromAppend); err != nil {
+			t.Fatalf("%s: %v in %s", m.ID, err, m.AppendJSON(nil))
+		}
+		b, _ := json.Marshal(&m)
+		_ = json.Unmarshal(b, &fromMarshal)
+		if !reflect.DeepEqual(fromAppend, fromMarshal) {
+			t.Errorf("AppendJSON reads back as %+v, json.Marshal's as %+v", fromAppend, fromMarshal)
+		}
+	}
+}

@@ -213,6 +213,30 @@ func (w *EntityWrite) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
+// AppendJSON appends m as JSON, the document json.Marshal writes but for its HTML escaping,
+// without reflection: the processor writes one per event. Detail must be valid JSON (erpstream
+// encodes it itself).
+func (m *MonitoringEvent) AppendJSON(b []byte) []byte {
+	str := func(b []byte, key, v string) []byte {
+		return appendJSONString(append(b, key...), v)
+	}
+	b = str(b, `{"id":`, m.ID)
+	b = str(b, `,"org_id":`, m.OrgID)
+	b = str(b, `,"integration_id":`, m.IntegrationID)
+	b = str(b, `,"event_id":`, m.EventID)
+	b = str(b, `,"correlation_id":`, m.CorrelationID)
+	b = str(b, `,"use_case_id":`, m.UseCaseID)
+	b = str(b, `,"use_case_type":`, m.UseCaseType)
+	b = str(b, `,"level":`, string(m.Level))
+	b = str(b, `,"code":`, m.Code)
+	b = str(b, `,"message":`, m.Message)
+	if len(m.Detail) > 0 {
+		b = append(append(b, `,"detail":`...), m.Detail...)
+	}
+	b = strconv.AppendInt(append(b, `,"created_at_ms":`...), m.CreatedAtMs, 10)
+	return append(b, '}')
+}
+
 // appendJSONString appends v as a JSON string; invalid UTF-8 becomes U+FFFD, as encoding/json does.
 func appendJSONString(b []byte, v string) []byte {
 	const hex = "0123456789abcdef"

@@ -1,7 +1,6 @@
 package envelope
 
 import (
-	"encoding/json"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -29,7 +28,7 @@ func EventRecord(topic string, e *Event) *kgo.Record {
 // MonitoringRecord is a monitoring row's record on the monitoring topic, keyed and headed by the
 // event it is about.
 func MonitoringRecord(topic string, e *Event, m *MonitoringEvent) *kgo.Record {
-	value, _ := json.Marshal(m) // a struct of strings, numbers and raw JSON: cannot fail
+	value := m.AppendJSON(make([]byte, 0, 256+len(m.Message)+len(m.Detail)))
 	return &kgo.Record{Topic: topic, Key: MonitoringKey(e), Value: value, Headers: Headers(e)}
 }
 
