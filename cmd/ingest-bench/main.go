@@ -25,6 +25,7 @@ import (
 	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/quota"
 )
 
 func main() {
@@ -49,6 +50,9 @@ func main() {
 	prefix := "bench-" + ids.ULID(time.Now())[:10]
 	go func() {
 		done <- app.Run(ctx, app.Config{Services: []string{app.Ingest}, Listener: ln, DevMode: true, DevToken: "bench", RateLimitPerMinute: -1,
+			// Ingest's capacity, not an org's budget: the first phase alone spends a minute's
+			// 600,000 events, and the NDJSON phase would measure the budget's refill.
+			OrgBudgets: quota.Limits{EventsPerMinute: -1, BytesPerMinute: -1},
 			Kafka: kafkax.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: strings.ToLower(prefix), Partitions: 12, Replication: 1},
 			Log:   log, OnReady: func(a string) { ready <- a }})
 	}()
