@@ -37,7 +37,7 @@ type Config struct {
 	Topics     kafkax.Topics
 	Group      string // consumer group, default "erpstream-processor"
 	InstanceID string // makes the transactional id unique per running instance
-	MaxPoll    int    // events polled at once, default 2000
+	MaxPoll    int    // events polled (and mapped in one transaction) at once, default 5000
 	// EvalTimeout bounds one event's mapping (extraction), default 2 s.
 	EvalTimeout time.Duration
 	// BatchBudget bounds the time one transaction spends mapping, default 5 s: past it the
@@ -109,7 +109,7 @@ func New(cfg Config) (*Processor, error) {
 		cfg.Group = DefaultGroup
 	}
 	if cfg.MaxPoll <= 0 {
-		cfg.MaxPoll = 2000
+		cfg.MaxPoll = 5000
 	}
 	if cfg.MaxRecordBytes <= 0 {
 		cfg.MaxRecordBytes = 8<<20 - 64<<10
