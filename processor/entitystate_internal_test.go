@@ -157,3 +157,28 @@ func TestDiskStoreThatCannotBeUsedIsRebuilt(t *testing.T) {
 	}
 	_ = damaged.close()
 }
+
+// A state looked up before it exists (every new entity) is remembered as absent, and found once
+// it is written, also by a lookup that the cache answers.
+func TestAbsentStateIsFoundOnceWritten(t *testing.T) {
+	p, err := openPebbleStates(t.TempDir(), "topic-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	if st := p.get("e1"); st != nil {
+		t.Fatalf("a state before any write: %+v", st)
+	}
+	if st, cached := p.cache.get("e1"); !cached || st != nil {
+		t.Fatalf("the miss is not remembered as absent: %v %+v", cached, st)
+	}
+	if err := p.apply([]stateChange{{id: "e1", st: &entityState{Schema: "contact", Version: 7}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.get("e1"); st == nil || st.Version != 7 {
+		t.Fatalf("after the write: %+v", st)
+	}
+	if p.size() != 1 {
+		t.Errorf("%d entities counted, want 1 (the remembered absence is no entity)", p.size())
+	}
+}
