@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/erpstream/erpstream/app"
+	"github.com/erpstream/erpstream/cmd/internal/benchenv"
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/secrets"
@@ -65,6 +66,7 @@ func main() {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	prefix := strings.ToLower("bench-" + ids.ULID(time.Now())[:10])
+	defer benchenv.DeleteTopics(strings.Split(brokers, ","), prefix)
 	go func() {
 		done <- app.Run(context.Background(), app.Config{Services: []string{app.Ingest}, Listener: ln, DevMode: true, DevToken: "bench",
 			RateLimitPerMinute: -1, OrgOutboundConcurrency: -1, SecretsKey: secrets.NewKey(),

@@ -154,6 +154,7 @@ func (s *splitEnv) stop() {
 		conn.Close()
 	}
 	_ = os.RemoveAll(filepath.Dir(s.binary))
+	benchenv.DeleteTopics(strings.Split(os.Getenv("KAFKA_BROKERS"), ","), s.topics)
 }
 
 func (s *splitEnv) post(path, contentType string, body []byte) []byte {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/erpstream/erpstream/app"
+	"github.com/erpstream/erpstream/cmd/internal/benchenv"
 	"github.com/erpstream/erpstream/internal/ids"
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/quota"
@@ -53,8 +54,8 @@ func main() {
 			// Ingest's capacity, not an org's budget: the first phase alone spends a minute's
 			// 600,000 events, and the NDJSON phase would measure the budget's refill.
 			OrgBudgets: quota.Limits{EventsPerMinute: -1, BytesPerMinute: -1},
-			Kafka: kafkax.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: strings.ToLower(prefix), Partitions: 12, Replication: 1},
-			Log:   log, OnReady: func(a string) { ready <- a }})
+			Kafka:      kafkax.Config{Brokers: strings.Split(brokers, ","), TopicPrefix: strings.ToLower(prefix), Partitions: 12, Replication: 1},
+			Log:        log, OnReady: func(a string) { ready <- a }})
 	}()
 	var base string
 	select {
@@ -192,4 +193,5 @@ func main() {
 		*streams, float64(accepted.Load())/el, accepted.Load(), el)
 	cancel()
 	<-done
+	benchenv.DeleteTopics(strings.Split(brokers, ","), strings.ToLower(prefix))
 }

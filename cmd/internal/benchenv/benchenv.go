@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/internal/chx"
@@ -101,7 +103,26 @@ func (e *Env) Stop() {
 	e.stop()
 	err := <-e.done
 	_ = e.Conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+e.ch.Database)
+	DeleteTopics(strings.Split(os.Getenv("KAFKA_BROKERS"), ","), e.TopicPrefix)
 	if err != nil {
 		panic(err)
 	}
+}
+
+// DeleteTopics deletes a benchmark's topics: left behind, every run's dozen topics of 12 partitions
+// stay on the broker, which then spends ever more CPU on thousands of partitions and skews the
+// runs after.
+func DeleteTopics(brokers []string, prefix string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var names []string
+	for _, spec := range kafkax.NewTopics(prefix).Specs(1) {
+		names = append(names, spec.Name)
+	}
+	_, _ = kadm.NewClient(cl).DeleteTopics(ctx, names...)
 }
