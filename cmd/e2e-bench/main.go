@@ -38,6 +38,7 @@ import (
 
 func main() {
 	events := flag.Int("events", 100_000, "events per round")
+	warmup := flag.Int("warmup", 20_000, "events of an unmeasured first round (other contacts): a broker just started spends its first seconds compiling (JIT)")
 	split := flag.Bool("split", false, "run the stages as processes of their own and print CPU per event")
 	processors := flag.Int("processors", 1, "process instances (with -split)")
 	kafkaPID := flag.String("kafka-pid", "", "the Kafka broker's pid file (with -split)")
@@ -96,14 +97,24 @@ func main() {
 	}
 	defer kcl.Close()
 	admin := kadm.NewClient(kcl)
-	for _, round := range []string{"new", "update"} {
+	type roundSpec struct {
+		name, key string // the round attribute; the customer numbers' prefix
+		events    int
+	}
+	rounds := []roundSpec{{"new", "K", *events}, {"update", "K", *events}}
+	if *warmup > 0 {
+		rounds = append([]roundSpec{{"warmup", "W", *warmup}}, rounds...)
+	}
+	for _, r := range rounds {
+		round, events := r.name, &r.events
 		var body bytes.Buffer
 		for i := 0; i < *events; i++ {
-			p := fmt.Sprintf(`{"customerNumber":"K-%d","firstName":"F%d","lastName":"L","email":"k%d@example.com","round":"%s"}`, i, i, i, round)
+			p := fmt.Sprintf(`{"customerNumber":"%s-%d","firstName":"F%d","lastName":"L","email":"k%d@example.com","round":"%s"}`, r.key, i, i, i, round)
 			q, _ := json.Marshal(p)
 			fmt.Fprintf(&body, `{"use_case_slug":"customer","timestamp":"2026-01-01T10:00:00Z","payload":%s}`+"\n", q)
 		}
-		if meter != nil {
+		measured := round != "warmup"
+		if meter != nil && measured {
 			meter.begin()
 		}
 		start := time.Now()
@@ -149,6 +160,9 @@ func main() {
 		}
 		stopProgress()
 		s := lastMove.Sub(start).Seconds()
+		if !measured {
+			continue
+		}
 		fmt.Printf("  %-7s %7d events NDJSON → ClickHouse entities: %5.1f s (%6.0f events/s)\n", round, *events, s, float64(*events)/s)
 		if meter != nil {
 			meter.report(*events, s)
