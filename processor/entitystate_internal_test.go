@@ -169,7 +169,7 @@ func TestAbsentStateIsFoundOnceWritten(t *testing.T) {
 	if st := p.get("e1"); st != nil {
 		t.Fatalf("a state before any write: %+v", st)
 	}
-	if st, cached := p.cache.get("e1"); !cached || st != nil {
+	if st, cached := p.cache.Get("e1"); !cached || st != nil {
 		t.Fatalf("the miss is not remembered as absent: %v %+v", cached, st)
 	}
 	if err := p.apply([]stateChange{{id: "e1", st: &entityState{Schema: "contact", Version: 7}}}, nil); err != nil {

@@ -2,7 +2,6 @@ package processor
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -19,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/lru"
 )
 
 // pebbleStates keeps the committed states on disk in Pebble, with a bounded cache of decoded
@@ -35,7 +35,7 @@ import (
 type pebbleStates struct {
 	db        *pebble.DB
 	count     int64
-	cache     *stateCache
+	cache     *lru.Cache[string, *entityState] // decoded states; a nil state is one known absent
 	closeOnce sync.Once
 }
 
@@ -164,7 +164,7 @@ func openPebbleStates(dir, topicID string) (*pebbleStates, error) {
 		db.Close()
 		return nil, err
 	}
-	p := &pebbleStates{db: db, cache: newStateCache(StateCacheEntries)}
+	p := &pebbleStates{db: db, cache: lru.New[string, *entityState](StateCacheEntries)}
 	if raw, err := getValue(db, []byte(keyCount)); err != nil {
 		db.Close()
 		return nil, err
@@ -189,7 +189,7 @@ func getValue(db *pebble.DB, key []byte) ([]byte, error) {
 func stateKey(id string) []byte { return append([]byte{prefixState}, id...) }
 
 func (p *pebbleStates) get(id string) *entityState {
-	if st, ok := p.cache.get(id); ok {
+	if st, ok := p.cache.Get(id); ok {
 		return st
 	}
 	raw, err := getValue(p.db, stateKey(id))
@@ -199,14 +199,14 @@ func (p *pebbleStates) get(id string) *entityState {
 	if raw == nil {
 		// Remembered as absent: a new entity is looked up again when its state is written
 		// (apply), and every write of a state goes through apply, which caches it.
-		p.cache.put(id, nil)
+		p.cache.Put(id, nil)
 		return nil
 	}
 	var st entityState
 	if json.Unmarshal(raw, &st) != nil {
 		return nil
 	}
-	p.cache.put(id, &st)
+	p.cache.Put(id, &st)
 	return &st
 }
 
@@ -268,7 +268,7 @@ func (p *pebbleStates) apply(changes []stateChange, positions map[int32]int64) e
 	}
 	p.count += added
 	for id, st := range written {
-		p.cache.put(id, st)
+		p.cache.Put(id, st)
 	}
 	return nil
 }
@@ -355,50 +355,6 @@ func (p *pebbleStates) close() error {
 		err = errors.Join(p.db.Flush(), p.db.Close())
 	})
 	return err
-}
-
-// stateCache is a least-recently-used cache of decoded states; a nil state is one known absent.
-type stateCache struct {
-	mu    sync.Mutex
-	max   int
-	order *list.List // front: most recent
-	byID  map[string]*list.Element
-}
-
-type cached struct {
-	id string
-	st *entityState
-}
-
-func newStateCache(max int) *stateCache {
-	return &stateCache{max: max, order: list.New(), byID: map[string]*list.Element{}}
-}
-
-func (c *stateCache) get(id string) (*entityState, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.byID[id]
-	if !ok {
-		return nil, false
-	}
-	c.order.MoveToFront(e)
-	return e.Value.(*cached).st, true
-}
-
-func (c *stateCache) put(id string, st *entityState) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.byID[id]; ok {
-		e.Value.(*cached).st = st
-		c.order.MoveToFront(e)
-		return
-	}
-	c.byID[id] = c.order.PushFront(&cached{id: id, st: st})
-	for c.order.Len() > c.max {
-		last := c.order.Back()
-		c.order.Remove(last)
-		delete(c.byID, last.Value.(*cached).id)
-	}
 }
 
 // pebbleQuiet keeps Pebble's own log lines out of erpstream's log.

@@ -55,7 +55,9 @@ func TestPatchReadsRecentlyStoredEntitiesFromTheCache(t *testing.T) {
 	if err != nil || len(out) != 1 || asked.Load() != 1 {
 		t.Fatalf("first patch: %v, %d rows, %d asked", err, len(out), asked.Load())
 	}
-	p.cache.store(current) // what flush does once ClickHouse took the batch
+	for id, row := range current { // what flush does once ClickHouse took the batch
+		p.cache.Put(id, row)
+	}
 
 	next := []envelope.EntityWrite{{EntityID: "e1", Version: 30, Attributes: []byte(`{"name":"Lea"}`)}}
 	fromCache, _, err := p.patch(context.Background(), next)
@@ -69,7 +71,7 @@ func TestPatchReadsRecentlyStoredEntitiesFromTheCache(t *testing.T) {
 		t.Fatalf("from the cache %+v, from ClickHouse %+v", fromCache, fromClickHouse)
 	}
 
-	p.cache.clear() // partitions moved
+	p.cache.Clear() // partitions moved
 	if _, _, err := p.patch(context.Background(), next); err != nil || asked.Load() != 2 {
 		t.Fatalf("after clear: %v, %d asked (want ClickHouse asked again)", err, asked.Load())
 	}
@@ -86,7 +88,7 @@ func TestAFailedInsertLeavesTheCacheAlone(t *testing.T) {
 	if err := p.flush(ctx, []*kgo.Record{rec}); err == nil {
 		t.Fatal("flush succeeded against a failing sink")
 	}
-	if n := p.cache.len(); n != 0 {
+	if n := p.cache.Len(); n != 0 {
 		t.Errorf("%d entities cached after a failed insert", n)
 	}
 }
@@ -101,19 +103,3 @@ func (s cancelingSink) WriteEntities(context.Context, []envelope.EntityWrite) er
 func (cancelingSink) WriteRawEvents(context.Context, []envelope.Event) error            { return nil }
 func (cancelingSink) WriteMonitoring(context.Context, []envelope.MonitoringEvent) error { return nil }
 func (cancelingSink) WriteAccessLogs(context.Context, []envelope.AccessLog) error       { return nil }
-
-func TestTheCacheKeepsTheMostRecentlyUsed(t *testing.T) {
-	c := newEntityCache(2)
-	c.store(map[string]StoredEntity{"a": {Version: 1}})
-	c.store(map[string]StoredEntity{"b": {Version: 2}})
-	c.get("a") // a is now the most recently used
-	c.store(map[string]StoredEntity{"c": {Version: 3}})
-	if _, ok := c.get("b"); ok {
-		t.Error("b, the least recently used, is still cached")
-	}
-	for id, v := range map[string]uint64{"a": 1, "c": 3} {
-		if row, ok := c.get(id); !ok || row.Version != v {
-			t.Errorf("%s: %v %v", id, row, ok)
-		}
-	}
-}

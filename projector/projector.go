@@ -24,6 +24,7 @@ import (
 
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/lru"
 	"github.com/erpstream/erpstream/internal/tracing"
 )
 
@@ -102,7 +103,7 @@ type Projector struct {
 	commitFailures prometheus.Counter
 	batchTime      prometheus.Histogram
 	// cache holds the rows of entities this projector wrote lately (entitycache.go).
-	cache       *entityCache
+	cache       *lru.Cache[string, StoredEntity]
 	cacheLookup *prometheus.CounterVec
 }
 
@@ -130,7 +131,7 @@ func New(cfg Config) (*Projector, error) {
 		cfg.EntityCache = DefaultEntityCache
 	}
 	p := &Projector{cfg: cfg, log: cfg.Log.With("component", "projector"), unsure: map[int32]bool{},
-		cache: newEntityCache(cfg.EntityCache),
+		cache: lru.New[string, StoredEntity](cfg.EntityCache),
 		cacheLookup: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_projector_entity_cache_lookups_total",
 			Help: "Entities an update batch needed the stored row of, by where it came from (cache, clickhouse)."}, []string{"source"}),
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_projector_rows_total",
@@ -159,15 +160,15 @@ func (p *Projector) Run(ctx context.Context) error {
 		kgo.SessionTimeout(15*time.Second), // a crashed instance's partitions move after 15 s
 		kgo.ConsumeTopics(p.cfg.Topics.Entities, p.cfg.Topics.Monitoring, p.cfg.Topics.Events, p.cfg.Topics.Access),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
-			p.cache.clear() // what another projector wrote meanwhile is not in it
+			p.cache.Clear() // what another projector wrote meanwhile is not in it
 			p.mu.Lock()
 			for _, part := range assigned[p.cfg.Topics.Monitoring] {
 				p.unsure[part] = true
 			}
 			p.mu.Unlock()
 		}),
-		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) { p.cache.clear() }),
-		kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) { p.cache.clear() }),
+		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) { p.cache.Clear() }),
+		kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) { p.cache.Clear() }),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -353,7 +354,9 @@ func (p *Projector) flush(ctx context.Context, recs []*kgo.Record) error {
 			p.rows.WithLabelValues("monitoring_events").Add(float64(len(b.monitoring) - len(existing)))
 			p.rows.WithLabelValues("access_logs").Add(float64(len(b.access)))
 			p.skipped.Add(float64(len(existing)))
-			p.cache.store(b.current)
+			for id, row := range b.current {
+				p.cache.Put(id, row)
+			}
 			p.batchTime.Observe(time.Since(batchStart).Seconds())
 			// A crashed owner's insert covers a contiguous run from the committed offset, so once
 			// a partition's last row in a batch was new, nothing after it can be stored already.
@@ -487,7 +490,7 @@ func (p *Projector) patch(ctx context.Context, writes []envelope.EntityWrite) ([
 			continue
 		}
 		seen[w.EntityID] = true
-		if row, ok := p.cache.get(w.EntityID); ok {
+		if row, ok := p.cache.Get(w.EntityID); ok {
 			cached[w.EntityID] = row
 			continue
 		}
