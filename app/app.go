@@ -372,7 +372,7 @@ func Run(ctx context.Context, cfg Config) error {
 			perMinute = 1000
 		}
 		limiter := &httpapi.RateLimiter{PerMinute: perMinute}
-		producer, err := kgo.NewClient(append(cfg.Kafka.ClientOpts(log, "api-producer"), kafkax.ProducerOpts(30*time.Second)...)...)
+		producer, err := kgo.NewClient(append(cfg.Kafka.ClientOpts(log, "api-producer"), kafkax.ProducerOpts(topics, 30*time.Second)...)...)
 		if err != nil {
 			return fmt.Errorf("kafka producer: %w", err)
 		}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/app/apptest"
 )
 
@@ -63,6 +64,7 @@ type feeder struct {
 	perRequest    int
 	pause         time.Duration // between requests, so the feed is still flowing when the broker stops
 	client        *http.Client
+	token         string // "" is the dev token
 	sent          atomic.Int64 // events answered success
 	retries       atomic.Int64
 }
@@ -93,7 +95,11 @@ func (f *feeder) send(from, to int) error {
 
 func (f *feeder) post(body string, events int) (bool, error) {
 	req, _ := http.NewRequest("POST", f.e.URL+"/v3/erp/updates/events", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer it-token")
+	token := f.token
+	if token == "" {
+		token = "it-token"
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := f.client.Do(req)
 	if err != nil {
@@ -121,12 +127,15 @@ func (f *feeder) post(body string, events int) (bool, error) {
 }
 
 // The single broker is stopped mid-feed for 15 s and started again, as an operator would. The
-// pipeline (ingest, processor, projector, registry, access log) must resume by itself, without a
-// restart of erpstream, and count exactly: every event mapped once, one entity per customer.
+// pipeline (ingest, three processor instances, projector, registry, access log) must resume by
+// itself, without a restart of erpstream, and count exactly: every event mapped once, one entity
+// per customer.
 func TestIntegrationBrokerRestartMidFeed(t *testing.T) {
 	b := newBroker(t)
 	e := apptest.New(t)
 	e.Start()
+	e.StartOnly(app.Process)
+	e.StartOnly(app.Process)
 	id := e.CreateIntegration(apptest.IntegrationBody)
 	const total = 6000
 	f := &feeder{e: e, integrationID: id, perRequest: 100, pause: 50 * time.Millisecond, client: &http.Client{Timeout: 30 * time.Second}}

@@ -187,7 +187,7 @@ type OutboundConfig struct {
 // producer of its own: retries, dead letters and acks are written before their source record
 // counts as done, so they never wait behind the API's traffic.
 func startOutbound(ctx context.Context, rt *runtime) error {
-	producer, err := kgo.NewClient(append(rt.cfg.Kafka.ClientOpts(rt.log, "outbound-producer"), kafkax.ProducerOpts(30*time.Second)...)...)
+	producer, err := kgo.NewClient(append(rt.cfg.Kafka.ClientOpts(rt.log, "outbound-producer"), kafkax.ProducerOpts(rt.topics, 30*time.Second)...)...)
 	if err != nil {
 		return fmt.Errorf("outbound producer: %w", err)
 	}

@@ -86,13 +86,10 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) er
 				}
 				if len(assigned) > 0 {
 					role = "assigned " + strings.Join(assigned, ", ")
-					if g == processor.DefaultGroup {
-						role = "ACTIVE, " + role
-					}
 				} else if j, ok := m.Join.AsConsumer(); ok && !subscribes(j.Topics, ours) {
 					role = "(another deployment sharing the group name)"
 				} else if g == processor.DefaultGroup {
-					role = "standby"
+					role = "idle (more processor instances than events partitions)"
 				}
 			}
 			fmt.Fprintf(out, "  member %s (%s on %s) %s\n", m.ClientID, shortID(m.MemberID), m.ClientHost, role)

@@ -48,7 +48,7 @@ func setup(t *testing.T, options ...func(*ingest.Config)) *fixture {
 	must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "uc-off", OrgID: "org-a", IntegrationID: integrationID, Name: "Old",
 		Slug: "old", Type: registry.TypeInbound, Enabled: false, Version: 1}))
 
-	producer, err := kgo.NewClient(append(c.Config.BaseOpts(kafkatest.Quiet()), kafkax.ProducerOpts(2*time.Second)...)...)
+	producer, err := kgo.NewClient(append(c.Config.BaseOpts(kafkatest.Quiet()), kafkax.ProducerOpts(c.Topics, 2*time.Second)...)...)
 	must(t, err)
 	t.Cleanup(producer.Close)
 	cfg := ingest.Config{Topics: c.Topics, Producer: producer, Registry: reg, AckTimeout: time.Second, Log: kafkatest.Quiet()}

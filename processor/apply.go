@@ -26,6 +26,9 @@ type application struct {
 	now      int64  // written_at of the writes, ms
 	version  uint64 // the event's receive time, µs: orders writes of one entity
 	settings *integrationSettings
+	// partition is the event's events partition: its state records go to the same partition of
+	// the entity-state topic, which the instance owning the org's events restores.
+	partition int32
 
 	outs     []*kgo.Record
 	written  []writtenEntity // the monitoring detail's list of writes
@@ -472,7 +475,7 @@ func (a *application) finish(res *mapping.Extraction) ([]*kgo.Record, outcome) {
 		st.Org = a.ev.OrgID
 		b, _ := json.Marshal(st)
 		st.raw = b
-		a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.EntityState, Key: []byte(id), Value: b,
+		a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.EntityState, Partition: a.partition, Key: []byte(id), Value: b,
 			Headers: a.p.entities.writtenBy(st.Version)})
 		states[id] = st
 	}

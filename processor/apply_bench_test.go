@@ -61,11 +61,11 @@ func BenchmarkProcessEvent(b *testing.B) {
 			for i := range b.N {
 				ev := envelope.Event{EventID: fmt.Sprint("e", i), OrgID: "org", IntegrationID: "int", UseCaseID: "uc", Format: "json",
 					Payload: payloads[i], ReceivedAtUs: int64(1_700_000_000_000_000 + i)}
-				if _, o := p.mapEvent(ctx, &ev); o.level != envelope.LevelSuccess {
+				if _, o := p.mapEvent(ctx, &ev, 0); o.level != envelope.LevelSuccess {
 					b.Fatalf("event %d: %s %s", i, o.code, o.message)
 				}
 				if i%2000 == 1999 {
-					p.entities.commit()
+					p.entities.commit(nil)
 				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")

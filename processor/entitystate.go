@@ -145,7 +145,9 @@ func addToSet(index map[string]map[string]bool, key, id string) {
 	index[key][id] = true
 }
 
-func (s *entityStore) commit() {
+// commit makes the open transaction's states committed, with the changelog positions its own
+// state records brought their partitions to (offset of the last one + 1).
+func (s *entityStore) commit(positions map[int32]int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	changes := make([]stateChange, 0, len(s.staged))
@@ -153,7 +155,7 @@ func (s *entityStore) commit() {
 		s.internLocked(st)
 		changes = append(changes, stateChange{id: id, st: st})
 	}
-	if err := s.committed.apply(changes, nil); err != nil {
+	if err := s.committed.apply(changes, positions); err != nil {
 		// The states are in the committed transaction's records: the topic brings them back.
 		s.log.Error("committed entity states not stored locally; they are read back from the topic", "err", err)
 	}
@@ -280,26 +282,48 @@ func (s *entityStore) readingsIn(group string, overlay map[string]*entityState) 
 	return out
 }
 
-// run reads the entity-state topic from its start: ready closes once every partition's last
-// stable offset (as of the start) is reached; then it keeps following other instances' changes.
-func (s *entityStore) run(ctx context.Context, kc kafkax.Config, topic string) error {
-	start := time.Now()
-	consume := []kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
-	var from map[int32]int64
+// open opens the committed states (on disk: the store under dir, checked against the topic's
+// identity) before any partition is caught up; ready closes then.
+func (s *entityStore) open(ctx context.Context, kc kafkax.Config, topic string) error {
 	if s.dir != "" {
-		states, offsets, err := s.openDisk(ctx, kc, topic)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		if err := s.openDisk(ctx, kc, topic); err != nil {
 			return err
 		}
-		defer states.close()
-		from = states.positions()
-		consume = []kgo.Opt{kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
 	}
-	cl, err := kgo.NewClient(append(append(kc.BaseOpts(s.log), kafkax.ChangelogOpts()...), consume...)...)
+	close(s.ready)
+	return nil
+}
+
+// close flushes and closes the committed states.
+func (s *entityStore) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.committed.close()
+}
+
+// catchUp reads changelog partitions from where the store has them (its positions: what it read
+// or wrote itself last) to their last stable offsets. A partition is written by the instance that
+// owns its events partition only, so an instance that is given a partition reads what the
+// previous owners wrote since it last held it: all of it the first time, on disk only what
+// followed its checkpoint.
+func (s *entityStore) catchUp(ctx context.Context, kc kafkax.Config, topic string, partitions []int32) error {
+	if len(partitions) == 0 {
+		return nil
+	}
+	start := time.Now()
+	s.mu.RLock()
+	from := s.committed.positions()
+	s.mu.RUnlock()
+	offsets := map[int32]kgo.Offset{}
+	for _, p := range partitions {
+		if at, ok := from[p]; ok {
+			offsets[p] = kgo.NewOffset().At(at)
+		} else {
+			offsets[p] = kgo.NewOffset().AtStart()
+		}
+	}
+	cl, err := kgo.NewClient(append(append(kc.BaseOpts(s.log), kafkax.ChangelogOpts()...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		return fmt.Errorf("entity state client: %w", err)
 	}
@@ -339,26 +363,15 @@ func (s *entityStore) run(ctx context.Context, kc kafkax.Config, topic string) e
 			flush()
 		}
 	}
-	read, err := kafkax.CatchUpFrom(ctx, cl, s.log, topic, nil, from, add)
+	read, err := kafkax.CatchUpFrom(ctx, cl, s.log, topic, partitions, from, add)
+	flush()
+	s.restored.Add(int64(read))
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
 		return fmt.Errorf("entity state: %w", err)
 	}
-	flush()
-	s.restored.Store(int64(read))
-	close(s.ready)
-	s.log.Info("entity state restored", "entities", s.size(), "records", read, "ms", time.Since(start).Milliseconds(), "on_disk", s.dir != "")
-	// Then follow other instances' changes. A plain consumer rides out broker restarts by itself.
-	for {
-		fetches := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		fetches.EachRecord(add)
-		flush()
-	}
+	s.log.Info("entity state caught up", "partitions", partitions, "records", read, "entities", s.size(),
+		"ms", time.Since(start).Milliseconds(), "on_disk", s.dir != "")
+	return nil
 }
 
 func (s *entityStore) size() int {

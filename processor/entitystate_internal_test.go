@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,11 +41,11 @@ func TestOwnAppliedWritesAreSkippedWhenFollowing(t *testing.T) {
 	}
 }
 
-// On disk, a store restarted with its directory reads the topic only from its checkpoint, and
-// holds every state; lookups and the back-indexes answer from disk.
+// On disk, a store restarted with its directory reads its partition of the topic only from its
+// checkpoint, and holds every state; lookups and the back-indexes answer from disk.
 func TestDiskStateRestartsFromItsCheckpoint(t *testing.T) {
 	c := kafkatest.New(t)
-	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
+	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,41 +56,45 @@ func TestDiskStateRestartsFromItsCheckpoint(t *testing.T) {
 				Keys:      attrKeys{{Attr: "email", Key: keyOf("org", "contact", "email", fmt.Sprint("k", i, "@example.com"))}},
 				Relations: map[string][]mapping.ResolvedRelationItem{"company": {{EntityID: "company-1", Schema: "company"}}}}
 			b, _ := json.Marshal(&st)
-			if err := producer.ProduceSync(context.Background(), &kgo.Record{Topic: c.Topics.EntityState, Key: []byte(fmt.Sprint("e", i)), Value: b}).FirstErr(); err != nil {
+			if err := producer.ProduceSync(context.Background(), &kgo.Record{Topic: c.Topics.EntityState, Partition: 2, Key: []byte(fmt.Sprint("e", i)), Value: b}).FirstErr(); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	dir := t.TempDir()
-	run := func() (*entityStore, func()) {
+	open := func() *entityStore {
 		s := newEntityStore(kafkatest.Quiet(), "me")
 		s.dir = dir
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.run(ctx, c.Config, c.Topics.EntityState) }()
-		select {
-		case <-s.ready:
-		case err := <-done:
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := s.open(ctx, c.Config, c.Topics.EntityState); err != nil {
 			t.Fatal(err)
-		case <-time.After(20 * time.Second):
-			t.Fatal("not ready")
 		}
-		var once sync.Once
-		stop := func() { once.Do(func() { cancel(); <-done }) }
-		t.Cleanup(stop)
-		return s, stop
+		if err := s.catchUp(ctx, c.Config, c.Topics.EntityState, []int32{2}); err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
 	writeStates(0, 100)
-	first, stopFirst := run()
+	first := open()
 	if first.size() != 100 || first.restored.Load() != 100 {
 		t.Fatalf("first start: %d entities from %d records", first.size(), first.restored.Load())
 	}
-	// Follow, then stop; more states arrive while it is down.
+	// More states arrive: a catch-up reads only them.
 	writeStates(100, 5)
-	waitFor(t, func() bool { return first.size() == 105 })
-	stopFirst()
+	if err := first.catchUp(context.Background(), c.Config, c.Topics.EntityState, []int32{2}); err != nil {
+		t.Fatal(err)
+	}
+	if first.size() != 105 || first.restored.Load() != 105 {
+		t.Fatalf("second catch-up: %d entities from %d records", first.size(), first.restored.Load())
+	}
+	if err := first.close(); err != nil {
+		t.Fatal(err)
+	}
+	// Stopped; more states arrive while it is down.
 	writeStates(105, 10)
-	second, _ := run()
+	second := open()
+	t.Cleanup(func() { _ = second.close() })
 	if second.size() != 115 {
 		t.Fatalf("restart: %d entities, want 115", second.size())
 	}

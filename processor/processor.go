@@ -79,8 +79,11 @@ type Processor struct {
 	lookupAttrs lookupAttributes
 	dedup       *dedupStore
 	entities    *entityStore
-	// assigned counts the events partitions this instance maps (0: standing by).
+	// assigned counts the events partitions this instance maps (0: none yet, or more instances
+	// than partitions).
 	assigned atomic.Int64
+	// fresh are partitions given to this instance whose state is not caught up yet.
+	fresh freshPartitions
 
 	// Outcomes are counted when their transaction commits, so a retried batch counts once.
 	pending   map[[2]string]int // (level, code) -> events in the open transaction
@@ -154,7 +157,7 @@ func New(cfg Config) (*Processor, error) {
 			Help: "Time from a batch's first record to its committed transaction.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 	}
 	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_processor_active",
-		Help: "1 while this instance maps events (holds the events partitions), 0 while it stands by."},
+		Help: "1 while this instance maps events (holds events partitions), 0 while it has none."},
 		func() float64 { return float64(min(p.assigned.Load(), 1)) })
 	partitions := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_processor_assigned_partitions",
 		Help: "Events partitions this instance maps."}, func() float64 { return float64(p.assigned.Load()) })
@@ -196,11 +199,11 @@ func (p *Processor) processEvent(ctx context.Context, rec *kgo.Record, ev *envel
 		}
 		mark, _ := json.Marshal(dedupRecord{FirstSeenMs: receivedMs, EventID: ev.EventID})
 		p.dedup.stage(rec.Partition, string(rec.Key), receivedMs)
-		outs, o := p.mapEvent(ctx, ev)
-		outs = append(outs, &kgo.Record{Topic: p.cfg.Topics.Dedup, Key: rec.Key, Value: mark})
+		outs, o := p.mapEvent(ctx, ev, rec.Partition)
+		outs = append(outs, &kgo.Record{Topic: p.cfg.Topics.Dedup, Partition: rec.Partition, Key: rec.Key, Value: mark})
 		return append(outs, p.monitoringRecord(ev, o))
 	}
-	outs, o := p.mapEvent(ctx, ev)
+	outs, o := p.mapEvent(ctx, ev, rec.Partition)
 	return append(outs, p.monitoringRecord(ev, o))
 }
 
@@ -212,7 +215,7 @@ type outcome struct {
 	detail      map[string]any
 }
 
-func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Record, outcome) {
+func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event, partition int32) ([]*kgo.Record, outcome) {
 	snap := p.cfg.Registry.Snapshot()
 	uc, ok := snap.UseCase(ev.OrgID, ev.UseCaseID)
 	if !ok {
@@ -249,7 +252,7 @@ func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event) ([]*kgo.Re
 		return nil, o
 	}
 	app := &application{p: p, ev: ev, uc: uc, now: p.cfg.Now().UnixMilli(), version: uint64(ev.ReceivedAtUs),
-		changed: map[string]*entityState{}}
+		changed: map[string]*entityState{}, partition: partition}
 	// event_type selects the modes (CREATE creates, DELETE deletes) unless the integration turns
 	// that off with settings.honor_event_type: false.
 	app.settings = p.integrationSettings(ev.OrgID, ev.IntegrationID)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/registry/registrytest"
@@ -431,11 +433,25 @@ func TestALateEventsAppendsAreMerged(t *testing.T) {
 	}
 }
 
-// Two processor instances: one maps every event (exactly once), the other stands by, and takes
-// over when the active one stops.
-func TestOneInstanceMapsTheOtherStandsBy(t *testing.T) {
+// Two processor instances each map the events of the orgs in their partitions (exactly once);
+// when one stops, the other takes its partitions over with their entity state: the orgs'
+// entities written before are updated, not created again.
+func TestEveryInstanceMapsItsPartitionsAndTakesOverState(t *testing.T) {
 	c, reg := withUseCases(t, map[string]json.RawMessage{"customers": json.RawMessage(mappingConfig)})
 	ctx := context.Background()
+	// One org per events partition (4), so that each instance has events to map.
+	var orgs []string
+	covered := map[int32]bool{}
+	for i := 0; len(covered) < int(c.Config.Partitions); i++ {
+		org := fmt.Sprint("org-", i)
+		if part := kafkax.OrgPartition([]byte(org), c.Config.Partitions); !covered[part] {
+			covered[part] = true
+			orgs = append(orgs, org)
+			must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: org, Name: "SAP"}))
+			must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "customers", OrgID: org, IntegrationID: "int", Name: "c", Slug: "customers",
+				Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
+		}
+	}
 	type instance struct {
 		metrics *prometheus.Registry
 		stop    context.CancelFunc
@@ -444,7 +460,7 @@ func TestOneInstanceMapsTheOtherStandsBy(t *testing.T) {
 	start := func(id string) *instance {
 		in := &instance{metrics: prometheus.NewRegistry(), done: make(chan error, 1)}
 		p, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
-			InstanceID: id, Metrics: in.metrics})
+			InstanceID: id, Metrics: in.metrics, StateDir: filepath.Join(stateDir(t), id)})
 		must(t, err)
 		runCtx, cancel := context.WithCancel(ctx)
 		in.stop = cancel
@@ -463,16 +479,18 @@ func TestOneInstanceMapsTheOtherStandsBy(t *testing.T) {
 		}
 		return total
 	}
-	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
+	producer, err := kgo.NewClient(append(kafkax.ProducerOpts(c.Topics, 5*time.Second), kgo.SeedBrokers(c.Config.Brokers...))...)
 	must(t, err)
 	defer producer.Close()
-	send := func(from, n int) {
-		for i := from; i < from+n; i++ {
-			e := envelope.Event{EventID: fmt.Sprint("e", i), OrgID: "org", IntegrationID: "int", UseCaseID: "customers", Format: "json",
-				Payload: json.RawMessage(fmt.Sprintf(`{"no":"K-%d","name":"n"}`, i)), ReceivedAtUs: int64(1000 + i)}
-			b, _ := json.Marshal(e)
-			// Keys spread the events over every partition, as ingest's do.
-			must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte(e.EventID), Value: b}).FirstErr())
+	at := int64(1000)
+	send := func(round string, customers int) {
+		for _, org := range orgs {
+			for i := range customers {
+				at++
+				e := envelope.Event{EventID: fmt.Sprint(org, "-", round, "-", i), OrgID: org, IntegrationID: "int", UseCaseID: "customers", Format: "json",
+					Payload: json.RawMessage(fmt.Sprintf(`{"no":"K-%d","name":"%s"}`, i, round)), ReceivedAtUs: at}
+				must(t, producer.ProduceSync(ctx, envelope.EventRecord(c.Topics.Events, &e)).FirstErr())
+			}
 		}
 	}
 	waitTotal := func(want float64, ins ...*instance) {
@@ -493,21 +511,72 @@ func TestOneInstanceMapsTheOtherStandsBy(t *testing.T) {
 		}
 	}
 	a, b := start("a"), start("b")
-	send(0, 40)
+	// Both in the group before the first events: a rebalance waits for the second to join.
+	waitFor(t, func() bool { return gauge(a.metrics, "erpstream_processor_assigned_partitions")+gauge(b.metrics, "erpstream_processor_assigned_partitions") == 4 &&
+		gauge(a.metrics, "erpstream_processor_assigned_partitions") > 0 && gauge(b.metrics, "erpstream_processor_assigned_partitions") > 0 })
+	send("first", 10)
 	waitTotal(40, a, b)
-	active, standby := a, b
-	if mapped(b) > 0 {
-		active, standby = b, a
+	if mapped(a) == 0 || mapped(b) == 0 {
+		t.Fatalf("events mapped by the instances: %v and %v, want both to map", mapped(a), mapped(b))
 	}
-	if mapped(standby) != 0 || mapped(active) != 40 {
-		t.Fatalf("events mapped by the instances: %v and %v, want all by one", mapped(a), mapped(b))
+	a.stop()
+	must(t, <-a.done)
+	before := mapped(b)
+	send("second", 10)
+	waitTotal(before+40, b)
+	b.stop()
+	must(t, <-b.done)
+	changes := map[string]int{}
+	for _, w := range readEntityWrites(t, c) {
+		changes[w.Change]++
 	}
-	active.stop()
-	must(t, <-active.done)
-	send(40, 20)
-	waitTotal(20, standby)
-	standby.stop()
-	must(t, <-standby.done)
+	if changes[envelope.ChangeCreated] != 40 || changes[envelope.ChangeUpdated] != 40 {
+		t.Fatalf("entity changes %v, want 40 created and 40 updated (the second round found every entity)", changes)
+	}
+}
+
+func gauge(reg *prometheus.Registry, name string) float64 {
+	families, _ := reg.Gather()
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) > 0 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 30 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// readEntityWrites reads every committed entity write of c.
+func readEntityWrites(t *testing.T, c *kafkatest.Cluster) []envelope.EntityWrite {
+	t.Helper()
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.ConsumeTopics(c.Topics.Entities),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	must(t, err)
+	defer consumer.Close()
+	var out []envelope.EntityWrite
+	for wait := 10 * time.Second; ; wait = time.Second { // until a second passes without records
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		fs := consumer.PollFetches(ctx)
+		cancel()
+		if fs.IsClientClosed() || fs.NumRecords() == 0 && ctx.Err() != nil {
+			return out
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var w envelope.EntityWrite
+			must(t, json.Unmarshal(r.Value, &w))
+			out = append(out, w)
+		})
+	}
 }
 
 // An event whose records would be over the broker's size limit fails alone (ENTITY_TOO_LARGE)

@@ -22,22 +22,20 @@ func (p *Processor) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	// The entity state is read whole before the first event is mapped, then followed.
-	stateCtx, stopState := context.WithCancel(ctx)
-	stateErr, stateDone := make(chan error, 1), make(chan struct{})
-	go func() {
-		defer close(stateDone)
-		stateErr <- p.entities.run(stateCtx, p.cfg.Kafka, p.cfg.Topics.EntityState)
-	}()
-	// The state's store is closed (on disk: flushed) before Run returns.
-	defer func() { stopState(); <-stateDone }()
-	select {
-	case <-p.entities.ready:
-	case err := <-stateErr:
+	// The entity state is opened here and caught up per events partition when this instance is
+	// given it (catchUpFresh): an instance holds the state of the orgs whose events it maps.
+	if err := p.entities.open(ctx, p.cfg.Kafka, p.cfg.Topics.EntityState); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("processor: %w", err)
-	case <-ctx.Done():
-		return nil
 	}
+	// The state's store is closed (on disk: flushed) before Run returns.
+	defer func() {
+		if err := p.entities.close(); err != nil {
+			p.log.Warn("entity state store did not close cleanly; it is caught up from its checkpoint at the next start", "err", err)
+		}
+	}()
 	backoff := 250 * time.Millisecond
 	for {
 		began := time.Now()
@@ -67,7 +65,9 @@ func (p *Processor) runSession(ctx context.Context) error {
 		// A crashed instance's partitions move after the session timeout: 15 s rather than
 		// Kafka's 45 s default (heartbeats run beside the work, every 3 s).
 		kgo.SessionTimeout(15*time.Second),
-		kgo.Balancers(singleActive{}), // one instance maps, the others stand by (balancer.go)
+		// Every instance maps a share of the partitions (events are partitioned by org); a
+		// rebalance moves only the partitions that change hands.
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
@@ -78,11 +78,13 @@ func (p *Processor) runSession(ctx context.Context) error {
 		kgo.TransactionTimeout(20*time.Second),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(2*time.Millisecond),
-		// Same hashing as ingest, so a dedup mark lands in the partition number of its event.
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		// Dedup marks and entity states go to the partition number of their event
+		// (Record.Partition); entity writes and monitoring rows by key.
+		kgo.RecordPartitioner(p.cfg.Topics.Partitioner()),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
-			p.log.Info("processor active: mapping events", "partitions", len(assigned[p.cfg.Topics.Events]))
+			p.log.Info("processor given events partitions", "partitions", assigned[p.cfg.Topics.Events])
 			p.assigned.Add(int64(len(assigned[p.cfg.Topics.Events])))
+			p.markFresh(assigned[p.cfg.Topics.Events])
 			// Restoring waits out broker errors; it ends early only when the session closes,
 			// and then the partitions are not processed by this session anyway.
 			if err := p.dedup.restore(ctx, p.cfg.Kafka, p.cfg.Topics.Dedup, assigned[p.cfg.Topics.Events]); err != nil {
@@ -126,6 +128,12 @@ func (p *Processor) runSession(ctx context.Context) error {
 		// Compile outside the transaction: a new use-case version costs its compile time here,
 		// not inside the transaction's timeout.
 		p.prepare(ctx, batch)
+		if err := p.catchUpFresh(ctx, batch); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
 		rest, err := p.transact(ctx, sess, batch)
 		if err != nil {
 			return err
@@ -143,13 +151,15 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	began := time.Now()
 	promise := kgo.AbortingFirstErrPromise(sess.Client())
+	positions := &statePositions{topic: p.cfg.Topics.EntityState, next: map[int32]int64{}}
 	records, done := 0, 0
 	for _, in := range batch {
 		if done > 0 && (time.Since(began) > p.cfg.BatchBudget || records >= p.cfg.MaxTransactionRecords) || ctx.Err() != nil {
 			break
 		}
 		for _, out := range p.process(ctx, in.rec, &in.ev) {
-			sess.Produce(ctx, out, promise.Promise())
+			report := promise.Promise()
+			sess.Produce(ctx, out, func(r *kgo.Record, err error) { positions.observe(r, err); report(r, err) })
 			records++
 		}
 		done++
@@ -166,7 +176,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	committed, err := sess.End(endCtx, kgo.TransactionEndTry(promise.Err() == nil && ctx.Err() == nil))
 	if committed {
 		p.dedup.commit()
-		p.entities.commit()
+		p.entities.commit(positions.next)
 		for k, n := range p.pending {
 			p.outcomes.WithLabelValues(k[0], k[1]).Add(float64(n))
 		}

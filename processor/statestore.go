@@ -1,5 +1,7 @@
 package processor
 
+import "maps"
+
 // The committed entity states and their indexes live in a committedStates: in memory (the
 // default), or on disk (Pebble, statestore_pebble.go) when the processor has a state directory.
 // The entity store keeps the open transaction's changes in front of either.
@@ -21,7 +23,7 @@ type committedStates interface {
 	// eachReading calls fn for the readings of a group (possibly stale).
 	eachReading(group string, fn func(id string))
 	size() int
-	// positions is where to resume reading each changelog partition (nil: from the start).
+	// positions is where to resume reading each changelog partition (absent: from the start).
 	positions() map[int32]int64
 	close() error
 }
@@ -79,16 +81,21 @@ type memStates struct {
 	// readings indexes live meter readings by group (meter id / counter id).
 	readings map[string]map[string]bool
 	byKey    map[lookupKey]idSet
+	// at is how far each changelog partition has been read or written (this process's lifetime).
+	at map[int32]int64
 }
 
 func newMemStates() *memStates {
 	return &memStates{m: map[string]*entityState{}, relatedFrom: map[string]map[string]bool{},
-		readings: map[string]map[string]bool{}, byKey: map[lookupKey]idSet{}}
+		readings: map[string]map[string]bool{}, byKey: map[lookupKey]idSet{}, at: map[int32]int64{}}
 }
 
 func (s *memStates) get(id string) *entityState { return s.m[id] }
 
-func (s *memStates) apply(changes []stateChange, _ map[int32]int64) error {
+func (s *memStates) apply(changes []stateChange, positions map[int32]int64) error {
+	for p, at := range positions {
+		s.at[p] = at
+	}
 	for _, ch := range changes {
 		cur := s.m[ch.id]
 		if cur != nil && cur.Version > ch.st.Version {
@@ -144,5 +151,5 @@ func (s *memStates) eachReading(group string, fn func(id string)) {
 }
 
 func (s *memStates) size() int                  { return len(s.m) }
-func (s *memStates) positions() map[int32]int64 { return nil }
+func (s *memStates) positions() map[int32]int64 { return maps.Clone(s.at) }
 func (s *memStates) close() error               { return nil }

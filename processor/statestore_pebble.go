@@ -52,31 +52,22 @@ const (
 // StateCacheEntries bounds the decoded states kept in memory (about 450 B each for a contact).
 const StateCacheEntries = 200_000
 
-// openDisk opens (or creates) the store of topic under the entity store's directory and returns
-// the offset each changelog partition is to be read from.
-func (s *entityStore) openDisk(ctx context.Context, kc kafkax.Config, topic string) (*pebbleStates, map[int32]kgo.Offset, error) {
-	id, partitions, err := topicIdentity(ctx, kc, topic, s)
+// openDisk opens (or creates) the store of topic under the entity store's directory, in place
+// of the in-memory one.
+func (s *entityStore) openDisk(ctx context.Context, kc kafkax.Config, topic string) error {
+	id, _, err := topicIdentity(ctx, kc, topic, s)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	states, err := openPebbleStates(filepath.Join(s.dir, topic), id)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	s.mu.Lock()
 	s.committed = states
 	s.mu.Unlock()
-	from := states.positions()
-	offsets := map[int32]kgo.Offset{}
-	for _, p := range partitions {
-		if at, ok := from[p]; ok {
-			offsets[p] = kgo.NewOffset().At(at)
-		} else {
-			offsets[p] = kgo.NewOffset().AtStart()
-		}
-	}
-	s.log.Info("entity state on disk", "dir", filepath.Join(s.dir, topic), "entities", states.size(), "checkpoints", len(from))
-	return states, offsets, nil
+	s.log.Info("entity state on disk", "dir", filepath.Join(s.dir, topic), "entities", states.size(), "checkpoints", len(states.positions()))
+	return nil
 }
 
 // topicIdentity is the changelog topic's id and partitions, waiting out an unreachable broker.

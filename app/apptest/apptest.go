@@ -18,6 +18,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +44,8 @@ type Env struct {
 	cancel context.CancelFunc
 	done   chan error
 	logs   *logBuffer
+	// instances numbers the services StartOnly runs.
+	instances atomic.Int64
 	// AfterInsert, when set, runs in the projector between a ClickHouse insert and the offset commit.
 	AfterInsert func() error
 	// Configure, when set, adjusts the configuration start uses.
@@ -226,8 +229,9 @@ func (e *Env) StartOnly(services ...string) string {
 		Services: services, Listener: ln, Kafka: e.Kafka, ClickHouse: e.CH,
 		DevMode: true, DevToken: "it-token", Log: e.Log, JWT: e.JWT, RateLimitPerMinute: -1, MetricsToken: "it-metrics",
 		ProjectorFlushInterval: 200 * time.Millisecond,
-		InstanceID:             "it-" + strings.Join(services, "-"),
-		OnReady:                func(addr string) { ready <- addr },
+		// Unique per call: instances of one service need transactional ids of their own.
+		InstanceID: fmt.Sprintf("it-%s-%d", strings.Join(services, "-"), e.instances.Add(1)),
+		OnReady:    func(addr string) { ready <- addr },
 	}
 	if e.Configure != nil {
 		e.Configure(&cfg)

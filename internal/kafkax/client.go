@@ -61,15 +61,16 @@ func (c Config) BaseOpts(log *slog.Logger) []kgo.Opt {
 }
 
 // ProducerOpts makes a producer that only reports a record once every in-sync replica has it
-// (acks=all) and never duplicates on retry (idempotence, franz-go's default).
-func ProducerOpts(deliveryTimeout time.Duration) []kgo.Opt {
+// (acks=all), never duplicates on retry (idempotence, franz-go's default) and places records as
+// erpstream's topics need (Topics.Partitioner).
+func ProducerOpts(t Topics, deliveryTimeout time.Duration) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(deliveryTimeout),
 		kgo.ProducerLinger(2 * time.Millisecond),
 		kgo.ProducerBatchMaxBytes(8 << 20),
 		kgo.MaxBufferedBytes(256 << 20),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.RecordPartitioner(t.Partitioner()),
 	}
 }
 

@@ -98,11 +98,12 @@ const day = 24 * 60 * 60 * 1000
 
 // Specs is the table of topics: their partitioning, retention and cleanup policy.
 //
-// The events topic is shared by all use cases and keyed "<org>/<integration>/<use case>/<spread>",
-// where spread is the event's deduplication id (else its event id). A hot use case therefore
-// spreads over every partition; re-sent copies of one ERP message (same deduplication id)
-// always meet in one partition, where the deduplication state for them lives. Per-entity order
-// is restored downstream: entity writes are keyed by entity id and versioned by receive time.
+// The events topic is shared by all use cases, keyed "<org>/<integration>/<use case>/<spread>"
+// (spread: the deduplication id, else the event id) and partitioned by the org alone
+// (Topics.Partitioner): an org's events are in one partition in the order they were accepted,
+// with its deduplication marks and entity states in the same partition of their topics, so the
+// processor instance owning the partition holds all the state the org's events need. Entity
+// writes are keyed by entity id and versioned by receive time.
 func (t Topics) Specs(dataPartitions int32) []TopicSpec {
 	specs := []TopicSpec{
 		{Name: t.Events, Partitions: dataPartitions, Purpose: "accepted ERP events",
@@ -116,7 +117,7 @@ func (t Topics) Specs(dataPartitions int32) []TopicSpec {
 		{Name: t.Dedup, Partitions: dataPartitions, SamePartitionsAs: t.Events, Purpose: "deduplication marks (24 h window), co-partitioned with events",
 			Configs: map[string]string{"cleanup.policy": "compact,delete", "retention.ms": strconv.Itoa(25 * 60 * 60 * 1000),
 				"segment.ms": strconv.Itoa(60 * 60 * 1000), "min.compaction.lag.ms": "0"}},
-		{Name: t.EntityState, Partitions: dataPartitions, Purpose: "entity state the processor applies relations and modes with (compacted, keyed by entity id)",
+		{Name: t.EntityState, Partitions: dataPartitions, SamePartitionsAs: t.Events, Purpose: "entity state the processor applies relations and modes with (compacted, keyed by entity id, co-partitioned with events: an org's states in its events partition)",
 			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(day),
 				"max.message.bytes": "8388608"}},
 		{Name: t.Config, Partitions: 1, ExactPartitions: true, Purpose: "integrations and use cases (compacted log)",

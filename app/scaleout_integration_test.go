@@ -1,0 +1,247 @@
+//go:build integration
+
+package app_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/erpstream/erpstream/app"
+	"github.com/erpstream/erpstream/app/apptest"
+	"github.com/erpstream/erpstream/internal/auth"
+	"github.com/erpstream/erpstream/internal/kafkax"
+)
+
+// processorProcess is `erpstream process` as a process of its own, with its state on disk and
+// its metrics on a port of its own.
+type processorProcess struct {
+	t       *testing.T
+	bin     string
+	env     []string
+	metrics string
+	cmd     *exec.Cmd
+	log     *os.File
+}
+
+func buildErpstream(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "erpstream")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/erpstream").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func newProcessorProcess(t *testing.T, e *apptest.Env, bin, id string) *processorProcess {
+	t.Helper()
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	logf, err := os.Create(filepath.Join(dir, "process.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	p := &processorProcess{t: t, bin: bin, metrics: addr, log: logf, env: append(os.Environ(),
+		"KAFKA_BROKERS="+strings.Join(e.Kafka.Brokers, ","), "ERPSTREAM_TOPIC_PREFIX="+e.Kafka.TopicPrefix, "ERPSTREAM_KAFKA_PARTITIONS=4",
+		"CLICKHOUSE_ADDR="+e.CH.Addr, "CLICKHOUSE_DATABASE="+e.CH.Database, "ERPSTREAM_METRICS_ADDR="+addr,
+		"ERPSTREAM_DEV_MODE=1", "ERPSTREAM_DEV_TOKEN=it-token", "ERPSTREAM_INSTANCE_ID="+id,
+		"ERPSTREAM_PROCESSOR_STATE_DIR="+filepath.Join(dir, "state"))}
+	t.Cleanup(func() {
+		if p.cmd != nil && p.cmd.Process != nil {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = p.cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				_ = p.cmd.Process.Kill()
+				<-done
+			}
+		}
+	})
+	return p
+}
+
+func (p *processorProcess) start() {
+	p.t.Helper()
+	p.cmd = exec.Command(p.bin, "process")
+	p.cmd.Env, p.cmd.Stdout, p.cmd.Stderr = p.env, p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	apptest.WaitFor(p.t, func() bool {
+		resp, err := http.Get("http://" + p.metrics + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func (p *processorProcess) kill() {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Wait()
+	p.cmd = nil
+}
+
+// metric is the sum of a metric's samples on the process's metrics port (-1 when it is down).
+func (p *processorProcess) metric(name string) float64 {
+	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	total := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
+			fields := strings.Fields(line)
+			v, _ := strconv.ParseFloat(fields[len(fields)-1], 64)
+			total += v
+		}
+	}
+	return total
+}
+
+// Three `erpstream process` processes share the events of four orgs, one org per partition: each
+// maps a share. One is killed with SIGKILL mid-feed; its partitions move to the other two with
+// their entity state, and back when it is started again. Every event is mapped once: per org one
+// live entity and one success row per event, and the stats count each once.
+func TestIntegrationThreeProcessorsOneKilledLoseAndDoubleNothing(t *testing.T) {
+	e := apptest.New(t)
+	secret := []byte("scale-out-test-secret-0123456789abcdef")
+	e.JWT = auth.JWTConfig{HS256Secret: secret}
+	e.Configure = func(cfg *app.Config) { cfg.Services = []string{app.Ingest, app.Query, app.Project} }
+	e.Start()
+	type org struct {
+		id, token, integration string
+		feed                   *feeder
+	}
+	var orgs []*org
+	covered := map[int32]bool{}
+	for i := 0; len(orgs) < 4; i++ {
+		id := fmt.Sprint("scale-org-", i)
+		if part := kafkax.OrgPartition([]byte(id), 4); covered[part] {
+			continue
+		} else {
+			covered[part] = true
+		}
+		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"org_id": id, "permissions": auth.AllPermissions,
+			"exp": time.Now().Add(time.Hour).Unix(), "jti": id}).SignedString(secret)
+		apptest.Must(t, err)
+		status, integ := e.CallAs(token, "POST", "/v2/integrations", apptest.IntegrationBody)
+		if status != http.StatusCreated {
+			t.Fatalf("create integration: %d %v", status, integ)
+		}
+		o := &org{id: id, token: token, integration: integ["id"].(string)}
+		o.feed = &feeder{e: e, integrationID: o.integration, perRequest: 50, pause: time.Second, token: token,
+			client: &http.Client{Timeout: 30 * time.Second}}
+		orgs = append(orgs, o)
+	}
+	bin := buildErpstream(t)
+	procs := []*processorProcess{newProcessorProcess(t, e, bin, "scale-1"), newProcessorProcess(t, e, bin, "scale-2"),
+		newProcessorProcess(t, e, bin, "scale-3")}
+	for _, p := range procs {
+		p.start()
+	}
+	assigned := func(ps ...*processorProcess) (sum float64, each []float64) {
+		for _, p := range ps {
+			n := p.metric("erpstream_processor_assigned_partitions")
+			each = append(each, n)
+			sum += n
+		}
+		return sum, each
+	}
+	apptest.WaitFor(t, func() bool {
+		sum, each := assigned(procs...)
+		return sum == 4 && each[0] > 0 && each[1] > 0 && each[2] > 0
+	})
+	const perOrg = 1500
+	feedDone := make(chan error, len(orgs))
+	for _, o := range orgs {
+		go func() { feedDone <- o.feed.send(0, perOrg) }()
+	}
+	sent := func() (n int64) {
+		for _, o := range orgs {
+			n += o.feed.sent.Load()
+		}
+		return n
+	}
+	for sent() < perOrg {
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Every instance maps: each has mapped events before the kill.
+	apptest.WaitFor(t, func() bool {
+		for _, p := range procs {
+			if p.metric("erpstream_processor_events_total") <= 0 {
+				return false
+			}
+		}
+		return true
+	})
+	_, each := assigned(procs...)
+	victim := 0 // the instance with the most partitions
+	for i := range each {
+		if each[i] > each[victim] {
+			victim = i
+		}
+	}
+	t.Logf("partitions per instance %v; SIGKILL instance %d after %d events accepted", each, victim+1, sent())
+	others := append(append([]*processorProcess{}, procs[:victim]...), procs[victim+1:]...)
+	procs[victim].kill()
+	// Its partitions move to the two others after the session timeout.
+	apptest.WaitFor(t, func() bool { sum, _ := assigned(others...); return sum == 4 })
+	t.Logf("partitions moved to the others; %d events accepted", sent())
+	procs[victim].start()
+	apptest.WaitFor(t, func() bool {
+		sum, _ := assigned(procs...)
+		return sum == 4 && procs[victim].metric("erpstream_processor_assigned_partitions") > 0
+	})
+	t.Logf("the restarted instance has partitions again; %d events accepted", sent())
+	for range orgs {
+		if err := <-feedDone; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("feed done: %d events accepted", sent())
+	for _, o := range orgs {
+		var live, success uint64
+		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+			live = e.Scalar(`SELECT count() FROM entities FINAL WHERE org_id = ? AND deleted = 0`, o.id)
+			success = e.Scalar(`SELECT count() FROM monitoring_events FINAL WHERE org_id = ? AND level = 'success'`, o.id)
+			if live >= perOrg && success >= perOrg {
+				break
+			}
+		}
+		if live != perOrg || success != perOrg {
+			t.Errorf("%s: %d live contacts and %d success rows, want %d each", o.id, live, success, perOrg)
+		}
+		if dup := e.Scalar(`SELECT count() FROM (SELECT event_id FROM monitoring_events WHERE org_id = ? AND level = 'success' GROUP BY event_id HAVING count() > 1)`, o.id); dup != 0 {
+			t.Errorf("%s: %d events have more than one success row", o.id, dup)
+		}
+		status, st := e.CallAs(o.token, "POST", "/v1/monitoring/stats", `{"integration_id":"`+o.integration+`","from":"`+
+			time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)+`","to":"`+time.Now().Add(time.Minute).UTC().Format(time.RFC3339)+`"}`)
+		if status != http.StatusOK || st["total_events"] != float64(perOrg) {
+			t.Errorf("%s: stats %d %v, want %d events", o.id, status, st, perOrg)
+		}
+	}
+}
