@@ -64,7 +64,7 @@ type feeder struct {
 	perRequest    int
 	pause         time.Duration // between requests, so the feed is still flowing when the broker stops
 	client        *http.Client
-	token         string // "" is the dev token
+	token         string       // "" is the dev token
 	sent          atomic.Int64 // events answered success
 	retries       atomic.Int64
 }

@@ -512,8 +512,10 @@ func TestEveryInstanceMapsItsPartitionsAndTakesOverState(t *testing.T) {
 	}
 	a, b := start("a"), start("b")
 	// Both in the group before the first events: a rebalance waits for the second to join.
-	waitFor(t, func() bool { return gauge(a.metrics, "erpstream_processor_assigned_partitions")+gauge(b.metrics, "erpstream_processor_assigned_partitions") == 4 &&
-		gauge(a.metrics, "erpstream_processor_assigned_partitions") > 0 && gauge(b.metrics, "erpstream_processor_assigned_partitions") > 0 })
+	waitFor(t, func() bool {
+		return gauge(a.metrics, "erpstream_processor_assigned_partitions")+gauge(b.metrics, "erpstream_processor_assigned_partitions") == 4 &&
+			gauge(a.metrics, "erpstream_processor_assigned_partitions") > 0 && gauge(b.metrics, "erpstream_processor_assigned_partitions") > 0
+	})
 	send("first", 10)
 	waitTotal(40, a, b)
 	if mapped(a) == 0 || mapped(b) == 0 {
