@@ -185,3 +185,29 @@ func TestAbsentStateIsFoundOnceWritten(t *testing.T) {
 		t.Errorf("%d entities counted, want 1 (the remembered absence is no entity)", p.size())
 	}
 }
+
+// Two processes sharing a state directory get a store each; a released store is taken again.
+func TestStoreDirsAreClaimedOnePerProcess(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "erp.entity-state")
+	first, releaseFirst, err := claimStoreDir(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, releaseSecond, err := claimStoreDir(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseSecond()
+	if first != base || second != base+".1" {
+		t.Fatalf("claimed %s and %s, want %s and %s.1", first, second, base, base)
+	}
+	releaseFirst()
+	again, releaseAgain, err := claimStoreDir(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseAgain()
+	if again != base {
+		t.Fatalf("after a release: %s, want %s", again, base)
+	}
+}

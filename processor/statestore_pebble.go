@@ -37,6 +37,7 @@ type pebbleStates struct {
 	count     int64
 	cache     *lru.Cache[string, *entityState] // decoded states; a nil state is one known absent
 	closeOnce sync.Once
+	release   func() // unlocks the store's directory (claimStoreDir)
 }
 
 const (
@@ -59,14 +60,20 @@ func (s *entityStore) openDisk(ctx context.Context, kc kafkax.Config, topic stri
 	if err != nil {
 		return err
 	}
-	states, err := openPebbleStates(filepath.Join(s.dir, topic), id)
+	dir, release, err := claimStoreDir(filepath.Join(s.dir, topic))
 	if err != nil {
 		return err
 	}
+	states, err := openPebbleStates(dir, id)
+	if err != nil {
+		release()
+		return err
+	}
+	states.release = release
 	s.mu.Lock()
 	s.committed = states
 	s.mu.Unlock()
-	s.log.Info("entity state on disk", "dir", filepath.Join(s.dir, topic), "entities", states.size(), "checkpoints", len(states.positions()))
+	s.log.Info("entity state on disk", "dir", dir, "entities", states.size(), "checkpoints", len(states.positions()))
 	return nil
 }
 
@@ -344,6 +351,9 @@ func (p *pebbleStates) close() error {
 	p.closeOnce.Do(func() {
 		// Without a write-ahead log the memtable is lost unless flushed: a clean stop keeps it.
 		err = errors.Join(p.db.Flush(), p.db.Close())
+		if p.release != nil {
+			p.release()
+		}
 	})
 	return err
 }
