@@ -26,13 +26,14 @@ import (
 	"github.com/erpstream/erpstream/internal/auth"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/processor"
 )
 
 const usage = `usage: erpstream <command>
 
 commands:
   serve                  run every service in one process (ingest, process, project, query, outbound) and the console
-  status                 topics, schema version, consumer groups (members, lag, the active processor)
+  status                 topics, schema version, consumer groups (members, their partitions, lag)
   version                print the version (module version, commit, build time)
   healthcheck [--live] [--url U]   exit 0 when this host's erpstream is ready (/readyz), 1 otherwise
   ingest                 HTTP API for events and configuration
@@ -44,6 +45,7 @@ commands:
   admin init             ensure-topics, then migrate (a deployment's one-shot job)
   admin ensure-topics    create and verify the Kafka topics
   admin migrate          apply the ClickHouse schema migrations
+  admin relayout         move entity states and dedup marks to their org's partition (once, upgrading from active/standby processors)
   admin token create --org O --name N [--perm erp:read,erp:events,...]   create an API token (printed once)
   admin token list --org O | revoke --org O --id ID
   admin env set --org O --key K [--secret] [--description D]   value read from stdin
@@ -106,7 +108,7 @@ func main() {
 
 func admin(ctx context.Context, cfg app.Config, log *slog.Logger, args []string) error {
 	if len(args) == 0 {
-		return errors.New("admin needs one of: init, ensure-topics, migrate, token, env, secure-proxy")
+		return errors.New("admin needs one of: init, ensure-topics, migrate, relayout, token, env, secure-proxy")
 	}
 	switch args[0] {
 	case "token", "env", "secure-proxy":
@@ -118,6 +120,17 @@ func admin(ctx context.Context, cfg app.Config, log *slog.Logger, args []string)
 		return app.PrepareTopics(ctx, cfg.Kafka, log)
 	case "migrate":
 		return app.Migrate(ctx, cfg.ClickHouse, log)
+	case "relayout":
+		if len(cfg.Kafka.Brokers) == 0 {
+			return errors.New("KAFKA_BROKERS is required for admin relayout")
+		}
+		rep, err := processor.Relayout(ctx, cfg.Kafka, kafkax.NewTopics(cfg.Kafka.TopicPrefix), log)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("moved %d entity states and %d deduplication marks to their org's partition; %d states without an org left in place\n",
+			rep.StatesMoved, rep.MarksMoved, rep.Unplaceable)
+		return nil
 	case "init":
 		if len(cfg.Kafka.Brokers) == 0 {
 			return errors.New("KAFKA_BROKERS is required for admin init")

@@ -1,0 +1,175 @@
+package processor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/internal/kafkax"
+)
+
+// RelayoutReport is what Relayout did.
+type RelayoutReport struct {
+	StatesMoved, MarksMoved int64
+	// Unplaceable are states written before they carried their org: left where they are.
+	Unplaceable int64
+}
+
+// Relayout moves entity states and deduplication marks to the partition of their org
+// (kafkax.OrgPartition): the layout every processor instance relies on since events are
+// partitioned by org. Versions before spread events by deduplication id and kept states by
+// entity id. Each misplaced record is copied to its org's partition, then a tombstone replaces it
+// where it was (compaction removes both). Running it again moves nothing more; a copy of an older
+// state never replaces a newer one (states are versioned). Run it with the processors stopped and
+// their lag at 0 (docs/scaling.md, "Upgrading").
+func Relayout(ctx context.Context, kc kafkax.Config, t kafkax.Topics, log *slog.Logger) (RelayoutReport, error) {
+	var rep RelayoutReport
+	cl, err := kgo.NewClient(append(append(kc.BaseOpts(log), kafkax.ChangelogOpts()...),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerBatchMaxBytes(8<<20))...)
+	if err != nil {
+		return rep, err
+	}
+	defer cl.Close()
+	details, err := kadm.NewClient(cl).ListTopics(ctx, t.Events, t.EntityState, t.Dedup)
+	if err != nil {
+		return rep, err
+	}
+	events, ok := details[t.Events]
+	if !ok || events.Err != nil {
+		return rep, fmt.Errorf("topic %s: not found (erpstream admin ensure-topics)", t.Events)
+	}
+	n := int32(len(events.Partitions))
+	for _, topic := range []string{t.EntityState, t.Dedup} {
+		if d := details[topic]; int32(len(d.Partitions)) != n {
+			return rep, fmt.Errorf("%s has %d partitions, %s %d: they must be equal", topic, len(d.Partitions), t.Events, n)
+		}
+	}
+	var produceErr atomic.Value
+	produce := func(r *kgo.Record) {
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				produceErr.CompareAndSwap(nil, err)
+			}
+		})
+	}
+	// A misplaced record is replaced by a tombstone only once its copy is stored: the copies are
+	// flushed first, a batch at a time.
+	var tombstones []*kgo.Record
+	settle := func() error {
+		if err := cl.Flush(ctx); err != nil {
+			return err
+		}
+		if err, _ := produceErr.Load().(error); err != nil {
+			return errors.Join(errors.New("some records were not moved; run it again"), err)
+		}
+		for _, r := range tombstones {
+			produce(r)
+		}
+		tombstones = tombstones[:0]
+		return nil
+	}
+	var settleErr error
+	move := func(r *kgo.Record, org []byte) bool {
+		want := kafkax.OrgPartition(org, n)
+		if want == r.Partition || settleErr != nil {
+			return false
+		}
+		produce(&kgo.Record{Topic: r.Topic, Partition: want, Key: r.Key, Value: r.Value, Headers: r.Headers})
+		tombstones = append(tombstones, &kgo.Record{Topic: r.Topic, Partition: r.Partition, Key: r.Key})
+		if len(tombstones) >= 10_000 {
+			settleErr = settle()
+		}
+		return true
+	}
+	orgOf := func(topic string, r *kgo.Record) []byte {
+		if topic == t.Dedup {
+			org, _, _ := bytes.Cut(r.Key, []byte("/"))
+			return org
+		}
+		var st struct {
+			Org string `json:"o"`
+		}
+		if json.Unmarshal(r.Value, &st) != nil {
+			return nil
+		}
+		return []byte(st.Org)
+	}
+	for _, topic := range []string{t.EntityState, t.Dedup} {
+		// First the last offset of every key outside its org's partition (a tombstone from an
+		// earlier run included), then the move of each key's last record there, unless a tombstone.
+		last := map[int32]map[string]int64{}
+		err := readChangelog(ctx, kc, log, topic, func(r *kgo.Record) {
+			if r.Value == nil {
+				if keys := last[r.Partition]; keys != nil {
+					if _, ok := keys[string(r.Key)]; ok {
+						keys[string(r.Key)] = r.Offset
+					}
+				}
+				return
+			}
+			org := orgOf(topic, r)
+			if len(org) == 0 {
+				if topic == t.EntityState {
+					rep.Unplaceable++
+				}
+				return
+			}
+			if kafkax.OrgPartition(org, n) == r.Partition {
+				return
+			}
+			if last[r.Partition] == nil {
+				last[r.Partition] = map[string]int64{}
+			}
+			last[r.Partition][string(r.Key)] = r.Offset
+		})
+		if err != nil {
+			return rep, err
+		}
+		err = readChangelog(ctx, kc, log, topic, func(r *kgo.Record) {
+			if at, ok := last[r.Partition][string(r.Key)]; !ok || at != r.Offset || r.Value == nil {
+				return
+			}
+			if move(r, orgOf(topic, r)) {
+				if topic == t.Dedup {
+					rep.MarksMoved++
+				} else {
+					rep.StatesMoved++
+				}
+			}
+		})
+		if err != nil {
+			return rep, err
+		}
+		if settleErr != nil {
+			return rep, settleErr
+		}
+	}
+	if err := settle(); err != nil {
+		return rep, err
+	}
+	if err := settle(); err != nil { // the last tombstones
+		return rep, err
+	}
+	return rep, nil
+}
+
+// readChangelog reads a compacted topic from its start to its last stable offsets.
+func readChangelog(ctx context.Context, kc kafkax.Config, log *slog.Logger, topic string, fn func(*kgo.Record)) error {
+	reader, err := kgo.NewClient(append(append(kc.BaseOpts(log), kafkax.ChangelogOpts()...),
+		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		return err
+	}
+	defer reader.Close()
+	if _, err := kafkax.CatchUpFrom(ctx, reader, log, topic, nil, nil, fn); err != nil {
+		return fmt.Errorf("read %s: %w", topic, err)
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/internal/kafkax"
+	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
+)
+
+// States and dedup marks of an earlier layout (by entity id and deduplication id) are moved to
+// their org's partition, a tombstone left behind; a second run moves nothing.
+func TestRelayoutMovesStatesAndMarksToTheirOrgsPartition(t *testing.T) {
+	c := kafkatest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	home := kafkax.OrgPartition([]byte("org-a"), c.Config.Partitions)
+	away := (home + 1) % c.Config.Partitions
+	state, _ := json.Marshal(&entityState{Org: "org-a", Schema: "contact", Version: 7})
+	placed, _ := json.Marshal(&entityState{Org: "org-a", Schema: "contact", Version: 8})
+	legacy, _ := json.Marshal(&entityState{Schema: "contact", Version: 9}) // before states carried their org
+	for _, r := range []*kgo.Record{
+		{Topic: c.Topics.EntityState, Partition: away, Key: []byte("e-moved"), Value: state},
+		{Topic: c.Topics.EntityState, Partition: home, Key: []byte("e-placed"), Value: placed},
+		{Topic: c.Topics.EntityState, Partition: away, Key: []byte("e-legacy"), Value: legacy},
+		{Topic: c.Topics.Dedup, Partition: away, Key: []byte("org-a/int/dedup/d-1"), Value: []byte(`{"first_seen_ms":1,"event_id":"e"}`)},
+	} {
+		if err := producer.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := Relayout(ctx, c.Config, c.Topics, kafkatest.Quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep != (RelayoutReport{StatesMoved: 1, MarksMoved: 1, Unplaceable: 1}) {
+		t.Fatalf("report %+v", rep)
+	}
+	// The org's partition alone now holds both its states.
+	s := newEntityStore(kafkatest.Quiet(), "me")
+	if err := s.open(ctx, c.Config, c.Topics.EntityState); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.catchUp(ctx, c.Config, c.Topics.EntityState, []int32{home}); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.get("e-moved"); st == nil || st.Version != 7 {
+		t.Fatalf("moved state in the org's partition: %+v", st)
+	}
+	if s.get("e-placed") == nil {
+		t.Fatal("the state already in place is gone")
+	}
+	marks := map[int32][]*kgo.Record{}
+	reader, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.ConsumeTopics(c.Topics.Dedup, c.Topics.EntityState),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	for seen := 0; seen < 8; { // the 4 written, a copy of the moved state and mark, a tombstone for each
+		fs := reader.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d records, want 8", seen)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			seen++
+			if r.Topic == c.Topics.Dedup {
+				marks[r.Partition] = append(marks[r.Partition], r)
+			}
+		})
+	}
+	if len(marks[home]) != 1 || len(marks[away]) != 2 || marks[away][1].Value != nil {
+		t.Fatalf("dedup marks: home %d, away %d (want 1, and the original then a tombstone)", len(marks[home]), len(marks[away]))
+	}
+	again, err := Relayout(ctx, c.Config, c.Topics, kafkatest.Quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.StatesMoved != 0 || again.MarksMoved != 0 || again.Unplaceable != 1 {
+		t.Fatalf("second run moved %+v", again)
+	}
+}
