@@ -84,8 +84,11 @@ awk '/NDJSON streams:/ { for (i = 1; i <= NF; i++) if ($i == "events/s") ingest 
      /^ *update / { for (i = 2; i <= NF; i++) if ($i == "events/s)") { v = $(i-1); gsub(/\(/, "", v); upd = v } }
      END { if (ingest > 0) printf "pipeline/ingest ratio: new %.2f, updates %.2f (ingest alone %.0f events/s)\n", newr / ingest, upd / ingest, ingest }' \
   "$work/ingest-bench.txt" "$work/e2e-bench.txt"
-echo "== the same with three process instances (docs/scaling.md: today one maps, the others follow the state)"
-go run ./cmd/e2e-bench -split -processors 3 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
+echo "== the same with six orgs and three process instances (each maps the orgs of its partitions; the stages share two cores)"
+go run ./cmd/e2e-bench -split -processors 3 -orgs 6 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
+echo "== the processor alone, 1, 2 and 3 instances mapping a backlog of six orgs (nothing else running); then one org"
+go run ./cmd/e2e-bench -drain 1,2,3 -orgs 6 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
+go run ./cmd/e2e-bench -drain 1,3 -orgs 1 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
 
 echo "== outbound: contacts created and updated -> webhooks on loopback (one process; deliveries/s, delay p50/p99)"
 go run ./cmd/outbound-bench -contacts "${OUTBOUND_CONTACTS:-20000}" -seconds "${OUTBOUND_SECONDS:-20}"

@@ -21,7 +21,9 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -30,6 +32,7 @@ import (
 
 	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/internal/chx"
+	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/processor"
 	"github.com/erpstream/erpstream/projector"
 
@@ -41,6 +44,8 @@ func main() {
 	warmup := flag.Int("warmup", 20_000, "events of an unmeasured first round (other contacts): a broker just started spends its first seconds compiling (JIT)")
 	split := flag.Bool("split", false, "run the stages as processes of their own and print CPU per event")
 	processors := flag.Int("processors", 1, "process instances (with -split)")
+	drain := flag.String("drain", "", "measure the processor alone: for each count (\"1,2,3\"), that many instances map a backlog of -events events of -orgs orgs (implies -split)")
+	orgs := flag.Int("orgs", 1, "orgs the events are spread over, each in an events partition of its own, sent at once (with -split; at most 12)")
 	kafkaPID := flag.String("kafka-pid", "", "the Kafka broker's pid file (with -split)")
 	clickhousePID := flag.String("clickhouse-pid", "", "ClickHouse's pid file (with -split)")
 	progress := flag.Bool("progress", false, "print every second how far each consumer group is behind (where the pipeline waits)")
@@ -58,19 +63,49 @@ func main() {
 	}
 	ctx := context.Background()
 	var conn driver.Conn
-	var post func(path, contentType string, body []byte) []byte
+	var postAs func(token, path, contentType string, body []byte) []byte
+	tokens := []string{"bench"} // the dev token: dev-org
+	if *orgs > 1 {
+		if !*split && *drain == "" || *orgs > 12 {
+			fmt.Fprintln(os.Stderr, "-orgs needs -split and at most 12 (the partitions)")
+			os.Exit(2)
+		}
+		tokens = nil
+	}
+	var staticTokens []string
+	for i, taken := 0, map[int32]bool{}; *orgs > 1 && len(tokens) < *orgs; i++ {
+		org := fmt.Sprint("bench-org-", i)
+		if part := kafkax.OrgPartition([]byte(org), 12); !taken[part] {
+			taken[part] = true
+			tokens = append(tokens, "bench-"+org)
+			staticTokens = append(staticTokens, "bench-"+org+"="+org)
+		}
+	}
+	if *drain != "" {
+		var counts []int
+		for _, c := range strings.Split(*drain, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(c))
+			if err != nil || n < 1 {
+				fmt.Fprintf(os.Stderr, "-drain %q: not a list of instance counts\n", *drain)
+				os.Exit(2)
+			}
+			counts = append(counts, n)
+		}
+		runDrain(counts, *events, tokens, strings.Join(staticTokens, ","), pidFrom(*kafkaPID), pidFrom(*clickhousePID))
+		return
+	}
 	var meter *cpuMeter
 	var topicPrefix string
 	if *split {
-		s := startSplit(*processors, *cpuProfile)
+		s := startSplit(*processors, true, *cpuProfile, strings.Join(staticTokens, ","))
 		defer s.stop()
 		c, err := chx.Open(ctx, chx.Config{Addr: os.Getenv("CLICKHOUSE_ADDR"), Database: s.database, User: "default"})
 		if err != nil {
 			panic(err)
 		}
-		conn, post, topicPrefix = c, s.post, s.topics
+		conn, postAs, topicPrefix = c, s.postAs, s.topics
 		meter = newCPUMeter(s.procs, pidFrom(*kafkaPID), pidFrom(*clickhousePID))
-		fmt.Printf("  stages as processes: ingest, %d × process, project\n", *processors)
+		fmt.Printf("  stages as processes: ingest, %d × process, project; %d org(s)\n", *processors, len(tokens))
 	} else {
 		stateDir, err := os.MkdirTemp("", "e2e-bench-state")
 		if err != nil {
@@ -80,16 +115,21 @@ func main() {
 		// The entity state on disk, as deployments (and -split) run it.
 		env := benchenv.Start("e2e", func(c *app.Config) { c.ProcessorStateDir = stateDir })
 		defer env.Stop()
-		conn, post, topicPrefix = env.Conn, env.Post, env.TopicPrefix
+		conn, topicPrefix = env.Conn, env.TopicPrefix
+		postAs = func(_, path, contentType string, body []byte) []byte { return env.Post(path, contentType, body) }
 	}
-	var integ struct {
-		ID string `json:"id"`
-	}
-	_ = json.Unmarshal(post("/v2/integrations", "application/json", []byte(`{"name":"e2e","use_cases":[{"name":"Customers",
+	integrations := make([]string, len(tokens))
+	for i, token := range tokens {
+		var integ struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(postAs(token, "/v2/integrations", "application/json", []byte(`{"name":"e2e","use_cases":[{"name":"Customers",
 		"slug":"customer","type":"inbound","enabled":true,"configuration":{"entities":[{"entity_schema":"contact",
 		"unique_ids":["customer_number"],"fields":[{"attribute":"customer_number","field":"customerNumber"},
 		{"attribute":"first_name","field":"firstName"},{"attribute":"last_name","field":"lastName"},
 		{"attribute":"email","field":"email","_type":"email"},{"attribute":"round","field":"round"}]}]}}]}`)), &integ)
+		integrations[i] = integ.ID
+	}
 
 	kcl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(os.Getenv("KAFKA_BROKERS"), ",")...))
 	if err != nil {
@@ -107,11 +147,12 @@ func main() {
 	}
 	for _, r := range rounds {
 		round, events := r.name, &r.events
-		var body bytes.Buffer
+		// Each org's share of the round as one NDJSON stream; the streams are sent at once.
+		bodies := make([]bytes.Buffer, len(tokens))
 		for i := 0; i < *events; i++ {
 			p := fmt.Sprintf(`{"customerNumber":"%s-%d","firstName":"F%d","lastName":"L","email":"k%d@example.com","round":"%s"}`, r.key, i, i, i, round)
 			q, _ := json.Marshal(p)
-			fmt.Fprintf(&body, `{"use_case_slug":"customer","timestamp":"2026-01-01T10:00:00Z","payload":%s}`+"\n", q)
+			fmt.Fprintf(&bodies[i%len(tokens)], `{"use_case_slug":"customer","timestamp":"2026-01-01T10:00:00Z","payload":%s}`+"\n", q)
 		}
 		measured := round != "warmup"
 		if meter != nil && measured {
@@ -122,7 +163,15 @@ func main() {
 		if *progress {
 			stopProgress = printProgress(ctx, admin, topicPrefix, start)
 		}
-		post("/v3/erp/updates/events/ndjson?integration_id="+integ.ID, "application/x-ndjson", body.Bytes())
+		var sending sync.WaitGroup
+		for i, token := range tokens {
+			sending.Add(1)
+			go func() {
+				defer sending.Done()
+				postAs(token, "/v3/erp/updates/events/ndjson?integration_id="+integrations[i], "application/x-ndjson", bodies[i].Bytes())
+			}()
+		}
+		sending.Wait()
 		if *progress {
 			fmt.Printf("    %5.1f s: ingest answered the stream\n", time.Since(start).Seconds())
 		}

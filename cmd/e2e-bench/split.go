@@ -70,11 +70,13 @@ type splitEnv struct {
 	profile  string // CPU profiles go to <profile>.<process name>
 	binary   string
 	env      []string
+	dir      string
 }
 
 // startSplit builds erpstream and starts its stages; processors is the number of `process`
-// instances.
-func startSplit(processors int, profile string) *splitEnv {
+// instances (project: with a projector); tokens are ERPSTREAM_API_TOKENS (the orgs' tokens)
+// beside the dev token.
+func startSplit(processors int, project bool, profile, tokens string) *splitEnv {
 	brokers, chAddr := os.Getenv("KAFKA_BROKERS"), os.Getenv("CLICKHOUSE_ADDR")
 	if brokers == "" || chAddr == "" {
 		fmt.Fprintln(os.Stderr, "KAFKA_BROKERS and CLICKHOUSE_ADDR are required (scripts/test.sh up)")
@@ -84,7 +86,7 @@ func startSplit(processors int, profile string) *splitEnv {
 	if err != nil {
 		panic(err)
 	}
-	s := &splitEnv{binary: filepath.Join(dir, "erpstream"), profile: profile}
+	s := &splitEnv{binary: filepath.Join(dir, "erpstream"), profile: profile, dir: dir}
 	if out, err := exec.Command("go", "build", "-o", s.binary, "./cmd/erpstream").CombinedOutput(); err != nil {
 		panic(fmt.Sprintf("go build: %v\n%s", err, out))
 	}
@@ -95,7 +97,9 @@ func startSplit(processors int, profile string) *splitEnv {
 	s.topics = "e2e-" + suffix
 	s.env = append(os.Environ(), "ERPSTREAM_TOPIC_PREFIX="+s.topics, "ERPSTREAM_KAFKA_PARTITIONS=12", "ERPSTREAM_KAFKA_REPLICATION=1",
 		"CLICKHOUSE_DATABASE="+s.database, "ERPSTREAM_DEV_MODE=true", "ERPSTREAM_DEV_TOKEN=bench", "ERPSTREAM_RATE_LIMIT_PER_MIN=-1",
-		"ERPSTREAM_LOG_LEVEL=warn", "ERPSTREAM_CONSOLE=off")
+		"ERPSTREAM_LOG_LEVEL=warn", "ERPSTREAM_CONSOLE=off", "ERPSTREAM_API_TOKENS="+tokens,
+		// The bench measures the pipeline, not the per-org budget (docs/limits-and-faults.md).
+		"ERPSTREAM_ORG_EVENTS_PER_MIN=-1", "ERPSTREAM_ORG_MB_PER_MIN=-1")
 	init := exec.Command(s.binary, "admin", "init")
 	init.Env = s.env
 	if out, err := init.CombinedOutput(); err != nil {
@@ -103,11 +107,11 @@ func startSplit(processors int, profile string) *splitEnv {
 	}
 	s.start("ingest", "ingest", "ERPSTREAM_HTTP_ADDR=127.0.0.1:"+port)
 	for i := range processors {
-		// As deployed: the entity states on disk, a directory per instance.
-		s.start(fmt.Sprintf("process-%d", i+1), "process", "ERPSTREAM_HTTP_ADDR=127.0.0.1:0", "ERPSTREAM_INSTANCE_ID=bench-"+strconv.Itoa(i+1),
-			"ERPSTREAM_PROCESSOR_STATE_DIR="+filepath.Join(dir, fmt.Sprintf("state-%d", i+1)))
+		s.startProcessor(i + 1)
 	}
-	s.start("project", "project", "ERPSTREAM_HTTP_ADDR=127.0.0.1:0")
+	if project {
+		s.start("project", "project", "ERPSTREAM_HTTP_ADDR=127.0.0.1:0")
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(s.base + "/readyz")
@@ -157,8 +161,15 @@ func (s *splitEnv) stop() {
 	benchenv.DeleteTopics(strings.Split(os.Getenv("KAFKA_BROKERS"), ","), s.topics)
 }
 
-func (s *splitEnv) post(path, contentType string, body []byte) []byte {
-	return benchenv.Post(s.base, path, contentType, body)
+// startProcessor starts process instance n: as deployed, its entity states on disk in a
+// directory of its own.
+func (s *splitEnv) startProcessor(n int) {
+	s.start(fmt.Sprintf("process-%d", n), "process", "ERPSTREAM_HTTP_ADDR=127.0.0.1:0", "ERPSTREAM_INSTANCE_ID=bench-"+strconv.Itoa(n),
+		"ERPSTREAM_PROCESSOR_STATE_DIR="+filepath.Join(s.dir, fmt.Sprintf("state-%d", n)))
+}
+
+func (s *splitEnv) postAs(token, path, contentType string, body []byte) []byte {
+	return benchenv.PostAs(s.base, token, path, contentType, body)
 }
 
 func freePort() string {
