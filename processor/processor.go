@@ -165,7 +165,7 @@ func New(cfg Config) (*Processor, error) {
 		Help: "Entities in this instance's entity state (restored from the compacted entity-state topic)."},
 		func() float64 { return float64(p.entities.size()) })
 	restored := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_entity_state_restored_records",
-		Help: "State records this instance read at start before mapping: the whole topic in memory, what followed the checkpoint on disk."},
+		Help: "State records this instance read catching up the partitions it was given: each partition from where its store had it (all of it in memory at the first assignment, what followed the checkpoint on disk)."},
 		func() float64 { return float64(p.entities.restored.Load()) })
 	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, active, partitions, stateSize, restored} {
 		if err := cfg.Metrics.Register(c); err != nil {
