@@ -5,104 +5,28 @@ package app_test
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/erpstream/erpstream/app/apptest"
 )
 
-// serveProcess is `erpstream serve` as a process of its own, to be killed with SIGKILL.
-type serveProcess struct {
-	t    *testing.T
-	bin  string
-	env  []string
-	addr string
-	cmd  *exec.Cmd
-	log  *os.File
-}
-
-func newServeProcess(t *testing.T, e *apptest.Env) *serveProcess {
+// newServeProcess is `erpstream serve` as a process of its own, its processor states on disk.
+func newServeProcess(t *testing.T, e *apptest.Env) *childProcess {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "erpstream")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/erpstream")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	logf, err := os.Create(filepath.Join(dir, "serve.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logf.Close() })
-	p := &serveProcess{t: t, bin: bin, addr: addr, log: logf, env: append(os.Environ(),
-		"KAFKA_BROKERS="+strings.Join(e.Kafka.Brokers, ","), "ERPSTREAM_TOPIC_PREFIX="+e.Kafka.TopicPrefix, "ERPSTREAM_KAFKA_PARTITIONS=4",
-		"CLICKHOUSE_ADDR="+e.CH.Addr, "CLICKHOUSE_DATABASE="+e.CH.Database, "ERPSTREAM_HTTP_ADDR="+addr,
-		"ERPSTREAM_DEV_MODE=1", "ERPSTREAM_DEV_TOKEN=it-token", "ERPSTREAM_RATE_LIMIT_PER_MIN=-1",
+	p := newChildProcess(t, e, buildErpstream(t), "ERPSTREAM_HTTP_ADDR", []string{"serve"}, "ERPSTREAM_RATE_LIMIT_PER_MIN=-1",
 		// The same instance id after a restart fences the killed instance's open transaction at
 		// once instead of after its timeout.
-		"ERPSTREAM_INSTANCE_ID=crash-test", "ERPSTREAM_DATA_DIR="+dir, "ERPSTREAM_PROJECTOR_FLUSH_MS=200",
-		// The processor's states on disk: a restart after SIGKILL reads the state topic from the
-		// store's checkpoint, and the counts must still be exact.
-		"ERPSTREAM_PROCESSOR_STATE_DIR="+filepath.Join(dir, "processor-state"))}
-	t.Cleanup(func() {
-		// A clean stop, so its consumers leave their groups (the group names are shared by
-		// every test) instead of lingering until their session times out.
-		if p.cmd != nil && p.cmd.Process != nil {
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { _ = p.cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				_ = p.cmd.Process.Kill()
-				<-done
-			}
-		}
-	})
+		"ERPSTREAM_INSTANCE_ID=crash-test", "ERPSTREAM_PROJECTOR_FLUSH_MS=200")
+	// The processor's states on disk: a restart after SIGKILL reads the state topic from the
+	// store's checkpoint, and the counts must still be exact.
+	p.env = append(p.env, "ERPSTREAM_DATA_DIR="+p.dir, "ERPSTREAM_PROCESSOR_STATE_DIR="+filepath.Join(p.dir, "processor-state"))
 	return p
-}
-
-func (p *serveProcess) start() {
-	p.t.Helper()
-	p.cmd = exec.Command(p.bin, "serve")
-	p.cmd.Env, p.cmd.Stdout, p.cmd.Stderr = p.env, p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + p.addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("erpstream serve not ready within 60 s (log %s)", p.log.Name())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func (p *serveProcess) kill() {
-	p.t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	_ = p.cmd.Wait()
-	p.cmd = nil
 }
 
 // erpstream serve is killed with SIGKILL twice under load and started again; every request not

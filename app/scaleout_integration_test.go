@@ -5,14 +5,10 @@ package app_test
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,88 +20,18 @@ import (
 	"github.com/erpstream/erpstream/internal/kafkax"
 )
 
-// processorProcess is `erpstream process` as a process of its own, with its state on disk and
+// newProcessorProcess is `erpstream process` as a process of its own, with its state on disk and
 // its metrics on a port of its own.
-type processorProcess struct {
-	t       *testing.T
-	bin     string
-	env     []string
-	metrics string
-	cmd     *exec.Cmd
-	log     *os.File
-}
-
-func buildErpstream(t *testing.T) string {
+func newProcessorProcess(t *testing.T, e *apptest.Env, bin, id string) *childProcess {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "erpstream")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/erpstream").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func newProcessorProcess(t *testing.T, e *apptest.Env, bin, id string) *processorProcess {
-	t.Helper()
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	logf, err := os.Create(filepath.Join(dir, "process.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logf.Close() })
-	p := &processorProcess{t: t, bin: bin, metrics: addr, log: logf, env: append(os.Environ(),
-		"KAFKA_BROKERS="+strings.Join(e.Kafka.Brokers, ","), "ERPSTREAM_TOPIC_PREFIX="+e.Kafka.TopicPrefix, "ERPSTREAM_KAFKA_PARTITIONS=4",
-		"CLICKHOUSE_ADDR="+e.CH.Addr, "CLICKHOUSE_DATABASE="+e.CH.Database, "ERPSTREAM_METRICS_ADDR="+addr,
-		"ERPSTREAM_DEV_MODE=1", "ERPSTREAM_DEV_TOKEN=it-token", "ERPSTREAM_INSTANCE_ID="+id,
-		"ERPSTREAM_PROCESSOR_STATE_DIR="+filepath.Join(dir, "state"))}
-	t.Cleanup(func() {
-		if p.cmd != nil && p.cmd.Process != nil {
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { _ = p.cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				_ = p.cmd.Process.Kill()
-				<-done
-			}
-		}
-	})
+	p := newChildProcess(t, e, bin, "ERPSTREAM_METRICS_ADDR", []string{"process"}, "ERPSTREAM_INSTANCE_ID="+id)
+	p.env = append(p.env, "ERPSTREAM_PROCESSOR_STATE_DIR="+filepath.Join(p.dir, "state"))
 	return p
 }
 
-func (p *processorProcess) start() {
-	p.t.Helper()
-	p.cmd = exec.Command(p.bin, "process")
-	p.cmd.Env, p.cmd.Stdout, p.cmd.Stderr = p.env, p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	apptest.WaitFor(p.t, func() bool {
-		resp, err := http.Get("http://" + p.metrics + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-}
-
-func (p *processorProcess) kill() {
-	p.t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	_ = p.cmd.Wait()
-	p.cmd = nil
-}
-
 // metric is the sum of a metric's samples on the process's metrics port (-1 when it is down).
-func (p *processorProcess) metric(name string) float64 {
-	resp, err := http.Get("http://" + p.metrics + "/metrics")
+func (p *childProcess) metric(name string) float64 {
+	resp, err := http.Get("http://" + p.addr + "/metrics")
 	if err != nil {
 		return -1
 	}
@@ -158,12 +84,12 @@ func TestIntegrationThreeProcessorsOneKilledLoseAndDoubleNothing(t *testing.T) {
 		orgs = append(orgs, o)
 	}
 	bin := buildErpstream(t)
-	procs := []*processorProcess{newProcessorProcess(t, e, bin, "scale-1"), newProcessorProcess(t, e, bin, "scale-2"),
+	procs := []*childProcess{newProcessorProcess(t, e, bin, "scale-1"), newProcessorProcess(t, e, bin, "scale-2"),
 		newProcessorProcess(t, e, bin, "scale-3")}
 	for _, p := range procs {
 		p.start()
 	}
-	assigned := func(ps ...*processorProcess) (sum float64, each []float64) {
+	assigned := func(ps ...*childProcess) (sum float64, each []float64) {
 		for _, p := range ps {
 			n := p.metric("erpstream_processor_assigned_partitions")
 			each = append(each, n)
@@ -206,7 +132,7 @@ func TestIntegrationThreeProcessorsOneKilledLoseAndDoubleNothing(t *testing.T) {
 		}
 	}
 	t.Logf("partitions per instance %v; SIGKILL instance %d after %d events accepted", each, victim+1, sent())
-	others := append(append([]*processorProcess{}, procs[:victim]...), procs[victim+1:]...)
+	others := append(append([]*childProcess{}, procs[:victim]...), procs[victim+1:]...)
 	procs[victim].kill()
 	// Its partitions move to the two others after the session timeout.
 	apptest.WaitFor(t, func() bool { sum, _ := assigned(others...); return sum == 4 })
