@@ -86,7 +86,7 @@ func TestIntegrationOpenAPIDocumentMatchesTheRouter(t *testing.T) {
 }
 
 // erpstream status on a running pipeline: every topic present, the three groups with a member, the
-// processor that maps named ACTIVE, the schema up to date.
+// processor's member holding all four events partitions, the schema up to date.
 func TestIntegrationStatusDescribesTheRunningPipeline(t *testing.T) {
 	e := apptest.New(t)
 	e.Start()
@@ -98,7 +98,8 @@ func TestIntegrationStatusDescribesTheRunningPipeline(t *testing.T) {
 			t.Fatal(err)
 		}
 		text = out.String()
-		return strings.Contains(text, "ACTIVE") && strings.Count(text, "Stable, 1 member(s)") == 3 // processor, projector, outbound
+		return strings.Contains(text, "assigned "+e.Kafka.TopicPrefix+".events×4") &&
+			strings.Count(text, "Stable, 1 member(s)") == 3 // processor, projector, outbound
 	})
 	for _, want := range []string{e.Kafka.TopicPrefix + ".events", "4 partitions", "up to date", "lag 0"} {
 		if !strings.Contains(text, want) {
