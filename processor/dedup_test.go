@@ -10,6 +10,7 @@ import (
 
 	"github.com/erpstream/erpstream/ingest"
 	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/registry/registrytest"
@@ -32,7 +33,8 @@ func newHarness(t *testing.T) *harness {
 	reg := registrytest.Start(t, c)
 	must(t, reg.PutUseCase(context.Background(), &registry.UseCase{ID: "uc-1", OrgID: "org", IntegrationID: "int", Name: "c", Slug: "customer",
 		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
-	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
+	// Placed as ingest places events: by org.
+	producer, err := kgo.NewClient(append(kafkax.ProducerOpts(c.Topics, 5*time.Second), kgo.SeedBrokers(c.Config.Brokers...))...)
 	must(t, err)
 	t.Cleanup(producer.Close)
 	consumer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.ConsumeTopics(c.Topics.Monitoring, c.Topics.Entities),

@@ -76,6 +76,8 @@ type entityStore struct {
 	dir string
 	// restored counts the state records read before ready (tests, the log).
 	restored atomic.Int64
+	// partitions is the changelog's partition count (the events topic's): where each org's states are.
+	partitions int32
 }
 
 func newEntityStore(log *slog.Logger, instance string) *entityStore {
@@ -285,8 +287,13 @@ func (s *entityStore) readingsIn(group string, overlay map[string]*entityState) 
 // open opens the committed states (on disk: the store under dir, checked against the topic's
 // identity) before any partition is caught up; ready closes then.
 func (s *entityStore) open(ctx context.Context, kc kafkax.Config, topic string) error {
+	id, parts, err := topicIdentity(ctx, kc, topic, s)
+	if err != nil {
+		return err
+	}
+	s.partitions = int32(len(parts))
 	if s.dir != "" {
-		if err := s.openDisk(ctx, kc, topic); err != nil {
+		if err := s.openDisk(topic, id); err != nil {
 			return err
 		}
 	}
@@ -331,9 +338,17 @@ func (s *entityStore) catchUp(ctx context.Context, kc kafkax.Config, topic strin
 	// Records are applied in batches, with the changelog positions they bring the store to.
 	var changes []stateChange
 	positions := map[int32]int64{}
+	// States of orgs that belong to another partition, not replaced by a tombstone later: the
+	// layout of a version before the partitioning, which admin relayout moves.
+	misplaced := map[string]int32{}
 	flush := func() {
 		if len(changes) == 0 && len(positions) == 0 {
 			return
+		}
+		// A partition holding misplaced states keeps its position: the next catch-up reads them
+		// again, and refuses again, until relayout has moved them.
+		for _, part := range misplaced {
+			delete(positions, part)
 		}
 		s.mu.Lock()
 		for _, ch := range changes {
@@ -349,6 +364,10 @@ func (s *entityStore) catchUp(ctx context.Context, kc kafkax.Config, topic strin
 	}
 	add := func(r *kgo.Record) {
 		positions[r.Partition] = r.Offset + 1
+		if r.Value == nil { // a tombstone: relayout moved the state to its org's partition
+			delete(misplaced, string(r.Key))
+			return
+		}
 		// This instance's own writes are applied already at commit (or, after a restart with
 		// its disk, stored): skipped undecoded.
 		if r.Attrs.IsControl() || s.appliedOwnWrite(r) {
@@ -358,6 +377,9 @@ func (s *entityStore) catchUp(ctx context.Context, kc kafkax.Config, topic strin
 		if err := json.Unmarshal(r.Value, &st); err == nil {
 			st.raw = r.Value
 			changes = append(changes, stateChange{id: string(r.Key), st: &st})
+			if st.Org != "" && s.partitions > 0 && kafkax.OrgPartition([]byte(st.Org), s.partitions) != r.Partition {
+				misplaced[string(r.Key)] = r.Partition
+			}
 		}
 		if len(changes) >= 5000 {
 			flush()
@@ -368,6 +390,12 @@ func (s *entityStore) catchUp(ctx context.Context, kc kafkax.Config, topic strin
 	s.restored.Add(int64(read))
 	if err != nil {
 		return fmt.Errorf("entity state: %w", err)
+	}
+	if len(misplaced) > 0 {
+		// Mapping on would miss the states of these partitions' orgs that sit elsewhere: refuse,
+		// loudly, until the operator moved them.
+		return fmt.Errorf("%s holds %d states of orgs of other partitions (the layout of a version before events were partitioned by org, or events written by a producer that does not place them by org): "+
+			"stop the processors and run `erpstream admin relayout` (docs/scaling.md, Upgrading)", topic, len(misplaced))
 	}
 	s.log.Info("entity state caught up", "partitions", partitions, "records", read, "entities", s.size(),
 		"ms", time.Since(start).Milliseconds(), "on_disk", s.dir != "")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
 	"github.com/erpstream/erpstream/mapping"
 )
@@ -50,13 +51,14 @@ func TestDiskStateRestartsFromItsCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer producer.Close()
+	home := kafkax.OrgPartition([]byte("org"), c.Config.Partitions) // the org's partition
 	writeStates := func(from, n int) {
 		for i := from; i < from+n; i++ {
 			st := entityState{Org: "org", Schema: "contact", Version: uint64(10 + i),
 				Keys:      attrKeys{{Attr: "email", Key: keyOf("org", "contact", "email", fmt.Sprint("k", i, "@example.com"))}},
 				Relations: map[string][]mapping.ResolvedRelationItem{"company": {{EntityID: "company-1", Schema: "company"}}}}
 			b, _ := json.Marshal(&st)
-			if err := producer.ProduceSync(context.Background(), &kgo.Record{Topic: c.Topics.EntityState, Partition: 2, Key: []byte(fmt.Sprint("e", i)), Value: b}).FirstErr(); err != nil {
+			if err := producer.ProduceSync(context.Background(), &kgo.Record{Topic: c.Topics.EntityState, Partition: home, Key: []byte(fmt.Sprint("e", i)), Value: b}).FirstErr(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -70,7 +72,7 @@ func TestDiskStateRestartsFromItsCheckpoint(t *testing.T) {
 		if err := s.open(ctx, c.Config, c.Topics.EntityState); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.catchUp(ctx, c.Config, c.Topics.EntityState, []int32{2}); err != nil {
+		if err := s.catchUp(ctx, c.Config, c.Topics.EntityState, []int32{home}); err != nil {
 			t.Fatal(err)
 		}
 		return s
@@ -82,7 +84,7 @@ func TestDiskStateRestartsFromItsCheckpoint(t *testing.T) {
 	}
 	// More states arrive: a catch-up reads only them.
 	writeStates(100, 5)
-	if err := first.catchUp(context.Background(), c.Config, c.Topics.EntityState, []int32{2}); err != nil {
+	if err := first.catchUp(context.Background(), c.Config, c.Topics.EntityState, []int32{home}); err != nil {
 		t.Fatal(err)
 	}
 	if first.size() != 105 || first.restored.Load() != 105 {

@@ -118,17 +118,23 @@ func runPipeline(t *testing.T, c *kafkatest.Cluster, reg *registry.Registry, eve
 	return processProduced(t, c, reg, events)
 }
 
-// produceEvents writes events to one partition, so they are mapped in the order given (as events
-// of one entity with one deduplication-id stream would be).
+// produceEvents writes events as ingest does: each org's to its partition, so they are mapped in
+// the order given.
 func produceEvents(t *testing.T, c *kafkatest.Cluster, events []envelope.Event) {
 	t.Helper()
-	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
-	must(t, err)
-	defer producer.Close()
+	producer := orgProducer(t, c)
 	for _, e := range events {
-		b, _ := json.Marshal(e)
-		must(t, producer.ProduceSync(context.Background(), &kgo.Record{Topic: c.Topics.Events, Key: []byte("one-partition"), Value: b}).FirstErr())
+		must(t, producer.ProduceSync(context.Background(), envelope.EventRecord(c.Topics.Events, &e)).FirstErr())
 	}
+}
+
+// orgProducer places records as erpstream's producers do (events by org).
+func orgProducer(t *testing.T, c *kafkatest.Cluster) *kgo.Client {
+	t.Helper()
+	producer, err := kgo.NewClient(append(kafkax.ProducerOpts(c.Topics, 5*time.Second), kgo.SeedBrokers(c.Config.Brokers...))...)
+	must(t, err)
+	t.Cleanup(producer.Close)
+	return producer
 }
 
 var stateDirs sync.Map // test name -> directory
@@ -585,10 +591,6 @@ func readEntityWrites(t *testing.T, c *kafkatest.Cluster) []envelope.EntityWrite
 // instead of aborting its transaction again and again; the next event is mapped.
 func TestAnOversizedRecordFailsItsEventOnly(t *testing.T) {
 	c, reg := withUseCases(t, map[string]json.RawMessage{"contracts": contractConfig("_append")})
-	ctx := context.Background()
-	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
-	must(t, err)
-	defer producer.Close()
 	var contacts []string
 	for i := 0; i < 50; i++ {
 		contacts = append(contacts, fmt.Sprintf(`{"no":"K-%d","rolle":"KUNDE"}`, i))
@@ -598,10 +600,7 @@ func TestAnOversizedRecordFailsItsEventOnly(t *testing.T) {
 		seq.ev("big", "contracts", `{"nr":"V-1","kontakte":[`+strings.Join(contacts, ",")+`]}`),
 		seq.ev("small", "contracts", `{"nr":"V-2","kontakte":[{"no":"K-1","rolle":"A"}]}`),
 	}
-	for _, e := range events {
-		b, _ := json.Marshal(e)
-		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Key: []byte("one"), Value: b}).FirstErr())
-	}
+	produceEvents(t, c, events)
 	monitoring, writes := processProduced(t, c, reg, events, func(cfg *processor.Config) { cfg.MaxRecordBytes = 2048 })
 	if m := monitoring["big"]; m.Code != "ENTITY_TOO_LARGE" || !strings.Contains(m.Message, "2048") {
 		t.Errorf("big: %s %q, want ENTITY_TOO_LARGE", m.Code, m.Message)

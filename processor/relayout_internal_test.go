@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,12 +39,26 @@ func TestRelayoutMovesStatesAndMarksToTheirOrgsPartition(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A processor given the partition refuses to map with the org's states elsewhere.
+	catchUpAway := func() error {
+		s := newEntityStore(kafkatest.Quiet(), "me")
+		if err := s.open(ctx, c.Config, c.Topics.EntityState); err != nil {
+			t.Fatal(err)
+		}
+		return s.catchUp(ctx, c.Config, c.Topics.EntityState, []int32{away})
+	}
+	if err := catchUpAway(); err == nil || !strings.Contains(err.Error(), "erpstream admin relayout") {
+		t.Fatalf("catching up a partition of the earlier layout: %v, want a refusal naming admin relayout", err)
+	}
 	rep, err := Relayout(ctx, c.Config, c.Topics, kafkatest.Quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep != (RelayoutReport{StatesMoved: 1, MarksMoved: 1, Unplaceable: 1}) {
 		t.Fatalf("report %+v", rep)
+	}
+	if err := catchUpAway(); err != nil {
+		t.Fatalf("after relayout: %v", err)
 	}
 	// The org's partition alone now holds both its states.
 	s := newEntityStore(kafkatest.Quiet(), "me")

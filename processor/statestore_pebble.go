@@ -55,11 +55,7 @@ const StateCacheEntries = 200_000
 
 // openDisk opens (or creates) the store of topic under the entity store's directory, in place
 // of the in-memory one.
-func (s *entityStore) openDisk(ctx context.Context, kc kafkax.Config, topic string) error {
-	id, _, err := topicIdentity(ctx, kc, topic, s)
-	if err != nil {
-		return err
-	}
+func (s *entityStore) openDisk(topic, id string) error {
 	dir, release, err := claimStoreDir(filepath.Join(s.dir, topic))
 	if err != nil {
 		return err
