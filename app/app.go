@@ -40,6 +40,7 @@ import (
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/secrets"
 	"github.com/erpstream/erpstream/internal/tracing"
+	"github.com/erpstream/erpstream/processor"
 	"github.com/erpstream/erpstream/projector/schema"
 )
 
@@ -175,7 +176,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.FileProxyBaseURL == "" {
 		cfg.FileProxyBaseURL = "http://" + cfg.HTTPAddr
 	}
-	if len(cfg.Kafka.Brokers) == 0 {
+	embedded := len(cfg.Kafka.Brokers) == 0
+	if embedded {
 		emb, err := kafkax.StartEmbedded(cfg.EmbeddedKafkaDir, cfg.EmbeddedKafkaPort)
 		if err != nil {
 			return err
@@ -190,6 +192,19 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := PrepareTopics(ctx, cfg.Kafka, log); err != nil {
 		return err
+	}
+	if embedded {
+		// The embedded broker's data dir may hold states of a version before events were
+		// partitioned by org; this process is its only processor and has not started yet, so
+		// the upgrade step operators run by hand (erpstream admin relayout) is safe to run here.
+		rep, err := processor.Relayout(ctx, cfg.Kafka, topics, log)
+		if err != nil {
+			return fmt.Errorf("embedded kafka: relayout of the entity state: %w", err)
+		}
+		if rep.StatesMoved+rep.MarksMoved > 0 {
+			log.Info("embedded kafka: states of the earlier layout moved to their org's partition",
+				"states", rep.StatesMoved, "dedup_marks", rep.MarksMoved, "without_org", rep.Unplaceable)
+		}
 	}
 
 	authn := &auth.StaticTokens{}
