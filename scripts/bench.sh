@@ -86,8 +86,8 @@ awk '/NDJSON streams:/ { for (i = 1; i <= NF; i++) if ($i == "events/s") ingest 
   "$work/ingest-bench.txt" "$work/e2e-bench.txt"
 echo "== the same with six orgs and three process instances (each maps the orgs of its partitions; the stages share two cores)"
 go run ./cmd/e2e-bench -split -processors 3 -orgs 6 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
-echo "== the processor alone, 1, 2 and 3 instances mapping a backlog of six orgs (nothing else running); then one org"
-go run ./cmd/e2e-bench -drain 1,2,3 -orgs 6 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
+echo "== the processor alone, 1, 2 and 3 instances mapping a backlog of twelve orgs, one per partition (nothing else running); then one org"
+go run ./cmd/e2e-bench -drain 1,2,3 -orgs 12 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
 go run ./cmd/e2e-bench -drain 1,3 -orgs 1 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
 
 echo "== outbound: contacts created and updated -> webhooks on loopback (one process; deliveries/s, delay p50/p99)"
