@@ -23,18 +23,22 @@ import (
 // freshPartitions are events partitions given to this instance whose state has not been caught
 // up since.
 type freshPartitions struct {
-	mu  sync.Mutex
-	set map[int32]bool
+	mu sync.Mutex
+	// set holds, per fresh partition, the assignment that made it fresh: a partition given
+	// again while its catch-up ran stays fresh.
+	set  map[int32]uint64
+	gave uint64
 }
 
 func (p *Processor) markFresh(partitions []int32) {
 	p.fresh.mu.Lock()
 	defer p.fresh.mu.Unlock()
 	if p.fresh.set == nil {
-		p.fresh.set = map[int32]bool{}
+		p.fresh.set = map[int32]uint64{}
 	}
+	p.fresh.gave++
 	for _, part := range partitions {
-		p.fresh.set[part] = true
+		p.fresh.set[part] = p.fresh.gave
 	}
 }
 
@@ -42,9 +46,11 @@ func (p *Processor) markFresh(partitions []int32) {
 func (p *Processor) catchUpFresh(ctx context.Context, batch []polledEvent) error {
 	p.fresh.mu.Lock()
 	var parts []int32
+	seen := map[int32]uint64{}
 	for _, in := range batch {
-		if part := in.rec.Partition; p.fresh.set[part] && !slices.Contains(parts, part) {
+		if part := in.rec.Partition; p.fresh.set[part] != 0 && !slices.Contains(parts, part) {
 			parts = append(parts, part)
+			seen[part] = p.fresh.set[part]
 		}
 	}
 	p.fresh.mu.Unlock()
@@ -56,7 +62,9 @@ func (p *Processor) catchUpFresh(ctx context.Context, batch []polledEvent) error
 	}
 	p.fresh.mu.Lock()
 	for _, part := range parts {
-		delete(p.fresh.set, part)
+		if p.fresh.set[part] == seen[part] {
+			delete(p.fresh.set, part)
+		}
 	}
 	p.fresh.mu.Unlock()
 	return nil
