@@ -78,7 +78,8 @@ type Config struct {
 	// (ERPSTREAM_METRICS_TOKEN); without it the API port serves no metrics.
 	MetricsToken string
 	// ProcessorStateDir keeps the processor's entity states on disk (Pebble) with a bounded cache,
-	// restarting from the store's checkpoint (ERPSTREAM_PROCESSOR_STATE_DIR; empty: in memory).
+	// restarting from the store's checkpoint. Empty: in memory (tests); the command line always
+	// names a directory unless ERPSTREAM_PROCESSOR_STATE_DIR=memory.
 	ProcessorStateDir string
 	// ProjectorEntityCache is how many recently stored entities the projector keeps to patch
 	// their next writes without a ClickHouse read (ERPSTREAM_PROJECTOR_ENTITY_CACHE, 100,000;

@@ -57,7 +57,7 @@ func newChildProcess(t *testing.T, e *apptest.Env, bin, addrVar string, args []s
 	p := &childProcess{t: t, bin: bin, args: args, addr: addr, dir: dir, log: logf, env: append(append(os.Environ(),
 		"KAFKA_BROKERS="+strings.Join(e.Kafka.Brokers, ","), "ERPSTREAM_TOPIC_PREFIX="+e.Kafka.TopicPrefix, "ERPSTREAM_KAFKA_PARTITIONS=4",
 		"CLICKHOUSE_ADDR="+e.CH.Addr, "CLICKHOUSE_DATABASE="+e.CH.Database, addrVar+"="+addr,
-		"ERPSTREAM_DEV_MODE=1", "ERPSTREAM_DEV_TOKEN=it-token"), env...)}
+		"ERPSTREAM_DEV_MODE=1", "ERPSTREAM_DEV_TOKEN=it-token", "ERPSTREAM_DATA_DIR="+dir), env...)}
 	t.Cleanup(func() {
 		// A clean stop, so its consumers leave their groups instead of lingering until their
 		// session times out.

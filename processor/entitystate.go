@@ -296,6 +296,9 @@ func (s *entityStore) open(ctx context.Context, kc kafkax.Config, topic string) 
 		if err := s.openDisk(topic, id); err != nil {
 			return err
 		}
+	} else {
+		s.log.Info("entity state in memory: heap grows with the entities of the partitions held",
+			"hint", "set ERPSTREAM_PROCESSOR_STATE_DIR to keep it on disk")
 	}
 	close(s.ready)
 	return nil

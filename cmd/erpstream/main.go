@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -175,6 +176,20 @@ func env(key, def string) string {
 	return def
 }
 
+// processorStateDir is where the processor keeps its entity states: on disk unless the operator
+// asks for memory, so an instance's heap stays flat as entities grow without a setting to forget.
+// The store is a cache of the state topic; a lost directory costs a restore, never data.
+func processorStateDir() string {
+	switch v := os.Getenv("ERPSTREAM_PROCESSOR_STATE_DIR"); v {
+	case "memory":
+		return ""
+	case "":
+		return filepath.Join(env("ERPSTREAM_DATA_DIR", ".run"), "processor-state")
+	default:
+		return v
+	}
+}
+
 func configFromEnv(log *slog.Logger) (app.Config, error) {
 	cfg := app.Config{
 		HTTPAddr:     env("ERPSTREAM_HTTP_ADDR", "127.0.0.1:8080"),
@@ -182,7 +197,7 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		MetricsToken: os.Getenv("ERPSTREAM_METRICS_TOKEN"),
 		// The console is on unless switched off.
 		ConsoleDisabled:   os.Getenv("ERPSTREAM_CONSOLE") == "off",
-		ProcessorStateDir: os.Getenv("ERPSTREAM_PROCESSOR_STATE_DIR"),
+		ProcessorStateDir: processorStateDir(),
 		Kafka: kafkax.Config{
 			TopicPrefix: env("ERPSTREAM_TOPIC_PREFIX", "erp"),
 		},

@@ -31,3 +31,20 @@ func TestConfigFromEnvAcceptsTheDefaults(t *testing.T) {
 		})
 	}
 }
+
+// The processor keeps its entity states on disk unless told otherwise: a heap that grows with
+// the entities must be a choice, not a forgotten setting.
+func TestProcessorStateIsOnDiskByDefault(t *testing.T) {
+	for _, tc := range []struct{ dir, dataDir, want string }{
+		{"", "", ".run/processor-state"},
+		{"", "/var/lib/x", "/var/lib/x/processor-state"},
+		{"/srv/state", "/var/lib/x", "/srv/state"},
+		{"memory", "", ""},
+	} {
+		t.Setenv("ERPSTREAM_PROCESSOR_STATE_DIR", tc.dir)
+		t.Setenv("ERPSTREAM_DATA_DIR", tc.dataDir)
+		if got := processorStateDir(); got != tc.want {
+			t.Errorf("ERPSTREAM_PROCESSOR_STATE_DIR=%q ERPSTREAM_DATA_DIR=%q: %q, want %q", tc.dir, tc.dataDir, got, tc.want)
+		}
+	}
+}
