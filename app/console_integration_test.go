@@ -100,7 +100,7 @@ func TestIntegrationConsoleInABrowser(t *testing.T) {
 	b.waitText("#outcome", "1 event queued")
 	b.run(chromedp.Click(chromedp.CSS("#outcome-lines a")))
 	// The replay's own trace page fills in once the pipeline has mapped it.
-	b.reloadUntil("#trace", "ENTITY_UPDATED", "success")
+	b.reloadUntil("#trace", "ENTITY_CREATED", "success")
 	b.shot("07-replayed-event")
 
 	// A hostile payload is shown as text and runs nothing.

@@ -52,8 +52,8 @@ func TestIntegrationHostileInputsFailAloneAndTenantsStayApart(t *testing.T) {
 		return e.Scalar("SELECT count() FROM monitoring_events FINAL WHERE integration_id = ?", id) >= 52
 	})
 	codes := e.MonitoringCodes(id)
-	if codes["ENTITY_UPDATED"] != 50 || codes["MAPPING_TIMEOUT"] != 1 || codes["MAPPING_LIMIT_EXCEEDED"] != 1 {
-		t.Fatalf("monitoring codes %v: want 50 ENTITY_UPDATED, 1 MAPPING_TIMEOUT, 1 MAPPING_LIMIT_EXCEEDED", codes)
+	if codes["ENTITY_CREATED"] != 50 || codes["MAPPING_TIMEOUT"] != 1 || codes["MAPPING_LIMIT_EXCEEDED"] != 1 {
+		t.Fatalf("monitoring codes %v: want 50 ENTITY_CREATED, 1 MAPPING_TIMEOUT, 1 MAPPING_LIMIT_EXCEEDED", codes)
 	}
 	if n := e.Scalar("SELECT count() FROM entities FINAL WHERE integration_id = ? AND deleted = 0", id); n != 50 {
 		t.Errorf("%d contacts, want 50 (the failed events write none)", n)
@@ -73,7 +73,7 @@ func TestIntegrationHostileInputsFailAloneAndTenantsStayApart(t *testing.T) {
 		t.Fatalf("this org's use case after org B's writes: %d %v", status, got)
 	}
 	e.Send(id, "after-org-b", []string{apptest.CustomerEvent(900, "Ida", "after-b")})
-	apptest.WaitFor(t, func() bool { return e.MonitoringCodes(id)["ENTITY_UPDATED"] == 51 })
+	apptest.WaitFor(t, func() bool { return e.MonitoringCodes(id)["ENTITY_CREATED"] == 51 })
 
 	// Compiling is bounded: a 64 KB expression compiles, a longer one is refused on save.
 	expr := func(size int) string {
@@ -170,8 +170,8 @@ func TestIntegrationOrgBudgetsAndLongStreams(t *testing.T) {
 	if err != nil || !strings.Contains(string(answer), `"success":10`) {
 		t.Fatalf("paced stream: %v\n%s", err, answer)
 	}
-	apptest.WaitFor(t, func() bool { return e.MonitoringCodes(bID)["ENTITY_UPDATED"] == 10 })
-	apptest.WaitFor(t, func() bool { return e.MonitoringCodes(id)["ENTITY_UPDATED"] == 300 })
+	apptest.WaitFor(t, func() bool { return e.MonitoringCodes(bID)["ENTITY_CREATED"] == 10 })
+	apptest.WaitFor(t, func() bool { return e.MonitoringCodes(id)["ENTITY_CREATED"] == 300 })
 	if n := e.Scalar("SELECT count() FROM entities FINAL WHERE org_id = 'dev-org' AND integration_id = ?", id); n != 300 {
 		t.Errorf("%d contacts of the org over budget, want 300 (the refused request stored nothing)", n)
 	}

@@ -36,12 +36,15 @@ type application struct {
 	warnings []string
 	warnCode string
 
-	deleted, noops   int
-	unchanged        int // upserts that would have written what the entity's last write did
-	pruned           []string
-	readingsUpserted int
-	readingsDeleted  int
-	externalIDs      []any
+	deleted, noops int
+	unchanged      int // upserts that would have written what the entity's last write did
+	// created and changedExisting count the event's writes by what they did to their entity:
+	// an event whose every write created its entity is ENTITY_CREATED, not ENTITY_UPDATED.
+	created, changedExisting int
+	pruned                   []string
+	readingsUpserted         int
+	readingsDeleted          int
+	externalIDs              []any
 }
 
 // writtenEntity is one entry of a monitoring row's detail.entities.
@@ -120,6 +123,12 @@ func (a *application) writeJSON(schema, entityID string, uniqueIDs mapping.Attri
 		UniqueIdentifiers: uids, Attributes: ab, Version: version,
 		IntegrationID: ev.IntegrationID, UseCaseID: ev.UseCaseID, EventID: ev.EventID,
 		CorrelationID: ev.CorrelationID, WrittenAtMs: a.now, Change: a.change(entityID, op, version),
+	}
+	switch w.Change {
+	case envelope.ChangeCreated:
+		a.created++
+	case envelope.ChangeUpdated, envelope.ChangeDeleted:
+		a.changedExisting++
 	}
 	b := w.AppendJSON(make([]byte, 0, 384+len(ab)+len(uids)))
 	a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.Entities, Key: []byte(ev.OrgID + "/" + entityID), Value: b,
@@ -523,6 +532,8 @@ func (a *application) finish(res *mapping.Extraction) ([]*kgo.Record, outcome) {
 		}
 	case a.deleted == len(updates)-a.noops-a.unchanged:
 		o.code, o.message = "ENTITY_DELETED", strconv.Itoa(a.deleted)+" entity update(s) applied"
+	case a.created > 0 && a.changedExisting == 0:
+		o.code, o.message = "ENTITY_CREATED", strconv.Itoa(len(updates)-a.noops-a.unchanged)+" entity update(s) applied"
 	default:
 		o.code, o.message = "ENTITY_UPDATED", strconv.Itoa(len(updates)-a.noops-a.unchanged)+" entity update(s) applied"
 	}

@@ -45,8 +45,8 @@ func TestPricing(t *testing.T) {
 		ev("failed", "fail", unknown),
 		ev("skipped", "skip", unknown),
 	})
-	want := map[string][2]string{"catalog": {"success", "ENTITY_UPDATED"}, "priced": {"success", "ENTITY_UPDATED"},
-		"custom": {"success", "ENTITY_UPDATED"}, "warned": {"warning", "PRICING_FAILED"}, "failed": {"error", "PRICING_FAILED"},
+	want := map[string][2]string{"catalog": {"success", "ENTITY_CREATED"}, "priced": {"success", "ENTITY_CREATED"},
+		"custom": {"success", "ENTITY_CREATED"}, "warned": {"warning", "PRICING_FAILED"}, "failed": {"error", "PRICING_FAILED"},
 		"skipped": {"success", "ENTITY_UPDATED"}}
 	for id, w := range want {
 		if m := monitoring[id]; string(m.Level) != w[0] || m.Code != w[1] {

@@ -55,7 +55,7 @@ func TestMeterReadingsStrictDateAndPruneScope(t *testing.T) {
 		erp("mirror", "mirror", "2025-03-10", "2025-03-16"),
 		erp("mirror-empty", "mirror"),
 	})
-	want := map[string]string{"setup": "ENTITY_UPDATED", "ecp": "METER_READING_UPSERTED", "erp-10": "METER_READING_UPSERTED",
+	want := map[string]string{"setup": "ENTITY_CREATED", "ecp": "METER_READING_UPSERTED", "erp-10": "METER_READING_UPSERTED",
 		"erp-10-again": "METER_READING_UPSERTED", "erp-12": "METER_READING_MULTIPLE_MATCHES", "erp-15": "METER_READING_UPSERTED",
 		"remove-11": "METER_READING_DELETED", "mirror": "METER_READING_UPSERTED", "mirror-empty": "METER_READING_DELETED"}
 	for id, code := range want {

@@ -53,7 +53,7 @@ func TestSlowEventsFailAloneAndEarlyCommitsLoseNothing(t *testing.T) {
 		}
 	}
 	for i := range 30 {
-		if m := monitoring[fmt.Sprintf("f%d", i)]; m.Code != "ENTITY_UPDATED" {
+		if m := monitoring[fmt.Sprintf("f%d", i)]; m.Code != "ENTITY_CREATED" {
 			t.Errorf("f%d: %s (%s)", i, m.Code, m.Message)
 		}
 	}
@@ -111,7 +111,7 @@ func TestEventsWaitForTheConfigurationTheyWereAcceptedUnder(t *testing.T) {
 			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)})
 	}()
 	monitoring, _ := processProduced(t, c, reg, []envelope.Event{ev})
-	if m := monitoring["e1"]; m.Code != "ENTITY_UPDATED" {
+	if m := monitoring["e1"]; m.Code != "ENTITY_CREATED" {
 		t.Fatalf("event accepted under a newer configuration: %s (%s)", m.Code, m.Message)
 	}
 }

@@ -105,7 +105,7 @@ func TestDeduplicationWindowSurvivesARestart(t *testing.T) {
 		h.send(ev("e5", "doc-1", t0.Add(25*time.Hour+time.Minute))) // window restarted by e4
 		h.waitFor("e1", "e2", "e3", "e4", "e5")
 	})
-	want := map[string]string{"e1": "ENTITY_UPDATED", "e2": "DUPLICATE_EVENT", "e3": "ENTITY_UPDATED", "e4": "ENTITY_UPDATED", "e5": "DUPLICATE_EVENT"}
+	want := map[string]string{"e1": "ENTITY_CREATED", "e2": "DUPLICATE_EVENT", "e3": "ENTITY_UPDATED", "e4": "ENTITY_UPDATED", "e5": "DUPLICATE_EVENT"}
 	for id, code := range want {
 		if got := h.seen[id]; got.Code != code {
 			t.Errorf("%s: %s (%s), want %s", id, got.Code, got.Message, code)

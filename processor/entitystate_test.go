@@ -88,7 +88,7 @@ func TestModesUseTheEntityState(t *testing.T) {
 	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
 		ev("d0", "DELETE", 1000), ev("c1", "CREATE", 2000), ev("c2", "CREATE", 3000), ev("d1", "DELETE", 4000), ev("u1", "UPDATE", 5000),
 	})
-	want := map[string]string{"d0": "ENTITY_NO_OP", "c1": "ENTITY_UPDATED", "c2": "ENTITY_ALREADY_EXISTS", "d1": "ENTITY_DELETED", "u1": "SOFT_DELETED_ENTITY_MATCHED"}
+	want := map[string]string{"d0": "ENTITY_NO_OP", "c1": "ENTITY_CREATED", "c2": "ENTITY_ALREADY_EXISTS", "d1": "ENTITY_DELETED", "u1": "SOFT_DELETED_ENTITY_MATCHED"}
 	for id, code := range want {
 		if m := monitoring[id]; m.Code != code {
 			t.Errorf("%s: %s (%s), want %s", id, m.Code, m.Message, code)
@@ -140,7 +140,7 @@ func TestMeterReadingsByExternalID(t *testing.T) {
 		ev("r2", "readings", `{"ablesungen":[{"zaehler":"Z-1","datum":"2025-03-10","stand":"4711.6"}]}`, 4000),
 		ev("d1", "removals", `{"ablesungen":[{"zaehler":"Z-1","datum":"2025-03-11","stand":"0"}]}`, 5000),
 	})
-	want := map[string]string{"r0": "METER_READING_GROUP_FAILED", "m1": "ENTITY_UPDATED", "r1": "METER_READING_UPSERTED",
+	want := map[string]string{"r0": "METER_READING_GROUP_FAILED", "m1": "ENTITY_CREATED", "r1": "METER_READING_UPSERTED",
 		"r2": "METER_READING_UPSERTED", "d1": "METER_READING_DELETED"}
 	for id, code := range want {
 		if m := monitoring[id]; m.Code != code {

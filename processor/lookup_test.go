@@ -41,7 +41,7 @@ func TestLookupByIndexedAttributes(t *testing.T) {
 		ev("p2", "tariffs", `{"anbieter":"P2","tarife":[{"code":"T9"}]}`),
 		ev("p1-again", "tariffs", `{"anbieter":"P1","tarife":[{"code":"T2"}]}`),
 	})
-	want := map[string]string{"mail-a": "ENTITY_UPDATED", "v1": "ENTITY_UPDATED", "mail-b": "UNIQUE_ID_MULTIPLE_MATCHES",
+	want := map[string]string{"mail-a": "ENTITY_UPDATED", "v1": "ENTITY_CREATED", "mail-b": "UNIQUE_ID_MULTIPLE_MATCHES",
 		"v2": "UNIQUE_ID_MULTIPLE_MATCHES", "p1-again": "PRUNE_SCOPE_COMPLETED"}
 	for id, code := range want {
 		if m := monitoring[id]; m.Code != code {

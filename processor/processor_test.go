@@ -45,7 +45,7 @@ func TestEventsBecomeEntityWritesAndOneMonitoringRowEach(t *testing.T) {
 	monitoring, writes := runPipeline(t, c, reg, events)
 
 	want := map[string][2]string{
-		"e1": {"success", "ENTITY_UPDATED"},
+		"e1": {"success", "ENTITY_CREATED"},
 		"e2": {"error", "MISSING_UNIQUE_IDENTIFIERS"},
 		"e3": {"success", "ENTITY_DELETED"},
 		"e4": {"error", "USE_CASE_NOT_FOUND"},
@@ -218,11 +218,11 @@ func TestEventTypesApplyByDefaultAndCanBeTurnedOff(t *testing.T) {
 		want     map[string]string // event -> monitoring code
 		ops      map[string]envelope.EntityOp
 	}{
-		{"", map[string]string{"u0": "ENTITY_UPDATED", "c1": "ENTITY_ALREADY_EXISTS", "d1": "ENTITY_DELETED", "n1": "SOFT_DELETED_ENTITY_MATCHED"},
+		{"", map[string]string{"u0": "ENTITY_CREATED", "c1": "ENTITY_ALREADY_EXISTS", "d1": "ENTITY_DELETED", "n1": "SOFT_DELETED_ENTITY_MATCHED"},
 			map[string]envelope.EntityOp{"u0": envelope.OpUpsert, "d1": envelope.OpDelete, "n1": envelope.OpUpsert}},
-		{`{"honor_event_type":true}`, map[string]string{"u0": "ENTITY_UPDATED", "c1": "ENTITY_ALREADY_EXISTS", "d1": "ENTITY_DELETED"},
+		{`{"honor_event_type":true}`, map[string]string{"u0": "ENTITY_CREATED", "c1": "ENTITY_ALREADY_EXISTS", "d1": "ENTITY_DELETED"},
 			map[string]envelope.EntityOp{"u0": envelope.OpUpsert, "d1": envelope.OpDelete}},
-		{`{"honor_event_type":false}`, map[string]string{"u0": "ENTITY_UPDATED", "c1": "ENTITY_UPDATED", "d1": "ENTITY_UPDATED", "n1": "ENTITY_UPDATED"},
+		{`{"honor_event_type":false}`, map[string]string{"u0": "ENTITY_CREATED", "c1": "ENTITY_UPDATED", "d1": "ENTITY_UPDATED", "n1": "ENTITY_UPDATED"},
 			map[string]envelope.EntityOp{"u0": envelope.OpUpsert, "c1": envelope.OpUpsert, "d1": envelope.OpUpsert}},
 	} {
 		t.Run("settings="+tc.settings, func(t *testing.T) {
@@ -317,7 +317,7 @@ func TestUnchangedUpsertsWriteNothing(t *testing.T) {
 		ev("replayed", "a", "ann", true),
 		ev("changed", "a", "anna", false),
 	})
-	want := map[string]string{"first": "ENTITY_UPDATED", "same": "ENTITY_NO_OP", "other-use-case": "ENTITY_UPDATED",
+	want := map[string]string{"first": "ENTITY_CREATED", "same": "ENTITY_NO_OP", "other-use-case": "ENTITY_UPDATED",
 		"back": "ENTITY_UPDATED", "again": "ENTITY_NO_OP", "replayed": "ENTITY_UPDATED", "changed": "ENTITY_UPDATED"}
 	for id, code := range want {
 		if m := monitoring[id]; m.Code != code {
@@ -377,14 +377,14 @@ func TestDeclaredEntitySchemas(t *testing.T) {
 			Payload: json.RawMessage(`{"nr":"V-` + id + `","parteien":[{"art":"` + art + `","no":"K-1"}]}`)}
 	}
 	monitoring, _ := runPipeline(t, c, reg, []envelope.Event{ev("ok", "strict", "contact"), ev("typo", "strict", "contcat"), ev("open", "open", "contcat")})
-	if m := monitoring["ok"]; m.Code != "ENTITY_UPDATED" {
+	if m := monitoring["ok"]; m.Code != "ENTITY_CREATED" {
 		t.Errorf("declared schema: %s (%s)", m.Code, m.Message)
 	}
 	if m := monitoring["typo"]; m.Code != "RELATION_SCHEMA_UNKNOWN" || !strings.Contains(m.Message, "contracts") ||
 		!strings.Contains(m.Message, "parties") || !strings.Contains(m.Message, `"contcat"`) {
 		t.Errorf("undeclared related schema: %s %q, want RELATION_SCHEMA_UNKNOWN naming use case, field and schema", m.Code, m.Message)
 	}
-	if m := monitoring["open"]; m.Code != "ENTITY_UPDATED" {
+	if m := monitoring["open"]; m.Code != "ENTITY_CREATED" {
 		t.Errorf("an integration that declares no schemas: %s (%s)", m.Code, m.Message)
 	}
 }
@@ -605,7 +605,7 @@ func TestAnOversizedRecordFailsItsEventOnly(t *testing.T) {
 	if m := monitoring["big"]; m.Code != "ENTITY_TOO_LARGE" || !strings.Contains(m.Message, "2048") {
 		t.Errorf("big: %s %q, want ENTITY_TOO_LARGE", m.Code, m.Message)
 	}
-	if m := monitoring["small"]; m.Code != "ENTITY_UPDATED" {
+	if m := monitoring["small"]; m.Code != "ENTITY_CREATED" {
 		t.Errorf("small: %s (%s)", m.Code, m.Message)
 	}
 	for _, w := range writes {

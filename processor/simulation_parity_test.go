@@ -36,7 +36,7 @@ func TestPipelineWritesWhatTheSimulationShows(t *testing.T) {
 	ev := envelope.Event{EventID: "e1", OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json", Payload: gc.Payload,
 		CorrelationID: "c1", ReceivedAtUs: receivedUs}
 	monitoring, list := runPipeline(t, c, reg, []envelope.Event{ev})
-	if outcome := monitoring["e1"]; outcome.Code != "ENTITY_UPDATED" {
+	if outcome := monitoring["e1"]; outcome.Code != "ENTITY_CREATED" {
 		t.Fatalf("outcome %s: %s", outcome.Code, outcome.Message)
 	}
 	writes := map[string]envelope.EntityWrite{}

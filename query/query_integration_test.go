@@ -59,7 +59,7 @@ func TestIntegrationMonitoringSurface(t *testing.T) {
 		for _, want := range []string{
 			`erpstream_ingest_events_total{result="success"} 20`,
 			`erpstream_ingest_events_total{result="error"} 2`,
-			`erpstream_processor_events_total{code="ENTITY_UPDATED",level="success"} 20`,
+			`erpstream_processor_events_total{code="ENTITY_CREATED",level="success"} 20`,
 			`erpstream_http_requests_total{method="POST",route="/v3/erp/updates/events",status="200"} 1`,
 			`erpstream_projector_rows_total{kind="raw_events"} 20`,
 		} {
