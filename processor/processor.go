@@ -84,6 +84,8 @@ type Processor struct {
 	assigned atomic.Int64
 	// fresh are partitions given to this instance whose state is not caught up yet.
 	fresh freshPartitions
+	// catchUpGate, in tests, runs before each catch-up of fresh partitions.
+	catchUpGate func(parts []int32)
 
 	// Outcomes are counted when their transaction commits, so a retried batch counts once.
 	pending   map[[2]string]int // (level, code) -> events in the open transaction

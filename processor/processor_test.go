@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -540,6 +541,115 @@ func TestEveryInstanceMapsItsPartitionsAndTakesOverState(t *testing.T) {
 	}
 	if changes[envelope.ChangeCreated] != 40 || changes[envelope.ChangeUpdated] != 40 {
 		t.Fatalf("entity changes %v, want 40 created and 40 updated (the second round found every entity)", changes)
+	}
+}
+
+// A partition given to an instance is caught up beside the mapping of the partitions it holds:
+// while the state of the taken-over orgs is read, the instance's own orgs' events are mapped, and
+// the taken-over orgs' events after it, against their state.
+func TestATakenOverPartitionsCatchUpHoldsUpOnlyItsOwnOrgs(t *testing.T) {
+	c, reg := withUseCases(t, map[string]json.RawMessage{"customers": json.RawMessage(mappingConfig)})
+	ctx := context.Background()
+	orgOf := map[int32]string{}
+	for i := 0; len(orgOf) < int(c.Config.Partitions); i++ {
+		org := fmt.Sprint("org-", i)
+		if part := kafkax.OrgPartition([]byte(org), c.Config.Partitions); orgOf[part] == "" {
+			orgOf[part] = org
+			must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: org, Name: "SAP"}))
+			must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "customers", OrgID: org, IntegrationID: "int", Name: "c", Slug: "customers",
+				Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
+		}
+	}
+	type instance struct {
+		metrics *prometheus.Registry
+		stop    context.CancelFunc
+		done    chan error
+	}
+	start := func(id string, gate func([]int32)) *instance {
+		in := &instance{metrics: prometheus.NewRegistry(), done: make(chan error, 1)}
+		p, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
+			InstanceID: id, Metrics: in.metrics, StateDir: filepath.Join(stateDir(t), id)})
+		must(t, err)
+		if gate != nil {
+			p.SetCatchUpGate(gate)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		in.stop = cancel
+		go func() { in.done <- p.Run(runCtx) }()
+		return in
+	}
+	mapped := func(in *instance) float64 {
+		families, _ := in.metrics.Gather()
+		total := 0.0
+		for _, f := range families {
+			if f.GetName() == "erpstream_processor_events_total" {
+				for _, m := range f.GetMetric() {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return total
+	}
+	producer, err := kgo.NewClient(append(kafkax.ProducerOpts(c.Topics, 5*time.Second), kgo.SeedBrokers(c.Config.Brokers...))...)
+	must(t, err)
+	defer producer.Close()
+	at := int64(1000)
+	send := func(round string) {
+		for part := range c.Config.Partitions {
+			org := orgOf[part]
+			for i := range 10 {
+				at++
+				e := envelope.Event{EventID: fmt.Sprint(org, "-", round, "-", i), OrgID: org, IntegrationID: "int", UseCaseID: "customers", Format: "json",
+					Payload: json.RawMessage(fmt.Sprintf(`{"no":"K-%d","name":"%s"}`, i, round)), ReceivedAtUs: at}
+				must(t, producer.ProduceSync(ctx, envelope.EventRecord(c.Topics.Events, &e)).FirstErr())
+			}
+		}
+	}
+	// b's catch-ups pass at once until armed; armed, they wait for release.
+	var armed atomic.Bool
+	release := make(chan struct{})
+	var gated sync.Map // partition -> true: its catch-up waited at the gate
+	a, b := start("a", nil), start("b", func(parts []int32) {
+		if armed.Load() {
+			for _, part := range parts {
+				gated.Store(part, true)
+			}
+			<-release
+		}
+	})
+	waitFor(t, func() bool {
+		return gauge(a.metrics, "erpstream_processor_assigned_partitions") > 0 && gauge(b.metrics, "erpstream_processor_assigned_partitions") > 0 &&
+			gauge(a.metrics, "erpstream_processor_assigned_partitions")+gauge(b.metrics, "erpstream_processor_assigned_partitions") == 4
+	})
+	own := int(gauge(b.metrics, "erpstream_processor_assigned_partitions"))
+	send("first")
+	waitFor(t, func() bool { return mapped(a)+mapped(b) == 40 })
+	armed.Store(true)
+	a.stop()
+	must(t, <-a.done)
+	waitFor(t, func() bool { return gauge(b.metrics, "erpstream_processor_assigned_partitions") == 4 })
+	before := mapped(b)
+	send("second")
+	// The taken-over partitions' catch-ups wait at the gate; b maps its own orgs meanwhile.
+	waitFor(t, func() bool {
+		n := 0
+		gated.Range(func(any, any) bool { n++; return true })
+		if n == 4-own && mapped(b) == before+float64(10*own) {
+			return true
+		}
+		t.Logf("gated %d, own %d, mapped %v (before %v)", n, own, mapped(b), before)
+		return false
+	})
+	close(release)
+	waitFor(t, func() bool { return mapped(b) == before+40 })
+	b.stop()
+	must(t, <-b.done)
+	changes := map[string]int{}
+	for _, w := range readEntityWrites(t, c) {
+		changes[w.Change]++
+	}
+	if changes[envelope.ChangeCreated] != 40 || changes[envelope.ChangeUpdated] != 40 {
+		t.Fatalf("entity changes %v, want 40 created and 40 updated (the taken-over orgs' entities found after their catch-up)", changes)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,7 +24,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		return nil
 	}
 	// The entity state is opened here and caught up per events partition when this instance is
-	// given it (catchUpFresh): an instance holds the state of the orgs whose events it maps.
+	// given it (partitions.go): an instance holds the state of the orgs whose events it maps.
 	if err := p.entities.open(ctx, p.cfg.Kafka, p.cfg.Topics.EntityState); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -84,22 +85,22 @@ func (p *Processor) runSession(ctx context.Context) error {
 		// Dedup marks and entity states go to the partition number of their event
 		// (Record.Partition); entity writes and monitoring rows by key.
 		kgo.RecordPartitioner(p.cfg.Topics.Partitioner()),
-		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
 			p.log.Info("processor given events partitions", "partitions", assigned[p.cfg.Topics.Events])
 			p.assigned.Add(int64(len(assigned[p.cfg.Topics.Events])))
 			p.markFresh(assigned[p.cfg.Topics.Events])
-			// Restoring waits out broker errors; it ends early only when the session closes,
-			// and then the partitions are not processed by this session anyway.
-			if err := p.dedup.restore(ctx, p.cfg.Kafka, p.cfg.Topics.Dedup, assigned[p.cfg.Topics.Events]); err != nil {
-				p.log.Warn("dedup restore interrupted", "err", err)
-			}
+			// A partition paused for an earlier catch-up must fetch: its first records start
+			// the new one (its deduplication marks and entity states; partitions.go).
+			cl.ResumeFetchPartitions(map[string][]int32{p.cfg.Topics.Events: assigned[p.cfg.Topics.Events]})
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 			p.assigned.Add(-int64(len(revoked[p.cfg.Topics.Events])))
+			p.markRevoked(revoked[p.cfg.Topics.Events])
 			p.dedup.drop(revoked[p.cfg.Topics.Events])
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 			p.assigned.Add(-int64(len(lost[p.cfg.Topics.Events])))
+			p.markRevoked(lost[p.cfg.Topics.Events])
 			p.dedup.drop(lost[p.cfg.Topics.Events])
 		}),
 	)...)
@@ -109,48 +110,119 @@ func (p *Processor) runSession(ctx context.Context) error {
 	defer sess.Close()
 	p.log.Info("processor consuming", "topic", p.cfg.Topics.Events, "group", p.cfg.Group)
 
-	// leftover is the tail of a poll that a transaction left for the next one (commit early).
+	// leftover is the tail of a poll that a transaction left for the next one (commit early);
+	// held are the events of partitions whose state is being caught up.
 	var leftover []polledEvent
+	held := heldEvents{}
+	rctx, stopRestores := context.WithCancel(ctx)
+	catchUps := p.newRestores(rctx)
+	defer func() { stopRestores(); catchUps.wait() }()
 	for {
+		// Partitions taken away: their held events are the new owner's (not committed here).
+		for _, part := range p.takeRevoked() {
+			delete(held, part)
+		}
 		batch := leftover
 		leftover = nil
+		caught, err := catchUps.caughtUp()
+		if err != nil {
+			return err
+		}
+		for _, part := range caught {
+			batch = append(batch, held[part]...)
+			delete(held, part)
+		}
+		if len(caught) > 0 {
+			sess.Client().ResumeFetchPartitions(map[string][]int32{p.cfg.Topics.Events: caught})
+		}
+		// A held partition given again while its catch-up ran is caught up again: its
+		// fetching is paused, so no new records would start it.
+		catchUps.start(held.partitions())
 		if len(batch) == 0 {
-			fetches := sess.PollRecords(ctx, p.cfg.MaxPoll)
+			batch = p.poll(ctx, sess, catchUps, len(held) > 0)
 			if ctx.Err() != nil {
 				return nil
 			}
-			fetches.EachError(func(t string, part int32, err error) {
-				p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
-			})
-			batch = inReceiveOrder(fetches, p.log)
 			if len(batch) == 0 {
 				p.progress.Store(time.Now().UnixMilli())
 				continue
 			}
 		}
+		batch = p.holdFresh(sess, catchUps, batch, held)
+		if len(batch) == 0 {
+			continue
+		}
 		// Compile outside the transaction: a new use-case version costs its compile time here,
 		// not inside the transaction's timeout.
 		p.prepare(ctx, batch)
-		if err := p.catchUpFresh(ctx, batch); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		rest, err := p.transact(ctx, sess, batch)
+		rest, committed, err := p.transact(ctx, sess, batch, held.all())
 		if err != nil {
 			return err
+		}
+		if !committed {
+			// The session rewound every partition to its committed offsets: the held events
+			// come again once their partitions fetch.
+			clear(held)
 		}
 		leftover = rest
 	}
 }
 
+// poll waits for the next events; while events are held it also returns when a catch-up ends.
+func (p *Processor) poll(ctx context.Context, sess *kgo.GroupTransactSession, catchUps *restores, holding bool) []polledEvent {
+	pollCtx := ctx
+	if holding {
+		var cancel context.CancelFunc
+		pollCtx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-catchUps.wake:
+				cancel()
+			case <-pollCtx.Done():
+			}
+		}()
+	}
+	fetches := sess.PollRecords(pollCtx, p.cfg.MaxPoll)
+	if pollCtx.Err() != nil && ctx.Err() == nil {
+		// Woken by a catch-up: what came with the wake-up is kept, the interruption is no error.
+		return inReceiveOrder(fetches, p.log)
+	}
+	fetches.EachError(func(t string, part int32, err error) {
+		p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+	})
+	return inReceiveOrder(fetches, p.log)
+}
+
+// holdFresh takes the events of partitions whose state is not caught up out of the batch, pauses
+// their fetching and starts their catch-ups; it returns the events to map now.
+func (p *Processor) holdFresh(sess *kgo.GroupTransactSession, catchUps *restores, batch []polledEvent, held heldEvents) []polledEvent {
+	ready := batch[:0:0]
+	var fresh []int32
+	for _, in := range batch {
+		part := in.rec.Partition
+		if !p.isFresh(part) {
+			ready = append(ready, in)
+			continue
+		}
+		if _, ok := held[part]; !ok {
+			fresh = append(fresh, part)
+		}
+		held[part] = append(held[part], in)
+	}
+	if len(fresh) > 0 {
+		sess.Client().PauseFetchPartitions(map[string][]int32{p.cfg.Topics.Events: fresh})
+	}
+	catchUps.start(fresh)
+	return ready
+}
+
 // transact maps a batch in one transaction, within the batch's time and record budgets, and
 // returns the events it left for the next transaction. Their offsets are not committed: a crash
 // before the next transaction maps them again, never loses them.
-func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession, batch []polledEvent) (rest []polledEvent, err error) {
+func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession, batch, held []polledEvent) (rest []polledEvent, committed bool, err error) {
 	if err := sess.Begin(); err != nil {
-		return nil, fmt.Errorf("begin transaction: %w", err)
+		return nil, false, fmt.Errorf("begin transaction: %w", err)
 	}
 	began := time.Now()
 	promise := kgo.AbortingFirstErrPromise(sess.Client())
@@ -173,10 +245,11 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	// shutdown aborts it, since events mapped while ctx ended may carry its error.
 	endCtx, cancelEnd := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancelEnd()
-	if len(rest) > 0 {
-		endCtx = kgo.PreTxnCommitFnContext(endCtx, commitBefore(rest))
+	if len(rest)+len(held) > 0 {
+		// Held partitions were polled too: their offsets stay at their first held event.
+		endCtx = kgo.PreTxnCommitFnContext(endCtx, commitBefore(append(slices.Clip(rest), held...)))
 	}
-	committed, err := sess.End(endCtx, kgo.TransactionEndTry(promise.Err() == nil && ctx.Err() == nil))
+	committed, err = sess.End(endCtx, kgo.TransactionEndTry(promise.Err() == nil && ctx.Err() == nil))
 	if committed {
 		p.dedup.commit()
 		p.entities.commit(positions.next)
@@ -199,14 +272,14 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	clear(p.pending)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, nil
+			return nil, committed, nil
 		}
-		return nil, fmt.Errorf("end transaction: %w", err)
+		return nil, committed, fmt.Errorf("end transaction: %w", err)
 	}
 	if !committed && ctx.Err() == nil {
 		p.log.Warn("transaction aborted; the batch will be processed again", "records", len(batch), "produce_err", promise.Err())
 	}
-	return rest, nil
+	return rest, committed, nil
 }
 
 // commitBefore makes a transaction commit, for each partition with events left over, the offset
