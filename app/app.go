@@ -195,16 +195,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if embedded {
-		// The embedded broker's data dir may hold states of a version before events were
-		// partitioned by org; this process is its only processor and has not started yet, so
-		// the upgrade step operators run by hand (erpstream admin relayout) is safe to run here.
-		rep, err := processor.Relayout(ctx, cfg.Kafka, topics, log)
-		if err != nil {
-			return fmt.Errorf("embedded kafka: relayout of the entity state: %w", err)
-		}
-		if rep.StatesMoved+rep.MarksMoved > 0 {
-			log.Info("embedded kafka: states of the earlier layout moved to their org's partition",
-				"states", rep.StatesMoved, "dedup_marks", rep.MarksMoved, "without_org", rep.Unplaceable)
+		if err := relayoutEmbedded(ctx, cfg, topics, log); err != nil {
+			return err
 		}
 	}
 
@@ -617,4 +609,30 @@ func openAPIHandler(engine *gin.Engine) gin.HandlerFunc {
 		}
 		c.Data(http.StatusOK, "application/json", doc)
 	}
+}
+
+// relayoutEmbedded runs, once per data dir, the upgrade step operators run by hand (erpstream
+// admin relayout): the embedded broker's data dir may hold states of a version before events were
+// partitioned by org, and this process is its only processor and has not started yet. A marker
+// in the data dir records that it ran, so later starts do not read both state topics again.
+func relayoutEmbedded(ctx context.Context, cfg Config, topics kafkax.Topics, log *slog.Logger) error {
+	marker := filepath.Join(cfg.EmbeddedKafkaDir, "layout-by-org")
+	if cfg.EmbeddedKafkaDir == "" { // a broker in memory starts empty
+		return nil
+	}
+	if _, err := os.Stat(marker); err == nil {
+		return nil
+	}
+	rep, err := processor.Relayout(ctx, cfg.Kafka, topics, log)
+	if err != nil {
+		return fmt.Errorf("embedded kafka: relayout of the entity state: %w", err)
+	}
+	if rep.StatesMoved+rep.MarksMoved > 0 {
+		log.Info("embedded kafka: states of the earlier layout moved to their org's partition",
+			"states", rep.StatesMoved, "dedup_marks", rep.MarksMoved, "without_org", rep.Unplaceable)
+	}
+	if err := os.WriteFile(marker, []byte("entity states and dedup marks are in their org's partition (erpstream admin relayout ran)\n"), 0o644); err != nil {
+		log.Warn("embedded kafka: relayout marker not written; the next start checks the layout again", "err", err)
+	}
+	return nil
 }
