@@ -184,7 +184,10 @@ func (p *Processor) poll(ctx context.Context, sess *kgo.GroupTransactSession, ca
 		}()
 	}
 	fetches := sess.PollRecords(pollCtx, p.cfg.MaxPoll)
-	if pollCtx.Err() != nil && ctx.Err() == nil {
+	if ctx.Err() != nil {
+		return nil // shutting down
+	}
+	if pollCtx.Err() != nil {
 		// Woken by a catch-up: what came with the wake-up is kept, the interruption is no error.
 		return inReceiveOrder(fetches, p.log)
 	}
