@@ -81,6 +81,9 @@ type Config struct {
 	// restarting from the store's checkpoint. Empty: in memory (tests); the command line always
 	// names a directory unless ERPSTREAM_PROCESSOR_STATE_DIR=memory.
 	ProcessorStateDir string
+	// ProcessorStandby also keeps the states of the partitions the instance does not hold current
+	// on its disk, so taking one over is quick (ERPSTREAM_PROCESSOR_STANDBY=true; docs/scaling.md).
+	ProcessorStandby bool
 	// ProjectorEntityCache is how many recently stored entities the projector keeps to patch
 	// their next writes without a ClickHouse read (ERPSTREAM_PROJECTOR_ENTITY_CACHE, 100,000;
 	// negative: none).

@@ -86,6 +86,9 @@ func TestIntegrationThreeProcessorsOneKilledLoseAndDoubleNothing(t *testing.T) {
 	bin := buildErpstream(t)
 	procs := []*childProcess{newProcessorProcess(t, e, bin, "scale-1"), newProcessorProcess(t, e, bin, "scale-2"),
 		newProcessorProcess(t, e, bin, "scale-3")}
+	// One of the three is a standby (follows the partitions it does not hold): a takeover by it
+	// reads the last seconds, one by the others the partition's state since they last held it.
+	procs[1].env = append(procs[1].env, "ERPSTREAM_PROCESSOR_STANDBY=true")
 	for _, p := range procs {
 		p.start()
 	}
@@ -149,6 +152,10 @@ func TestIntegrationThreeProcessorsOneKilledLoseAndDoubleNothing(t *testing.T) {
 		}
 	}
 	t.Logf("feed done: %d events accepted", sent())
+	for i, p := range procs {
+		t.Logf("instance %d (standby %v): %v state records read catching up given partitions, %v by standby rounds", i, i == 1,
+			p.metric("erpstream_entity_state_restored_records"), p.metric("erpstream_entity_state_standby_records"))
+	}
 	for _, o := range orgs {
 		var live, success uint64
 		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -74,10 +75,15 @@ type entityStore struct {
 	writer []byte
 	// dir, when set, keeps the committed states on disk there (Pebble), opened by run.
 	dir string
-	// restored counts the state records read before ready (tests, the log).
-	restored atomic.Int64
+	// restored counts the state records read catching up given partitions, followed those
+	// read by standby rounds (metrics, tests).
+	restored, followed atomic.Int64
 	// partitions is the changelog's partition count (the events topic's): where each org's states are.
 	partitions int32
+	// reading holds one lock per changelog partition, taken while the partition is read: two
+	// reads of one partition side by side (a standby round and a catch-up) would apply its
+	// records out of order.
+	reading []sync.Mutex
 }
 
 func newEntityStore(log *slog.Logger, instance string) *entityStore {
@@ -292,6 +298,7 @@ func (s *entityStore) open(ctx context.Context, kc kafkax.Config, topic string) 
 		return err
 	}
 	s.partitions = int32(len(parts))
+	s.reading = make([]sync.Mutex, len(parts))
 	if s.dir != "" {
 		if err := s.openDisk(topic, id); err != nil {
 			return err
@@ -320,6 +327,23 @@ func (s *entityStore) catchUp(ctx context.Context, kc kafkax.Config, topic strin
 	if len(partitions) == 0 {
 		return nil
 	}
+	partitions = slices.Sorted(slices.Values(partitions)) // locked in one order
+	for _, p := range partitions {
+		s.reading[p].Lock()
+	}
+	defer func() {
+		for _, p := range partitions {
+			s.reading[p].Unlock()
+		}
+	}()
+	read, err := s.readChangelog(ctx, kc, topic, partitions, slog.LevelInfo)
+	s.restored.Add(int64(read))
+	return err
+}
+
+// readChangelog is catchUp for partitions whose reading locks the caller holds; it logs what it
+// read at level.
+func (s *entityStore) readChangelog(ctx context.Context, kc kafkax.Config, topic string, partitions []int32, level slog.Level) (int, error) {
 	start := time.Now()
 	s.mu.RLock()
 	from := s.committed.positions()
@@ -335,7 +359,7 @@ func (s *entityStore) catchUp(ctx context.Context, kc kafkax.Config, topic strin
 	cl, err := kgo.NewClient(append(append(kc.BaseOpts(s.log), kafkax.ChangelogOpts()...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
-		return fmt.Errorf("entity state client: %w", err)
+		return 0, fmt.Errorf("entity state client: %w", err)
 	}
 	defer cl.Close()
 	// Records are applied in batches, with the changelog positions they bring the store to.
@@ -390,19 +414,18 @@ func (s *entityStore) catchUp(ctx context.Context, kc kafkax.Config, topic strin
 	}
 	read, err := kafkax.CatchUpFrom(ctx, cl, s.log, topic, partitions, from, add)
 	flush()
-	s.restored.Add(int64(read))
 	if err != nil {
-		return fmt.Errorf("entity state: %w", err)
+		return read, fmt.Errorf("entity state: %w", err)
 	}
 	if len(misplaced) > 0 {
 		// Mapping on would miss the states of these partitions' orgs that sit elsewhere: refuse,
 		// loudly, until the operator moved them.
-		return fmt.Errorf("%s holds %d states of orgs of other partitions (the layout of a version before events were partitioned by org, or events written by a producer that does not place them by org): "+
+		return read, fmt.Errorf("%s holds %d states of orgs of other partitions (the layout of a version before events were partitioned by org, or events written by a producer that does not place them by org): "+
 			"stop the processors and run `erpstream admin relayout` (docs/scaling.md, Upgrading)", topic, len(misplaced))
 	}
-	s.log.Info("entity state caught up", "partitions", partitions, "records", read, "entities", s.size(),
+	s.log.Log(ctx, level, "entity state caught up", "partitions", partitions, "records", read, "entities", s.size(),
 		"ms", time.Since(start).Milliseconds(), "on_disk", s.dir != "")
-	return nil
+	return read, nil
 }
 
 func (s *entityStore) size() int {

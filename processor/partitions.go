@@ -37,6 +37,8 @@ type freshPartitions struct {
 	gave uint64
 	// revoked are partitions taken from this instance since the session last looked.
 	revoked []int32
+	// owned are the partitions this instance holds (a standby round leaves them alone).
+	owned map[int32]bool
 }
 
 func (p *Processor) markFresh(partitions []int32) {
@@ -45,16 +47,30 @@ func (p *Processor) markFresh(partitions []int32) {
 	if p.fresh.set == nil {
 		p.fresh.set = map[int32]uint64{}
 	}
+	if p.fresh.owned == nil {
+		p.fresh.owned = map[int32]bool{}
+	}
 	p.fresh.gave++
 	for _, part := range partitions {
 		p.fresh.set[part] = p.fresh.gave
+		p.fresh.owned[part] = true
 	}
+}
+
+// owns reports whether this instance holds the events partition.
+func (p *Processor) owns(part int32) bool {
+	p.fresh.mu.Lock()
+	defer p.fresh.mu.Unlock()
+	return p.fresh.owned[part]
 }
 
 func (p *Processor) markRevoked(partitions []int32) {
 	p.fresh.mu.Lock()
 	defer p.fresh.mu.Unlock()
 	p.fresh.revoked = append(p.fresh.revoked, partitions...)
+	for _, part := range partitions {
+		delete(p.fresh.owned, part)
+	}
 }
 
 func (p *Processor) takeRevoked() []int32 {
@@ -179,14 +195,6 @@ func (r *restores) wait() { r.wg.Wait() }
 // heldEvents are the polled events of partitions whose state is being caught up, per partition
 // in offset order.
 type heldEvents map[int32][]polledEvent
-
-func (h heldEvents) partitions() []int32 {
-	var out []int32
-	for part := range h {
-		out = append(out, part)
-	}
-	return out
-}
 
 func (h heldEvents) all() []polledEvent {
 	var out []polledEvent

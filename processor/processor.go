@@ -68,6 +68,11 @@ type Config struct {
 	// entity-state topic) with a bounded cache: memory stays flat as entities grow, and a restart
 	// reads the topic only from the store's checkpoint. Empty: in memory, restored whole.
 	StateDir string
+	// Standby also follows, into the disk store, the entity state of the partitions this instance
+	// does not hold, every StandbyInterval (5 s), so taking one over reads seconds of changelog
+	// (standby.go). Needs StateDir.
+	Standby         bool
+	StandbyInterval time.Duration
 }
 
 // Processor is the mapping service.
@@ -140,6 +145,13 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = ids.NewUUID()
 	}
+	if cfg.Standby && cfg.StateDir == "" {
+		// In memory a standby would hold every org's states in the heap.
+		return nil, errors.New("processor: standby needs the entity state on disk (ERPSTREAM_PROCESSOR_STATE_DIR, not memory)")
+	}
+	if cfg.StandbyInterval <= 0 {
+		cfg.StandbyInterval = standbyInterval
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
@@ -166,10 +178,13 @@ func New(cfg Config) (*Processor, error) {
 	stateSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_entity_state_entities",
 		Help: "Entities in this instance's entity state (restored from the compacted entity-state topic)."},
 		func() float64 { return float64(p.entities.size()) })
+	followed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_entity_state_standby_records",
+		Help: "State records of partitions this instance does not hold, read into its store by standby rounds (ERPSTREAM_PROCESSOR_STANDBY=true)."},
+		func() float64 { return float64(p.entities.followed.Load()) })
 	restored := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_entity_state_restored_records",
 		Help: "State records this instance read catching up the partitions it was given: each partition from where its store had it (all of it in memory at the first assignment, what followed the checkpoint on disk)."},
 		func() float64 { return float64(p.entities.restored.Load()) })
-	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, active, partitions, stateSize, restored} {
+	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, active, partitions, stateSize, restored, followed} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("processor metrics: %w", err)
 		}

@@ -653,6 +653,103 @@ func TestATakenOverPartitionsCatchUpHoldsUpOnlyItsOwnOrgs(t *testing.T) {
 	}
 }
 
+// A standby instance follows the state of the partitions it does not hold, so taking them over
+// reads nothing again: the taken-over orgs' entities are found with no catch-up read.
+func TestAStandbyTakesOverWithoutReadingTheStateAgain(t *testing.T) {
+	c, reg := withUseCases(t, map[string]json.RawMessage{"customers": json.RawMessage(mappingConfig)})
+	ctx := context.Background()
+	orgOf := map[int32]string{}
+	for i := 0; len(orgOf) < int(c.Config.Partitions); i++ {
+		org := fmt.Sprint("org-", i)
+		if part := kafkax.OrgPartition([]byte(org), c.Config.Partitions); orgOf[part] == "" {
+			orgOf[part] = org
+			must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: org, Name: "SAP"}))
+			must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "customers", OrgID: org, IntegrationID: "int", Name: "c", Slug: "customers",
+				Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
+		}
+	}
+	type instance struct {
+		metrics *prometheus.Registry
+		stop    context.CancelFunc
+		done    chan error
+	}
+	start := func(id string, standby bool) *instance {
+		in := &instance{metrics: prometheus.NewRegistry(), done: make(chan error, 1)}
+		p, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(),
+			InstanceID: id, Metrics: in.metrics, StateDir: filepath.Join(stateDir(t), id), Standby: standby, StandbyInterval: 100 * time.Millisecond})
+		must(t, err)
+		runCtx, cancel := context.WithCancel(ctx)
+		in.stop = cancel
+		go func() { in.done <- p.Run(runCtx) }()
+		return in
+	}
+	mapped := func(in *instance) float64 {
+		families, _ := in.metrics.Gather()
+		total := 0.0
+		for _, f := range families {
+			if f.GetName() == "erpstream_processor_events_total" {
+				for _, m := range f.GetMetric() {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return total
+	}
+	producer, err := kgo.NewClient(append(kafkax.ProducerOpts(c.Topics, 5*time.Second), kgo.SeedBrokers(c.Config.Brokers...))...)
+	must(t, err)
+	defer producer.Close()
+	at := int64(1000)
+	send := func(round string) {
+		for part := range c.Config.Partitions {
+			org := orgOf[part]
+			for i := range 10 {
+				at++
+				e := envelope.Event{EventID: fmt.Sprint(org, "-", round, "-", i), OrgID: org, IntegrationID: "int", UseCaseID: "customers", Format: "json",
+					Payload: json.RawMessage(fmt.Sprintf(`{"no":"K-%d","name":"%s"}`, i, round)), ReceivedAtUs: at}
+				must(t, producer.ProduceSync(ctx, envelope.EventRecord(c.Topics.Events, &e)).FirstErr())
+			}
+		}
+	}
+	a, b := start("a", false), start("b", true)
+	waitFor(t, func() bool {
+		return gauge(a.metrics, "erpstream_processor_assigned_partitions") > 0 && gauge(b.metrics, "erpstream_processor_assigned_partitions") > 0 &&
+			gauge(a.metrics, "erpstream_processor_assigned_partitions")+gauge(b.metrics, "erpstream_processor_assigned_partitions") == 4
+	})
+	others := 4 - gauge(b.metrics, "erpstream_processor_assigned_partitions")
+	send("first")
+	waitFor(t, func() bool { return mapped(a)+mapped(b) == 40 })
+	// b's standby rounds read the states a wrote: ten per org of a's partitions.
+	waitFor(t, func() bool { return gauge(b.metrics, "erpstream_entity_state_standby_records") == 10*others })
+	a.stop()
+	must(t, <-a.done)
+	restored := gauge(b.metrics, "erpstream_entity_state_restored_records")
+	before := mapped(b)
+	send("second")
+	waitFor(t, func() bool { return mapped(b) == before+40 })
+	if got := gauge(b.metrics, "erpstream_entity_state_restored_records") - restored; got != 0 {
+		t.Errorf("taking a's partitions over read %v state records, want 0 (the standby had them)", got)
+	}
+	b.stop()
+	must(t, <-b.done)
+	changes := map[string]int{}
+	for _, w := range readEntityWrites(t, c) {
+		changes[w.Change]++
+	}
+	if changes[envelope.ChangeCreated] != 40 || changes[envelope.ChangeUpdated] != 40 {
+		t.Fatalf("entity changes %v, want 40 created and 40 updated", changes)
+	}
+}
+
+// A standby keeps every partition's states: on disk only.
+func TestAStandbyNeedsTheStateOnDisk(t *testing.T) {
+	c := kafkatest.New(t)
+	reg := registrytest.Start(t, c)
+	_, err := processor.New(processor.Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(), Standby: true})
+	if err == nil || !strings.Contains(err.Error(), "on disk") {
+		t.Fatalf("standby without a state dir: %v, want refused", err)
+	}
+}
+
 func gauge(reg *prometheus.Registry, name string) float64 {
 	families, _ := reg.Gather()
 	for _, f := range families {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -37,6 +38,13 @@ func (p *Processor) Run(ctx context.Context) error {
 			p.log.Warn("entity state store did not close cleanly; it is caught up from its checkpoint at the next start", "err", err)
 		}
 	}()
+	if p.cfg.Standby {
+		standbyCtx, stopStandby := context.WithCancel(ctx)
+		stopped := make(chan struct{})
+		go func() { defer close(stopped); p.followOthers(standbyCtx) }()
+		// Stopped before the store closes (defers run last first).
+		defer func() { stopStandby(); <-stopped }()
+	}
 	backoff := 250 * time.Millisecond
 	for {
 		began := time.Now()
@@ -60,6 +68,9 @@ func (p *Processor) Run(ctx context.Context) error {
 
 // runSession consumes with one group transact session until it fails or ctx ends.
 func (p *Processor) runSession(ctx context.Context) error {
+	// Revocations noted by an earlier session are its own: this session's held events of a
+	// partition given to it again must not be dropped for them.
+	p.takeRevoked()
 	sess, err := kgo.NewGroupTransactSession(append(p.cfg.Kafka.ClientOpts(p.log, "processor"),
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Events),
@@ -111,9 +122,11 @@ func (p *Processor) runSession(ctx context.Context) error {
 	p.log.Info("processor consuming", "topic", p.cfg.Topics.Events, "group", p.cfg.Group)
 
 	// leftover is the tail of a poll that a transaction left for the next one (commit early);
-	// held are the events of partitions whose state is being caught up.
+	// waiting are the partitions paused until their state is caught up, held their polled
+	// events (none after an abort: the session rewound them).
 	var leftover []polledEvent
 	held := heldEvents{}
+	waiting := map[int32]bool{}
 	rctx, stopRestores := context.WithCancel(ctx)
 	catchUps := p.newRestores(rctx)
 	defer func() { stopRestores(); catchUps.wait() }()
@@ -121,6 +134,7 @@ func (p *Processor) runSession(ctx context.Context) error {
 		// Partitions taken away: their held events are the new owner's (not committed here).
 		for _, part := range p.takeRevoked() {
 			delete(held, part)
+			delete(waiting, part)
 		}
 		batch := leftover
 		leftover = nil
@@ -128,18 +142,22 @@ func (p *Processor) runSession(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// Partitions caught up together come in one poll's receive order again.
+		var released [][]polledEvent
 		for _, part := range caught {
-			batch = append(batch, held[part]...)
+			released = append(released, held[part])
 			delete(held, part)
+			delete(waiting, part)
 		}
+		batch = append(batch, mergeByReceipt(released)...)
 		if len(caught) > 0 {
 			sess.Client().ResumeFetchPartitions(map[string][]int32{p.cfg.Topics.Events: caught})
 		}
-		// A held partition given again while its catch-up ran is caught up again: its
+		// A waiting partition given again while its catch-up ran is caught up again: its
 		// fetching is paused, so no new records would start it.
-		catchUps.start(held.partitions())
+		catchUps.start(slices.Collect(maps.Keys(waiting)))
 		if len(batch) == 0 {
-			batch = p.poll(ctx, sess, catchUps, len(held) > 0)
+			batch = p.poll(ctx, sess, catchUps, len(waiting) > 0)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -148,7 +166,7 @@ func (p *Processor) runSession(ctx context.Context) error {
 				continue
 			}
 		}
-		batch = p.holdFresh(sess, catchUps, batch, held)
+		batch = p.holdFresh(sess, catchUps, batch, held, waiting)
 		if len(batch) == 0 {
 			continue
 		}
@@ -161,7 +179,7 @@ func (p *Processor) runSession(ctx context.Context) error {
 		}
 		if !committed {
 			// The session rewound every partition to its committed offsets: the held events
-			// come again once their partitions fetch.
+			// come again once their partitions (still waiting) fetch.
 			clear(held)
 		}
 		leftover = rest
@@ -199,7 +217,7 @@ func (p *Processor) poll(ctx context.Context, sess *kgo.GroupTransactSession, ca
 
 // holdFresh takes the events of partitions whose state is not caught up out of the batch, pauses
 // their fetching and starts their catch-ups; it returns the events to map now.
-func (p *Processor) holdFresh(sess *kgo.GroupTransactSession, catchUps *restores, batch []polledEvent, held heldEvents) []polledEvent {
+func (p *Processor) holdFresh(sess *kgo.GroupTransactSession, catchUps *restores, batch []polledEvent, held heldEvents, waiting map[int32]bool) []polledEvent {
 	ready := batch[:0:0]
 	var fresh []int32
 	for _, in := range batch {
@@ -208,7 +226,8 @@ func (p *Processor) holdFresh(sess *kgo.GroupTransactSession, catchUps *restores
 			ready = append(ready, in)
 			continue
 		}
-		if _, ok := held[part]; !ok {
+		if !waiting[part] {
+			waiting[part] = true
 			fresh = append(fresh, part)
 		}
 		held[part] = append(held[part], in)
@@ -359,7 +378,6 @@ type polledEvent struct {
 // a transaction that commits early commits exactly what it mapped.
 func inReceiveOrder(fetches kgo.Fetches, log *slog.Logger) []polledEvent {
 	var parts [][]polledEvent
-	total := 0
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		var evs []polledEvent
 		for _, rec := range fp.Records {
@@ -373,9 +391,17 @@ func inReceiveOrder(fetches kgo.Fetches, log *slog.Logger) []polledEvent {
 		}
 		if len(evs) > 0 {
 			parts = append(parts, evs)
-			total += len(evs)
 		}
 	})
+	return mergeByReceipt(parts)
+}
+
+// mergeByReceipt merges partitions' events (each in offset order) by receive time.
+func mergeByReceipt(parts [][]polledEvent) []polledEvent {
+	total := 0
+	for _, evs := range parts {
+		total += len(evs)
+	}
 	out := make([]polledEvent, 0, total)
 	heads := make([]int, len(parts))
 	for len(out) < total {

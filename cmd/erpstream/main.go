@@ -254,6 +254,9 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 	if cfg.DevMode, err = boolEnv("ERPSTREAM_DEV_MODE"); err != nil {
 		return cfg, err
 	}
+	if cfg.ProcessorStandby, err = boolEnv("ERPSTREAM_PROCESSOR_STANDBY"); err != nil {
+		return cfg, err
+	}
 	ints := []struct {
 		key string
 		def int

@@ -22,7 +22,8 @@ func TestConfigFromEnvAcceptsTheDefaults(t *testing.T) {
 		t.Fatalf("file proxy settings: %v %+v", err, cfg.FileProxyPreviousKeyIDs)
 	}
 	for key, bad := range map[string]string{"ERPSTREAM_FILE_PROXY_LINK_TTL_HOURS": "-1", "ERPSTREAM_FILE_PROXY_MAX_MB": "0",
-		"ERPSTREAM_EGRESS_ALLOW_CIDRS": "10.0.0.0/33", "ERPSTREAM_ACK_TIMEOUT_MS": "x"} {
+		"ERPSTREAM_EGRESS_ALLOW_CIDRS": "10.0.0.0/33", "ERPSTREAM_ACK_TIMEOUT_MS": "x",
+		"ERPSTREAM_PROCESSOR_STANDBY": "yes"} {
 		t.Run(key, func(t *testing.T) {
 			t.Setenv(key, bad)
 			if _, err := configFromEnv(log); err == nil || !strings.Contains(err.Error(), key) {
