@@ -14,7 +14,7 @@ import (
 // replicas do. When it is given one of them (another instance crashed or left), its catch-up reads
 // only what was written since its last round, seconds, instead of the partition's whole state:
 // for one org with hundreds of millions of states (meter readings are entities) that is the
-// difference between a failover of seconds and one of an hour. The price is disk for every
+// difference between a failover of seconds and one of hours. The price is disk for every
 // partition's states and the CPU to decode them (each instance stores the whole changelog).
 
 // standbyInterval is how often a standby instance reads on the partitions it does not hold.
