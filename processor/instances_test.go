@@ -169,6 +169,8 @@ func TestATakenOverPartitionsCatchUpHoldsUpOnlyItsOwnOrgs(t *testing.T) {
 	release := make(chan struct{})
 	var gated sync.Map // partition -> true: its catch-up waited at the gate
 	a := f.start("a")
+	// Polls of 4 events: a held partition (10 events a round) is paused after 4 and fetches
+	// again once released.
 	b := f.startGated("b", func(parts []int32) {
 		if armed.Load() {
 			for _, part := range parts {
@@ -176,7 +178,7 @@ func TestATakenOverPartitionsCatchUpHoldsUpOnlyItsOwnOrgs(t *testing.T) {
 			}
 			<-release
 		}
-	})
+	}, func(c *processor.Config) { c.MaxPoll = 4 })
 	f.sharing(a, b)
 	own := int(b.partitions())
 	f.send("first", 10)

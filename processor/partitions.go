@@ -22,9 +22,9 @@ import (
 // The partition's deduplication marks are read at the same point, for the same reason.
 //
 // It runs beside the mapping of the instance's other partitions (Kafka Streams restores a moved
-// task the same way): the partition's polled events are held and its fetching paused until its
-// state is there, and the transactions that commit meanwhile commit its offset at its first held
-// event. A partition with millions of states then delays its own orgs' events, not those of
+// task the same way): the partition's polled events are held (its fetching paused once a poll's
+// worth is held) until its state is there, and the transactions that commit meanwhile commit its
+// offset at its first held event. A partition with millions of states then delays its own orgs' events, not those of
 // every org the instance already maps.
 
 // freshPartitions are events partitions given to this instance whose state has not been caught

@@ -85,6 +85,9 @@ func (p *Processor) runSession(ctx context.Context) error {
 		// One org's events are one partition: at franz-go's 1 MiB per partition a fetch held
 		// about 2,500 events, and the transactions (5,000 events a poll) came out half as large.
 		kgo.FetchMaxPartitionBytes(8<<20),
+		// A partition resumed after its catch-up fetches with the broker's next fetch: at most
+		// a second later when the instance's other partitions are idle (Kafka's default 5 s).
+		kgo.FetchMaxWait(time.Second),
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// A transaction maps for at most BatchBudget plus one event, so 20 s is ample; it is
@@ -219,7 +222,7 @@ func (p *Processor) poll(ctx context.Context, sess *kgo.GroupTransactSession, ca
 // their fetching and starts their catch-ups; it returns the events to map now.
 func (p *Processor) holdFresh(sess *kgo.GroupTransactSession, catchUps *restores, batch []polledEvent, held heldEvents, waiting map[int32]bool) []polledEvent {
 	ready := batch[:0:0]
-	var fresh []int32
+	var fresh, full []int32
 	for _, in := range batch {
 		part := in.rec.Partition
 		if !p.isFresh(part) {
@@ -231,9 +234,15 @@ func (p *Processor) holdFresh(sess *kgo.GroupTransactSession, catchUps *restores
 			fresh = append(fresh, part)
 		}
 		held[part] = append(held[part], in)
+		// Fetching is paused only once a poll's worth is held: a resumed partition fetches
+		// again only after the broker's in-flight fetch returns (up to FetchMaxWait when the
+		// instance's other partitions are idle), which a short catch-up should not cost.
+		if len(held[part]) == p.cfg.MaxPoll {
+			full = append(full, part)
+		}
 	}
-	if len(fresh) > 0 {
-		sess.Client().PauseFetchPartitions(map[string][]int32{p.cfg.Topics.Events: fresh})
+	if len(full) > 0 {
+		sess.Client().PauseFetchPartitions(map[string][]int32{p.cfg.Topics.Events: full})
 	}
 	catchUps.start(fresh)
 	return ready
