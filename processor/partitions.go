@@ -181,11 +181,19 @@ func (r *restores) caughtUp() ([]int32, error) {
 	return out, nil
 }
 
-// isFresh reports whether a partition's state is still to be caught up.
-func (p *Processor) isFresh(part int32) bool {
+// freshNow are the partitions whose state is still to be caught up (a copy: read once per batch,
+// not per event).
+func (p *Processor) freshNow() map[int32]bool {
 	p.fresh.mu.Lock()
 	defer p.fresh.mu.Unlock()
-	return p.fresh.set[part] != 0
+	if len(p.fresh.set) == 0 {
+		return nil
+	}
+	out := make(map[int32]bool, len(p.fresh.set))
+	for part := range p.fresh.set {
+		out[part] = true
+	}
+	return out
 }
 
 // wait stops the session's catch-ups and waits for them: the next session's catch-up of the

@@ -221,11 +221,15 @@ func (p *Processor) poll(ctx context.Context, sess *kgo.GroupTransactSession, ca
 // holdFresh takes the events of partitions whose state is not caught up out of the batch, pauses
 // their fetching and starts their catch-ups; it returns the events to map now.
 func (p *Processor) holdFresh(sess *kgo.GroupTransactSession, catchUps *restores, batch []polledEvent, held heldEvents, waiting map[int32]bool) []polledEvent {
+	notCaughtUp := p.freshNow()
+	if len(notCaughtUp) == 0 {
+		return batch
+	}
 	ready := batch[:0:0]
 	var fresh, full []int32
 	for _, in := range batch {
 		part := in.rec.Partition
-		if !p.isFresh(part) {
+		if !notCaughtUp[part] {
 			ready = append(ready, in)
 			continue
 		}
