@@ -50,6 +50,14 @@ const (
 	keyTopic       = "t"
 )
 
+const (
+	// blockCacheBytes is the store's cache of file blocks (indexes, Bloom filters, data).
+	blockCacheBytes = 64 << 20
+	// memTableBytes: 32 MiB (Pebble's default is 4 MiB) flushes an eighth as often: fewer small
+	// tables for compactions to merge again, which cost a tenth of the processor's CPU.
+	memTableBytes = 32 << 20
+)
+
 // StateCacheEntries bounds the decoded states kept in memory (about 450 B each for a contact).
 const StateCacheEntries = 200_000
 
@@ -99,7 +107,7 @@ func topicIdentity(ctx context.Context, kc kafkax.Config, topic string, s *entit
 		if ctx.Err() != nil {
 			return "", nil, ctx.Err()
 		}
-		s.log.Warn("cannot describe the entity-state topic; retrying", "topic", topic, "err", err, "retry_in", backoff)
+		s.log.Warn("cannot describe a state topic; retrying", "topic", topic, "err", err, "retry_in", backoff)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -114,11 +122,12 @@ func openPebbleStates(dir, topicID string) (*pebbleStates, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
-		cache := pebble.NewCache(64 << 20)
+		// Pebble reserves its memtables (the one written and the one flushing) in the block
+		// cache: a cache only as large as they are caches no blocks at all, and every read
+		// decompresses its blocks from the file again (measured: 17 µs a deduplication check).
+		cache := pebble.NewCache(blockCacheBytes + 2*memTableBytes)
 		defer cache.Unref()
-		// A 32 MiB memtable (Pebble's default is 4 MiB) flushes an eighth as often: fewer small
-		// tables for compactions to merge again, which cost a tenth of the processor's CPU.
-		opts := &pebble.Options{Cache: cache, DisableWAL: true, LoggerAndTracer: pebbleQuiet{}, MemTableSize: 32 << 20}
+		opts := &pebble.Options{Cache: cache, DisableWAL: true, LoggerAndTracer: pebbleQuiet{}, MemTableSize: memTableBytes}
 		// Most reads of a feed of new entities find nothing: a Bloom filter on every level
 		// (the bottom one too, where a miss would otherwise search) answers them without
 		// reading blocks. Tables written before without filters are read as before.
