@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/ingest"
@@ -26,6 +27,10 @@ type harness struct {
 	consumer *kgo.Client
 	seen     map[string]envelope.MonitoringEvent
 	writes   int
+	// stateDir keeps the processors' entity states and deduplication marks on disk (empty: in memory).
+	stateDir string
+	// metrics is the last processor's registry.
+	metrics *prometheus.Registry
 }
 
 func newHarness(t *testing.T) *harness {
@@ -51,7 +56,9 @@ func (h *harness) send(e envelope.Event) {
 
 // run starts a processor (a new instance of the same group each time) and stops it after fn.
 func (h *harness) run(fn func()) {
-	p, err := processor.New(processor.Config{Kafka: h.c.Config, Topics: h.c.Topics, Registry: h.reg, Log: kafkatest.Quiet()})
+	h.metrics = prometheus.NewRegistry()
+	p, err := processor.New(processor.Config{Kafka: h.c.Config, Topics: h.c.Topics, Registry: h.reg, Log: kafkatest.Quiet(),
+		StateDir: h.stateDir, Metrics: h.metrics})
 	must(h.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -90,8 +97,19 @@ func (h *harness) waitFor(eventIDs ...string) {
 	}
 }
 
+// The marks are in memory (read whole at every start) or on disk (read from the checkpoint);
+// either way the window holds across a restart.
 func TestDeduplicationWindowSurvivesARestart(t *testing.T) {
+	for _, where := range []string{"memory", "disk"} {
+		t.Run(where, func(t *testing.T) { testDeduplicationWindowSurvivesARestart(t, where == "disk") })
+	}
+}
+
+func testDeduplicationWindowSurvivesARestart(t *testing.T, onDisk bool) {
 	h := newHarness(t)
+	if onDisk {
+		h.stateDir = t.TempDir()
+	}
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	ev := func(id string, dedup string, at time.Time) envelope.Event {
 		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: "uc-1", Format: "json",
@@ -117,8 +135,12 @@ func TestDeduplicationWindowSurvivesARestart(t *testing.T) {
 	if h.writes != 3 {
 		t.Errorf("%d entity writes, want 3 (duplicates are not mapped)", h.writes)
 	}
+	// On disk, doc-1's mark of e1 expired when e4 marked it again: two marks are held.
+	if got := gauge(h.metrics, "erpstream_dedup_marks"); onDisk && got != 2 {
+		t.Errorf("%v marks on disk, want 2 (doc-1 once, doc-2)", got)
+	}
 
-	// A new processor instance restores the marks from the dedup topic.
+	// A new processor instance restores the marks: from the dedup topic, or from its disk.
 	h.run(func() {
 		h.send(ev("e6", "doc-2", t0.Add(2*time.Hour)))   // e3's id, within its window
 		h.send(ev("e7", "doc-3", t0.Add(2*time.Hour)))   // new
@@ -131,6 +153,13 @@ func TestDeduplicationWindowSurvivesARestart(t *testing.T) {
 		if got := h.seen[id]; got.Code != code {
 			t.Errorf("after restart %s: %s (%s), want %s", id, got.Code, got.Message, code)
 		}
+	}
+	restored := gauge(h.metrics, "erpstream_dedup_restored_records")
+	if onDisk && restored != 0 {
+		t.Errorf("the restart read %v mark records: not from its checkpoint", restored)
+	}
+	if !onDisk && restored != 3 {
+		t.Errorf("the restart read %v mark records, want the 3 marks written (e1, e3, e4)", restored)
 	}
 }
 

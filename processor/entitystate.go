@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/kafkax"
@@ -327,18 +328,39 @@ func (s *entityStore) catchUp(ctx context.Context, kc kafkax.Config, topic strin
 	if len(partitions) == 0 {
 		return nil
 	}
-	partitions = slices.Sorted(slices.Values(partitions)) // locked in one order
-	for _, p := range partitions {
-		s.reading[p].Lock()
-	}
-	defer func() {
-		for _, p := range partitions {
-			s.reading[p].Unlock()
-		}
-	}()
+	defer s.lockReading(partitions)()
+	return s.catchUpLocked(ctx, kc, topic, partitions)
+}
+
+// catchUpLocked is catchUp for partitions whose reading locks the caller holds.
+func (s *entityStore) catchUpLocked(ctx context.Context, kc kafkax.Config, topic string, partitions []int32) error {
 	read, err := s.readChangelog(ctx, kc, topic, partitions, slog.LevelInfo)
 	s.restored.Add(int64(read))
 	return err
+}
+
+// lockReading takes the reading locks of partitions (in one order) and returns their unlock.
+// The locks cover the partitions' deduplication marks too: they are read with their states.
+func (s *entityStore) lockReading(partitions []int32) (unlock func()) {
+	partitions = slices.Sorted(slices.Values(partitions))
+	for _, p := range partitions {
+		s.reading[p].Lock()
+	}
+	return func() {
+		for _, p := range partitions {
+			s.reading[p].Unlock()
+		}
+	}
+}
+
+// disk is the Pebble database of the committed states, nil when they are in memory.
+func (s *entityStore) disk() *pebble.DB {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if ps, ok := s.committed.(*pebbleStates); ok {
+		return ps.db
+	}
+	return nil
 }
 
 // readChangelog is catchUp for partitions whose reading locks the caller holds; it logs what it

@@ -115,13 +115,20 @@ func (f *fleet) sharing(a, b *instance) {
 	})
 }
 
-// send produces customers 0…n-1 of every org (an event each; the same customers every round).
-func (f *fleet) send(round string, n int) {
+// send produces customers 0…n-1 of every org (an event each; the same customers every round,
+// a deduplication id per round and customer).
+func (f *fleet) send(round string, n int) { f.sendAs(round, round, n) }
+
+// sendCopies sends a round's events again: new event ids, the round's deduplication ids.
+func (f *fleet) sendCopies(round string, n int) { f.sendAs(round+"-copy", round, n) }
+
+func (f *fleet) sendAs(round, dedupRound string, n int) {
 	for _, org := range f.orgs {
 		for i := range n {
 			f.at++
 			e := envelope.Event{EventID: fmt.Sprint(org, "-", round, "-", i), OrgID: org, IntegrationID: "int", UseCaseID: "customers", Format: "json",
-				Payload: json.RawMessage(fmt.Sprintf(`{"no":"K-%d","name":"%s"}`, i, round)), ReceivedAtUs: f.at}
+				Payload: json.RawMessage(fmt.Sprintf(`{"no":"K-%d","name":"%s"}`, i, round)), ReceivedAtUs: f.at,
+				DeduplicationID: fmt.Sprint("doc-", dedupRound, "-", i)}
 			must(f.t, f.producer.ProduceSync(context.Background(), envelope.EventRecord(f.c.Topics.Events, &e)).FirstErr())
 		}
 	}
@@ -202,8 +209,9 @@ func TestATakenOverPartitionsCatchUpHoldsUpOnlyItsOwnOrgs(t *testing.T) {
 	}
 }
 
-// A standby instance follows the state of the partitions it does not hold, so taking them over
-// reads nothing again: the taken-over orgs' entities are found with no catch-up read.
+// A standby instance follows the states and deduplication marks of the partitions it does not
+// hold, so taking them over reads nothing again: the taken-over orgs' entities are found, and
+// copies of their events refused, with no catch-up read.
 func TestAStandbyTakesOverWithoutReadingTheStateAgain(t *testing.T) {
 	f := newFleet(t)
 	a := f.start("a")
@@ -212,20 +220,48 @@ func TestAStandbyTakesOverWithoutReadingTheStateAgain(t *testing.T) {
 	others := float64(len(f.orgs)) - b.partitions()
 	f.send("first", 10)
 	waitFor(t, func() bool { return a.mapped()+b.mapped() == 40 })
-	// b's standby rounds read the states a wrote: ten per org of a's partitions.
-	waitFor(t, func() bool { return gauge(b.metrics, "erpstream_entity_state_standby_records") == 10*others })
+	// b's standby rounds read the states and marks a wrote: ten per org of a's partitions.
+	waitFor(t, func() bool {
+		return gauge(b.metrics, "erpstream_entity_state_standby_records") == 10*others && gauge(b.metrics, "erpstream_dedup_marks") == 40
+	})
 	a.halt(t)
 	restored := gauge(b.metrics, "erpstream_entity_state_restored_records")
+	marksRestored := gauge(b.metrics, "erpstream_dedup_restored_records")
 	before := b.mapped()
 	f.send("second", 10)
-	waitFor(t, func() bool { return b.mapped() == before+40 })
+	f.sendCopies("first", 10)
+	waitFor(t, func() bool { return b.mapped() == before+80 })
 	if got := gauge(b.metrics, "erpstream_entity_state_restored_records") - restored; got != 0 {
 		t.Errorf("taking a's partitions over read %v state records, want 0 (the standby had them)", got)
+	}
+	if got := gauge(b.metrics, "erpstream_dedup_restored_records") - marksRestored; got != 0 {
+		t.Errorf("taking a's partitions over read %v dedup mark records, want 0 (the standby had them)", got)
+	}
+	if got := duplicates(b); got != 40 {
+		t.Errorf("%v copies refused as duplicates, want 40 (every org's, a's taken-over ones too)", got)
 	}
 	b.halt(t)
 	if changes := f.changes(); changes[envelope.ChangeCreated] != 40 || changes[envelope.ChangeUpdated] != 40 {
 		t.Fatalf("entity changes %v, want 40 created and 40 updated", changes)
 	}
+}
+
+// duplicates is how many events the instance refused as copies.
+func duplicates(in *instance) float64 {
+	families, _ := in.metrics.Gather()
+	for _, f := range families {
+		if f.GetName() != "erpstream_processor_events_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "code" && l.GetValue() == "DUPLICATE_EVENT" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // A standby keeps every partition's states: on disk only.

@@ -134,10 +134,12 @@ func (r *restores) start(parts []int32) {
 		// Deduplication marks too are read only now, after the previous owner's last
 		// transaction ended: read at assignment, they could miss the marks of a transaction
 		// still committing, and a later copy of one of its events would be mapped again.
-		err := p.dedup.restore(r.ctx, p.cfg.Kafka, p.cfg.Topics.Dedup, todo)
+		unlock := p.entities.lockReading(todo)
+		err := p.dedup.catchUp(r.ctx, p.cfg.Kafka, p.cfg.Topics.Dedup, todo)
 		if err == nil {
-			err = p.entities.catchUp(r.ctx, p.cfg.Kafka, p.cfg.Topics.EntityState, todo)
+			err = p.entities.catchUpLocked(r.ctx, p.cfg.Kafka, p.cfg.Topics.EntityState, todo)
 		}
+		unlock()
 		r.mu.Lock()
 		for _, part := range todo {
 			delete(r.running, part)
@@ -212,21 +214,35 @@ func (h heldEvents) all() []polledEvent {
 	return out
 }
 
-// statePositions collects, while a transaction produces, how far its state records reach in
-// each entity-state partition; committed, they are the store's new positions.
+// statePositions collects, while a transaction produces, how far its records reach in each
+// partition of the two changelogs (entity states, dedup marks); committed, they are the stores'
+// new positions.
 type statePositions struct {
-	topic string
-	mu    sync.Mutex
-	next  map[int32]int64
+	entityTopic, dedupTopic string
+	mu                      sync.Mutex
+	entities, marks         map[int32]int64
+}
+
+func newStatePositions(entityTopic, dedupTopic string) *statePositions {
+	return &statePositions{entityTopic: entityTopic, dedupTopic: dedupTopic, entities: map[int32]int64{}, marks: map[int32]int64{}}
 }
 
 func (s *statePositions) observe(r *kgo.Record, err error) {
-	if err != nil || r.Topic != s.topic {
+	if err != nil {
+		return
+	}
+	var next map[int32]int64
+	switch r.Topic {
+	case s.entityTopic:
+		next = s.entities
+	case s.dedupTopic:
+		next = s.marks
+	default:
 		return
 	}
 	s.mu.Lock()
-	if r.Offset+1 > s.next[r.Partition] {
-		s.next[r.Partition] = r.Offset + 1
+	if r.Offset+1 > next[r.Partition] {
+		next[r.Partition] = r.Offset + 1
 	}
 	s.mu.Unlock()
 }

@@ -184,7 +184,14 @@ func New(cfg Config) (*Processor, error) {
 	restored := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_entity_state_restored_records",
 		Help: "State records this instance read catching up the partitions it was given: each partition from where its store had it (all of it in memory at the first assignment, what followed the checkpoint on disk)."},
 		func() float64 { return float64(p.entities.restored.Load()) })
-	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, active, partitions, stateSize, restored, followed} {
+	marks := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_dedup_marks",
+		Help: "Deduplication marks this instance holds (on disk, about: of every partition it has read, until they expire after 24 h of receipts)."},
+		func() float64 { return float64(p.dedup.size()) })
+	marksRestored := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_dedup_restored_records",
+		Help: "Deduplication mark records this instance read catching up the partitions it was given (on disk: what followed the checkpoint)."},
+		func() float64 { return float64(p.dedup.restored.Load()) })
+	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, active, partitions, stateSize, restored, followed,
+		marks, marksRestored} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("processor metrics: %w", err)
 		}

@@ -32,6 +32,20 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("processor: %w", err)
 	}
+	// Deduplication marks on disk share the entity states' store.
+	if db := p.entities.disk(); db != nil {
+		id, _, err := topicIdentity(ctx, p.cfg.Kafka, p.cfg.Topics.Dedup, p.entities)
+		if err == nil {
+			err = p.dedup.openDisk(db, id)
+		}
+		if err != nil {
+			_ = p.entities.close()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("processor: deduplication marks: %w", err)
+		}
+	}
 	// The state's store is closed (on disk: flushed) before Run returns.
 	defer func() {
 		if err := p.entities.close(); err != nil {
@@ -261,7 +275,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	began := time.Now()
 	promise := kgo.AbortingFirstErrPromise(sess.Client())
-	positions := &statePositions{topic: p.cfg.Topics.EntityState, next: map[int32]int64{}}
+	positions := newStatePositions(p.cfg.Topics.EntityState, p.cfg.Topics.Dedup)
 	records, done := 0, 0
 	for _, in := range batch {
 		if done > 0 && (time.Since(began) > p.cfg.BatchBudget || records >= p.cfg.MaxTransactionRecords) || ctx.Err() != nil {
@@ -286,8 +300,8 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	committed, err = sess.End(endCtx, kgo.TransactionEndTry(promise.Err() == nil && ctx.Err() == nil))
 	if committed {
-		p.dedup.commit()
-		p.entities.commit(positions.next)
+		p.dedup.commit(positions.marks)
+		p.entities.commit(positions.entities)
 		for k, n := range p.pending {
 			p.outcomes.WithLabelValues(k[0], k[1]).Add(float64(n))
 		}

@@ -10,8 +10,8 @@ import (
 )
 
 // A standby instance (Config.Standby, ERPSTREAM_PROCESSOR_STANDBY=true) also follows the entity
-// state of the partitions it does not hold into its disk store, as Kafka Streams' standby
-// replicas do. When it is given one of them (another instance crashed or left), its catch-up reads
+// state and deduplication marks of the partitions it does not hold into its disk store, as Kafka
+// Streams' standby replicas do. When it is given one of them (another instance crashed or left), its catch-up reads
 // only what was written since its last round, seconds, instead of the partition's whole state:
 // for one org with hundreds of millions of states (meter readings are entities) that is the
 // difference between a failover of seconds and one of hours. The price is disk for every
@@ -42,24 +42,34 @@ func (p *Processor) followOthers(ctx context.Context) {
 	}
 }
 
-// standbyRound reads on every partition this instance does not hold that has states its store
-// has not read yet.
+// standbyRound reads on every partition this instance does not hold that has states or
+// deduplication marks its store has not read yet.
 func (p *Processor) standbyRound(ctx context.Context, adm *kadm.Client, refused map[int32]bool) {
-	topic := p.cfg.Topics.EntityState
-	ends, err := adm.ListCommittedOffsets(ctx, topic)
+	stateTopic, dedupTopic := p.cfg.Topics.EntityState, p.cfg.Topics.Dedup
+	ends, err := adm.ListCommittedOffsets(ctx, stateTopic, dedupTopic)
 	if err != nil {
 		if ctx.Err() == nil {
 			p.log.Debug("standby: end offsets not listed; next round", "err", err)
 		}
 		return
 	}
-	s := p.entities
+	s, d := p.entities, p.dedup
 	s.mu.RLock()
-	at := s.committed.positions()
+	statesAt := s.committed.positions()
 	s.mu.RUnlock()
-	for part := range s.partitions {
+	var marksAt map[int32]int64
+	if d.onDisk() {
+		d.mu.Lock()
+		marksAt = d.committed.positions()
+		d.mu.Unlock()
+	}
+	behind := func(topic string, part int32, at map[int32]int64) bool {
 		end, ok := ends.Lookup(topic, part)
-		if !ok || end.Err != nil || end.Offset <= at[part] || p.owns(part) {
+		return ok && end.Err == nil && end.Offset > at[part]
+	}
+	for part := range s.partitions {
+		states, marks := behind(stateTopic, part, statesAt), marksAt != nil && behind(dedupTopic, part, marksAt)
+		if (!states && !marks) || p.owns(part) {
 			continue
 		}
 		// A partition being caught up (it was just given to this instance) is left to that.
@@ -67,11 +77,16 @@ func (p *Processor) standbyRound(ctx context.Context, adm *kadm.Client, refused 
 			continue
 		}
 		var read int
-		if !p.owns(part) {
-			read, err = s.readChangelog(ctx, p.cfg.Kafka, topic, []int32{part}, slog.LevelDebug)
+		err = nil
+		if marks && !p.owns(part) {
+			read, err = d.readChangelog(ctx, p.cfg.Kafka, dedupTopic, []int32{part}, slog.LevelDebug)
+			d.followed.Add(int64(read))
+		}
+		if states && err == nil && !p.owns(part) {
+			read, err = s.readChangelog(ctx, p.cfg.Kafka, stateTopic, []int32{part}, slog.LevelDebug)
+			s.followed.Add(int64(read))
 		}
 		s.reading[part].Unlock()
-		s.followed.Add(int64(read))
 		if err != nil && ctx.Err() == nil && !refused[part] {
 			refused[part] = true
 			p.log.Warn("standby: partition not followed", "partition", part, "err", err)

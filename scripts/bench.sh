@@ -50,6 +50,10 @@ echo "== processor entity state: heap by entity count, in memory and on disk (Pe
 ERPSTREAM_BENCH_ENTITIES=1000000 go test -run XXX -bench EntityStateHeapByCount -benchtime 1x -timeout 30m ./processor | grep -E '^Benchmark'
 ERPSTREAM_BENCH_ENTITIES=10000000 ERPSTREAM_BENCH_STORES=disk go test -run XXX -bench EntityStateHeapByCount -benchtime 1x -timeout 30m ./processor | grep -E '^Benchmark'
 
+echo "== processor deduplication marks: heap and time per mark, in memory and on disk (a day of marks is one per event with a deduplication id)"
+ERPSTREAM_BENCH_MARKS=1000000 go test -run XXX -bench DedupMarksByCount -benchtime 1x -timeout 30m ./processor | grep -E '^Benchmark'
+ERPSTREAM_BENCH_MARKS=10000000 ERPSTREAM_BENCH_STORES=disk go test -run XXX -bench DedupMarksByCount -benchtime 1x -timeout 30m ./processor | grep -E '^Benchmark'
+
 echo "== ingest throughput on Apache Kafka (1 KB payloads; the load client shares the 2 cores)"
 started_kafka=0
 if [ -z "${KAFKA_BROKERS:-}" ]; then

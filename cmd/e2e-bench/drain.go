@@ -44,7 +44,7 @@ func runDrain(counts []int, events int, tokens []string, staticTokens string, ka
 			for j := i; j < events; j += len(tokens) {
 				p := fmt.Sprintf(`{"customerNumber":"K-%d","firstName":"F%d","lastName":"L","email":"k%d@example.com"}`, j, j, j)
 				q, _ := json.Marshal(p)
-				fmt.Fprintf(&body, `{"use_case_slug":"customer","timestamp":"2026-01-01T10:00:00Z","payload":%s}`+"\n", q)
+				fmt.Fprintf(&body, `{"use_case_slug":"customer","timestamp":"2026-01-01T10:00:00Z"%s,"payload":%s}`+"\n", dedupField("drain", j), q)
 			}
 			sending.Add(1)
 			go func() {

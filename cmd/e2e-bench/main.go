@@ -49,6 +49,7 @@ func main() {
 	kafkaPID := flag.String("kafka-pid", "", "the Kafka broker's pid file (with -split)")
 	clickhousePID := flag.String("clickhouse-pid", "", "ClickHouse's pid file (with -split)")
 	progress := flag.Bool("progress", false, "print every second how far each consumer group is behind (where the pipeline waits)")
+	flag.BoolVar(&withDedupIDs, "dedup", false, "give every event a deduplication id of its own (the processor checks and marks each)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to the file (with -split: of every stage's process, to <file>.<process>)")
 	flag.Parse()
 	if *cpuProfile != "" && !*split {
@@ -152,7 +153,8 @@ func main() {
 		for i := 0; i < *events; i++ {
 			p := fmt.Sprintf(`{"customerNumber":"%s-%d","firstName":"F%d","lastName":"L","email":"k%d@example.com","round":"%s"}`, r.key, i, i, i, round)
 			q, _ := json.Marshal(p)
-			fmt.Fprintf(&bodies[i%len(tokens)], `{"use_case_slug":"customer","timestamp":"2026-01-01T10:00:00Z","payload":%s}`+"\n", q)
+			fmt.Fprintf(&bodies[i%len(tokens)], `{"use_case_slug":"customer","timestamp":"2026-01-01T10:00:00Z"%s,"payload":%s}`+"\n",
+				dedupField(round, i), q)
 		}
 		measured := round != "warmup"
 		if meter != nil && measured {
@@ -217,4 +219,15 @@ func main() {
 			meter.report(*events, s)
 		}
 	}
+}
+
+// withDedupIDs gives every event a deduplication id (-dedup).
+var withDedupIDs bool
+
+// dedupField is the event's deduplication id field (with its leading comma), or nothing.
+func dedupField(round string, i int) string {
+	if !withDedupIDs {
+		return ""
+	}
+	return fmt.Sprintf(`,"deduplication_id":"%s-%d"`, round, i)
 }
