@@ -152,29 +152,47 @@ func TestIntegrationThreeProcessorsOneKilledLoseAndDoubleNothing(t *testing.T) {
 		}
 	}
 	t.Logf("feed done: %d events accepted", sent())
+	// Copies of each org's first events (their deduplication ids), sent after the partitions
+	// moved away and back: refused by the marks the instances caught up or followed.
+	const copies = 300
+	for _, o := range orgs {
+		o.feed.pause = 0
+		go func() { feedDone <- o.feed.send(0, copies) }()
+	}
+	for range orgs {
+		if err := <-feedDone; err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i, p := range procs {
-		t.Logf("instance %d (standby %v): %v state records read catching up given partitions, %v by standby rounds", i, i == 1,
-			p.metric("erpstream_entity_state_restored_records"), p.metric("erpstream_entity_state_standby_records"))
+		t.Logf("instance %d (standby %v): %v state and %v mark records read catching up given partitions, %v and %v by standby rounds", i, i == 1,
+			p.metric("erpstream_entity_state_restored_records"), p.metric("erpstream_dedup_restored_records"),
+			p.metric("erpstream_entity_state_standby_records"), p.metric("erpstream_dedup_standby_records"))
 	}
 	for _, o := range orgs {
-		var live, success uint64
+		var live, success, refused uint64
 		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
 			live = e.Scalar(`SELECT count() FROM entities FINAL WHERE org_id = ? AND deleted = 0`, o.id)
 			success = e.Scalar(`SELECT count() FROM monitoring_events FINAL WHERE org_id = ? AND level = 'success'`, o.id)
-			if live >= perOrg && success >= perOrg {
+			refused = e.Scalar(`SELECT count() FROM monitoring_events FINAL WHERE org_id = ? AND code = 'DUPLICATE_EVENT'`, o.id)
+			if live >= perOrg && success >= perOrg && refused >= copies {
 				break
 			}
 		}
 		if live != perOrg || success != perOrg {
 			t.Errorf("%s: %d live contacts and %d success rows, want %d each", o.id, live, success, perOrg)
 		}
+		// At least the copies (a request the feed resent after a timeout adds its own).
+		if refused < copies {
+			t.Errorf("%s: %d copies refused as duplicates, want at least %d", o.id, refused, copies)
+		}
 		if dup := e.Scalar(`SELECT count() FROM (SELECT event_id FROM monitoring_events WHERE org_id = ? AND level = 'success' GROUP BY event_id HAVING count() > 1)`, o.id); dup != 0 {
 			t.Errorf("%s: %d events have more than one success row", o.id, dup)
 		}
 		status, st := e.CallAs(o.token, "POST", "/v1/monitoring/stats", `{"integration_id":"`+o.integration+`","from":"`+
 			time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)+`","to":"`+time.Now().Add(time.Minute).UTC().Format(time.RFC3339)+`"}`)
-		if status != http.StatusOK || st["total_events"] != float64(perOrg) {
-			t.Errorf("%s: stats %d %v, want %d events", o.id, status, st, perOrg)
+		if status != http.StatusOK || st["total_events"] != float64(perOrg+copies) || st["success_count"] != float64(perOrg) || st["skipped_count"] != float64(copies) {
+			t.Errorf("%s: stats %d %v, want %d events: %d successes, %d copies skipped", o.id, status, st, perOrg+copies, perOrg, copies)
 		}
 	}
 }

@@ -190,8 +190,11 @@ func New(cfg Config) (*Processor, error) {
 	marksRestored := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_dedup_restored_records",
 		Help: "Deduplication mark records this instance read catching up the partitions it was given (on disk: what followed the checkpoint)."},
 		func() float64 { return float64(p.dedup.restored.Load()) })
+	marksFollowed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_dedup_standby_records",
+		Help: "Deduplication mark records of partitions this instance does not hold, read into its store by standby rounds."},
+		func() float64 { return float64(p.dedup.followed.Load()) })
 	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, active, partitions, stateSize, restored, followed,
-		marks, marksRestored} {
+		marks, marksRestored, marksFollowed} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("processor metrics: %w", err)
 		}
