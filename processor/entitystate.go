@@ -164,7 +164,7 @@ func (s *entityStore) commit(positions map[int32]int64) {
 		s.internLocked(st)
 		changes = append(changes, stateChange{id: id, st: st})
 	}
-	if err := s.committed.apply(changes, positions); err != nil {
+	if err := s.committed.apply(changes, positions, true); err != nil {
 		// The states are in the committed transaction's records: the topic brings them back.
 		s.log.Error("committed entity states not stored locally; they are read back from the topic", "err", err)
 	}
@@ -184,7 +184,7 @@ func (s *entityStore) abort() {
 // putLocked commits one state (tests, benchmarks).
 func (s *entityStore) putLocked(id string, st *entityState) {
 	s.internLocked(st)
-	_ = s.committed.apply([]stateChange{{id: id, st: st}}, nil)
+	_ = s.committed.apply([]stateChange{{id: id, st: st}}, nil, true)
 }
 
 func (s *entityStore) internLocked(st *entityState) {
@@ -403,7 +403,7 @@ func (s *entityStore) readChangelog(ctx context.Context, kc kafkax.Config, topic
 		for _, ch := range changes {
 			s.internLocked(ch.st)
 		}
-		err := s.committed.apply(changes, positions)
+		err := s.committed.apply(changes, positions, false)
 		s.mu.Unlock()
 		if err != nil {
 			s.log.Error("entity states not stored locally", "err", err)

@@ -98,7 +98,7 @@ func BenchmarkEntityStateHeapByCount(b *testing.B) {
 								{Attr: "email", Key: keyOf("org", "contact", "email", fmt.Sprintf("c%d@example.com", i))}}}
 						batch = append(batch, stateChange{id: fmt.Sprintf("%036d", i), st: st})
 						if len(batch) == cap(batch) || i == n-1 {
-							if err := committed.apply(batch, map[int32]int64{0: int64(i)}); err != nil {
+							if err := committed.apply(batch, map[int32]int64{0: int64(i)}, true); err != nil {
 								b.Fatal(err)
 							}
 							batch = batch[:0]

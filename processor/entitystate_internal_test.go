@@ -14,6 +14,7 @@ import (
 
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
+	"github.com/erpstream/erpstream/internal/lru"
 	"github.com/erpstream/erpstream/mapping"
 )
 
@@ -131,7 +132,7 @@ func TestDiskStoreThatCannotBeUsedIsRebuilt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.apply([]stateChange{{id: "e1", st: &entityState{Schema: "contact", Version: 1}}}, map[int32]int64{0: 5}); err != nil {
+	if err := p.apply([]stateChange{{id: "e1", st: &entityState{Schema: "contact", Version: 1}}}, map[int32]int64{0: 5}, true); err != nil {
 		t.Fatal(err)
 	}
 	_ = p.close()
@@ -144,7 +145,7 @@ func TestDiskStoreThatCannotBeUsedIsRebuilt(t *testing.T) {
 	if err != nil || other.size() != 0 || len(other.positions()) != 0 || other.get("e1") != nil {
 		t.Fatalf("another topic's store was kept: %v %d", err, other.size())
 	}
-	if err := other.apply([]stateChange{{id: "e2", st: &entityState{Schema: "contact", Version: 1}}}, nil); err != nil {
+	if err := other.apply([]stateChange{{id: "e2", st: &entityState{Schema: "contact", Version: 1}}}, nil, true); err != nil {
 		t.Fatal(err)
 	}
 	_ = other.close()
@@ -178,7 +179,7 @@ func TestAbsentStateIsFoundOnceWritten(t *testing.T) {
 	if st, cached := p.cache.Get("e1"); !cached || st != nil {
 		t.Fatalf("the miss is not remembered as absent: %v %+v", cached, st)
 	}
-	if err := p.apply([]stateChange{{id: "e1", st: &entityState{Schema: "contact", Version: 7}}}, nil); err != nil {
+	if err := p.apply([]stateChange{{id: "e1", st: &entityState{Schema: "contact", Version: 7}}}, nil, true); err != nil {
 		t.Fatal(err)
 	}
 	if st := p.get("e1"); st == nil || st.Version != 7 {
@@ -230,7 +231,7 @@ func TestDiskStoreCachesBlocksWhileWriting(t *testing.T) {
 		batch = append(batch, stateChange{id: fmt.Sprintf("%036d", i), st: &entityState{Org: "org", Schema: "contact", Version: uint64(i + 1),
 			raw: []byte(`{"o":"org","s":"contact","v":1,"pad":"` + pad + `"}`)}})
 		if len(batch) == cap(batch) {
-			if err := states.apply(batch, nil); err != nil {
+			if err := states.apply(batch, nil, true); err != nil {
 				t.Fatal(err)
 			}
 			batch = batch[:0]
@@ -244,5 +245,52 @@ func TestDiskStoreCachesBlocksWhileWriting(t *testing.T) {
 	m := states.db.Metrics()
 	if rate := float64(m.BlockCache.Hits) / float64(max(m.BlockCache.Hits+m.BlockCache.Misses, 1)); rate < 0.9 {
 		t.Fatalf("block cache hit rate %.2f (%d hits, %d misses, %d blocks held)", rate, m.BlockCache.Hits, m.BlockCache.Misses, m.BlockCache.Count)
+	}
+}
+
+// States read from the changelog (a catch-up, a standby round) do not push the instance's own
+// hot states out of the cache; what the cache holds, absent entries too, is kept current.
+func TestChangelogReadsKeepTheCachesHotStates(t *testing.T) {
+	states, err := openPebbleStates(t.TempDir(), "topic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer states.close()
+	states.cache = lru.New[string, *entityState](10)
+	var hot []stateChange
+	for i := range 5 {
+		hot = append(hot, stateChange{id: fmt.Sprint("hot-", i), st: &entityState{Org: "org", Schema: "contact", Version: 1}})
+	}
+	if err := states.apply(hot, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if states.get("new-1") != nil { // looked up by an event, absent: cached as absent
+		t.Fatal("new-1 found before it was written")
+	}
+	var followed []stateChange
+	for i := range 100 {
+		followed = append(followed, stateChange{id: fmt.Sprint("other-", i), st: &entityState{Org: "org-b", Schema: "contact", Version: 1}})
+	}
+	followed = append(followed, stateChange{id: "hot-0", st: &entityState{Org: "org", Schema: "contact", Version: 2}},
+		stateChange{id: "new-1", st: &entityState{Org: "org", Schema: "contact", Version: 3}})
+	if err := states.apply(followed, map[int32]int64{1: 102}, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := states.cache.Len(); n != 6 {
+		t.Fatalf("%d states cached after a changelog read of 102, want the 6 held before", n)
+	}
+	for i := range 5 {
+		if _, ok := states.cache.Get(fmt.Sprint("hot-", i)); !ok {
+			t.Errorf("hot-%d was pushed out of the cache", i)
+		}
+	}
+	if st := states.get("hot-0"); st == nil || st.Version != 2 {
+		t.Errorf("hot-0 from the cache: %+v, want the version read from the changelog", st)
+	}
+	if st := states.get("new-1"); st == nil || st.Version != 3 {
+		t.Errorf("new-1, cached as absent: %+v, want the state read from the changelog", st)
+	}
+	if st := states.get("other-7"); st == nil || st.Org != "org-b" {
+		t.Errorf("other-7 is not on disk: %+v", st)
 	}
 }

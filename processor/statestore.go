@@ -12,8 +12,11 @@ type committedStates interface {
 	// before changing it (the apply stage always builds a new state).
 	get(id string) *entityState
 	// apply writes the states in order, each unless the held version is newer, with their index
-	// changes, and records the changelog positions they bring the store to; all at once.
-	apply(changes []stateChange, positions map[int32]int64) error
+	// changes, and records the changelog positions they bring the store to; all at once. A cache
+	// in front keeps the states only when keep is set (this instance's commits); changelog reads
+	// (catch-ups, standby rounds) refresh what it holds and add nothing, so they do not push out
+	// the states the instance's own events use.
+	apply(changes []stateChange, positions map[int32]int64, keep bool) error
 	// eachWithKey calls fn for the entities indexed under a lookup key (possibly stale).
 	eachWithKey(k lookupKey, fn func(id string))
 	// countWithKey counts them, stopping at limit.
@@ -92,7 +95,7 @@ func newMemStates() *memStates {
 
 func (s *memStates) get(id string) *entityState { return s.m[id] }
 
-func (s *memStates) apply(changes []stateChange, positions map[int32]int64) error {
+func (s *memStates) apply(changes []stateChange, positions map[int32]int64, _ bool) error {
 	for p, at := range positions {
 		s.at[p] = at
 	}

@@ -191,7 +191,10 @@ func getValue(db *pebble.DB, key []byte) ([]byte, error) {
 
 func stateKey(id string) []byte { return append([]byte{prefixState}, id...) }
 
-func (p *pebbleStates) get(id string) *entityState {
+func (p *pebbleStates) get(id string) *entityState { return p.read(id, true) }
+
+// read is get, keeping what it read in the cache only when keep is set.
+func (p *pebbleStates) read(id string, keep bool) *entityState {
 	if st, ok := p.cache.Get(id); ok {
 		return st
 	}
@@ -201,19 +204,23 @@ func (p *pebbleStates) get(id string) *entityState {
 	}
 	if raw == nil {
 		// Remembered as absent: a new entity is looked up again when its state is written
-		// (apply), and every write of a state goes through apply, which caches it.
-		p.cache.Put(id, nil)
+		// (apply), and every write of a state goes through apply, which caches or refreshes it.
+		if keep {
+			p.cache.Put(id, nil)
+		}
 		return nil
 	}
 	var st entityState
 	if json.Unmarshal(raw, &st) != nil {
 		return nil
 	}
-	p.cache.Put(id, &st)
+	if keep {
+		p.cache.Put(id, &st)
+	}
 	return &st
 }
 
-func (p *pebbleStates) apply(changes []stateChange, positions map[int32]int64) error {
+func (p *pebbleStates) apply(changes []stateChange, positions map[int32]int64, keep bool) error {
 	b := p.db.NewBatch()
 	defer b.Close()
 	// States written earlier in this batch are what later changes of the same entity replace.
@@ -222,7 +229,7 @@ func (p *pebbleStates) apply(changes []stateChange, positions map[int32]int64) e
 	for _, ch := range changes {
 		cur, seen := written[ch.id]
 		if !seen {
-			cur = p.get(ch.id)
+			cur = p.read(ch.id, keep)
 		}
 		if cur != nil && cur.Version > ch.st.Version {
 			continue
@@ -271,7 +278,11 @@ func (p *pebbleStates) apply(changes []stateChange, positions map[int32]int64) e
 	}
 	p.count += added
 	for id, st := range written {
-		p.cache.Put(id, st)
+		if keep {
+			p.cache.Put(id, st)
+		} else {
+			p.cache.Refresh(id, st)
+		}
 	}
 	return nil
 }

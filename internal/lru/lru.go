@@ -59,6 +59,18 @@ func (c *Cache[K, V]) Put(key K, value V) {
 	}
 }
 
+// Refresh sets the value of a key the cache holds, without marking it used, and reports whether
+// it held it: a writer that must not push out what readers use keeps what they hold current.
+func (c *Cache[K, V]) Refresh(key K, value V) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.byKey[key]
+	if ok {
+		el.Value.(*entry[K, V]).value = value
+	}
+	return ok
+}
+
 // Clear drops every entry.
 func (c *Cache[K, V]) Clear() {
 	c.mu.Lock()

@@ -33,3 +33,22 @@ func TestALimitOfZeroKeepsNothing(t *testing.T) {
 		t.Error("kept an entry")
 	}
 }
+
+func TestRefreshChangesOnlyWhatIsHeldAndKeepsTheOrder(t *testing.T) {
+	c := New[string, int](2)
+	c.Put("a", 1)
+	c.Put("b", 2)
+	if !c.Refresh("a", 10) || c.Refresh("z", 26) {
+		t.Fatal("Refresh reports the wrong keys as held")
+	}
+	if _, ok := c.Get("z"); ok {
+		t.Fatal("Refresh added a key")
+	}
+	c.Put("c", 3) // a was refreshed, not used: it is still the oldest and goes
+	if _, ok := c.Get("a"); ok {
+		t.Error("Refresh marked a used")
+	}
+	if v, ok := c.Get("b"); !ok || v != 2 {
+		t.Errorf("b = %d, %v", v, ok)
+	}
+}
