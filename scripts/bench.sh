@@ -93,6 +93,8 @@ go run ./cmd/e2e-bench -split -processors 3 -orgs 6 "${pids[@]}" -events "${E2E_
 echo "== the processor alone, 1, 2 and 3 instances mapping a backlog of twelve orgs, one per partition (nothing else running); then one org"
 go run ./cmd/e2e-bench -drain 1,2,3 -orgs 12 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
 go run ./cmd/e2e-bench -drain 1,3 -orgs 1 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
+echo "== one process instance, one org, a backlog of 1,000,000 new contacts: speed and peak resident memory as its store grows"
+go run ./cmd/e2e-bench -drain 1 -orgs 1 "${pids[@]}" -events "${E2E_LARGE_EVENTS:-1000000}" 2>/dev/null
 
 echo "== outbound: contacts created and updated -> webhooks on loopback (one process; deliveries/s, delay p50/p99)"
 go run ./cmd/outbound-bench -contacts "${OUTBOUND_CONTACTS:-20000}" -seconds "${OUTBOUND_SECONDS:-20}"

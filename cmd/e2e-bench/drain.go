@@ -21,10 +21,10 @@ import (
 // instances start; the rate is that of the group's committed offsets from the moment the group
 // is stable with n members until it has consumed everything. Ingest and the projector are idle
 // (there is no projector), so the instances have the machine, the broker aside.
-func runDrain(counts []int, events int, tokens []string, staticTokens string, kafkaPID, clickhousePID int) {
+func runDrain(counts []int, events int, tokens []string, staticTokens, profile string, kafkaPID, clickhousePID int) {
 	ctx := context.Background()
 	for _, n := range counts {
-		s := startSplit(0, false, "", staticTokens)
+		s := startSplit(0, false, profile, staticTokens)
 		kcl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(os.Getenv("KAFKA_BROKERS"), ",")...))
 		if err != nil {
 			panic(err)
@@ -83,6 +83,13 @@ func runDrain(counts []int, events int, tokens []string, staticTokens string, ka
 		wall := time.Since(start).Seconds()
 		fmt.Printf("  %d × process: %d events mapped in %.1f s (%6.0f events/s)\n", n, done, wall, float64(done)/wall)
 		meter.report(int(done), wall)
+		var peaks []string
+		for _, p := range s.procs {
+			if strings.HasPrefix(p.name, "process-") {
+				peaks = append(peaks, fmt.Sprintf("%s %.0f MiB", p.name, peakMiB(p.pid)))
+			}
+		}
+		fmt.Printf("          peak resident memory: %s\n", strings.Join(peaks, ", "))
 		kcl.Close()
 		s.stop()
 	}

@@ -50,6 +50,7 @@ func main() {
 	clickhousePID := flag.String("clickhouse-pid", "", "ClickHouse's pid file (with -split)")
 	progress := flag.Bool("progress", false, "print every second how far each consumer group is behind (where the pipeline waits)")
 	flag.BoolVar(&withDedupIDs, "dedup", false, "give every event a deduplication id of its own (the processor checks and marks each)")
+	flag.StringVar(&heapProfile, "memprofile", "", "write heap profiles of every stage's process while it runs (every 10 s), to <file>.<process> (with -split or -drain)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to the file (with -split: of every stage's process, to <file>.<process>)")
 	flag.Parse()
 	if *cpuProfile != "" && !*split {
@@ -92,7 +93,7 @@ func main() {
 			}
 			counts = append(counts, n)
 		}
-		runDrain(counts, *events, tokens, strings.Join(staticTokens, ","), pidFrom(*kafkaPID), pidFrom(*clickhousePID))
+		runDrain(counts, *events, tokens, strings.Join(staticTokens, ","), *cpuProfile, pidFrom(*kafkaPID), pidFrom(*clickhousePID))
 		return
 	}
 	var meter *cpuMeter
@@ -220,6 +221,9 @@ func main() {
 		}
 	}
 }
+
+// heapProfile is -memprofile.
+var heapProfile string
 
 // withDedupIDs gives every event a deduplication id (-dedup).
 var withDedupIDs bool

@@ -50,6 +50,22 @@ func cpuSeconds(pid int) float64 {
 	return (utime + stime) / 100 // USER_HZ is 100 on Linux
 }
 
+// peakMiB is the most memory a process has held resident (VmHWM): heap, Pebble's memtables and
+// block cache, everything.
+func peakMiB(pid int) float64 {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
 func pidFrom(file string) int {
 	if file == "" {
 		return 0
@@ -135,6 +151,9 @@ func (s *splitEnv) start(name, command string, extra ...string) {
 	cmd.Env = append(append([]string(nil), s.env...), extra...)
 	if s.profile != "" {
 		cmd.Env = append(cmd.Env, "ERPSTREAM_CPU_PROFILE="+s.profile+"."+name)
+	}
+	if heapProfile != "" {
+		cmd.Env = append(cmd.Env, "ERPSTREAM_HEAP_PROFILE="+heapProfile+"."+name)
 	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

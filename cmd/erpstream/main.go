@@ -104,6 +104,9 @@ func main() {
 	if path := os.Getenv("ERPSTREAM_CPU_PROFILE"); path != "" {
 		defer startCPUProfile(log, path)()
 	}
+	if path := os.Getenv("ERPSTREAM_HEAP_PROFILE"); path != "" {
+		go writeHeapProfiles(ctx, log, path, 10*time.Second)
+	}
 	exit(log, app.Run(ctx, cfg))
 }
 
