@@ -72,6 +72,7 @@ func main() {
 		// GOGC (and GOMEMLIMIT) set by the operator win.
 		debug.SetGCPercent(200)
 	}
+	setMemoryLimitFromContainer(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

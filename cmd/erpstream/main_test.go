@@ -3,6 +3,8 @@ package main
 import (
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +48,34 @@ func TestProcessorStateIsOnDiskByDefault(t *testing.T) {
 		t.Setenv("ERPSTREAM_DATA_DIR", tc.dataDir)
 		if got := processorStateDir(); got != tc.want {
 			t.Errorf("ERPSTREAM_PROCESSOR_STATE_DIR=%q ERPSTREAM_DATA_DIR=%q: %q, want %q", tc.dir, tc.dataDir, got, tc.want)
+		}
+	}
+}
+
+func TestContainerMemoryLimitIsReadFromTheCgroupFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	v2 := write("memory.max", "4294967296\n")
+	unlimited := write("unlimited", "max\n")
+	v1Unlimited := write("limit_in_bytes", "9223372036854771712\n")
+	for _, tc := range []struct {
+		files []string
+		want  int64
+	}{
+		{[]string{v2}, 4 << 30},
+		{[]string{filepath.Join(dir, "absent"), v2}, 4 << 30}, // v1's file absent on a v2 host: the next
+		{[]string{unlimited, v2}, 0},                          // the first file present decides
+		{[]string{v1Unlimited}, 0},
+		{[]string{filepath.Join(dir, "absent")}, 0},
+	} {
+		if got, _ := containerMemoryLimit(tc.files); got != tc.want {
+			t.Errorf("%v: %d, want %d", tc.files, got, tc.want)
 		}
 	}
 }
