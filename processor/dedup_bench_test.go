@@ -3,11 +3,9 @@ package processor
 import (
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
@@ -20,21 +18,7 @@ import (
 // adds 10,000,000 on disk). It reports the heap held afterwards and the time per mark: a day of
 // marks is one per event with a deduplication id.
 func BenchmarkDedupMarksByCount(b *testing.B) {
-	counts := []int{1_000_000}
-	if v := os.Getenv("ERPSTREAM_BENCH_MARKS"); v != "" {
-		counts = nil
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil {
-				b.Fatal(err)
-			}
-			counts = append(counts, n)
-		}
-	}
-	stores := []string{"disk", "memory"}
-	if v := os.Getenv("ERPSTREAM_BENCH_STORES"); v != "" {
-		stores = strings.Split(v, ",")
-	}
+	counts, stores := benchCountsAndStores(b, "ERPSTREAM_BENCH_MARKS")
 	const prefix = "5b0e8d1c-2a43-4f6e-9b7a-0c1d2e3f4a5b/7a245b43-1f24-4d0c-aa76-268061ee063e/0d9c8b7a-6f5e-4d3c-2b1a-0f9e8d7c6b5a/"
 	for _, kind := range stores {
 		for _, n := range counts {

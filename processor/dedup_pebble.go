@@ -217,21 +217,7 @@ func (m *pebbleMarks) expire(budget int) error {
 	return nil
 }
 
-func (m *pebbleMarks) positions() map[int32]int64 {
-	out := map[int32]int64{}
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixMarkPosition}, UpperBound: []byte{prefixMarkPosition + 1}})
-	if err != nil {
-		return out
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		k, v := it.Key(), it.Value()
-		if len(k) == 5 && len(v) == 8 {
-			out[int32(binary.BigEndian.Uint32(k[1:]))] = int64(binary.BigEndian.Uint64(v))
-		}
-	}
-	return out
-}
+func (m *pebbleMarks) positions() map[int32]int64 { return readPositions(m.db, prefixMarkPosition) }
 
 // reset keeps the partition's marks: the catch-up reads on from its checkpoint.
 func (m *pebbleMarks) reset([]int32) {}

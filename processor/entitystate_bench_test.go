@@ -61,21 +61,7 @@ func BenchmarkEntityStateMemory(b *testing.B) {
 // at the counts ERPSTREAM_BENCH_ENTITIES lists (default 1,000,000; make bench adds 10,000,000 for
 // the disk store): the memory store grows with the entities, the disk store stays flat.
 func BenchmarkEntityStateHeapByCount(b *testing.B) {
-	counts := []int{1_000_000}
-	if v := os.Getenv("ERPSTREAM_BENCH_ENTITIES"); v != "" {
-		counts = nil
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil {
-				b.Fatal(err)
-			}
-			counts = append(counts, n)
-		}
-	}
-	stores := []string{"disk", "memory"}
-	if v := os.Getenv("ERPSTREAM_BENCH_STORES"); v != "" {
-		stores = strings.Split(v, ",")
-	}
+	counts, stores := benchCountsAndStores(b, "ERPSTREAM_BENCH_ENTITIES")
 	for _, kind := range stores {
 		for _, n := range counts {
 			b.Run(fmt.Sprintf("%s/%d", kind, n), func(b *testing.B) {
@@ -117,4 +103,25 @@ func BenchmarkEntityStateHeapByCount(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchCountsAndStores are the counts the variable lists (default 1,000,000) and the stores
+// ERPSTREAM_BENCH_STORES lists (default disk and memory).
+func benchCountsAndStores(b *testing.B, countsVar string) (counts []int, stores []string) {
+	counts = []int{1_000_000}
+	if v := os.Getenv(countsVar); v != "" {
+		counts = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				b.Fatal(err)
+			}
+			counts = append(counts, n)
+		}
+	}
+	stores = []string{"disk", "memory"}
+	if v := os.Getenv("ERPSTREAM_BENCH_STORES"); v != "" {
+		stores = strings.Split(v, ",")
+	}
+	return counts, stores
 }

@@ -355,9 +355,12 @@ func (p *pebbleStates) eachReading(group string, fn func(id string)) {
 
 func (p *pebbleStates) size() int { return int(p.count) }
 
-func (p *pebbleStates) positions() map[int32]int64 {
+func (p *pebbleStates) positions() map[int32]int64 { return readPositions(p.db, prefixPosition) }
+
+// readPositions reads the changelog positions stored under prefix: <prefix><partition> -> offset.
+func readPositions(db *pebble.DB, prefix byte) map[int32]int64 {
 	out := map[int32]int64{}
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixPosition}, UpperBound: []byte{prefixPosition + 1}})
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefix}, UpperBound: []byte{prefix + 1}})
 	if err != nil {
 		return out
 	}
