@@ -81,7 +81,12 @@ func runDrain(counts []int, events int, tokens []string, staticTokens, profile s
 			}
 		}
 		wall := time.Since(start).Seconds()
-		fmt.Printf("  %d × process: %d events mapped in %.1f s (%6.0f events/s)\n", n, done, wall, float64(done)/wall)
+		settling := ""
+		if from > 0 {
+			// An instance that joined first maps while the others join; those events are not timed.
+			settling = fmt.Sprintf("; %d more mapped before the group settled with %d members, not timed", from, n)
+		}
+		fmt.Printf("  %d × process: %d events mapped in %.1f s (%6.0f events/s)%s\n", n, done, wall, float64(done)/wall, settling)
 		meter.report(int(done), wall)
 		var peaks []string
 		for _, p := range s.procs {
