@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"maps"
@@ -482,7 +481,11 @@ func (a *application) finish(res *mapping.Extraction) ([]*kgo.Record, outcome) {
 	states := make(map[string]*entityState, len(a.changed))
 	for id, st := range a.changed {
 		st.Org = a.ev.OrgID
-		b, _ := json.Marshal(st)
+		b, err := st.appendJSON(make([]byte, 0, 256))
+		if err != nil {
+			return nil, outcome{useCaseType: a.uc.Type, level: envelope.LevelError, code: "ATTRIBUTE_TYPE_MISMATCH",
+				message: fmt.Sprintf("use case %s: entity %s: state not encodable: %v", a.uc.Slug, id, err)}
+		}
 		st.raw = b
 		a.outs = append(a.outs, &kgo.Record{Topic: a.p.cfg.Topics.EntityState, Partition: a.partition, Key: []byte(id), Value: b,
 			Headers: a.p.entities.writtenBy(st.Version)})

@@ -3,7 +3,6 @@ package processor
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/mapping"
 )
@@ -423,7 +423,7 @@ func (s *entityStore) readChangelog(ctx context.Context, kc kafkax.Config, topic
 			return
 		}
 		var st entityState
-		if err := json.Unmarshal(r.Value, &st); err == nil {
+		if err := envelope.Decode(r.Value, &st); err == nil {
 			st.raw = r.Value
 			changes = append(changes, stateChange{id: string(r.Key), st: &st})
 			if st.Org != "" && s.partitions > 0 && kafkax.OrgPartition([]byte(st.Org), s.partitions) != r.Partition {

@@ -37,13 +37,7 @@ type attrKey struct {
 // attrKeys marshal as {"attribute": ["hex key", …]}.
 type attrKeys []attrKey
 
-func (ks attrKeys) MarshalJSON() ([]byte, error) {
-	m := map[string][]string{}
-	for _, k := range ks {
-		m[k.Attr] = append(m[k.Attr], hex.EncodeToString(k.Key[:]))
-	}
-	return json.Marshal(m)
-}
+func (ks attrKeys) MarshalJSON() ([]byte, error) { return ks.appendJSON(nil), nil }
 
 func (ks *attrKeys) UnmarshalJSON(b []byte) error {
 	var m map[string][]string

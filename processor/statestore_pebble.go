@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/lru"
 )
@@ -220,7 +221,7 @@ func (p *pebbleStates) read(id string, keep bool) *entityState {
 		return nil
 	}
 	var st entityState
-	if json.Unmarshal(raw, &st) != nil {
+	if envelope.Decode(raw, &st) != nil {
 		return nil
 	}
 	if keep {

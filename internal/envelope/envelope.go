@@ -186,7 +186,7 @@ type AccessLog struct {
 // UniqueIdentifiers and Attributes must be valid JSON.
 func (w *EntityWrite) AppendJSON(b []byte) []byte {
 	str := func(b []byte, key, v string) []byte {
-		return appendJSONString(append(b, key...), v)
+		return AppendJSONString(append(b, key...), v)
 	}
 	raw := func(b []byte, key string, v json.RawMessage) []byte {
 		b = append(b, key...)
@@ -218,7 +218,7 @@ func (w *EntityWrite) AppendJSON(b []byte) []byte {
 // encodes it itself).
 func (m *MonitoringEvent) AppendJSON(b []byte) []byte {
 	str := func(b []byte, key, v string) []byte {
-		return appendJSONString(append(b, key...), v)
+		return AppendJSONString(append(b, key...), v)
 	}
 	b = str(b, `{"id":`, m.ID)
 	b = str(b, `,"org_id":`, m.OrgID)
@@ -237,8 +237,9 @@ func (m *MonitoringEvent) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// appendJSONString appends v as a JSON string; invalid UTF-8 becomes U+FFFD, as encoding/json does.
-func appendJSONString(b []byte, v string) []byte {
+// AppendJSONString appends v as a JSON string; invalid UTF-8 becomes U+FFFD, as encoding/json
+// does (which also escapes <, > and &; decoders read both alike).
+func AppendJSONString(b []byte, v string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	for i := 0; i < len(v); {

@@ -57,7 +57,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = append(b, '"')
 		b = append(b, name...)
 		b = append(b, '"', ':')
-		b = appendJSONString(b, v)
+		b = AppendJSONString(b, v)
 	}
 	b = append(b, '{')
 	field("event_id", e.EventID, false)
