@@ -58,22 +58,27 @@ func newChildProcess(t *testing.T, e *apptest.Env, bin, addrVar string, args []s
 		"KAFKA_BROKERS="+strings.Join(e.Kafka.Brokers, ","), "ERPSTREAM_TOPIC_PREFIX="+e.Kafka.TopicPrefix, "ERPSTREAM_KAFKA_PARTITIONS=4",
 		"CLICKHOUSE_ADDR="+e.CH.Addr, "CLICKHOUSE_DATABASE="+e.CH.Database, addrVar+"="+addr,
 		"ERPSTREAM_DEV_MODE=1", "ERPSTREAM_DEV_TOKEN=it-token", "ERPSTREAM_DATA_DIR="+dir), env...)}
-	t.Cleanup(func() {
-		// A clean stop, so its consumers leave their groups instead of lingering until their
-		// session times out.
-		if p.cmd != nil && p.cmd.Process != nil {
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { _ = p.cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				_ = p.cmd.Process.Kill()
-				<-done
-			}
-		}
-	})
+	// A clean stop at the end, so its consumers leave their groups instead of lingering until
+	// their session times out.
+	t.Cleanup(p.stop)
 	return p
+}
+
+// stop stops a running process the way an orchestrator does: SIGTERM, SIGKILL after 30 s.
+func (p *childProcess) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+	p.cmd = nil
 }
 
 // start starts the process and waits until /healthz answers 200 (60 s at most).
@@ -105,4 +110,14 @@ func (p *childProcess) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	_ = p.cmd.Wait()
 	p.cmd = nil
+}
+
+// name is the process's instance id, or its command when it has none.
+func (p *childProcess) name() string {
+	for i := len(p.env) - 1; i >= 0; i-- {
+		if id, ok := strings.CutPrefix(p.env[i], "ERPSTREAM_INSTANCE_ID="); ok {
+			return id
+		}
+	}
+	return p.args[0]
 }

@@ -64,8 +64,9 @@ type feeder struct {
 	perRequest    int
 	pause         time.Duration // between requests, so the feed is still flowing when the broker stops
 	client        *http.Client
-	token         string       // "" is the dev token
-	sent          atomic.Int64 // events answered success
+	token         string             // "" is the dev token
+	event         func(i int) string // the i-th event; nil sends customer K-i with a deduplication id of its own
+	sent          atomic.Int64       // events answered success
 	retries       atomic.Int64
 }
 
@@ -73,7 +74,11 @@ func (f *feeder) send(from, to int) error {
 	for n := from; n < to; n += f.perRequest {
 		var events []string
 		for i := n; i < min(n+f.perRequest, to); i++ {
-			events = append(events, apptest.CustomerEvent(i, "Lena", fmt.Sprintf("fault-%d", i)))
+			if f.event != nil {
+				events = append(events, f.event(i))
+			} else {
+				events = append(events, apptest.CustomerEvent(i, "Lena", fmt.Sprintf("fault-%d", i)))
+			}
 		}
 		body := `{"integration_id":"` + f.integrationID + `","meta":{"correlation_id":"feed-` + fmt.Sprint(n) + `"},"events":[` + strings.Join(events, ",") + `]}`
 		deadline := time.Now().Add(3 * time.Minute)

@@ -48,6 +48,28 @@ func (p *childProcess) metric(name string) float64 {
 	return total
 }
 
+// scaleOrg is an org with a token of its own, its integration (apptest.IntegrationBody) and a
+// feeder of its events.
+type scaleOrg struct {
+	id, token, integration string
+	feed                   *feeder
+}
+
+func newScaleOrg(t *testing.T, e *apptest.Env, secret []byte, id string) *scaleOrg {
+	t.Helper()
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"org_id": id, "permissions": auth.AllPermissions,
+		"exp": time.Now().Add(time.Hour).Unix(), "jti": id}).SignedString(secret)
+	apptest.Must(t, err)
+	status, integ := e.CallAs(token, "POST", "/v2/integrations", apptest.IntegrationBody)
+	if status != http.StatusCreated {
+		t.Fatalf("create integration: %d %v", status, integ)
+	}
+	o := &scaleOrg{id: id, token: token, integration: integ["id"].(string)}
+	o.feed = &feeder{e: e, integrationID: o.integration, perRequest: 50, pause: time.Second, token: token,
+		client: &http.Client{Timeout: 30 * time.Second}}
+	return o
+}
+
 // Three `erpstream process` processes share the events of four orgs, one org per partition: each
 // maps a share. One is killed with SIGKILL mid-feed; its partitions move to the other two with
 // their entity state, and back when it is started again. Every event is mapped once: per org one
@@ -58,11 +80,7 @@ func TestIntegrationThreeProcessorsOneKilledLoseAndDoubleNothing(t *testing.T) {
 	e.JWT = auth.JWTConfig{HS256Secret: secret}
 	e.Configure = func(cfg *app.Config) { cfg.Services = []string{app.Ingest, app.Query, app.Project} }
 	e.Start()
-	type org struct {
-		id, token, integration string
-		feed                   *feeder
-	}
-	var orgs []*org
+	var orgs []*scaleOrg
 	covered := map[int32]bool{}
 	for i := 0; len(orgs) < 4; i++ {
 		id := fmt.Sprint("scale-org-", i)
@@ -71,17 +89,7 @@ func TestIntegrationThreeProcessorsOneKilledLoseAndDoubleNothing(t *testing.T) {
 		} else {
 			covered[part] = true
 		}
-		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"org_id": id, "permissions": auth.AllPermissions,
-			"exp": time.Now().Add(time.Hour).Unix(), "jti": id}).SignedString(secret)
-		apptest.Must(t, err)
-		status, integ := e.CallAs(token, "POST", "/v2/integrations", apptest.IntegrationBody)
-		if status != http.StatusCreated {
-			t.Fatalf("create integration: %d %v", status, integ)
-		}
-		o := &org{id: id, token: token, integration: integ["id"].(string)}
-		o.feed = &feeder{e: e, integrationID: o.integration, perRequest: 50, pause: time.Second, token: token,
-			client: &http.Client{Timeout: 30 * time.Second}}
-		orgs = append(orgs, o)
+		orgs = append(orgs, newScaleOrg(t, e, secret, id))
 	}
 	bin := buildErpstream(t)
 	procs := []*childProcess{newProcessorProcess(t, e, bin, "scale-1"), newProcessorProcess(t, e, bin, "scale-2"),
