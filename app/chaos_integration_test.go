@@ -64,13 +64,7 @@ func TestIntegrationProcessorsKilledAtRandomStayExact(t *testing.T) {
 		orgs = append(orgs, o)
 	}
 
-	bin := buildErpstream(t)
-	procs := []*childProcess{newProcessorProcess(t, e, bin, "chaos-1"), newProcessorProcess(t, e, bin, "chaos-2"),
-		newProcessorProcess(t, e, bin, "chaos-3")}
-	procs[2].env = append(procs[2].env, "ERPSTREAM_PROCESSOR_STANDBY=true")
-	for _, p := range procs {
-		p.start()
-	}
+	procs := startThreeProcessors(t, e, "chaos", 2)
 
 	feedDone := make(chan error, len(orgs))
 	var feeding sync.WaitGroup
@@ -96,15 +90,7 @@ func TestIntegrationProcessorsKilledAtRandomStayExact(t *testing.T) {
 
 	// Copies of the first round, sent after every instance came back: refused by the marks the
 	// instances caught up, followed or (wiped) read again.
-	for _, o := range orgs {
-		o.feed.pause = 0
-		go func() { feedDone <- o.feed.send(0, customers) }()
-	}
-	for range orgs {
-		if err := <-feedDone; err != nil {
-			t.Fatal(err)
-		}
-	}
+	resendFirstEvents(t, orgs, customers)
 
 	events := uint64(customers * rounds)
 	last := fmt.Sprintf("R%d", rounds-1)

@@ -70,6 +70,36 @@ func newScaleOrg(t *testing.T, e *apptest.Env, secret []byte, id string) *scaleO
 	return o
 }
 
+// startThreeProcessors starts three `erpstream process` children named prefix-1…3, the one at
+// standby following the partitions it does not hold.
+func startThreeProcessors(t *testing.T, e *apptest.Env, prefix string, standby int) []*childProcess {
+	t.Helper()
+	bin := buildErpstream(t)
+	procs := []*childProcess{newProcessorProcess(t, e, bin, prefix+"-1"), newProcessorProcess(t, e, bin, prefix+"-2"),
+		newProcessorProcess(t, e, bin, prefix+"-3")}
+	procs[standby].env = append(procs[standby].env, "ERPSTREAM_PROCESSOR_STANDBY=true")
+	for _, p := range procs {
+		p.start()
+	}
+	return procs
+}
+
+// resendFirstEvents sends every org's first n events again at once (their deduplication ids)
+// and waits for each feed to be answered.
+func resendFirstEvents(t *testing.T, orgs []*scaleOrg, n int) {
+	t.Helper()
+	done := make(chan error, len(orgs))
+	for _, o := range orgs {
+		o.feed.pause = 0
+		go func() { done <- o.feed.send(0, n) }()
+	}
+	for range orgs {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Three `erpstream process` processes share the events of four orgs, one org per partition: each
 // maps a share. One is killed with SIGKILL mid-feed; its partitions move to the other two with
 // their entity state, and back when it is started again. Every event is mapped once: per org one
@@ -91,15 +121,9 @@ func TestIntegrationThreeProcessorsOneKilledLoseAndDoubleNothing(t *testing.T) {
 		}
 		orgs = append(orgs, newScaleOrg(t, e, secret, id))
 	}
-	bin := buildErpstream(t)
-	procs := []*childProcess{newProcessorProcess(t, e, bin, "scale-1"), newProcessorProcess(t, e, bin, "scale-2"),
-		newProcessorProcess(t, e, bin, "scale-3")}
 	// One of the three is a standby (follows the partitions it does not hold): a takeover by it
 	// reads the last seconds, one by the others the partition's state since they last held it.
-	procs[1].env = append(procs[1].env, "ERPSTREAM_PROCESSOR_STANDBY=true")
-	for _, p := range procs {
-		p.start()
-	}
+	procs := startThreeProcessors(t, e, "scale", 1)
 	assigned := func(ps ...*childProcess) (sum float64, each []float64) {
 		for _, p := range ps {
 			n := p.metric("erpstream_processor_assigned_partitions")
@@ -163,15 +187,7 @@ func TestIntegrationThreeProcessorsOneKilledLoseAndDoubleNothing(t *testing.T) {
 	// Copies of each org's first events (their deduplication ids), sent after the partitions
 	// moved away and back: refused by the marks the instances caught up or followed.
 	const copies = 300
-	for _, o := range orgs {
-		o.feed.pause = 0
-		go func() { feedDone <- o.feed.send(0, copies) }()
-	}
-	for range orgs {
-		if err := <-feedDone; err != nil {
-			t.Fatal(err)
-		}
-	}
+	resendFirstEvents(t, orgs, copies)
 	for i, p := range procs {
 		t.Logf("instance %d (standby %v): %v state and %v mark records read catching up given partitions, %v and %v by standby rounds", i, i == 1,
 			p.metric("erpstream_entity_state_restored_records"), p.metric("erpstream_dedup_restored_records"),
