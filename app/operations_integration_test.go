@@ -4,6 +4,7 @@ package app_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/app/apptest"
+	"github.com/erpstream/erpstream/internal/kafkax"
 )
 
 // GET /openapi.json documents exactly what the router serves: every registered route is in the
@@ -86,7 +88,8 @@ func TestIntegrationOpenAPIDocumentMatchesTheRouter(t *testing.T) {
 }
 
 // erpstream status on a running pipeline: every topic present, the three groups with a member, the
-// processor's member holding all four events partitions, the schema up to date.
+// processor's member holding all four events partitions, the schema up to date; asked for an org,
+// the partition of its events and the member mapping them.
 func TestIntegrationStatusDescribesTheRunningPipeline(t *testing.T) {
 	e := apptest.New(t)
 	e.Start()
@@ -94,14 +97,15 @@ func TestIntegrationStatusDescribesTheRunningPipeline(t *testing.T) {
 	var text string
 	apptest.WaitFor(t, func() bool {
 		out.Reset()
-		if err := app.Status(t.Context(), app.Config{Kafka: e.Kafka, ClickHouse: e.CH}, e.Log, &out); err != nil {
+		if err := app.Status(t.Context(), app.Config{Kafka: e.Kafka, ClickHouse: e.CH}, e.Log, &out, "dev-org"); err != nil {
 			t.Fatal(err)
 		}
 		text = out.String()
-		return strings.Contains(text, "assigned "+e.Kafka.TopicPrefix+".events×4") &&
+		return strings.Contains(text, "assigned "+e.Kafka.TopicPrefix+".events×4 [0 1 2 3]") &&
 			strings.Count(text, "Stable, 1 member(s)") == 3 // processor, projector, outbound
 	})
-	for _, want := range []string{e.Kafka.TopicPrefix + ".events", "4 partitions", "up to date", "lag 0"} {
+	devOrg := fmt.Sprintf("org dev-org: %s.events partition %d of 4, mapped by member ", e.Kafka.TopicPrefix, kafkax.OrgPartition([]byte("dev-org"), 4))
+	for _, want := range []string{e.Kafka.TopicPrefix + ".events", "4 partitions", "up to date", "lag 0", devOrg} {
 		if !strings.Contains(text, want) {
 			t.Errorf("status lacks %q:\n%s", want, text)
 		}

@@ -1,11 +1,14 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,8 +24,10 @@ import (
 )
 
 // Status writes what an operator asks first (erpstream status): the topics, the schema version,
-// each consumer group's members and lag, and which processor instance maps.
-func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) error {
+// each consumer group's members and lag, and which processor instance maps; for each of orgs
+// (erpstream status --org O), the events partition its events go to, the instance mapping it and
+// that partition's lag.
+func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, orgs ...string) error {
 	if len(cfg.Kafka.Brokers) == 0 {
 		return fmt.Errorf("KAFKA_BROKERS is required for status")
 	}
@@ -66,11 +71,14 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) er
 			fmt.Fprintf(out, "group %s: %v\n", g, err)
 			continue
 		}
-		byTopic := map[string]int64{}
+		byTopic := map[string]map[int32]int64{}
 		for _, parts := range l.Lag {
 			for _, p := range parts {
 				if ours[p.Topic] && p.Lag > 1 { // a transactional topic ends in an uncommitted marker
-					byTopic[p.Topic] += p.Lag
+					if byTopic[p.Topic] == nil {
+						byTopic[p.Topic] = map[int32]int64{}
+					}
+					byTopic[p.Topic][p.Partition] = p.Lag
 				}
 			}
 		}
@@ -81,7 +89,7 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) er
 				var assigned []string
 				for _, t := range a.Topics {
 					if ours[t.Topic] {
-						assigned = append(assigned, fmt.Sprintf("%s×%d", t.Topic, len(t.Partitions)))
+						assigned = append(assigned, assignedPartitions(t.Topic, t.Partitions))
 					}
 				}
 				if len(assigned) > 0 {
@@ -103,8 +111,11 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) er
 			fmt.Fprintln(out, "  lag 0")
 		}
 		for _, t := range topicsWithLag {
-			fmt.Fprintf(out, "  lag %-30s %d\n", t, byTopic[t])
+			fmt.Fprintf(out, "  lag %-30s %s\n", t, partitionLags(byTopic[t]))
 		}
+	}
+	if l := lags[processor.DefaultGroup]; l.Error() == nil {
+		orgPlacement(out, orgs, topics.Events, len(details[topics.Events].Partitions), l)
 	}
 	conn, err := chx.Open(ctx, cfg.ClickHouse)
 	if err != nil {
@@ -138,4 +149,75 @@ func shortID(id string) string {
 		return id[len(id)-12:]
 	}
 	return id
+}
+
+// assignedPartitions names a member's partitions of a topic, so an operator can tell which
+// instance holds a lagging partition (an org's events are all in one).
+func assignedPartitions(topic string, partitions []int32) string {
+	sorted := slices.Clone(partitions)
+	slices.Sort(sorted)
+	nums := make([]string, len(sorted))
+	for i, p := range sorted {
+		nums[i] = strconv.Itoa(int(p))
+	}
+	return fmt.Sprintf("%s×%d [%s]", topic, len(sorted), strings.Join(nums, " "))
+}
+
+// partitionLags is a topic's lag in all and, when more than one partition lags, the partitions
+// with the most (four at most): a hot org shows as one partition far behind the others.
+func partitionLags(lags map[int32]int64) string {
+	var total int64
+	parts := make([]int32, 0, len(lags))
+	for p, n := range lags {
+		total += n
+		parts = append(parts, p)
+	}
+	text := strconv.FormatInt(total, 10)
+	if len(parts) < 2 {
+		for _, p := range parts {
+			text += fmt.Sprintf(" (partition %d)", p)
+		}
+		return text
+	}
+	slices.SortFunc(parts, func(a, b int32) int {
+		if c := cmp.Compare(lags[b], lags[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	most := make([]string, 0, 4)
+	for _, p := range parts[:min(4, len(parts))] {
+		most = append(most, fmt.Sprintf("partition %d: %d", p, lags[p]))
+	}
+	if len(parts) > 4 {
+		most = append(most, fmt.Sprintf("%d more", len(parts)-4))
+	}
+	return text + " (" + strings.Join(most, ", ") + ")"
+}
+
+// orgPlacement writes, per org, its events partition (the org's hash, kafkax.OrgPartition), the
+// processor member holding it and its lag: where to look when one org's events are late.
+func orgPlacement(out io.Writer, orgs []string, eventsTopic string, partitions int, l kadm.DescribedGroupLag) {
+	for _, org := range orgs {
+		if partitions == 0 {
+			fmt.Fprintf(out, "org %s: topic %s missing\n", org, eventsTopic)
+			continue
+		}
+		part := kafkax.OrgPartition([]byte(org), int32(partitions))
+		holder := "no member (the processors are down or rebalancing)"
+		for _, m := range l.Members {
+			if a, ok := m.Assigned.AsConsumer(); ok {
+				for _, t := range a.Topics {
+					if t.Topic == eventsTopic && slices.Contains(t.Partitions, part) {
+						holder = fmt.Sprintf("member %s (%s on %s)", m.ClientID, shortID(m.MemberID), m.ClientHost)
+					}
+				}
+			}
+		}
+		lag := "unknown"
+		if pl, ok := l.Lag[eventsTopic][part]; ok && pl.Err == nil {
+			lag = strconv.FormatInt(pl.Lag, 10) // ingest's writes are not transactional: no marker to discount
+		}
+		fmt.Fprintf(out, "org %s: %s partition %d of %d, mapped by %s, lag %s\n", org, eventsTopic, part, partitions, holder, lag)
+	}
 }

@@ -34,7 +34,8 @@ const usage = `usage: erpstream <command>
 
 commands:
   serve                  run every service in one process (ingest, process, project, query, outbound) and the console
-  status                 topics, schema version, consumer groups (members, their partitions, lag)
+  status [--org O ...]   topics, schema version, consumer groups (members, their partitions, lag);
+                         per org: its events partition, the processor instance mapping it, its lag
   version                print the version (module version, commit, build time)
   healthcheck [--live] [--url U]   exit 0 when this host's erpstream is ready (/readyz), 1 otherwise
   ingest                 HTTP API for events and configuration
@@ -93,7 +94,12 @@ func main() {
 		exit(log, err)
 		return
 	case "status":
-		exit(log, app.Status(ctx, cfg, log, os.Stdout))
+		orgs, err := statusOrgs(os.Args[2:])
+		if err != nil {
+			exit(log, err)
+			return
+		}
+		exit(log, app.Status(ctx, cfg, log, os.Stdout, orgs...))
 		return
 	case "help", "-h", "--help":
 		fmt.Print(usage)
@@ -340,4 +346,21 @@ func version() string {
 		}
 	}
 	return v + " " + info.GoVersion
+}
+
+// statusOrgs reads status's flags: --org O, repeatable.
+func statusOrgs(args []string) ([]string, error) {
+	var orgs []string
+	for i := 0; i < len(args); i++ {
+		switch {
+		case args[i] == "--org" && i+1 < len(args) && args[i+1] != "":
+			orgs = append(orgs, args[i+1])
+			i++
+		case strings.HasPrefix(args[i], "--org=") && len(args[i]) > len("--org="):
+			orgs = append(orgs, strings.TrimPrefix(args[i], "--org="))
+		default:
+			return nil, fmt.Errorf("status: unknown argument %q (status [--org O ...])", args[i])
+		}
+	}
+	return orgs, nil
 }

@@ -79,3 +79,15 @@ func TestContainerMemoryLimitIsReadFromTheCgroupFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusTakesOrgsAndRefusesOtherArguments(t *testing.T) {
+	orgs, err := statusOrgs([]string{"--org", "acme", "--org=globex"})
+	if err != nil || len(orgs) != 2 || orgs[0] != "acme" || orgs[1] != "globex" {
+		t.Errorf("orgs %v, %v", orgs, err)
+	}
+	for _, bad := range [][]string{{"--org"}, {"--org="}, {"acme"}, {"--orgs", "x"}} {
+		if _, err := statusOrgs(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

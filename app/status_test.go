@@ -1,0 +1,21 @@
+package app
+
+import "testing"
+
+func TestStatusNamesPartitionsAndTheLaggingOnes(t *testing.T) {
+	if got, want := assignedPartitions("erp.events", []int32{7, 0, 3}), "erp.events×3 [0 3 7]"; got != want {
+		t.Errorf("assigned: %q, want %q", got, want)
+	}
+	for _, c := range []struct {
+		lags map[int32]int64
+		want string
+	}{
+		{map[int32]int64{5: 40}, "40 (partition 5)"},
+		{map[int32]int64{1: 10, 3: 12000, 2: 10}, "12020 (partition 3: 12000, partition 1: 10, partition 2: 10)"},
+		{map[int32]int64{0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 6}, "21 (partition 5: 6, partition 4: 5, partition 3: 4, partition 2: 3, 2 more)"},
+	} {
+		if got := partitionLags(c.lags); got != c.want {
+			t.Errorf("lags %v: %q, want %q", c.lags, got, c.want)
+		}
+	}
+}
