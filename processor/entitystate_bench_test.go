@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
 	"github.com/erpstream/erpstream/mapping"
 )
@@ -124,4 +125,31 @@ func benchCountsAndStores(b *testing.B, countsVar string) (counts []int, stores 
 		stores = strings.Split(v, ",")
 	}
 	return counts, stores
+}
+
+// BenchmarkStateCodec is the time to encode a contact's state (two indexed ids) as its changelog
+// record and to decode it as the store does, per state.
+func BenchmarkStateCodec(b *testing.B) {
+	st := &entityState{Org: "org-1", Schema: "contact", Version: 1_700_000_000_000_123, LastWrite: 0xfedcba9876543210,
+		Keys: attrKeys{{Attr: "customer_number", Key: keyOf("org-1", "contact", "customer_number", "K-1")},
+			{Attr: "email", Key: keyOf("org-1", "contact", "email", "a@b.c")}}}
+	raw, err := st.appendJSON(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encode", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := st.appendJSON(nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		for b.Loop() {
+			var back entityState
+			if err := envelope.Decode(raw, &back); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -2,7 +2,9 @@ package processor
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -58,6 +60,45 @@ func TestStateJSONIsWhatJSONMarshalWrites(t *testing.T) {
 			}
 			if !reflect.DeepEqual(back, again) || !reflect.DeepEqual(decoded, again) {
 				t.Fatalf("read back %+v, decoded %+v, want %+v", back, decoded, again)
+			}
+		})
+	}
+}
+
+// Both decoders read the same keys from any JSON of them, and refuse the same broken ones
+// without a panic (a key of 34 digits overran hex.Decode's destination).
+func TestLookupKeysDecodeAlikeWithBothDecoders(t *testing.T) {
+	k1, k2 := keyOf("o", "contact", "email", "a@b.c"), keyOf("o", "contact", "customer_number", "K-1")
+	h1, h2 := hex.EncodeToString(k1[:]), hex.EncodeToString(k2[:])
+	for name, c := range map[string]struct {
+		doc  string
+		want attrKeys // nil: refused
+	}{
+		"two attributes": {`{"email":["` + h1 + `"],"customer_number":["` + h2 + `"]}`, attrKeys{{"customer_number", k2}, {"email", k1}}},
+		"null":           {`null`, attrKeys{}},
+		"null list":      {`{"email":null,"customer_number":["` + h2 + `"]}`, attrKeys{{"customer_number", k2}}},
+		"repeated":       {`{"email":["` + h2 + `"],"email":["` + h1 + `"]}`, attrKeys{{"email", k1}}},
+		"escaped":        {`{"email":["` + fmt.Sprintf(`\u%04x`, h1[0]) + h1[1:] + `"]}`, attrKeys{{"email", k1}}},
+		"long key":       {`{"email":["` + h1 + `00"]}`, nil},
+		"short key":      {`{"email":["` + h1[:30] + `"]}`, nil},
+		"not hex":        {`{"email":["` + h1[:31] + `g"]}`, nil},
+		"a number":       {`{"email":[12]}`, nil},
+		"a list":         {`["` + h1 + `"]`, nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var v1, v2 attrKeys
+			err1, err2 := json.Unmarshal([]byte(c.doc), &v1), envelope.Decode([]byte(c.doc), &v2)
+			byKey := func(a, b attrKey) int { return bytes.Compare(a.Key[:], b.Key[:]) }
+			slices.SortFunc(v1, byKey)
+			slices.SortFunc(v2, byKey)
+			slices.SortFunc(c.want, byKey)
+			switch {
+			case c.want == nil && (err1 == nil || err2 == nil):
+				t.Errorf("accepted: %v (%v), %v (%v)", v1, err1, v2, err2)
+			case c.want != nil && (err1 != nil || err2 != nil):
+				t.Errorf("refused: %v, %v", err1, err2)
+			case c.want != nil && (!reflect.DeepEqual(v1, c.want) || !reflect.DeepEqual(v2, c.want)):
+				t.Errorf("decoded %v and %v, want %v", v1, v2, c.want)
 			}
 		})
 	}

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"slices"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
 
@@ -48,6 +51,9 @@ func (ks *attrKeys) UnmarshalJSON(b []byte) error {
 	for attr, list := range m {
 		for _, h := range list {
 			var k attrKey
+			if len(h) != hex.EncodedLen(len(k.Key)) {
+				return fmt.Errorf("lookup key %q: not 32 hex digits", h)
+			}
 			if n, err := hex.Decode(k.Key[:], []byte(h)); err != nil || n != len(k.Key) {
 				return fmt.Errorf("lookup key %q: not 32 hex digits", h)
 			}
@@ -57,6 +63,82 @@ func (ks *attrKeys) UnmarshalJSON(b []byte) error {
 	}
 	*ks = out
 	return nil
+}
+
+// UnmarshalJSONFrom is UnmarshalJSON for the v2 decoder the store reads states with
+// (envelope.Decode): it reads the keys in place instead of through a map, a third of the time
+// a stored state took to decode. It reads what UnmarshalJSON reads, a repeated attribute's last
+// list winning as a map's last entry does.
+func (ks *attrKeys) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	switch tok.Kind() {
+	case 'n':
+		*ks = attrKeys{}
+		return nil
+	case '{':
+	default:
+		return fmt.Errorf("lookup keys: a JSON %v, not an object", tok.Kind())
+	}
+	out := make(attrKeys, 0, 4)
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		attr := name.String()
+		out = slices.DeleteFunc(out, func(k attrKey) bool { return k.Attr == attr })
+		if out, err = appendAttrKeys(dec, out, attr); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	*ks = out
+	return nil
+}
+
+// appendAttrKeys reads one attribute's list of hex keys (or null, no keys).
+func appendAttrKeys(dec *jsontext.Decoder, out attrKeys, attr string) (attrKeys, error) {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	switch tok.Kind() {
+	case 'n':
+		return out, nil
+	case '[':
+	default:
+		return nil, fmt.Errorf("lookup keys of %q: a JSON %v, not an array", attr, tok.Kind())
+	}
+	for dec.PeekKind() != ']' {
+		v, err := dec.ReadValue()
+		if err != nil {
+			return nil, err
+		}
+		if v.Kind() != '"' {
+			return nil, fmt.Errorf("lookup key %s: not a string", v)
+		}
+		digits := []byte(v[1 : len(v)-1])
+		if slices.Contains(digits, '\\') { // never written so, but JSON allows it
+			if digits, err = jsontext.AppendUnquote(nil, v); err != nil {
+				return nil, err
+			}
+		}
+		k := attrKey{Attr: attr}
+		if len(digits) != hex.EncodedLen(len(k.Key)) { // hex.Decode writes past a short dst
+			return nil, fmt.Errorf("lookup key %s: not 32 hex digits", v)
+		}
+		if n, err := hex.Decode(k.Key[:], digits); err != nil || n != len(k.Key) {
+			return nil, fmt.Errorf("lookup key %s: not 32 hex digits", v)
+		}
+		out = append(out, k)
+	}
+	_, err = dec.ReadToken()
+	return out, err
 }
 
 func (ks attrKeys) has(k lookupKey) bool {
