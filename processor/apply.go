@@ -44,6 +44,8 @@ type application struct {
 	readingsUpserted         int
 	readingsDeleted          int
 	externalIDs              []any
+	// readingGroups is the event's view of the meter-reading groups it touched (readingView).
+	readingGroups map[string]*readingView
 }
 
 // writtenEntity is one entry of a monitoring row's detail.entities.

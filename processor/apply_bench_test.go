@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
@@ -79,4 +81,64 @@ func contactConfig20() string {
 		fields += fmt.Sprintf(`,{"attribute":"a%d","field":"f%d"}`, f, f)
 	}
 	return `{"entities":[{"entity_schema":"contact","unique_ids":["customer_number"],"fields":[` + fields + `]}]}`
+}
+
+// BenchmarkMeterReadingsIntoOneMeter maps events of 100 new readings each (strict-date
+// matching) for one meter counter that holds 5,000 readings already: every incoming reading is
+// matched against its group's stored readings.
+func BenchmarkMeterReadingsIntoOneMeter(b *testing.B) {
+	c := kafkatest.New(b)
+	reg := registrytest.Start(b, c)
+	ctx := context.Background()
+	for slug, config := range map[string]string{
+		"setup": `{"entities":[{"entity_schema":"meter","unique_ids":["meter_number"],"fields":[{"attribute":"meter_number","field":"nr"}]},
+			{"entity_schema":"meter_counter","unique_ids":["obis_number"],"fields":[{"attribute":"obis_number","constant":"1-0:1.8.0"}]}]}`,
+		"readings": `{"meter_readings":[{"jsonataExpression":"readings","reading_matching":"strict-date",
+			"meter":{"unique_ids":[{"attribute":"meter_number","constant":"Z-1"}]},
+			"meter_counter":{"unique_ids":[{"attribute":"obis_number","constant":"1-0:1.8.0"}]},
+			"fields":[{"attribute":"external_id","field":"id"},{"attribute":"timestamp","field":"ts"},{"attribute":"value","field":"v"},
+				{"attribute":"source","constant":"ERP"}]}]}`,
+	} {
+		if err := reg.PutUseCase(ctx, &registry.UseCase{ID: slug, OrgID: "org", IntegrationID: "int", Name: slug, Slug: slug,
+			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(config)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p, err := New(Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	seq := 0
+	mapEvent := func(useCase, payload string) {
+		seq++
+		ev := envelope.Event{EventID: fmt.Sprint("e", seq), OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
+			Payload: json.RawMessage(payload), ReceivedAtUs: int64(1_700_000_000_000_000 + seq)}
+		if _, o := p.mapEvent(ctx, &ev, 0); o.level != envelope.LevelSuccess {
+			b.Fatalf("event %d: %s %s", seq, o.code, o.message)
+		}
+	}
+	day := 0
+	readings := func() string {
+		var rs []string
+		for range 100 {
+			ts := time.Date(2000, 1, 1, 12, 0, 0, 0, time.UTC).AddDate(0, 0, day).Format(time.RFC3339)
+			rs = append(rs, fmt.Sprintf(`{"id":"r-%d","ts":"%s","v":%d}`, day, ts, day))
+			day++
+		}
+		return `{"readings":[` + strings.Join(rs, ",") + `]}`
+	}
+	mapEvent("setup", `{"nr":"Z-1"}`)
+	for range 50 {
+		mapEvent("readings", readings())
+	}
+	p.entities.commit(nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		mapEvent("readings", readings())
+		if i%20 == 19 {
+			p.entities.commit(nil)
+		}
+	}
+	b.ReportMetric(float64(100*b.N)/b.Elapsed().Seconds(), "readings/s")
 }

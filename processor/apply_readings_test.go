@@ -128,3 +128,42 @@ func TestMeterReadingsStrictDateAndPruneScope(t *testing.T) {
 		t.Errorf("mirror-empty purged %v, want the two ERP readings (one of them %s)", purged, idOf["ecp-1"])
 	}
 }
+
+// Readings of one event see each other: a strict-date reading matches one written earlier in the
+// same event on its Berlin day, and a later event finds it by the external id it was given.
+func TestMeterReadingsOfOneEventMatchEachOther(t *testing.T) {
+	c, reg := withUseCases(t, map[string]json.RawMessage{
+		"setup": json.RawMessage(`{"entities":[{"entity_schema":"meter","unique_ids":["meter_number"],"fields":[{"attribute":"meter_number","field":"nr"}]},
+			{"entity_schema":"meter_counter","unique_ids":["obis_number"],"fields":[{"attribute":"obis_number","constant":"1-0:1.8.0"}]}]}`),
+		"strict": json.RawMessage(`{"meter_readings":[{"jsonataExpression":"readings","reading_matching":"strict-date",
+			"meter":{"unique_ids":[{"attribute":"meter_number","constant":"Z-1"}]},
+			"meter_counter":{"unique_ids":[{"attribute":"obis_number","constant":"1-0:1.8.0"}]},
+			"fields":[{"attribute":"external_id","field":"id"},{"attribute":"timestamp","field":"ts"},{"attribute":"value","field":"v"},
+				{"attribute":"source","constant":"ERP"}]}]}`),
+	})
+	seq := &eventSeq{}
+	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
+		seq.ev("setup", "setup", `{"nr":"Z-1"}`),
+		seq.ev("one-event", "strict", `{"readings":[{"id":"r-1","ts":"2025-04-01T08:00:00+02:00","v":1},
+			{"id":"r-2","ts":"2025-04-01T20:00:00+02:00","v":2},{"id":"r-3","ts":"2025-04-02T08:00:00+02:00","v":3}]}`),
+		seq.ev("later", "strict", `{"readings":[{"id":"r-2","ts":"2025-04-01T21:00:00+02:00","v":4}]}`),
+	})
+	byEvent := map[string][]string{}
+	for _, w := range writes {
+		if w.EntitySchema == "meter_reading" {
+			byEvent[w.EventID] = append(byEvent[w.EventID], w.EntityID)
+		}
+	}
+	for _, id := range []string{"one-event", "later"} {
+		if m := monitoring[id]; m.Code != "METER_READING_UPSERTED" {
+			t.Fatalf("%s: %s %s", id, m.Code, m.Message)
+		}
+	}
+	got := byEvent["one-event"]
+	if len(got) != 3 || got[0] != got[1] || got[2] == got[0] {
+		t.Fatalf("one event's readings wrote %v, want r-2 on r-1's reading (same Berlin day) and r-3 on one of its own", got)
+	}
+	if later := byEvent["later"]; len(later) != 1 || later[0] != got[0] {
+		t.Errorf("the later event wrote %v, want the reading r-2 was matched to (%s)", later, got[0])
+	}
+}

@@ -42,6 +42,8 @@ GOMAXPROCS=1 go test -run XXX -bench . -benchtime "$benchtime" -benchmem ./mappi
 
 echo "== processor: one event through mapping and the apply stage (one core, no Kafka I/O)"
 GOMAXPROCS=1 go test -run XXX -bench ProcessEvent -benchtime "$benchtime" ./processor | grep -E '^Benchmark'
+echo "== processor: events of 100 meter readings for one counter holding 5,000 and more (matched against them)"
+GOMAXPROCS=1 go test -run XXX -bench MeterReadingsIntoOneMeter -benchtime 20x ./processor | grep -E '^Benchmark'
 
 echo "== processor entity state: heap per entity (100,000 restored)"
 go test -run XXX -bench EntityStateMemory -benchtime 1x ./processor | grep -E '^Benchmark'
