@@ -415,7 +415,7 @@ func (a *application) prunes(plans []mapping.PruneScopeUpdate) *failure {
 	for _, pu := range plans {
 		var inScope []string
 		if pu.Scope.ScopeMode == "query" {
-			for _, id := range a.search(pu.EntitySlug, pu.Scope.Query) {
+			for _, id := range a.search(pu.EntitySlug, pu.Scope.Query, 0) {
 				if a.state(id).live() {
 					inScope = append(inScope, id)
 				}

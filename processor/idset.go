@@ -15,11 +15,20 @@ const idSetSliceMax = 16
 func (s idSet) len() int { return len(s.few) + len(s.many) }
 
 func (s idSet) each(fn func(id string)) {
+	s.eachWhile(func(id string) bool { fn(id); return true })
+}
+
+// eachWhile calls fn for the ids until it returns false.
+func (s idSet) eachWhile(fn func(id string) bool) {
 	for _, id := range s.few {
-		fn(id)
+		if !fn(id) {
+			return
+		}
 	}
 	for id := range s.many {
-		fn(id)
+		if !fn(id) {
+			return
+		}
 	}
 }
 

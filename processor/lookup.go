@@ -35,53 +35,66 @@ func (s *entityStore) indexKeysLocked(index map[lookupKey]idSet, id string, keys
 // not purged.
 func (st *entityState) findable() bool { return st != nil && !st.Phantom }
 
-// lookup returns the findable entities of schema that have every key; overlay holds the running
-// event's changes, which win over the store's.
-func (s *entityStore) lookup(org, schema string, keys []lookupKey, overlay map[string]*entityState) []string {
+// lookup returns the findable entities of schema that have every key, at most limit of them
+// (0: all); overlay holds the running event's changes, which win over the store's. Many entities
+// can share a key (an empty or shared e-mail address), so the candidates are those of the rarest
+// key, each checked as it is read, and the scan ends once limit entities matched: a lookup that
+// only needs to know whether one entity matches reads two of them, not all.
+func (s *entityStore) lookup(org, schema string, keys []lookupKey, overlay map[string]*entityState, limit int) []string {
 	if len(keys) == 0 {
 		return nil
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	// Candidates come from the rarest key.
-	first := keys[0]
-	if len(keys) > 1 {
-		// Counting stops at the rarest key so far: on disk a count is a scan.
-		least := s.committed.countWithKey(first, 1<<30) + s.stagedByKey[first].len()
-		for _, k := range keys[1:] {
-			if n := s.committed.countWithKey(k, least) + s.stagedByKey[k].len(); n < least {
-				first, least = k, n
-			}
-		}
-	}
-	candidates := map[string]bool{}
-	mark := func(id string) { candidates[id] = true }
-	s.committed.eachWithKey(first, mark)
-	s.stagedByKey[first].each(mark)
-	for id, st := range overlay {
-		if st.Keys.has(first) {
-			candidates[id] = true
-		}
-	}
+	first := s.rarestKeyLocked(keys)
+	seen := map[string]bool{}
 	var out []string
-	for id := range candidates {
+	more := true
+	consider := func(id string) bool {
+		if seen[id] {
+			return true
+		}
+		seen[id] = true
 		st := s.currentLocked(id, overlay)
-		if !st.findable() || st.Schema != schema || st.Org != "" && st.Org != org {
-			continue
-		}
-		all := true
-		for _, k := range keys {
-			if !st.Keys.has(k) {
-				all = false
-				break
-			}
-		}
-		if all {
+		if st.findable() && st.Schema == schema && (st.Org == "" || st.Org == org) && st.Keys.hasAll(keys) {
 			out = append(out, id)
 		}
+		more = limit <= 0 || len(out) < limit
+		return more
+	}
+	for id, st := range overlay {
+		if more && st.Keys.has(first) {
+			consider(id)
+		}
+	}
+	if more {
+		s.stagedByKey[first].eachWhile(consider)
+	}
+	if more {
+		s.committed.eachWithKey(first, consider)
 	}
 	sort.Strings(out)
 	return out
+}
+
+// rarestKeyLocked is the key of keys fewest entities are indexed under. Counts on disk are scans,
+// so every key is counted up to a limit that grows until one count stays below it: the work is a
+// few times the rarest key's entities, however many share the others.
+func (s *entityStore) rarestKeyLocked(keys []lookupKey) lookupKey {
+	if len(keys) == 1 {
+		return keys[0]
+	}
+	for limit := 64; ; limit *= 8 {
+		rarest, least := keys[0], -1
+		for _, k := range keys {
+			if n := s.committed.countWithKey(k, limit) + s.stagedByKey[k].len(); least < 0 || n < least {
+				rarest, least = k, n
+			}
+		}
+		if least < limit || limit >= 1<<30 {
+			return rarest
+		}
+	}
 }
 
 // errMultipleMatches is UNIQUE_ID_MULTIPLE_MATCHES.
@@ -105,19 +118,19 @@ func (a *application) findOrDerive(schema string, uniqueIDs mapping.Attributes) 
 		// A purged entity is found by nothing and is recreated under the same id.
 		return derived, st.findable(), nil
 	}
-	ids := a.search(schema, uniqueIDs)
+	ids := a.search(schema, uniqueIDs, 2)
 	switch {
 	case len(ids) > 1:
-		return "", false, fmt.Errorf("%w: %d %s entities have %s", errMultipleMatches, len(ids), schema, mustJSON(uniqueIDs))
+		return "", false, fmt.Errorf("%w: at least 2 %s entities have %s (%s and %s)", errMultipleMatches, schema, mustJSON(uniqueIDs), ids[0], ids[1])
 	case len(ids) == 1:
 		return ids[0], true, nil
 	}
 	return derived, false, nil
 }
 
-// search returns every findable entity of schema whose indexed attributes hold all the values;
-// none when an attribute is not indexed for the schema.
-func (a *application) search(schema string, values mapping.Attributes) []string {
+// search returns the findable entities of schema whose indexed attributes hold all the values,
+// at most limit of them (0: all); none when an attribute is not indexed for the schema.
+func (a *application) search(schema string, values mapping.Attributes, limit int) []string {
 	indexed := a.p.orgAttributes(a.ev.OrgID).lookup[schema]
 	keys := make([]lookupKey, 0, len(values))
 	for _, v := range values {
@@ -126,7 +139,7 @@ func (a *application) search(schema string, values mapping.Attributes) []string 
 		}
 		keys = append(keys, keyOf(a.ev.OrgID, schema, v.Name, lookupValue(v.Value)))
 	}
-	return a.p.entities.lookup(a.ev.OrgID, schema, keys, a.changed)
+	return a.p.entities.lookup(a.ev.OrgID, schema, keys, a.changed, limit)
 }
 
 // keysFor merges the indexed values of a write's attributes into the entity's current keys:

@@ -48,7 +48,7 @@ func TestLookupByIndexedAttributes(t *testing.T) {
 			t.Errorf("%s: %s (%s), want %s", id, m.Code, m.Message, code)
 		}
 	}
-	if m := monitoring["mail-b"]; !strings.Contains(m.Message, "2 contact entities") || !strings.Contains(m.Message, "by-email") {
+	if m := monitoring["mail-b"]; !strings.Contains(m.Message, "at least 2 contact entities") || !strings.Contains(m.Message, "by-email") {
 		t.Errorf("mail-b message %q should name the use case and the two matches", m.Message)
 	}
 	byEvent := map[string][]envelope.EntityWrite{}

@@ -150,6 +150,15 @@ func (ks attrKeys) has(k lookupKey) bool {
 	return false
 }
 
+func (ks attrKeys) hasAll(keys []lookupKey) bool {
+	for _, k := range keys {
+		if !ks.has(k) {
+			return false
+		}
+	}
+	return true
+}
+
 // lookupValues are the string forms a value is found by: a scalar's, or each element's of an
 // array (the email/phone key of repeatable elements). Relations and null are not looked up.
 func lookupValues(v any) []string {

@@ -17,8 +17,9 @@ type committedStates interface {
 	// (catch-ups, standby rounds) refresh what it holds and add nothing, so they do not push out
 	// the states the instance's own events use.
 	apply(changes []stateChange, positions map[int32]int64, keep bool) error
-	// eachWithKey calls fn for the entities indexed under a lookup key (possibly stale).
-	eachWithKey(k lookupKey, fn func(id string))
+	// eachWithKey calls fn for the entities indexed under a lookup key (possibly stale) until
+	// it returns false.
+	eachWithKey(k lookupKey, fn func(id string) bool)
 	// countWithKey counts them, stopping at limit.
 	countWithKey(k lookupKey, limit int) int
 	// eachRelating calls fn for the entities whose relations point at id (possibly stale).
@@ -137,7 +138,7 @@ func (s *memStates) apply(changes []stateChange, positions map[int32]int64, _ bo
 	return nil
 }
 
-func (s *memStates) eachWithKey(k lookupKey, fn func(id string)) { s.byKey[k].each(fn) }
+func (s *memStates) eachWithKey(k lookupKey, fn func(id string) bool) { s.byKey[k].eachWhile(fn) }
 
 func (s *memStates) countWithKey(k lookupKey, _ int) int { return s.byKey[k].len() }
 

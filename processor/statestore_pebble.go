@@ -334,9 +334,9 @@ func (p *pebbleStates) scan(prefix []byte, fn func(suffix []byte) bool) {
 	}
 }
 
-func (p *pebbleStates) eachWithKey(k lookupKey, fn func(id string)) {
+func (p *pebbleStates) eachWithKey(k lookupKey, fn func(id string) bool) {
 	prefix := append([]byte{prefixKey}, k[:]...)
-	p.scan(prefix, func(id []byte) bool { fn(string(id)); return true })
+	p.scan(prefix, func(id []byte) bool { return fn(string(id)) })
 }
 
 func (p *pebbleStates) countWithKey(k lookupKey, limit int) int {
