@@ -415,7 +415,13 @@ func (a *application) prunes(plans []mapping.PruneScopeUpdate) *failure {
 	for _, pu := range plans {
 		var inScope []string
 		if pu.Scope.ScopeMode == "query" {
-			for _, id := range a.search(pu.EntitySlug, pu.Scope.Query, 0) {
+			limit := a.p.cfg.MaxPruneScope
+			found := a.search(pu.EntitySlug, pu.Scope.Query, limit+1)
+			if len(found) > limit {
+				return a.fail("MAPPING_LIMIT_EXCEEDED", "prune scope of %s: more than %d entities match %s; nothing of the event is written",
+					pu.EntitySlug, limit, mustJSON(pu.Scope.Query))
+			}
+			for _, id := range found {
 				if a.state(id).live() {
 					inScope = append(inScope, id)
 				}
@@ -429,7 +435,11 @@ func (a *application) prunes(plans []mapping.PruneScopeUpdate) *failure {
 				a.warn("PRUNE_SCOPE_PARTIAL_FAILURE", fmt.Sprintf("scope %s %s not found; nothing pruned", pu.Scope.Schema, mustJSON(pu.Scope.UniqueIDs)))
 				continue
 			}
-			inScope = a.p.entities.inScope(scopeID, pu.EntitySlug, a.changed)
+			var ok bool
+			if inScope, ok = a.p.entities.inScope(scopeID, pu.EntitySlug, a.changed, a.p.cfg.MaxPruneScope); !ok {
+				return a.fail("MAPPING_LIMIT_EXCEEDED", "prune scope of %s: %s %s has more than %d related entities; nothing of the event is written",
+					pu.EntitySlug, pu.Scope.Schema, mustJSON(pu.Scope.UniqueIDs), a.p.cfg.MaxPruneScope)
+			}
 		}
 		keep := map[string]bool{}
 		for _, uids := range pu.KeepUniqueIDs {

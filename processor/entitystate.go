@@ -221,12 +221,16 @@ func (s *entityStore) currentLocked(id string, overlay map[string]*entityState) 
 
 // inScope lists the live entities of schema related to the scope entity in either direction:
 // those relating to it, and those it relates to. overlay holds the running
-// event's changes, which win over the store's.
-func (s *entityStore) inScope(scopeID, schema string, overlay map[string]*entityState) []string {
+// event's changes, which win over the store's. It reads at most limit related entities (of any
+// schema, live or not): ok is false when the scope entity has more.
+func (s *entityStore) inScope(scopeID, schema string, overlay map[string]*entityState, limit int) (_ []string, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	candidates := map[string]bool{}
-	s.committed.eachRelating(scopeID, func(id string) { candidates[id] = true })
+	s.committed.eachRelating(scopeID, func(id string) bool { candidates[id] = true; return len(candidates) <= limit })
+	if len(candidates) > limit {
+		return nil, false
+	}
 	relates := func(st *entityState) bool {
 		for _, items := range st.Relations {
 			for _, it := range items {
@@ -255,6 +259,9 @@ func (s *entityStore) inScope(scopeID, schema string, overlay map[string]*entity
 			}
 		}
 	}
+	if len(candidates) > limit {
+		return nil, false
+	}
 	var out []string
 	for id := range candidates {
 		st := s.currentLocked(id, overlay)
@@ -263,7 +270,7 @@ func (s *entityStore) inScope(scopeID, schema string, overlay map[string]*entity
 		}
 	}
 	sort.Strings(out)
-	return out
+	return out, true
 }
 
 // readingsIn returns the live meter readings of a group (meter id / counter id) with their

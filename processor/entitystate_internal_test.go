@@ -108,7 +108,7 @@ func TestDiskStateRestartsFromItsCheckpoint(t *testing.T) {
 	if got := second.lookup("org", "contact", []lookupKey{keyOf("org", "contact", "email", "k42@example.com")}, nil, 0); len(got) != 1 || got[0] != "e42" {
 		t.Fatalf("lookup from disk: %v", got)
 	}
-	if got := second.inScope("company-1", "contact", nil); len(got) != 115 {
+	if got, ok := second.inScope("company-1", "contact", nil, 1000); !ok || len(got) != 115 {
 		t.Fatalf("entities relating to company-1 from disk: %d", len(got))
 	}
 }

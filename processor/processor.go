@@ -51,10 +51,16 @@ type Config struct {
 	// MaxEntityUpdatesPerEvent bounds one event's fan-out (default 10,000): an event whose
 	// mapping yields more entity updates or meter readings fails alone with MAPPING_LIMIT_EXCEEDED.
 	MaxEntityUpdatesPerEvent int
-	Registry                 *registry.Registry
-	Engine                   jsonata.Engine
-	Log                      *slog.Logger
-	Now                      func() time.Time
+	// MaxPruneScope bounds what one prune reads (default 100,000): the entities a query scope
+	// matches, the entities related to a scope entity (any schema, live or deleted). Every prune
+	// reads its whole scope to find what the event did not keep, so an unbounded scope would make
+	// each such event cost as much as the scope is large; a larger one fails the event alone with
+	// MAPPING_LIMIT_EXCEEDED.
+	MaxPruneScope int
+	Registry      *registry.Registry
+	Engine        jsonata.Engine
+	Log           *slog.Logger
+	Now           func() time.Time
 	// MaxRecordBytes bounds each record the processor produces (default 8 MiB less room for the
 	// batch framing: the topics' max.message.bytes). An event that would produce a larger one fails.
 	MaxRecordBytes int
@@ -135,6 +141,9 @@ func New(cfg Config) (*Processor, error) {
 	}
 	if cfg.MaxEntityUpdatesPerEvent <= 0 {
 		cfg.MaxEntityUpdatesPerEvent = 10_000
+	}
+	if cfg.MaxPruneScope <= 0 {
+		cfg.MaxPruneScope = 100_000
 	}
 	if cfg.Engine == nil {
 		cfg.Engine = jsonata.Default

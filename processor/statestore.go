@@ -22,8 +22,9 @@ type committedStates interface {
 	eachWithKey(k lookupKey, fn func(id string) bool)
 	// countWithKey counts them, stopping at limit.
 	countWithKey(k lookupKey, limit int) int
-	// eachRelating calls fn for the entities whose relations point at id (possibly stale).
-	eachRelating(id string, fn func(id string))
+	// eachRelating calls fn for the entities whose relations point at id (possibly stale) until
+	// it returns false.
+	eachRelating(id string, fn func(id string) bool)
 	// eachReading calls fn for the readings of a group (possibly stale).
 	eachReading(group string, fn func(id string))
 	size() int
@@ -142,9 +143,11 @@ func (s *memStates) eachWithKey(k lookupKey, fn func(id string) bool) { s.byKey[
 
 func (s *memStates) countWithKey(k lookupKey, _ int) int { return s.byKey[k].len() }
 
-func (s *memStates) eachRelating(id string, fn func(id string)) {
+func (s *memStates) eachRelating(id string, fn func(id string) bool) {
 	for rel := range s.relatedFrom[id] {
-		fn(rel)
+		if !fn(rel) {
+			return
+		}
 	}
 }
 

@@ -346,8 +346,8 @@ func (p *pebbleStates) countWithKey(k lookupKey, limit int) int {
 	return n
 }
 
-func (p *pebbleStates) eachRelating(id string, fn func(id string)) {
-	p.scan(indexKey(prefixRelated, id, ""), func(rel []byte) bool { fn(string(rel)); return true })
+func (p *pebbleStates) eachRelating(id string, fn func(id string) bool) {
+	p.scan(indexKey(prefixRelated, id, ""), func(rel []byte) bool { return fn(string(rel)) })
 }
 
 func (p *pebbleStates) eachReading(group string, fn func(id string)) {

@@ -1,0 +1,70 @@
+package processor_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/processor"
+)
+
+// A prune reads its whole scope; one larger than Config.MaxPruneScope fails its event alone with
+// MAPPING_LIMIT_EXCEEDED, nothing of it written, for a query scope and for a relations scope. A
+// scope at the limit is pruned.
+func TestPruneScopesOverTheLimitFailTheEventAlone(t *testing.T) {
+	meter := func(mode, scope string) json.RawMessage {
+		return json.RawMessage(`{"entities":[{"entity_schema":"meter","unique_ids":["meter_number"],"mode":"` + mode + `"` + scope + `,
+			"jsonataExpression":"zaehler.{\"meter_number\": $, \"vertrag\": $$.vertrag}",
+			"fields":[{"attribute":"meter_number","field":"meter_number"},
+				{"attribute":"contract","relations":{"operation":"_set","items":[{"entity_schema":"contract","unique_ids":[{"attribute":"contract_number","field":"vertrag"}]}]}}]}]}`)
+	}
+	tariff := func(mode, scope string) json.RawMessage {
+		return json.RawMessage(`{"entities":[{"entity_schema":"tariff","unique_ids":["code"],"mode":"` + mode + `"` + scope + `,
+			"jsonataExpression":"tarife","fields":[{"attribute":"code","field":"code"},{"attribute":"provider","field":"$$.anbieter"}]}]}`)
+	}
+	c, reg := withUseCases(t, map[string]json.RawMessage{
+		"contracts":     json.RawMessage(`{"entities":[{"entity_schema":"contract","unique_ids":["contract_number"],"fields":[{"attribute":"contract_number","field":"vertrag"}]}]}`),
+		"meters-add":    meter("upsert", ""),
+		"meters-mirror": meter("upsert-prune-scope-delete", `,"scope":{"scope_mode":"relations","schema":"contract","unique_ids":[{"attribute":"contract_number","field":"vertrag"}]}`),
+		"tariffs-add":   tariff("upsert", ""),
+		"tariffs-mirror": tariff("upsert-prune-scope-delete",
+			`,"scope":{"scope_mode":"query","query":[{"attribute":"provider","field":"anbieter"}]}`),
+	})
+	seq := &eventSeq{}
+	tariffs := func(codes ...string) string {
+		return `{"anbieter":"P","tarife":[{"code":"` + strings.Join(codes, `"},{"code":"`) + `"}]}`
+	}
+	meters := func(numbers ...string) string {
+		return `{"vertrag":"V-1","zaehler":["` + strings.Join(numbers, `","`) + `"]}`
+	}
+	events := []envelope.Event{
+		seq.ev("contract", "contracts", `{"vertrag":"V-1"}`),
+		seq.ev("meters-at-limit", "meters-mirror", meters("Z-1", "Z-2", "Z-3", "Z-4", "Z-5")),
+		seq.ev("meters-sixth", "meters-add", meters("Z-6")),
+		seq.ev("meters-over", "meters-mirror", meters("Z-1", "Z-2")),
+		seq.ev("tariffs-at-limit", "tariffs-mirror", tariffs("T-1", "T-2", "T-3", "T-4", "T-5")),
+		seq.ev("tariffs-sixth", "tariffs-add", tariffs("T-6")),
+		seq.ev("tariffs-over", "tariffs-mirror", tariffs("T-1", "T-2")),
+	}
+	produceEvents(t, c, events)
+	monitoring, writes := processProduced(t, c, reg, events, func(cfg *processor.Config) { cfg.MaxPruneScope = 5 })
+	want := map[string]string{"contract": "ENTITY_CREATED", "meters-at-limit": "PRUNE_SCOPE_COMPLETED", "meters-sixth": "ENTITY_CREATED",
+		"meters-over": "MAPPING_LIMIT_EXCEEDED", "tariffs-at-limit": "PRUNE_SCOPE_COMPLETED", "tariffs-sixth": "ENTITY_CREATED",
+		"tariffs-over": "MAPPING_LIMIT_EXCEEDED"}
+	for id, code := range want {
+		if m := monitoring[id]; m.Code != code {
+			t.Errorf("%s: %s (%s), want %s", id, m.Code, m.Message, code)
+		}
+	}
+	for _, id := range []string{"meters-over", "tariffs-over"} {
+		if m := monitoring[id]; m.Level != envelope.LevelError || !strings.Contains(m.Message, "more than 5") {
+			t.Errorf("%s: %s %q, want an error naming the limit", id, m.Level, m.Message)
+		}
+	}
+	for _, w := range writes {
+		if w.EventID == "meters-over" || w.EventID == "tariffs-over" {
+			t.Errorf("%s wrote %s %s", w.EventID, w.EntitySchema, w.Op)
+		}
+	}
+}
