@@ -44,8 +44,8 @@ type application struct {
 	readingsUpserted         int
 	readingsDeleted          int
 	externalIDs              []any
-	// readingGroups is the event's view of the meter-reading groups it touched (readingView).
-	readingGroups map[string]*readingView
+	// eventReadings indexes the meter readings the event wrote by their keys (readingKeys).
+	eventReadings map[lookupKey][]string
 }
 
 // writtenEntity is one entry of a monitoring row's detail.entities.

@@ -84,9 +84,15 @@ func contactConfig20() string {
 }
 
 // BenchmarkMeterReadingsIntoOneMeter maps events of 100 new readings each (strict-date
-// matching) for one meter counter that holds 5,000 readings already: every incoming reading is
-// matched against its group's stored readings.
+// matching) for one meter counter that holds 5,000 or 50,000 readings already: every incoming
+// reading is matched by external id and by day, which costs the same however many are stored.
 func BenchmarkMeterReadingsIntoOneMeter(b *testing.B) {
+	for _, stored := range []int{5_000, 50_000} {
+		b.Run(fmt.Sprint("stored-", stored), func(b *testing.B) { benchmarkReadingsIntoOneMeter(b, stored) })
+	}
+}
+
+func benchmarkReadingsIntoOneMeter(b *testing.B, stored int) {
 	c := kafkatest.New(b)
 	reg := registrytest.Start(b, c)
 	ctx := context.Background()
@@ -128,8 +134,11 @@ func BenchmarkMeterReadingsIntoOneMeter(b *testing.B) {
 		return `{"readings":[` + strings.Join(rs, ",") + `]}`
 	}
 	mapEvent("setup", `{"nr":"Z-1"}`)
-	for range 50 {
+	for i := range stored / 100 {
 		mapEvent("readings", readings())
+		if i%20 == 19 {
+			p.entities.commit(nil)
+		}
 	}
 	p.entities.commit(nil)
 	b.ReportAllocs()

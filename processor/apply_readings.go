@@ -84,100 +84,42 @@ func (a *application) existing(schema string, uniqueIDs mapping.Attributes) (str
 	return id, nil
 }
 
-// readingView is one meter-reading group as the running event sees it: its live readings,
-// indexed by external id and by Europe/Berlin day and direction. Every incoming reading is
-// matched against its group, so the store is read once per group and event and the matches are
-// map lookups (an event of 1,000 readings for a meter with 35,000 stored read 35 million states).
-// Readings are applied after the event's entities and prunes, so only the reading writes below
-// change a group after it is read, and they go through setReading.
-type readingView struct {
-	live       map[string]*entityState
-	byExternal idIndex
-	byDay      idIndex // day and direction
-}
-
-// idIndex holds, per value, the ids of the readings that have it (almost always one).
-type idIndex map[string][]string
-
-func (x idIndex) add(value, id string) { x[value] = append(x[value], id) }
-
-func (x idIndex) remove(value, id string) {
-	ids := x[value]
-	for i, have := range ids {
-		if have == id {
-			ids = append(ids[:i:i], ids[i+1:]...)
-			break
-		}
-	}
-	if len(ids) == 0 {
-		delete(x, value)
-	} else {
-		x[value] = ids
-	}
-}
-
-func dayKey(r *readingState) string { return r.Day + "\x00" + r.Direction }
-
-func (v *readingView) put(id string, st *entityState) {
-	if old, ok := v.live[id]; ok {
-		v.byExternal.remove(old.Reading.ExternalID, id)
-		v.byDay.remove(dayKey(old.Reading), id)
-		delete(v.live, id)
-	}
-	if st.Deleted || st.Reading == nil {
+// setReading records a reading's new state among the event's changes; a live one is indexed
+// for the event's later readings (readingsWithKey reads the store's index for the others).
+func (a *application) setReading(id string, st *entityState) {
+	a.changed[id] = st
+	if st.Reading == nil || st.Deleted {
 		return
 	}
-	v.live[id] = st
-	v.byExternal.add(st.Reading.ExternalID, id)
-	if st.Reading.Day != "" {
-		v.byDay.add(dayKey(st.Reading), id)
+	if a.eventReadings == nil {
+		a.eventReadings = map[lookupKey][]string{}
 	}
-}
-
-// groupReadings returns the event's view of a group, reading it from the store the first time.
-func (a *application) groupReadings(group string) *readingView {
-	if v, ok := a.readingGroups[group]; ok {
-		return v
-	}
-	v := &readingView{live: map[string]*entityState{}, byExternal: idIndex{}, byDay: idIndex{}}
-	for id, st := range a.p.entities.readingsIn(group, a.changed) {
-		v.put(id, st)
-	}
-	if a.readingGroups == nil {
-		a.readingGroups = map[string]*readingView{}
-	}
-	a.readingGroups[group] = v
-	return v
-}
-
-// setReading records a reading's new state among the event's changes and in its group's view.
-func (a *application) setReading(group, id string, st *entityState) {
-	a.changed[id] = st
-	if v, ok := a.readingGroups[group]; ok {
-		v.put(id, st)
+	for _, k := range readingKeys(st.Reading) {
+		a.eventReadings[k] = append(a.eventReadings[k], id)
 	}
 }
 
 // matchReading finds the stored reading an incoming one updates: the one with its external id,
 // else, under strict-date, the one of the same direction on the same Europe/Berlin day. n > 1
-// is an ambiguous day match.
+// is an ambiguous day match. Both are index reads (readingkeys.go): a counter with years of
+// readings costs a match what one with a day of them does.
 func (a *application) matchReading(group, matching, externalID, day, direction string) (id string, n int) {
-	v := a.groupReadings(group)
-	if ids := v.byExternal[externalID]; len(ids) > 0 {
-		return firstID(ids), 1
+	byExternal := readingExternalKey(group, externalID)
+	if ids := a.p.entities.readingsWithKey(byExternal, group, a.eventReadings[byExternal], a.changed,
+		func(r *readingState) bool { return r.ExternalID == externalID }); len(ids) > 0 {
+		return slices.Min(ids), 1
 	}
 	if matching != "strict-date" || day == "" {
 		return "", 0
 	}
-	sameDay := v.byDay[day+"\x00"+direction]
+	byDay := readingDayKey(group, day, direction)
+	sameDay := a.p.entities.readingsWithKey(byDay, group, a.eventReadings[byDay], a.changed,
+		func(r *readingState) bool { return r.Day == day && r.Direction == direction })
 	if len(sameDay) == 1 {
-		return firstID(sameDay), 1
+		return sameDay[0], 1
 	}
 	return "", len(sameDay)
 }
-
-// firstID is the least of some ids: a stable choice.
-func firstID(ids []string) string { return slices.Min(ids) }
 
 // meterReadings applies the readings after the entities, then the
 // prune plans of upsert-prune-scope entries.
@@ -213,7 +155,7 @@ func (a *application) meterReadings(readings []mapping.MeterReadingUpdate, prune
 			}
 			a.readingsDeleted++
 			if !late {
-				a.setReading(group, id, &entityState{Schema: "meter_reading", Deleted: true, Phantom: true, Version: a.version})
+				a.setReading(id, &entityState{Schema: "meter_reading", Deleted: true, Phantom: true, Version: a.version})
 			}
 			continue
 		}
@@ -228,7 +170,7 @@ func (a *application) meterReadings(readings []mapping.MeterReadingUpdate, prune
 		}
 		a.readingsUpserted++
 		if !late {
-			a.setReading(group, id, &entityState{Schema: "meter_reading", Version: a.version, Reading: &readingState{
+			a.setReading(id, &entityState{Schema: "meter_reading", Version: a.version, Reading: &readingState{
 				Group: group, ExternalID: externalID, Day: day, Direction: direction, Source: text(r.Attributes, "source")}})
 		}
 	}
@@ -250,7 +192,7 @@ func (a *application) meterReadings(readings []mapping.MeterReadingUpdate, prune
 				keep[mustJSON(v)] = true
 			}
 		}
-		inScope := a.groupReadings(group).live
+		inScope := a.p.entities.readingsIn(group, a.changed)
 		ids := make([]string, 0, len(inScope))
 		for id := range inScope {
 			ids = append(ids, id)
@@ -262,7 +204,7 @@ func (a *application) meterReadings(readings []mapping.MeterReadingUpdate, prune
 				continue
 			}
 			_ = a.write("meter_reading", id, nil, nil, envelope.OpPurge, a.version)
-			a.setReading(group, id, &entityState{Schema: "meter_reading", Deleted: true, Phantom: true, Version: a.version})
+			a.setReading(id, &entityState{Schema: "meter_reading", Deleted: true, Phantom: true, Version: a.version})
 			a.readingsDeleted++
 		}
 	}

@@ -142,11 +142,16 @@ func TestMeterReadingsOfOneEventMatchEachOther(t *testing.T) {
 				{"attribute":"source","constant":"ERP"}]}]}`),
 	})
 	seq := &eventSeq{}
-	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
+	runPipeline(t, c, reg, []envelope.Event{
 		seq.ev("setup", "setup", `{"nr":"Z-1"}`),
 		seq.ev("one-event", "strict", `{"readings":[{"id":"r-1","ts":"2025-04-01T08:00:00+02:00","v":1},
 			{"id":"r-2","ts":"2025-04-01T20:00:00+02:00","v":2},{"id":"r-3","ts":"2025-04-02T08:00:00+02:00","v":3}]}`),
+	})
+	// A processor started again finds the readings through the index its store kept (the
+	// results are read from the topics: both runs').
+	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
 		seq.ev("later", "strict", `{"readings":[{"id":"r-2","ts":"2025-04-01T21:00:00+02:00","v":4}]}`),
+		seq.ev("same-day", "strict", `{"readings":[{"id":"r-9","ts":"2025-04-02T23:00:00+02:00","v":5}]}`),
 	})
 	byEvent := map[string][]string{}
 	for _, w := range writes {
@@ -154,7 +159,7 @@ func TestMeterReadingsOfOneEventMatchEachOther(t *testing.T) {
 			byEvent[w.EventID] = append(byEvent[w.EventID], w.EntityID)
 		}
 	}
-	for _, id := range []string{"one-event", "later"} {
+	for _, id := range []string{"one-event", "later", "same-day"} {
 		if m := monitoring[id]; m.Code != "METER_READING_UPSERTED" {
 			t.Fatalf("%s: %s %s", id, m.Code, m.Message)
 		}
@@ -165,5 +170,8 @@ func TestMeterReadingsOfOneEventMatchEachOther(t *testing.T) {
 	}
 	if later := byEvent["later"]; len(later) != 1 || later[0] != got[0] {
 		t.Errorf("the later event wrote %v, want the reading r-2 was matched to (%s)", later, got[0])
+	}
+	if sameDay := byEvent["same-day"]; len(sameDay) != 1 || sameDay[0] != got[2] {
+		t.Errorf("a reading on r-3's Berlin day wrote %v, want r-3's reading (%s)", sameDay, got[2])
 	}
 }

@@ -140,6 +140,11 @@ func (s *entityStore) stage(id string, st *entityState) {
 	s.staged[id] = st
 	if st.Reading != nil {
 		addToSet(s.stagedReadings, st.Reading.Group, id)
+		if !st.Deleted {
+			for _, k := range readingKeys(st.Reading) {
+				s.stagedByKey[k] = s.stagedByKey[k].add(id)
+			}
+		}
 	}
 	if st.findable() {
 		s.indexKeysLocked(s.stagedByKey, id, st.Keys, true)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/kafkax"
@@ -163,6 +164,38 @@ func TestDiskStoreThatCannotBeUsedIsRebuilt(t *testing.T) {
 		t.Fatalf("damaged store: %v", err)
 	}
 	_ = damaged.close()
+}
+
+// A store of an older format (format 1 did not index meter readings by external id and day) is
+// discarded and read again from the topic, which indexes its readings as format 2 does.
+func TestDiskStoreOfAnOlderFormatIsRebuilt(t *testing.T) {
+	dir := t.TempDir()
+	p, err := openPebbleStates(dir, "topic-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.apply([]stateChange{{id: "e1", st: &entityState{Schema: "contact", Version: 1}}}, map[int32]int64{0: 5}, true); err != nil {
+		t.Fatal(err)
+	}
+	// What format 1 held under its identity key: the topic id alone.
+	if err := p.db.Set([]byte(keyTopic), []byte("topic-a"), pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.close()
+	again, err := openPebbleStates(dir, "topic-a")
+	if err != nil || again.size() != 0 || len(again.positions()) != 0 || again.get("e1") != nil {
+		t.Fatalf("a format-1 store was kept: %v, %d entities, positions %v", err, again.size(), again.positions())
+	}
+	reading := &entityState{Schema: "meter_reading", Version: 1, Reading: &readingState{Group: "m/c", ExternalID: "r-1", Day: "2025-04-01"}}
+	if err := again.apply([]stateChange{{id: "r1", st: reading}}, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []lookupKey{readingExternalKey("m/c", "r-1"), readingDayKey("m/c", "2025-04-01", "")} {
+		if n := again.countWithKey(k, 10); n != 1 {
+			t.Errorf("reading indexed under %x: %d entries, want 1", k, n)
+		}
+	}
+	_ = again.close()
 }
 
 // A state looked up before it exists (every new entity) is remembered as absent, and found once

@@ -60,10 +60,12 @@ func indexDiff(cur, next *entityState) indexChanges {
 		}
 		if cur.Reading != nil {
 			c.dropGroup, c.hadGroup = cur.Reading.Group, true
+			c.dropKeys = append(c.dropKeys, readingKeys(cur.Reading)...)
 		}
 	}
 	if next.Reading != nil && !next.Deleted {
 		c.addGroup, c.hasNewGroup = next.Reading.Group, true
+		c.addKeys = append(c.addKeys, readingKeys(next.Reading)...)
 	}
 	if next.findable() {
 		for _, k := range next.Keys {

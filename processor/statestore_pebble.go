@@ -28,7 +28,8 @@ import (
 //
 // Keys: s<id> state JSON; k<16-byte lookup key><id>, r<related id>\x00<id>, g<group>\x00<id>
 // index entries; c<partition> the changelog position; n the entity count; t the changelog
-// topic's id (a store made from another topic of the same name, a recreated one, is discarded).
+// topic's id and the store's format (a store made from another topic of the same name, a
+// recreated one, or in an older format is discarded and read again from the topic).
 //
 // Pebble's write-ahead log is off: after a crash the store is older than its last batches, and
 // the positions stored with them are older in step, so reading the changelog from them again
@@ -49,6 +50,9 @@ const (
 	prefixPosition = 'c'
 	keyCount       = "n"
 	keyTopic       = "t"
+	// storeFormat changes when what the store indexes does: format 2 indexes meter readings by
+	// external id and day (readingkeys.go), which a store of format 1 lacks for its readings.
+	storeFormat = "/format-2"
 )
 
 const (
@@ -154,8 +158,9 @@ func openPebbleStates(dir, topicID string) (*pebbleStates, error) {
 		db.Close()
 		return nil, err
 	}
-	if held != nil && string(held) != topicID {
-		// Another topic's states (the topic was recreated): start empty.
+	identity := topicID + storeFormat
+	if held != nil && string(held) != identity {
+		// Another topic's states (the topic was recreated) or an older format: start empty.
 		db.Close()
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, err
@@ -164,7 +169,7 @@ func openPebbleStates(dir, topicID string) (*pebbleStates, error) {
 			return nil, err
 		}
 	}
-	if err := db.Set([]byte(keyTopic), []byte(topicID), pebble.NoSync); err != nil {
+	if err := db.Set([]byte(keyTopic), []byte(identity), pebble.NoSync); err != nil {
 		db.Close()
 		return nil, err
 	}
