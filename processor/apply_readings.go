@@ -192,7 +192,11 @@ func (a *application) meterReadings(readings []mapping.MeterReadingUpdate, prune
 				keep[mustJSON(v)] = true
 			}
 		}
-		inScope := a.p.entities.readingsIn(group, a.changed)
+		inScope, ok := a.p.entities.readingsIn(group, a.changed, a.p.cfg.MaxPruneScope)
+		if !ok {
+			return a.fail("MAPPING_LIMIT_EXCEEDED", "meter_readings[%d]: the counter holds more than %d readings to prune from; nothing of the event is written",
+				pr.Entry, a.p.cfg.MaxPruneScope)
+		}
 		ids := make([]string, 0, len(inScope))
 		for id := range inScope {
 			ids = append(ids, id)

@@ -279,12 +279,13 @@ func (s *entityStore) inScope(scopeID, schema string, overlay map[string]*entity
 }
 
 // readingsIn returns the live meter readings of a group (meter id / counter id) with their
-// current state; overlay holds the running event's changes, which win over the store's.
-func (s *entityStore) readingsIn(group string, overlay map[string]*entityState) map[string]*entityState {
+// current state; overlay holds the running event's changes, which win over the store's. It reads
+// at most limit readings of the group: ok is false when it has more.
+func (s *entityStore) readingsIn(group string, overlay map[string]*entityState, limit int) (_ map[string]*entityState, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	candidates := map[string]bool{}
-	s.committed.eachReading(group, func(id string) { candidates[id] = true })
+	s.committed.eachReading(group, func(id string) bool { candidates[id] = true; return len(candidates) <= limit })
 	for id := range s.stagedReadings[group] {
 		candidates[id] = true
 	}
@@ -293,6 +294,9 @@ func (s *entityStore) readingsIn(group string, overlay map[string]*entityState) 
 			candidates[id] = true
 		}
 	}
+	if len(candidates) > limit {
+		return nil, false
+	}
 	out := map[string]*entityState{}
 	for id := range candidates {
 		st := s.currentLocked(id, overlay)
@@ -300,7 +304,7 @@ func (s *entityStore) readingsIn(group string, overlay map[string]*entityState) 
 			out[id] = st
 		}
 	}
-	return out
+	return out, true
 }
 
 // open opens the committed states (on disk: the store under dir, checked against the topic's

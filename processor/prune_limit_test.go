@@ -10,8 +10,8 @@ import (
 )
 
 // A prune reads its whole scope; one larger than Config.MaxPruneScope fails its event alone with
-// MAPPING_LIMIT_EXCEEDED, nothing of it written, for a query scope and for a relations scope. A
-// scope at the limit is pruned.
+// MAPPING_LIMIT_EXCEEDED, nothing of it written, for a query scope, a relations scope and a meter
+// counter's readings. A scope at the limit is pruned.
 func TestPruneScopesOverTheLimitFailTheEventAlone(t *testing.T) {
 	meter := func(mode, scope string) json.RawMessage {
 		return json.RawMessage(`{"entities":[{"entity_schema":"meter","unique_ids":["meter_number"],"mode":"` + mode + `"` + scope + `,
@@ -28,6 +28,10 @@ func TestPruneScopesOverTheLimitFailTheEventAlone(t *testing.T) {
 		"meters-add":    meter("upsert", ""),
 		"meters-mirror": meter("upsert-prune-scope-delete", `,"scope":{"scope_mode":"relations","schema":"contract","unique_ids":[{"attribute":"contract_number","field":"vertrag"}]}`),
 		"tariffs-add":   tariff("upsert", ""),
+		"meter-setup": json.RawMessage(`{"entities":[{"entity_schema":"meter","unique_ids":["meter_number"],"fields":[{"attribute":"meter_number","field":"nr"}]},
+			{"entity_schema":"meter_counter","unique_ids":["obis_number"],"fields":[{"attribute":"obis_number","constant":"1-0:1.8.0"}]}]}`),
+		"readings-add":    readingsConfig("external_id", "upsert", ""),
+		"readings-mirror": readingsConfig("external_id", "upsert-prune-scope", ""),
 		"tariffs-mirror": tariff("upsert-prune-scope-delete",
 			`,"scope":{"scope_mode":"query","query":[{"attribute":"provider","field":"anbieter"}]}`),
 	})
@@ -38,6 +42,13 @@ func TestPruneScopesOverTheLimitFailTheEventAlone(t *testing.T) {
 	meters := func(numbers ...string) string {
 		return `{"vertrag":"V-1","zaehler":["` + strings.Join(numbers, `","`) + `"]}`
 	}
+	readings := func(days ...string) string {
+		var rs []string
+		for _, d := range days {
+			rs = append(rs, `{"zaehler":"Z-9","datum":"`+d+`","stand":"1"}`)
+		}
+		return `{"zaehler":"Z-9","ablesungen":[` + strings.Join(rs, ",") + `]}`
+	}
 	events := []envelope.Event{
 		seq.ev("contract", "contracts", `{"vertrag":"V-1"}`),
 		seq.ev("meters-at-limit", "meters-mirror", meters("Z-1", "Z-2", "Z-3", "Z-4", "Z-5")),
@@ -46,24 +57,29 @@ func TestPruneScopesOverTheLimitFailTheEventAlone(t *testing.T) {
 		seq.ev("tariffs-at-limit", "tariffs-mirror", tariffs("T-1", "T-2", "T-3", "T-4", "T-5")),
 		seq.ev("tariffs-sixth", "tariffs-add", tariffs("T-6")),
 		seq.ev("tariffs-over", "tariffs-mirror", tariffs("T-1", "T-2")),
+		seq.ev("meter", "meter-setup", `{"nr":"Z-9"}`),
+		seq.ev("readings-at-limit", "readings-mirror", readings("2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04", "2025-01-05")),
+		seq.ev("readings-sixth", "readings-add", readings("2025-01-06")),
+		seq.ev("readings-over", "readings-mirror", readings("2025-01-01")),
 	}
 	produceEvents(t, c, events)
 	monitoring, writes := processProduced(t, c, reg, events, func(cfg *processor.Config) { cfg.MaxPruneScope = 5 })
 	want := map[string]string{"contract": "ENTITY_CREATED", "meters-at-limit": "PRUNE_SCOPE_COMPLETED", "meters-sixth": "ENTITY_CREATED",
 		"meters-over": "MAPPING_LIMIT_EXCEEDED", "tariffs-at-limit": "PRUNE_SCOPE_COMPLETED", "tariffs-sixth": "ENTITY_CREATED",
-		"tariffs-over": "MAPPING_LIMIT_EXCEEDED"}
+		"tariffs-over": "MAPPING_LIMIT_EXCEEDED", "meter": "ENTITY_CREATED", "readings-at-limit": "METER_READING_UPSERTED",
+		"readings-sixth": "METER_READING_UPSERTED", "readings-over": "MAPPING_LIMIT_EXCEEDED"}
 	for id, code := range want {
 		if m := monitoring[id]; m.Code != code {
 			t.Errorf("%s: %s (%s), want %s", id, m.Code, m.Message, code)
 		}
 	}
-	for _, id := range []string{"meters-over", "tariffs-over"} {
+	for _, id := range []string{"meters-over", "tariffs-over", "readings-over"} {
 		if m := monitoring[id]; m.Level != envelope.LevelError || !strings.Contains(m.Message, "more than 5") {
 			t.Errorf("%s: %s %q, want an error naming the limit", id, m.Level, m.Message)
 		}
 	}
 	for _, w := range writes {
-		if w.EventID == "meters-over" || w.EventID == "tariffs-over" {
+		if strings.HasSuffix(w.EventID, "-over") {
 			t.Errorf("%s wrote %s %s", w.EventID, w.EntitySchema, w.Op)
 		}
 	}

@@ -25,8 +25,8 @@ type committedStates interface {
 	// eachRelating calls fn for the entities whose relations point at id (possibly stale) until
 	// it returns false.
 	eachRelating(id string, fn func(id string) bool)
-	// eachReading calls fn for the readings of a group (possibly stale).
-	eachReading(group string, fn func(id string))
+	// eachReading calls fn for the readings of a group (possibly stale) until it returns false.
+	eachReading(group string, fn func(id string) bool)
 	size() int
 	// positions is where to resume reading each changelog partition (absent: from the start).
 	positions() map[int32]int64
@@ -153,9 +153,11 @@ func (s *memStates) eachRelating(id string, fn func(id string) bool) {
 	}
 }
 
-func (s *memStates) eachReading(group string, fn func(id string)) {
+func (s *memStates) eachReading(group string, fn func(id string) bool) {
 	for id := range s.readings[group] {
-		fn(id)
+		if !fn(id) {
+			return
+		}
 	}
 }
 

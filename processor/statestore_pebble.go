@@ -355,8 +355,8 @@ func (p *pebbleStates) eachRelating(id string, fn func(id string) bool) {
 	p.scan(indexKey(prefixRelated, id, ""), func(rel []byte) bool { return fn(string(rel)) })
 }
 
-func (p *pebbleStates) eachReading(group string, fn func(id string)) {
-	p.scan(indexKey(prefixReading, group, ""), func(id []byte) bool { fn(string(id)); return true })
+func (p *pebbleStates) eachReading(group string, fn func(id string) bool) {
+	p.scan(indexKey(prefixReading, group, ""), func(id []byte) bool { return fn(string(id)) })
 }
 
 func (p *pebbleStates) size() int { return int(p.count) }
