@@ -151,3 +151,46 @@ func benchmarkReadingsIntoOneMeter(b *testing.B, stored int) {
 	}
 	b.ReportMetric(float64(100*b.N)/b.Elapsed().Seconds(), "readings/s")
 }
+
+// BenchmarkPruneScopeEvents maps events that each mirror one contract's meters (upsert-prune-
+// scope over the contract's relations), as an ERP sending whole contracts does; the open
+// transaction grows to 5,000 events before it commits, as a poll's would.
+func BenchmarkPruneScopeEvents(b *testing.B) {
+	c := kafkatest.New(b)
+	reg := registrytest.Start(b, c)
+	ctx := context.Background()
+	for slug, config := range map[string]string{
+		"contracts": `{"entities":[{"entity_schema":"contract","unique_ids":["contract_number"],"fields":[{"attribute":"contract_number","field":"vertrag"}]},
+			{"entity_schema":"meter","unique_ids":["meter_number"],"mode":"upsert-prune-scope-delete",
+			"scope":{"scope_mode":"relations","schema":"contract","unique_ids":[{"attribute":"contract_number","field":"vertrag"}]},
+			"jsonataExpression":"zaehler.{\"meter_number\": $, \"vertrag\": $$.vertrag}",
+			"fields":[{"attribute":"meter_number","field":"meter_number"},
+				{"attribute":"contract","relations":{"operation":"_set","items":[{"entity_schema":"contract","unique_ids":[{"attribute":"contract_number","field":"vertrag"}]}]}}]}]}`,
+	} {
+		if err := reg.PutUseCase(ctx, &registry.UseCase{ID: slug, OrgID: "org", IntegrationID: "int", Name: slug, Slug: slug,
+			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(config)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p, err := New(Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	payloads := make([]json.RawMessage, b.N)
+	for i := range payloads {
+		payloads[i] = json.RawMessage(fmt.Sprintf(`{"vertrag":"V-%d","zaehler":["Z-%d-1","Z-%d-2"]}`, i, i, i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		ev := envelope.Event{EventID: fmt.Sprint("e", i), OrgID: "org", IntegrationID: "int", UseCaseID: "contracts", Format: "json",
+			Payload: payloads[i], ReceivedAtUs: int64(1_700_000_000_000_000 + i)}
+		if _, o := p.mapEvent(ctx, &ev, 0); o.level != envelope.LevelSuccess {
+			b.Fatalf("event %d: %s %s", i, o.code, o.message)
+		}
+		if i%5000 == 4999 {
+			p.entities.commit(nil)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

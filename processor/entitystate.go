@@ -64,6 +64,9 @@ type entityStore struct {
 	// stagedReadings holds the open transaction's readings by group; it may hold stale ids:
 	// readers check the state.
 	stagedReadings map[string]map[string]bool
+	// stagedRelating indexes the open transaction's relations backwards (related id -> ids
+	// relating to it); it may hold stale ids: readers check the state.
+	stagedRelating map[string]map[string]bool
 	// stagedByKey indexes the open transaction's entities by lookup key (lookup.go).
 	stagedByKey map[lookupKey]idSet
 	// names holds one copy of each schema and attribute name: decoded states would otherwise
@@ -89,7 +92,8 @@ type entityStore struct {
 
 func newEntityStore(log *slog.Logger, instance string) *entityStore {
 	return &entityStore{committed: newMemStates(), staged: map[string]*entityState{}, stagedReadings: map[string]map[string]bool{},
-		stagedByKey: map[lookupKey]idSet{}, names: map[string]string{}, ready: make(chan struct{}), log: log, writer: []byte(instance)}
+		stagedRelating: map[string]map[string]bool{},
+		stagedByKey:    map[lookupKey]idSet{}, names: map[string]string{}, ready: make(chan struct{}), log: log, writer: []byte(instance)}
 }
 
 const (
@@ -149,6 +153,11 @@ func (s *entityStore) stage(id string, st *entityState) {
 	if st.findable() {
 		s.indexKeysLocked(s.stagedByKey, id, st.Keys, true)
 	}
+	for _, items := range st.Relations {
+		for _, it := range items {
+			addToSet(s.stagedRelating, it.EntityID, id)
+		}
+	}
 	s.mu.Unlock()
 }
 
@@ -175,6 +184,7 @@ func (s *entityStore) commit(positions map[int32]int64) {
 	}
 	clear(s.staged)
 	clear(s.stagedReadings)
+	clear(s.stagedRelating)
 	clear(s.stagedByKey)
 }
 
@@ -182,6 +192,7 @@ func (s *entityStore) abort() {
 	s.mu.Lock()
 	clear(s.staged)
 	clear(s.stagedReadings)
+	clear(s.stagedRelating)
 	clear(s.stagedByKey)
 	s.mu.Unlock()
 }
@@ -246,31 +257,32 @@ func (s *entityStore) inScope(scopeID, schema string, overlay map[string]*entity
 		}
 		return false
 	}
-	for id, st := range s.staged { // changes of earlier events of the open transaction
-		if relates(st) {
-			candidates[id] = true
-		}
+	for id := range s.stagedRelating[scopeID] { // earlier events of the open transaction
+		candidates[id] = true
 	}
 	for id, st := range overlay {
 		if relates(st) {
 			candidates[id] = true
 		}
 	}
-	scope := s.currentLocked(scopeID, overlay)
-	if scope != nil {
+	relatedByScope := map[string]bool{}
+	if scope := s.currentLocked(scopeID, overlay); scope != nil {
 		for _, items := range scope.Relations {
 			for _, it := range items {
 				candidates[it.EntityID] = true
+				relatedByScope[it.EntityID] = true
 			}
 		}
 	}
 	if len(candidates) > limit {
 		return nil, false
 	}
+	// The indexes may be stale (an entity whose relations an uncommitted event changed is still
+	// under the scope in the store's back-index): the current state decides.
 	var out []string
 	for id := range candidates {
 		st := s.currentLocked(id, overlay)
-		if st.live() && st.Schema == schema {
+		if st.live() && st.Schema == schema && (relatedByScope[id] || relates(st)) {
 			out = append(out, id)
 		}
 	}

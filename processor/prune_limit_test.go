@@ -84,3 +84,38 @@ func TestPruneScopesOverTheLimitFailTheEventAlone(t *testing.T) {
 		}
 	}
 }
+
+// A meter moved to another contract is no longer in its old contract's scope, also when the move
+// is not committed yet (an earlier event of the same transaction) and the store's back-index
+// still has the meter under the old contract.
+func TestPruneScopeFollowsRelationsChangedInTheOpenTransaction(t *testing.T) {
+	c, reg := withUseCases(t, map[string]json.RawMessage{
+		"contracts": json.RawMessage(`{"entities":[{"entity_schema":"contract","unique_ids":["contract_number"],"fields":[{"attribute":"contract_number","field":"vertrag"}]}]}`),
+		"mirror": json.RawMessage(`{"entities":[{"entity_schema":"meter","unique_ids":["meter_number"],"mode":"upsert-prune-scope-delete",
+			"scope":{"scope_mode":"relations","schema":"contract","unique_ids":[{"attribute":"contract_number","field":"vertrag"}]},
+			"jsonataExpression":"zaehler.{\"meter_number\": $, \"vertrag\": $$.vertrag}",
+			"fields":[{"attribute":"meter_number","field":"meter_number"},
+				{"attribute":"contract","relations":{"operation":"_set","items":[{"entity_schema":"contract","unique_ids":[{"attribute":"contract_number","field":"vertrag"}]}]}}]}]}`),
+	})
+	seq := &eventSeq{}
+	runPipeline(t, c, reg, []envelope.Event{
+		seq.ev("contract-a", "contracts", `{"vertrag":"A"}`),
+		seq.ev("contract-b", "contracts", `{"vertrag":"B"}`),
+		seq.ev("a-with-two", "mirror", `{"vertrag":"A","zaehler":["M-1","M-2"]}`),
+	})
+	// Committed: M-1 and M-2 relate to A. Now M-1 moves to B, then A is mirrored without it.
+	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
+		seq.ev("b-takes-m1", "mirror", `{"vertrag":"B","zaehler":["M-1"]}`),
+		seq.ev("a-keeps-m2", "mirror", `{"vertrag":"A","zaehler":["M-2"]}`),
+	})
+	for _, id := range []string{"b-takes-m1", "a-keeps-m2"} {
+		if m := monitoring[id]; m.Code != "PRUNE_SCOPE_COMPLETED" {
+			t.Fatalf("%s: %s %s", id, m.Code, m.Message)
+		}
+	}
+	for _, w := range writes {
+		if w.EventID == "a-keeps-m2" && w.Op == envelope.OpDelete {
+			t.Errorf("A's mirror deleted %s, which had moved to B", w.EntityID)
+		}
+	}
+}

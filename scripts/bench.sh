@@ -44,6 +44,8 @@ echo "== processor: one event through mapping and the apply stage (one core, no 
 GOMAXPROCS=1 go test -run XXX -bench ProcessEvent -benchtime "$benchtime" ./processor | grep -E '^Benchmark'
 echo "== processor: events of 100 meter readings for one counter holding 5,000 and more (matched against them)"
 GOMAXPROCS=1 go test -run XXX -bench MeterReadingsIntoOneMeter -benchtime 20x ./processor | grep -E '^Benchmark'
+echo "== processor: events that each mirror one contract's meters (a prune scope over its relations), 5,000 per transaction"
+GOMAXPROCS=1 go test -run XXX -bench PruneScopeEvents -benchtime 10000x ./processor | grep -E '^Benchmark'
 
 echo "== processor entity state: heap per entity (100,000 restored)"
 go test -run XXX -bench EntityStateMemory -benchtime 1x ./processor | grep -E '^Benchmark'
