@@ -194,3 +194,44 @@ func BenchmarkPruneScopeEvents(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkFanOutEvent maps events of 5,000 new contacts each, found by an indexed attribute:
+// every contact is looked up among the store's and the event's own before it is created.
+func BenchmarkFanOutEvent(b *testing.B) {
+	c := kafkatest.New(b)
+	reg := registrytest.Start(b, c)
+	ctx := context.Background()
+	if err := reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}); err != nil {
+		b.Fatal(err)
+	}
+	cfg := `{"entities":[{"entity_schema":"contact","unique_ids":["name"],"jsonataExpression":"kunden","fields":[{"attribute":"customer_number","field":"nr"},{"attribute":"name","field":"name"}]}]}`
+	if err := reg.PutUseCase(ctx, &registry.UseCase{ID: "uc", OrgID: "org", IntegrationID: "int", Name: "uc", Slug: "uc",
+		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(cfg)}); err != nil {
+		b.Fatal(err)
+	}
+	// Another use case looks contacts up by name: their names are indexed, and each new contact
+	// is searched for by it before it is created.
+	lookup := `{"entities":[{"entity_schema":"contract","unique_ids":["contract_number"],"fields":[{"attribute":"contract_number","field":"v"},
+		{"attribute":"customer","relations":{"operation":"_set","items":[{"entity_schema":"contact","unique_ids":[{"attribute":"name","field":"k"}]}]}}]}]}`
+	if err := reg.PutUseCase(ctx, &registry.UseCase{ID: "uc2", OrgID: "org", IntegrationID: "int", Name: "uc2", Slug: "uc2",
+		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(lookup)}); err != nil {
+		b.Fatal(err)
+	}
+	p, err := New(Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range b.N {
+		var ks []string
+		for j := range 5000 {
+			ks = append(ks, fmt.Sprintf(`{"nr":"K-%d-%d","name":"x%d-%d"}`, i, j, i, j))
+		}
+		ev := envelope.Event{EventID: fmt.Sprint("e", i), OrgID: "org", IntegrationID: "int", UseCaseID: "uc", Format: "json",
+			Payload: json.RawMessage(`{"kunden":[` + strings.Join(ks, ",") + `]}`), ReceivedAtUs: int64(1_700_000_000_000_000 + i)}
+		if _, o := p.mapEvent(ctx, &ev, 0); o.level != envelope.LevelSuccess {
+			b.Fatalf("event %d: %s %s", i, o.code, o.message)
+		}
+		p.entities.commit(nil)
+	}
+	b.ReportMetric(float64(5000*b.N)/b.Elapsed().Seconds(), "entities/s")
+}

@@ -231,7 +231,7 @@ func (a *application) relationRefs(owner mapping.EntityUpdate, attribute string,
 		if err := a.write(rel.Schema, relID, rel.UniqueIDs, attrs, envelope.OpUpsert, next.Version); err != nil {
 			return nil, a.fail("ATTRIBUTE_TYPE_MISMATCH", "entity %s, attribute %s: %v", rel.Schema, it.Attribute, err)
 		}
-		a.changed[relID] = next
+		a.setChanged(relID, next)
 		out = append(out, mapping.RelationRefEntry{EntityID: relID, Path: it.Path, ID: target})
 	}
 	return out, nil

@@ -106,7 +106,7 @@ func TestDiskStateRestartsFromItsCheckpoint(t *testing.T) {
 	if n := second.restored.Load(); n > 15 {
 		t.Fatalf("restart read %d records: not from its checkpoint", n)
 	}
-	if got := second.lookup("org", "contact", []lookupKey{keyOf("org", "contact", "email", "k42@example.com")}, nil, 0); len(got) != 1 || got[0] != "e42" {
+	if got := second.lookup("org", "contact", []lookupKey{keyOf("org", "contact", "email", "k42@example.com")}, nil, nil, 0); len(got) != 1 || got[0] != "e42" {
 		t.Fatalf("lookup from disk: %v", got)
 	}
 	if got, ok := second.inScope("company-1", "contact", nil, 1000); !ok || len(got) != 115 {

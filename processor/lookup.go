@@ -36,11 +36,13 @@ func (s *entityStore) indexKeysLocked(index map[lookupKey]idSet, id string, keys
 func (st *entityState) findable() bool { return st != nil && !st.Phantom }
 
 // lookup returns the findable entities of schema that have every key, at most limit of them
-// (0: all); overlay holds the running event's changes, which win over the store's. Many entities
+// (0: all); overlay holds the running event's changes, which win over the store's, and
+// overlayByKey indexes them by key (it may hold stale ids: the current state decides). Many entities
 // can share a key (an empty or shared e-mail address), so the candidates are those of the rarest
 // key, each checked as it is read, and the scan ends once limit entities matched: a lookup that
 // only needs to know whether one entity matches reads two of them, not all.
-func (s *entityStore) lookup(org, schema string, keys []lookupKey, overlay map[string]*entityState, limit int) []string {
+func (s *entityStore) lookup(org, schema string, keys []lookupKey, overlay map[string]*entityState,
+	overlayByKey map[lookupKey][]string, limit int) []string {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -62,8 +64,8 @@ func (s *entityStore) lookup(org, schema string, keys []lookupKey, overlay map[s
 		more = limit <= 0 || len(out) < limit
 		return more
 	}
-	for id, st := range overlay {
-		if more && st.Keys.has(first) {
+	for _, id := range overlayByKey[first] {
+		if more {
 			consider(id)
 		}
 	}
@@ -139,7 +141,7 @@ func (a *application) search(schema string, values mapping.Attributes, limit int
 		}
 		keys = append(keys, keyOf(a.ev.OrgID, schema, v.Name, lookupValue(v.Value)))
 	}
-	return a.p.entities.lookup(a.ev.OrgID, schema, keys, a.changed, limit)
+	return a.p.entities.lookup(a.ev.OrgID, schema, keys, a.changed, a.changedByKey, limit)
 }
 
 // keysFor merges the indexed values of a write's attributes into the entity's current keys:

@@ -15,11 +15,11 @@ func TestLookupsNeverCrossOrgsEvenOnAKeyCollision(t *testing.T) {
 	s.mu.Lock()
 	s.putLocked("entity-of-a", &entityState{Org: "org-a", Schema: "contact", Version: 1, Keys: attrKeys{{Attr: "email", Key: k}}})
 	s.mu.Unlock()
-	if got := s.lookup("org-a", "contact", []lookupKey{k}, nil, 0); len(got) != 1 {
+	if got := s.lookup("org-a", "contact", []lookupKey{k}, nil, nil, 0); len(got) != 1 {
 		t.Fatalf("org A's own lookup: %v", got)
 	}
 	// Org B presents the very same key (as a colliding value would hash to).
-	if got := s.lookup("org-b", "contact", []lookupKey{k}, nil, 0); len(got) != 0 {
+	if got := s.lookup("org-b", "contact", []lookupKey{k}, nil, nil, 0); len(got) != 0 {
 		t.Fatalf("org B found org A's entity: %v", got)
 	}
 }
@@ -51,7 +51,7 @@ func TestLookupsReadOnlyTheEntitiesTheyNeed(t *testing.T) {
 	s.committed = counter
 	lookup := func(limit int, keys ...lookupKey) (found, visited int) {
 		counter.visited = 0
-		return len(s.lookup("org", "contact", keys, nil, limit)), counter.visited
+		return len(s.lookup("org", "contact", keys, nil, nil, limit)), counter.visited
 	}
 	if found, visited := lookup(2, shared); found != 2 || visited != 2 {
 		t.Errorf("is there more than one entity with the shared value: %d found, %d read; want 2 and 2", found, visited)

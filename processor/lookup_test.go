@@ -81,3 +81,31 @@ func TestLookupByIndexedAttributes(t *testing.T) {
 		t.Errorf("p1-again deleted %v, want only T1 (%s): T2 was sent, T9 belongs to P2", pruned, tariff["T1"])
 	}
 }
+
+// An entry finds an entity an earlier entry of the same event created, by an indexed attribute
+// (not by the id its own unique ids derive): both write one contact.
+func TestLookupFindsTheEventsOwnEntities(t *testing.T) {
+	c, reg := withUseCases(t, map[string]json.RawMessage{
+		"both": json.RawMessage(`{"entities":[
+			{"entity_schema":"contact","unique_ids":["customer_number"],"fields":[{"attribute":"customer_number","field":"kdnr"},
+				{"attribute":"email","field":"mail","_type":"email"}]},
+			{"entity_schema":"contact","unique_ids":["email"],"fields":[{"attribute":"email","field":"mail","_type":"email"},
+				{"attribute":"first_name","field":"vorname"}]}]}`),
+	})
+	seq := &eventSeq{}
+	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
+		seq.ev("one", "both", `{"kdnr":"K-1","mail":"lena@example.com","vorname":"Lena"}`),
+	})
+	if m := monitoring["one"]; m.Level != envelope.LevelSuccess {
+		t.Fatalf("one: %s %s", m.Code, m.Message)
+	}
+	ids := map[string]bool{}
+	for _, w := range writes {
+		if w.EntitySchema == "contact" {
+			ids[w.EntityID] = true
+		}
+	}
+	if len(ids) != 1 {
+		t.Errorf("the event wrote %d contacts, want the one both entries name", len(ids))
+	}
+}

@@ -46,6 +46,8 @@ echo "== processor: events of 100 meter readings for one counter holding 5,000 a
 GOMAXPROCS=1 go test -run XXX -bench MeterReadingsIntoOneMeter -benchtime 20x ./processor | grep -E '^Benchmark'
 echo "== processor: events that each mirror one contract's meters (a prune scope over its relations), 5,000 per transaction"
 GOMAXPROCS=1 go test -run XXX -bench PruneScopeEvents -benchtime 10000x ./processor | grep -E '^Benchmark'
+echo "== processor: events of 5,000 new contacts each, every one looked up by an indexed attribute first"
+GOMAXPROCS=1 go test -run XXX -bench FanOutEvent -benchtime 5x ./processor | grep -E '^Benchmark'
 
 echo "== processor entity state: heap per entity (100,000 restored)"
 go test -run XXX -bench EntityStateMemory -benchtime 1x ./processor | grep -E '^Benchmark'
