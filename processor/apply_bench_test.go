@@ -14,6 +14,58 @@ import (
 	"github.com/erpstream/erpstream/internal/registry/registrytest"
 )
 
+// benchProcessor is a processor over kfake with the use cases (slug: configuration) of one org's
+// registered integration, mapping events without Kafka I/O.
+type benchProcessor struct {
+	*Processor
+	seq int
+}
+
+func newBenchProcessor(b *testing.B, useCases map[string]string) *benchProcessor {
+	b.Helper()
+	c := kafkatest.New(b)
+	reg := registrytest.Start(b, c)
+	ctx := context.Background()
+	if err := reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}); err != nil {
+		b.Fatal(err)
+	}
+	for slug, config := range useCases {
+		if err := reg.PutUseCase(ctx, &registry.UseCase{ID: slug, OrgID: "org", IntegrationID: "int", Name: slug, Slug: slug,
+			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(config)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p, err := New(Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &benchProcessor{Processor: p}
+}
+
+// mapEvent maps one event of the use case; anything but success fails the benchmark.
+func (p *benchProcessor) mapEvent(b *testing.B, useCase string, payload json.RawMessage) {
+	p.seq++
+	ev := envelope.Event{EventID: fmt.Sprint("e", p.seq), OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
+		Payload: payload, ReceivedAtUs: int64(1_700_000_000_000_000 + p.seq)}
+	if _, o := p.Processor.mapEvent(context.Background(), &ev, 0); o.level != envelope.LevelSuccess {
+		b.Fatalf("event %d: %s %s", p.seq, o.code, o.message)
+	}
+}
+
+// mapAll maps one event of the use case per payload, committing the open transaction every
+// perTransaction events as polls do, and reports events/s.
+func (p *benchProcessor) mapAll(b *testing.B, useCase string, payloads []json.RawMessage, perTransaction int) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i, payload := range payloads {
+		p.mapEvent(b, useCase, payload)
+		if i%perTransaction == perTransaction-1 {
+			p.entities.commit(nil)
+		}
+	}
+	b.ReportMetric(float64(len(payloads))/b.Elapsed().Seconds(), "events/s")
+}
+
 // BenchmarkProcessEvent measures one event through the processor without Kafka I/O: decode,
 // extraction, lookups against the entity state, relations, the records to produce. The state
 // grows with every event (new entities) and is committed every 2,000 events, as a poll would.
@@ -43,34 +95,12 @@ func BenchmarkProcessEvent(b *testing.B) {
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
-			c := kafkatest.New(b)
-			reg := registrytest.Start(b, c)
-			ctx := context.Background()
-			if err := reg.PutUseCase(ctx, &registry.UseCase{ID: "uc", OrgID: "org", IntegrationID: "int", Name: "uc", Slug: "uc",
-				Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(tc.config)}); err != nil {
-				b.Fatal(err)
-			}
-			p, err := New(Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet()})
-			if err != nil {
-				b.Fatal(err)
-			}
+			p := newBenchProcessor(b, map[string]string{"uc": tc.config})
 			payloads := make([]json.RawMessage, b.N)
 			for i := range payloads {
 				payloads[i] = json.RawMessage(tc.payload(i))
 			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := range b.N {
-				ev := envelope.Event{EventID: fmt.Sprint("e", i), OrgID: "org", IntegrationID: "int", UseCaseID: "uc", Format: "json",
-					Payload: payloads[i], ReceivedAtUs: int64(1_700_000_000_000_000 + i)}
-				if _, o := p.mapEvent(ctx, &ev, 0); o.level != envelope.LevelSuccess {
-					b.Fatalf("event %d: %s %s", i, o.code, o.message)
-				}
-				if i%2000 == 1999 {
-					p.entities.commit(nil)
-				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			p.mapAll(b, "uc", payloads, 2000)
 		})
 	}
 }
@@ -93,10 +123,7 @@ func BenchmarkMeterReadingsIntoOneMeter(b *testing.B) {
 }
 
 func benchmarkReadingsIntoOneMeter(b *testing.B, stored int) {
-	c := kafkatest.New(b)
-	reg := registrytest.Start(b, c)
-	ctx := context.Background()
-	for slug, config := range map[string]string{
+	p := newBenchProcessor(b, map[string]string{
 		"setup": `{"entities":[{"entity_schema":"meter","unique_ids":["meter_number"],"fields":[{"attribute":"meter_number","field":"nr"}]},
 			{"entity_schema":"meter_counter","unique_ids":["obis_number"],"fields":[{"attribute":"obis_number","constant":"1-0:1.8.0"}]}]}`,
 		"readings": `{"meter_readings":[{"jsonataExpression":"readings","reading_matching":"strict-date",
@@ -104,25 +131,8 @@ func benchmarkReadingsIntoOneMeter(b *testing.B, stored int) {
 			"meter_counter":{"unique_ids":[{"attribute":"obis_number","constant":"1-0:1.8.0"}]},
 			"fields":[{"attribute":"external_id","field":"id"},{"attribute":"timestamp","field":"ts"},{"attribute":"value","field":"v"},
 				{"attribute":"source","constant":"ERP"}]}]}`,
-	} {
-		if err := reg.PutUseCase(ctx, &registry.UseCase{ID: slug, OrgID: "org", IntegrationID: "int", Name: slug, Slug: slug,
-			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(config)}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	p, err := New(Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	seq := 0
-	mapEvent := func(useCase, payload string) {
-		seq++
-		ev := envelope.Event{EventID: fmt.Sprint("e", seq), OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json",
-			Payload: json.RawMessage(payload), ReceivedAtUs: int64(1_700_000_000_000_000 + seq)}
-		if _, o := p.mapEvent(ctx, &ev, 0); o.level != envelope.LevelSuccess {
-			b.Fatalf("event %d: %s %s", seq, o.code, o.message)
-		}
-	}
+	})
+	mapEvent := func(useCase, payload string) { p.mapEvent(b, useCase, json.RawMessage(payload)) }
 	day := 0
 	readings := func() string {
 		var rs []string
@@ -156,81 +166,37 @@ func benchmarkReadingsIntoOneMeter(b *testing.B, stored int) {
 // scope over the contract's relations), as an ERP sending whole contracts does; the open
 // transaction grows to 5,000 events before it commits, as a poll's would.
 func BenchmarkPruneScopeEvents(b *testing.B) {
-	c := kafkatest.New(b)
-	reg := registrytest.Start(b, c)
-	ctx := context.Background()
-	for slug, config := range map[string]string{
+	p := newBenchProcessor(b, map[string]string{
 		"contracts": `{"entities":[{"entity_schema":"contract","unique_ids":["contract_number"],"fields":[{"attribute":"contract_number","field":"vertrag"}]},
 			{"entity_schema":"meter","unique_ids":["meter_number"],"mode":"upsert-prune-scope-delete",
 			"scope":{"scope_mode":"relations","schema":"contract","unique_ids":[{"attribute":"contract_number","field":"vertrag"}]},
 			"jsonataExpression":"zaehler.{\"meter_number\": $, \"vertrag\": $$.vertrag}",
 			"fields":[{"attribute":"meter_number","field":"meter_number"},
 				{"attribute":"contract","relations":{"operation":"_set","items":[{"entity_schema":"contract","unique_ids":[{"attribute":"contract_number","field":"vertrag"}]}]}}]}]}`,
-	} {
-		if err := reg.PutUseCase(ctx, &registry.UseCase{ID: slug, OrgID: "org", IntegrationID: "int", Name: slug, Slug: slug,
-			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(config)}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	p, err := New(Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	})
 	payloads := make([]json.RawMessage, b.N)
 	for i := range payloads {
 		payloads[i] = json.RawMessage(fmt.Sprintf(`{"vertrag":"V-%d","zaehler":["Z-%d-1","Z-%d-2"]}`, i, i, i))
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		ev := envelope.Event{EventID: fmt.Sprint("e", i), OrgID: "org", IntegrationID: "int", UseCaseID: "contracts", Format: "json",
-			Payload: payloads[i], ReceivedAtUs: int64(1_700_000_000_000_000 + i)}
-		if _, o := p.mapEvent(ctx, &ev, 0); o.level != envelope.LevelSuccess {
-			b.Fatalf("event %d: %s %s", i, o.code, o.message)
-		}
-		if i%5000 == 4999 {
-			p.entities.commit(nil)
-		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	p.mapAll(b, "contracts", payloads, 5000)
 }
 
 // BenchmarkFanOutEvent maps events of 5,000 new contacts each, found by an indexed attribute:
 // every contact is looked up among the store's and the event's own before it is created.
 func BenchmarkFanOutEvent(b *testing.B) {
-	c := kafkatest.New(b)
-	reg := registrytest.Start(b, c)
-	ctx := context.Background()
-	if err := reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "org", Name: "SAP"}); err != nil {
-		b.Fatal(err)
-	}
-	cfg := `{"entities":[{"entity_schema":"contact","unique_ids":["name"],"jsonataExpression":"kunden","fields":[{"attribute":"customer_number","field":"nr"},{"attribute":"name","field":"name"}]}]}`
-	if err := reg.PutUseCase(ctx, &registry.UseCase{ID: "uc", OrgID: "org", IntegrationID: "int", Name: "uc", Slug: "uc",
-		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(cfg)}); err != nil {
-		b.Fatal(err)
-	}
-	// Another use case looks contacts up by name: their names are indexed, and each new contact
-	// is searched for by it before it is created.
-	lookup := `{"entities":[{"entity_schema":"contract","unique_ids":["contract_number"],"fields":[{"attribute":"contract_number","field":"v"},
-		{"attribute":"customer","relations":{"operation":"_set","items":[{"entity_schema":"contact","unique_ids":[{"attribute":"name","field":"k"}]}]}}]}]}`
-	if err := reg.PutUseCase(ctx, &registry.UseCase{ID: "uc2", OrgID: "org", IntegrationID: "int", Name: "uc2", Slug: "uc2",
-		Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(lookup)}); err != nil {
-		b.Fatal(err)
-	}
-	p, err := New(Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := newBenchProcessor(b, map[string]string{
+		"uc": `{"entities":[{"entity_schema":"contact","unique_ids":["name"],"jsonataExpression":"kunden","fields":[{"attribute":"customer_number","field":"nr"},{"attribute":"name","field":"name"}]}]}`,
+		// Another use case looks contacts up by name: their names are indexed, and each new contact
+		// is searched for by it before it is created.
+		"uc2": `{"entities":[{"entity_schema":"contract","unique_ids":["contract_number"],"fields":[{"attribute":"contract_number","field":"v"},
+		{"attribute":"customer","relations":{"operation":"_set","items":[{"entity_schema":"contact","unique_ids":[{"attribute":"name","field":"k"}]}]}}]}]}`,
+	})
 	for i := range b.N {
 		var ks []string
 		for j := range 5000 {
 			ks = append(ks, fmt.Sprintf(`{"nr":"K-%d-%d","name":"x%d-%d"}`, i, j, i, j))
 		}
-		ev := envelope.Event{EventID: fmt.Sprint("e", i), OrgID: "org", IntegrationID: "int", UseCaseID: "uc", Format: "json",
-			Payload: json.RawMessage(`{"kunden":[` + strings.Join(ks, ",") + `]}`), ReceivedAtUs: int64(1_700_000_000_000_000 + i)}
-		if _, o := p.mapEvent(ctx, &ev, 0); o.level != envelope.LevelSuccess {
-			b.Fatalf("event %d: %s %s", i, o.code, o.message)
-		}
+		p.mapEvent(b, "uc", json.RawMessage(`{"kunden":[`+strings.Join(ks, ",")+`]}`))
 		p.entities.commit(nil)
 	}
 	b.ReportMetric(float64(5000*b.N)/b.Elapsed().Seconds(), "entities/s")

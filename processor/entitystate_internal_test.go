@@ -125,18 +125,28 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// A store directory that is not a Pebble store (damaged) is rebuilt empty, and one made from
-// another topic of the same name (a recreated topic) is discarded.
-func TestDiskStoreThatCannotBeUsedIsRebuilt(t *testing.T) {
-	dir := t.TempDir()
-	p, err := openPebbleStates(dir, "topic-a")
+// diskStoreWithOneState is a disk store in dir holding one contact's state and the changelog
+// position 5 of partition 0, closed.
+func diskStoreWithOneState(t *testing.T, dir, topicID string, before func(*pebbleStates)) {
+	t.Helper()
+	p, err := openPebbleStates(dir, topicID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := p.apply([]stateChange{{id: "e1", st: &entityState{Schema: "contact", Version: 1}}}, map[int32]int64{0: 5}, true); err != nil {
 		t.Fatal(err)
 	}
+	if before != nil {
+		before(p)
+	}
 	_ = p.close()
+}
+
+// A store directory that is not a Pebble store (damaged) is rebuilt empty, and one made from
+// another topic of the same name (a recreated topic) is discarded.
+func TestDiskStoreThatCannotBeUsedIsRebuilt(t *testing.T) {
+	dir := t.TempDir()
+	diskStoreWithOneState(t, dir, "topic-a", nil)
 	again, err := openPebbleStates(dir, "topic-a")
 	if err != nil || again.size() != 1 || again.positions()[0] != 5 {
 		t.Fatalf("reopened: %v, %d entities, positions %v", err, again.size(), again.positions())
@@ -170,18 +180,12 @@ func TestDiskStoreThatCannotBeUsedIsRebuilt(t *testing.T) {
 // discarded and read again from the topic, which indexes its readings as format 2 does.
 func TestDiskStoreOfAnOlderFormatIsRebuilt(t *testing.T) {
 	dir := t.TempDir()
-	p, err := openPebbleStates(dir, "topic-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.apply([]stateChange{{id: "e1", st: &entityState{Schema: "contact", Version: 1}}}, map[int32]int64{0: 5}, true); err != nil {
-		t.Fatal(err)
-	}
-	// What format 1 held under its identity key: the topic id alone.
-	if err := p.db.Set([]byte(keyTopic), []byte("topic-a"), pebble.NoSync); err != nil {
-		t.Fatal(err)
-	}
-	_ = p.close()
+	diskStoreWithOneState(t, dir, "topic-a", func(p *pebbleStates) {
+		// What format 1 held under its identity key: the topic id alone.
+		if err := p.db.Set([]byte(keyTopic), []byte("topic-a"), pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	})
 	again, err := openPebbleStates(dir, "topic-a")
 	if err != nil || again.size() != 0 || len(again.positions()) != 0 || again.get("e1") != nil {
 		t.Fatalf("a format-1 store was kept: %v, %d entities, positions %v", err, again.size(), again.positions())
