@@ -5,7 +5,7 @@ BIN := bin/erpstream
 
 JSONATA_SUITE ?= $(CURDIR)/../shared/jsonata-suite/test-suite
 
-.PHONY: run test unit integration build vet fmt-check services-up services-down clean help jsonata-conformance bench
+.PHONY: run test unit integration build vet fmt-check tracked-check services-up services-down clean help jsonata-conformance bench
 
 help:
 	@echo "make run     start ClickHouse and the whole pipeline (embedded Kafka unless KAFKA_BROKERS is set)"
@@ -36,6 +36,12 @@ vet:
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Build output and data dumps stay out of git: no tracked file is an executable or over 1 MiB.
+tracked-check:
+	@bad=$$(git ls-files -z | xargs -0 -r sh -c 'for f; do [ -f "$$f" ] || continue; \
+	  if [ $$(wc -c < "$$f") -gt 1048576 ] || head -c 4 "$$f" | grep -q "ELF"; then echo "$$f"; fi; done' sh); \
+	if [ -n "$$bad" ]; then echo "tracked files that must not be in git (build output, data):"; echo "$$bad"; exit 1; fi
 
 services-up:
 	@scripts/clickhouse.sh start

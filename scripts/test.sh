@@ -49,8 +49,9 @@ if [ "${1:-}" = up ]; then
 fi
 trap stop_services EXIT
 
-echo "== gofmt / go vet"
+echo "== gofmt / go vet / no build output in git"
 make -s fmt-check
+make -s tracked-check
 go vet ./...
 go vet -tags integration ./...
 
