@@ -217,7 +217,7 @@ func ValidateAllowedDomain(d string) error {
 }
 
 func openRegistry(ctx context.Context, kc kafkax.Config, log *slog.Logger) (*registry.Registry, func(), error) {
-	topics := kafkax.NewTopics(kc.TopicPrefix)
+	topics := kc.Topics()
 	reg, err := registry.New(registry.Config{Topic: topics.Config, Opts: kc.BaseOpts(log), Log: log})
 	if err != nil {
 		return nil, nil, err

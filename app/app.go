@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Kafka.Brokers = emb.Brokers()
 		log.Info("embedded kafka (kfake) started", "brokers", cfg.Kafka.Brokers, "data_dir", cfg.EmbeddedKafkaDir)
 	}
-	topics := kafkax.NewTopics(cfg.Kafka.TopicPrefix)
+	topics := cfg.Kafka.Topics()
 	if err := waitReachable(ctx, log, "kafka", func(ctx context.Context) error { return pingKafka(ctx, cfg.Kafka, log) }); err != nil {
 		return nil // ctx ended while waiting
 	}
@@ -500,9 +500,20 @@ func PrepareTopics(ctx context.Context, kc kafkax.Config, log *slog.Logger) erro
 	if replication <= 0 {
 		replication = 1
 	}
-	specs := kafkax.NewTopics(kc.TopicPrefix).Specs(partitions)
-	if err := kafkax.EnsureTopics(pctx, kadm.NewClient(cl), specs, replication); err != nil {
+	topics := kc.Topics()
+	specs := topics.Specs(partitions)
+	adm := kadm.NewClient(cl)
+	if err := kafkax.EnsureTopics(pctx, adm, specs, replication); err != nil {
 		return err
+	}
+	if len(kc.OrgPartitions) > 0 {
+		details, err := adm.ListTopics(pctx, topics.Events)
+		if err != nil {
+			return fmt.Errorf("list topic %s: %w", topics.Events, err)
+		}
+		if err := kc.OrgPartitions.Check(int32(len(details[topics.Events].Partitions))); err != nil {
+			return err
+		}
 	}
 	log.Info("kafka topics ready", "brokers", kc.Brokers, "prefix", kc.TopicPrefix)
 	return nil

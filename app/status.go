@@ -39,7 +39,7 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, or
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	topics := kafkax.NewTopics(cfg.Kafka.TopicPrefix)
+	topics := cfg.Kafka.Topics()
 	specs := topics.Specs(0)
 	names := make([]string, len(specs))
 	for i, s := range specs {
@@ -115,7 +115,7 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, or
 		}
 	}
 	if l := lags[processor.DefaultGroup]; l.Error() == nil {
-		orgPlacement(out, orgs, topics.Events, len(details[topics.Events].Partitions), l)
+		orgPlacement(out, orgs, topics, len(details[topics.Events].Partitions), l)
 	}
 	conn, err := chx.Open(ctx, cfg.ClickHouse)
 	if err != nil {
@@ -195,15 +195,21 @@ func partitionLags(lags map[int32]int64) string {
 	return text + " (" + strings.Join(most, ", ") + ")"
 }
 
-// orgPlacement writes, per org, its events partition (the org's hash, kafkax.OrgPartition), the
-// processor member holding it and its lag: where to look when one org's events are late.
-func orgPlacement(out io.Writer, orgs []string, eventsTopic string, partitions int, l kadm.DescribedGroupLag) {
+// orgPlacement writes, per org, its events partition (pinned, or the org's hash:
+// Topics.OrgPartition), the processor member holding it and its lag: where to look when one
+// org's events are late.
+func orgPlacement(out io.Writer, orgs []string, topics kafkax.Topics, partitions int, l kadm.DescribedGroupLag) {
+	eventsTopic := topics.Events
 	for _, org := range orgs {
 		if partitions == 0 {
 			fmt.Fprintf(out, "org %s: topic %s missing\n", org, eventsTopic)
 			continue
 		}
-		part := kafkax.OrgPartition([]byte(org), int32(partitions))
+		part := topics.OrgPartition([]byte(org), int32(partitions))
+		how := ""
+		if _, pinned := topics.Placement[org]; pinned {
+			how = " (pinned)"
+		}
 		holder := "no member (the processors are down or rebalancing)"
 		for _, m := range l.Members {
 			if a, ok := m.Assigned.AsConsumer(); ok {
@@ -218,6 +224,6 @@ func orgPlacement(out io.Writer, orgs []string, eventsTopic string, partitions i
 		if pl, ok := l.Lag[eventsTopic][part]; ok && pl.Err == nil {
 			lag = strconv.FormatInt(pl.Lag, 10) // ingest's writes are not transactional: no marker to discount
 		}
-		fmt.Fprintf(out, "org %s: %s partition %d of %d, mapped by %s, lag %s\n", org, eventsTopic, part, partitions, holder, lag)
+		fmt.Fprintf(out, "org %s: %s partition %d of %d%s, mapped by %s, lag %s\n", org, eventsTopic, part, partitions, how, holder, lag)
 	}
 }

@@ -1,6 +1,14 @@
 package app
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/erpstream/erpstream/internal/kafkax"
+)
 
 func TestStatusNamesPartitionsAndTheLaggingOnes(t *testing.T) {
 	if got, want := assignedPartitions("erp.events", []int32{7, 0, 3}), "erp.events×3 [0 3 7]"; got != want {
@@ -17,5 +25,20 @@ func TestStatusNamesPartitionsAndTheLaggingOnes(t *testing.T) {
 		if got := partitionLags(c.lags); got != c.want {
 			t.Errorf("lags %v: %q, want %q", c.lags, got, c.want)
 		}
+	}
+}
+
+func TestStatusSaysWhichOrgsArePinned(t *testing.T) {
+	topics := kafkax.NewTopics("erp").WithPlacement(kafkax.Placement{"big": 12})
+	var out strings.Builder
+	orgPlacement(&out, []string{"big", "small"}, topics, 13, kadm.DescribedGroupLag{})
+	small := topics.OrgPartition([]byte("small"), 13)
+	want := "org big: erp.events partition 12 of 13 (pinned), mapped by no member (the processors are down or rebalancing), lag unknown\n" +
+		fmt.Sprintf("org small: erp.events partition %d of 13, mapped by no member (the processors are down or rebalancing), lag unknown\n", small)
+	if out.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
+	}
+	if small == 12 {
+		t.Fatal("an org that is not pinned is on the pinned partition")
 	}
 }

@@ -84,6 +84,8 @@ type entityStore struct {
 	restored, followed atomic.Int64
 	// partitions is the changelog's partition count (the events topic's): where each org's states are.
 	partitions int32
+	// topics place orgs on partitions (Topics.OrgPartition: pinned or hashed).
+	topics kafkax.Topics
 	// reading holds one lock per changelog partition, taken while the partition is read: two
 	// reads of one partition side by side (a standby round and a catch-up) would apply its
 	// records out of order.
@@ -454,7 +456,7 @@ func (s *entityStore) readChangelog(ctx context.Context, kc kafkax.Config, topic
 		if err := envelope.Decode(r.Value, &st); err == nil {
 			st.raw = r.Value
 			changes = append(changes, stateChange{id: string(r.Key), st: &st})
-			if st.Org != "" && s.partitions > 0 && kafkax.OrgPartition([]byte(st.Org), s.partitions) != r.Partition {
+			if st.Org != "" && s.partitions > 0 && s.topics.OrgPartition([]byte(st.Org), s.partitions) != r.Partition {
 				misplaced[string(r.Key)] = r.Partition
 			}
 		}

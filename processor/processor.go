@@ -167,6 +167,7 @@ func New(cfg Config) (*Processor, error) {
 	log := cfg.Log.With("component", "processor")
 	entities := newEntityStore(log, cfg.InstanceID)
 	entities.dir = cfg.StateDir
+	entities.topics = cfg.Topics
 	p := &Processor{cfg: cfg, log: log, dedup: newDedupStore(log), entities: entities, pending: map[[2]string]int{},
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_processor_events_total",
 			Help: "Events processed (committed), by monitoring level and code."}, []string{"level", "code"}),

@@ -23,7 +23,7 @@ type RelayoutReport struct {
 }
 
 // Relayout moves entity states and deduplication marks to the partition of their org
-// (kafkax.OrgPartition): the layout every processor instance relies on since events are
+// (Topics.OrgPartition: pinned or hashed): the layout every processor instance relies on since events are
 // partitioned by org. Versions before spread events by deduplication id and kept states by
 // entity id. Each misplaced record is copied to its org's partition, then a tombstone replaces it
 // where it was (compaction removes both). Running it again moves nothing more; a copy of an older
@@ -77,7 +77,7 @@ func Relayout(ctx context.Context, kc kafkax.Config, t kafkax.Topics, log *slog.
 	}
 	var settleErr error
 	move := func(r *kgo.Record, org []byte) bool {
-		want := kafkax.OrgPartition(org, n)
+		want := t.OrgPartition(org, n)
 		if want == r.Partition || settleErr != nil {
 			return false
 		}
@@ -121,7 +121,7 @@ func Relayout(ctx context.Context, kc kafkax.Config, t kafkax.Topics, log *slog.
 				}
 				return
 			}
-			if kafkax.OrgPartition(org, n) == r.Partition {
+			if t.OrgPartition(org, n) == r.Partition {
 				return
 			}
 			if last[r.Partition] == nil {

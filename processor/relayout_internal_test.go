@@ -104,3 +104,60 @@ func TestRelayoutMovesStatesAndMarksToTheirOrgsPartition(t *testing.T) {
 		t.Fatalf("second run moved %+v", again)
 	}
 }
+
+// Pinning an org (ERPSTREAM_ORG_PARTITIONS) moves it away from its states: a processor with the
+// placement refuses the partition they are in until relayout, with the same placement, moved
+// them and the org's deduplication marks to the pinned partition.
+func TestRelayoutMovesAPinnedOrgsStatesToItsPartition(t *testing.T) {
+	c := kafkatest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	hashed := kafkax.OrgPartition([]byte("big"), c.Config.Partitions)
+	pin := (hashed + 1) % c.Config.Partitions
+	pinned := c.Topics.WithPlacement(kafkax.Placement{"big": pin})
+	state, _ := json.Marshal(&entityState{Org: "big", Schema: "contact", Version: 7})
+	for _, r := range []*kgo.Record{
+		{Topic: c.Topics.EntityState, Partition: hashed, Key: []byte("e-1"), Value: state},
+		{Topic: c.Topics.Dedup, Partition: hashed, Key: []byte("big/int/dedup/d-1"), Value: []byte(`{"first_seen_ms":1,"event_id":"e"}`)},
+	} {
+		if err := producer.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	catchUp := func(part int32) (*entityStore, error) {
+		s := newEntityStore(kafkatest.Quiet(), "me")
+		s.topics = pinned
+		if err := s.open(ctx, c.Config, c.Topics.EntityState); err != nil {
+			t.Fatal(err)
+		}
+		return s, s.catchUp(ctx, c.Config, c.Topics.EntityState, []int32{part})
+	}
+	if _, err := catchUp(hashed); err == nil || !strings.Contains(err.Error(), "erpstream admin relayout") {
+		t.Fatalf("catching up the org's old partition with the placement: %v, want a refusal naming admin relayout", err)
+	}
+	rep, err := Relayout(ctx, c.Config, pinned, kafkatest.Quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep != (RelayoutReport{StatesMoved: 1, MarksMoved: 1}) {
+		t.Fatalf("report %+v", rep)
+	}
+	if _, err := catchUp(hashed); err != nil {
+		t.Fatalf("the old partition after relayout: %v", err)
+	}
+	s, err := catchUp(pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.get("e-1"); st == nil || st.Version != 7 {
+		t.Fatalf("the org's state in its pinned partition: %+v", st)
+	}
+	if rep, err := Relayout(ctx, c.Config, pinned, kafkatest.Quiet()); err != nil || rep != (RelayoutReport{}) {
+		t.Fatalf("a second run: %+v, %v; want nothing moved", rep, err)
+	}
+}

@@ -135,7 +135,7 @@ func admin(ctx context.Context, cfg app.Config, log *slog.Logger, args []string)
 		if len(cfg.Kafka.Brokers) == 0 {
 			return errors.New("KAFKA_BROKERS is required for admin relayout")
 		}
-		rep, err := processor.Relayout(ctx, cfg.Kafka, kafkax.NewTopics(cfg.Kafka.TopicPrefix), log)
+		rep, err := processor.Relayout(ctx, cfg.Kafka, cfg.Kafka.Topics(), log)
 		if err != nil {
 			return err
 		}
@@ -257,6 +257,9 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		if id = strings.TrimSpace(id); id != "" {
 			cfg.FileProxyPreviousKeyIDs = append(cfg.FileProxyPreviousKeyIDs, id)
 		}
+	}
+	if cfg.Kafka.OrgPartitions, err = kafkax.ParsePlacement(os.Getenv("ERPSTREAM_ORG_PARTITIONS")); err != nil {
+		return cfg, fmt.Errorf("ERPSTREAM_ORG_PARTITIONS: %w", err)
 	}
 	if cfg.EgressAllowCIDRs, err = egress.ParseCIDRs(os.Getenv("ERPSTREAM_EGRESS_ALLOW_CIDRS")); err != nil {
 		return cfg, fmt.Errorf("ERPSTREAM_EGRESS_ALLOW_CIDRS: %w", err)

@@ -23,9 +23,13 @@ func TestConfigFromEnvAcceptsTheDefaults(t *testing.T) {
 	if err != nil || cfg.FileProxyLinkTTL != 24*time.Hour || strings.Join(cfg.FileProxyPreviousKeyIDs, ",") != "k0,k00" {
 		t.Fatalf("file proxy settings: %v %+v", err, cfg.FileProxyPreviousKeyIDs)
 	}
+	t.Setenv("ERPSTREAM_ORG_PARTITIONS", "big=12, other=13")
+	if cfg, err := configFromEnv(log); err != nil || cfg.Kafka.OrgPartitions["big"] != 12 || cfg.Kafka.Topics().OrgPartition([]byte("other"), 14) != 13 {
+		t.Fatalf("org partitions: %v %+v", err, cfg.Kafka.OrgPartitions)
+	}
 	for key, bad := range map[string]string{"ERPSTREAM_FILE_PROXY_LINK_TTL_HOURS": "-1", "ERPSTREAM_FILE_PROXY_MAX_MB": "0",
 		"ERPSTREAM_EGRESS_ALLOW_CIDRS": "10.0.0.0/33", "ERPSTREAM_ACK_TIMEOUT_MS": "x",
-		"ERPSTREAM_PROCESSOR_STANDBY": "yes"} {
+		"ERPSTREAM_PROCESSOR_STANDBY": "yes", "ERPSTREAM_ORG_PARTITIONS": "big:12"} {
 		t.Run(key, func(t *testing.T) {
 			t.Setenv(key, bad)
 			if _, err := configFromEnv(log); err == nil || !strings.Contains(err.Error(), key) {

@@ -21,12 +21,17 @@ type Config struct {
 	TopicPrefix string   // ERPSTREAM_TOPIC_PREFIX, default "erp"
 	Partitions  int32    // ERPSTREAM_KAFKA_PARTITIONS for data topics, default 12
 	Replication int16    // ERPSTREAM_KAFKA_REPLICATION, default 1
-	ClientID    string
+	// OrgPartitions pins orgs to events partitions of their own (ERPSTREAM_ORG_PARTITIONS).
+	OrgPartitions Placement
+	ClientID      string
 	// Security: TLS and SASL (KAFKA_TLS*, KAFKA_SASL_*); validated at start-up (Validate).
 	Security Security
 	// Metrics, when set, receives the Kafka client metrics of clients made with ClientOpts.
 	Metrics prometheus.Registerer
 }
+
+// Topics are erpstream's topics under the configured prefix, with the configured placement.
+func (c Config) Topics() Topics { return NewTopics(c.TopicPrefix).WithPlacement(c.OrgPartitions) }
 
 // BaseOpts are the options every client of erpstream shares.
 func (c Config) BaseOpts(log *slog.Logger) []kgo.Opt {

@@ -2,7 +2,11 @@ package kafkax
 
 import (
 	"bytes"
+	"fmt"
 	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -11,7 +15,7 @@ import (
 //
 //   - events by org: every event of one org is in one partition, in the order it was accepted,
 //     and the processor instance owning that partition holds the org's entity state (the key is
-//     "<org>/…"; the org is hashed, see OrgPartition);
+//     "<org>/…"; see Topics.OrgPartition);
 //   - deduplication marks and entity states where the processor put them (Record.Partition): the
 //     partition of the event they came from, so that each is restored with its partition;
 //   - everything else by its key (Kafka's murmur2, as franz-go's sticky key partitioner).
@@ -29,22 +33,22 @@ type partitioner struct {
 func (p partitioner) ForTopic(topic string) kgo.TopicPartitioner {
 	switch topic {
 	case p.topics.Events:
-		return byOrg{}
+		return byOrg{topics: p.topics}
 	case p.topics.Dedup, p.topics.EntityState:
 		return asSet{}
 	}
 	return p.byKey.ForTopic(topic)
 }
 
-type byOrg struct{}
+type byOrg struct{ topics Topics }
 
 func (byOrg) RequiresConsistency(*kgo.Record) bool { return true }
-func (byOrg) Partition(r *kgo.Record, n int) int {
+func (b byOrg) Partition(r *kgo.Record, n int) int {
 	org := r.Key
 	if i := bytes.IndexByte(org, '/'); i >= 0 {
 		org = org[:i]
 	}
-	return int(OrgPartition(org, int32(n)))
+	return int(b.topics.OrgPartition(org, int32(n)))
 }
 
 // asSet keeps the partition the producer chose. Topic verification at start makes the
@@ -62,8 +66,105 @@ func (asSet) Partition(r *kgo.Record, n int) int {
 
 // OrgPartition is the events partition of an org among n: FNV-1a of its id. Changing it (or
 // the events topic's partition count) moves orgs to other partitions, away from their state.
+// Topics.OrgPartition is the same when no org is pinned.
 func OrgPartition(org []byte, n int32) int32 {
 	h := fnv.New32a()
 	_, _ = h.Write(org)
 	return int32(h.Sum32() % uint32(n))
+}
+
+// Placement pins orgs to events partitions (ERPSTREAM_ORG_PARTITIONS): a large org on a
+// partition of its own no longer shares its order with the orgs hashed there, and the
+// partition's processor instance maps only that org. Every other org is hashed over the
+// partitions no org is pinned to, so pinning orgs to partitions added for them moves no other
+// org. Every service that produces or maps events must have the same placement
+// (docs/scaling.md, "Giving a large org a partition of its own").
+type Placement map[string]int32
+
+// ParsePlacement reads "org=partition,org=partition".
+func ParsePlacement(s string) (Placement, error) {
+	p := Placement{}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		org, part, ok := strings.Cut(item, "=")
+		org = strings.TrimSpace(org)
+		n, err := strconv.ParseInt(strings.TrimSpace(part), 10, 32)
+		if !ok || org == "" || strings.Contains(org, "/") || err != nil || n < 0 {
+			return nil, fmt.Errorf("org partitions: %q is not org=partition (a partition number from 0)", item)
+		}
+		if _, dup := p[org]; dup {
+			return nil, fmt.Errorf("org partitions: %s is pinned twice", org)
+		}
+		p[org] = int32(n)
+	}
+	return p, nil
+}
+
+// Check refuses a placement the events topic's n partitions cannot hold: a pinned partition
+// beyond them, or no partition left for the orgs that are not pinned.
+func (p Placement) Check(n int32) error {
+	if len(p) == 0 {
+		return nil
+	}
+	for org, part := range p {
+		if part >= n {
+			return fmt.Errorf("org partitions: %s is pinned to partition %d, the events topic has %d (0–%d)", org, part, n, n-1)
+		}
+	}
+	if int32(len(p.pinned(n))) >= n {
+		return fmt.Errorf("org partitions: all %d events partitions are pinned; the other orgs need at least one", n)
+	}
+	return nil
+}
+
+// pinned is the distinct pinned partitions below n, ascending.
+func (p Placement) pinned(n int32) []int32 {
+	out := make([]int32, 0, len(p))
+	for _, part := range p {
+		if part < n {
+			out = append(out, part)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// WithPlacement returns the topics with orgs pinned by p.
+func (t Topics) WithPlacement(p Placement) Topics {
+	t.Placement = p
+	t.pinned = p.pinned(1 << 30)
+	return t
+}
+
+// OrgPartition is the events partition of an org among n: its pinned partition when it has
+// one, else FNV-1a of its id over the partitions no org is pinned to, in order (with none
+// pinned: OrgPartition). A pin beyond n (refused at start, Placement.Check) is ignored.
+func (t Topics) OrgPartition(org []byte, n int32) int32 {
+	if len(t.Placement) == 0 {
+		return OrgPartition(org, n)
+	}
+	if part, ok := t.Placement[string(org)]; ok && part < n {
+		return part
+	}
+	pinned := t.pinned
+	if pinned == nil { // Placement set without WithPlacement
+		pinned = t.Placement.pinned(n)
+	}
+	for len(pinned) > 0 && pinned[len(pinned)-1] >= n {
+		pinned = pinned[:len(pinned)-1]
+	}
+	if int32(len(pinned)) >= n {
+		return OrgPartition(org, n)
+	}
+	// The k-th partition that is not pinned.
+	k := OrgPartition(org, n-int32(len(pinned)))
+	for _, part := range pinned {
+		if part <= k {
+			k++
+		}
+	}
+	return k
 }

@@ -1,6 +1,8 @@
 package kafkax
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -33,5 +35,83 @@ func TestEventsArePartitionedByOrg(t *testing.T) {
 	rec := &kgo.Record{Key: []byte("org-a/entity-1")}
 	if got, want := topics.Partitioner().ForTopic(topics.Entities).Partition(rec, 12), byKey.Partition(rec, 12); got != want {
 		t.Errorf("entity write in partition %d, want %d", got, want)
+	}
+}
+
+func TestPinnedOrgsHaveTheirPartitionAndOthersMoveOnlyOffIt(t *testing.T) {
+	orgs := make([]string, 2000)
+	for i := range orgs {
+		orgs[i] = fmt.Sprintf("org-%d", i)
+	}
+	hashed := NewTopics("erp")
+
+	// Two partitions added (12 -> 14) and given to two large orgs: no other org moves.
+	grown := NewTopics("erp").WithPlacement(Placement{"big-a": 12, "big-b": 13})
+	events := grown.Partitioner().ForTopic(grown.Events)
+	if got := events.Partition(&kgo.Record{Key: []byte("big-a/int/uc/e1")}, 14); got != 12 {
+		t.Fatalf("big-a's event in partition %d, want its pinned 12", got)
+	}
+	if got := grown.OrgPartition([]byte("big-b"), 14); got != 13 {
+		t.Fatalf("big-b in partition %d, want 13", got)
+	}
+	for _, org := range orgs {
+		if got, was := grown.OrgPartition([]byte(org), 14), hashed.OrgPartition([]byte(org), 12); got != was {
+			t.Fatalf("%s moved from %d to %d though only new partitions were pinned", org, was, got)
+		}
+	}
+
+	// Pinned to an existing partition: every other org is hashed over the other 11 (most move,
+	// as when the partition count changes), and none is left on the pinned one.
+	pinned := NewTopics("erp").WithPlacement(Placement{"big-a": 5})
+	per := map[int32]int{}
+	for _, org := range orgs {
+		got := pinned.OrgPartition([]byte(org), 12)
+		if got == 5 {
+			t.Fatalf("%s shares the pinned partition 5", org)
+		}
+		per[got]++
+	}
+	if len(per) != 11 {
+		t.Fatalf("orgs spread over %d partitions, want 11", len(per))
+	}
+	for part, n := range per {
+		if n < len(orgs)/11/2 {
+			t.Errorf("partition %d has %d of %d orgs", part, n, len(orgs))
+		}
+	}
+	// Set without WithPlacement, the same answers.
+	direct := NewTopics("erp")
+	direct.Placement = Placement{"big-a": 5}
+	for _, org := range orgs[:200] {
+		if direct.OrgPartition([]byte(org), 12) != pinned.OrgPartition([]byte(org), 12) {
+			t.Fatalf("%s placed differently without WithPlacement", org)
+		}
+	}
+}
+
+func TestPlacementIsParsedAndCheckedAgainstThePartitions(t *testing.T) {
+	p, err := ParsePlacement(" big-a=12, big-b = 13 ,")
+	if err != nil || len(p) != 2 || p["big-a"] != 12 || p["big-b"] != 13 {
+		t.Fatalf("parsed %v, %v", p, err)
+	}
+	if p, err := ParsePlacement(""); err != nil || len(p) != 0 {
+		t.Fatalf("empty: %v, %v", p, err)
+	}
+	for _, bad := range []string{"big-a", "big-a=x", "=3", "big-a=-1", "a/b=1", "big-a=1,big-a=2"} {
+		if _, err := ParsePlacement(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if err := p.Check(14); err != nil {
+		t.Fatalf("14 partitions: %v", err)
+	}
+	if err := p.Check(13); err == nil || !strings.Contains(err.Error(), "big-b is pinned to partition 13, the events topic has 13") {
+		t.Fatalf("13 partitions: %v", err)
+	}
+	if err := (Placement{"a": 0, "b": 1}).Check(2); err == nil || !strings.Contains(err.Error(), "all 2 events partitions are pinned") {
+		t.Fatalf("every partition pinned: %v", err)
+	}
+	if err := (Placement{"a": 0, "b": 0}).Check(2); err != nil {
+		t.Fatalf("two orgs sharing a pinned partition: %v", err)
 	}
 }

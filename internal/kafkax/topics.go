@@ -46,6 +46,10 @@ type Topics struct {
 	OutboundDead string
 	// Acks is the acknowledgement table: pending ack ids (compacted, keyed by ack id).
 	Acks string
+	// Placement pins orgs to events partitions of their own (nil: every org is hashed); set it
+	// with WithPlacement.
+	Placement Placement
+	pinned    []int32 // Placement's partitions, distinct and ascending
 }
 
 // OutboundRetryDelays are the waits before the 2nd to 6th attempt of a delivery; the 7th waits
