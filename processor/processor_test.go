@@ -388,32 +388,35 @@ func TestDeclaredEntitySchemas(t *testing.T) {
 	}
 }
 
-// Events of one entity sit in different partitions (they are keyed by deduplication or event id).
-// A poll holding both maps them in receive order, not partition order: the later append sees
-// the earlier one.
-func TestAPollIsMappedInReceiveOrder(t *testing.T) {
+// Events of one org in partitions other than the org's (the layout of versions before events
+// were partitioned by org spread them by deduplication or event id) are refused: mapped there
+// they would not find the org's states. The event in the org's partition is mapped.
+func TestEventsOutsideTheirOrgsPartitionAreRefused(t *testing.T) {
 	c, reg := withUseCases(t, map[string]json.RawMessage{"contracts": contractConfig("_append")})
 	ctx := context.Background()
 	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	must(t, err)
 	defer producer.Close()
 	seq := &eventSeq{}
-	first := seq.ev("first", "contracts", `{"nr":"V-1","kontakte":[{"no":"K-1","rolle":"A"}]}`)
-	second := seq.ev("second", "contracts", `{"nr":"V-1","kontakte":[{"no":"K-2","rolle":"B"}]}`)
-	// The later event in the lower partition: partition order would map it first.
-	for partition, e := range []envelope.Event{second, first} {
+	home := kafkax.OrgPartition([]byte("org"), c.Config.Partitions)
+	placed := seq.ev("placed", "contracts", `{"nr":"V-1","kontakte":[{"no":"K-1","rolle":"A"}]}`)
+	elsewhere := seq.ev("elsewhere", "contracts", `{"nr":"V-1","kontakte":[{"no":"K-2","rolle":"B"}]}`)
+	for partition, e := range map[int32]envelope.Event{home: placed, (home + 1) % c.Config.Partitions: elsewhere} {
 		b, _ := json.Marshal(e)
-		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Partition: int32(partition), Value: b}).FirstErr())
+		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Partition: partition, Value: b}).FirstErr())
 	}
-	_, writes := processProduced(t, c, reg, []envelope.Event{first, second})
-	var last envelope.EntityWrite
-	for _, w := range writes {
-		if w.EntitySchema == "contract" && w.Version >= last.Version {
-			last = w
+	in := (&fleet{t: t, c: c, reg: reg}).start("a")
+	waitFor(t, func() bool { return counter(in, "erpstream_processor_session_restarts_total") > 0 })
+	time.Sleep(time.Second)
+	mapped := in.mapped()
+	in.halt(t)
+	if mapped > 1 {
+		t.Fatalf("%v events mapped, want at most the one in the org's partition", mapped)
+	}
+	for _, w := range readEntityWrites(t, c) {
+		if w.EventID == "elsewhere" {
+			t.Fatalf("the event outside its org's partition was mapped: %+v", w)
 		}
-	}
-	if last.EventID != "second" || strings.Count(string(last.Attributes), `"entity_id"`) != 2 {
-		t.Errorf("the newest contract write (%s) is %s, want the second event's with both contacts appended", last.EventID, last.Attributes)
 	}
 }
 

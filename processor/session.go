@@ -183,6 +183,9 @@ func (p *Processor) runSession(ctx context.Context) error {
 				continue
 			}
 		}
+		if err := p.checkPlacement(batch); err != nil {
+			return err
+		}
 		batch = p.holdFresh(sess, catchUps, batch, held, waiting)
 		if len(batch) == 0 {
 			continue
@@ -230,6 +233,26 @@ func (p *Processor) poll(ctx context.Context, sess *kgo.GroupTransactSession, ca
 		p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 	})
 	return inReceiveOrder(fetches, p.log)
+}
+
+// checkPlacement refuses events in a partition other than their org's: the producer placed
+// them by another placement (ERPSTREAM_ORG_PARTITIONS differs between services, or an org was
+// moved before its events were mapped), and mapped here they would not find the org's states,
+// which are in its partition. The session fails and is retried: nothing is mapped or lost
+// until the services agree.
+func (p *Processor) checkPlacement(batch []polledEvent) error {
+	n := p.entities.partitions
+	if n <= 0 {
+		return nil
+	}
+	for _, in := range batch {
+		if want := p.cfg.Topics.OrgPartition([]byte(in.ev.OrgID), n); want != in.rec.Partition {
+			return fmt.Errorf("events of org %s in %s partition %d, but this processor's placement gives the org partition %d: "+
+				"give every service the same ERPSTREAM_ORG_PARTITIONS; to move an org, drain the processors first and run erpstream admin relayout (docs/scaling.md)",
+				in.ev.OrgID, in.rec.Topic, in.rec.Partition, want)
+		}
+	}
+	return nil
 }
 
 // holdFresh takes the events of partitions whose state is not caught up out of the batch, pauses
@@ -398,9 +421,10 @@ type polledEvent struct {
 }
 
 // inReceiveOrder decodes a poll's records and merges the partitions by receive time. Events are
-// spread over partitions by deduplication id or event id, not by entity, so a poll holds one ERP
-// batch's events in partition order; mapped in that order, a later event of an entity would be
-// applied before an earlier one (which is then late, and written under the newer one). The merge
+// partitioned by org, so each org's events are in order already; the merge keeps the order
+// across an instance's partitions close to receive order (events written before events were
+// partitioned by org, by deduplication id or event id, needed it to keep an entity's events in
+// order). The merge
 // keeps each partition's own order, so any prefix of the result is a prefix of every partition:
 // a transaction that commits early commits exactly what it mapped.
 func inReceiveOrder(fetches kgo.Fetches, log *slog.Logger) []polledEvent {
