@@ -90,18 +90,7 @@ func (in *instance) halt(t *testing.T) {
 }
 
 // mapped is how many events the instance committed.
-func (in *instance) mapped() float64 {
-	families, _ := in.metrics.Gather()
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() == "erpstream_processor_events_total" {
-			for _, m := range f.GetMetric() {
-				total += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return total
-}
+func (in *instance) mapped() float64 { return counter(in, "erpstream_processor_events_total") }
 
 func (in *instance) partitions() float64 {
 	return gauge(in.metrics, "erpstream_processor_assigned_partitions")

@@ -19,11 +19,7 @@ func TestRelayoutMovesStatesAndMarksToTheirOrgsPartition(t *testing.T) {
 	c := kafkatest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
+	producer := manualProducer(t, c)
 	home := kafkax.OrgPartition([]byte("org-a"), c.Config.Partitions)
 	away := (home + 1) % c.Config.Partitions
 	state, _ := json.Marshal(&entityState{Org: "org-a", Schema: "contact", Version: 7})
@@ -112,11 +108,7 @@ func TestRelayoutMovesAPinnedOrgsStatesToItsPartition(t *testing.T) {
 	c := kafkatest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
+	producer := manualProducer(t, c)
 	hashed := kafkax.OrgPartition([]byte("big"), c.Config.Partitions)
 	pin := (hashed + 1) % c.Config.Partitions
 	pinned := c.Topics.WithPlacement(kafkax.Placement{"big": pin})
@@ -160,4 +152,15 @@ func TestRelayoutMovesAPinnedOrgsStatesToItsPartition(t *testing.T) {
 	if rep, err := Relayout(ctx, c.Config, pinned, kafkatest.Quiet()); err != nil || rep != (RelayoutReport{}) {
 		t.Fatalf("a second run: %+v, %v; want nothing moved", rep, err)
 	}
+}
+
+// manualProducer writes records to the partition each names (Record.Partition).
+func manualProducer(t *testing.T, c *kafkatest.Cluster) *kgo.Client {
+	t.Helper()
+	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+	return producer
 }
