@@ -28,6 +28,11 @@ type decoder struct {
 	data []byte
 	pos  int
 	buf  []byte
+	// keys and vals are a stack of the members of the objects and arrays being read (nested ones
+	// above their parents'): a finished one is copied out at its exact size, instead of growing
+	// its slices member by member.
+	keys []string
+	vals []any
 }
 
 func (d *decoder) errorf(format string, args ...any) error {
@@ -58,7 +63,7 @@ func (d *decoder) value(depth int) (any, error) {
 	case c == '[':
 		return d.array(depth)
 	case c == '"':
-		return d.string()
+		return d.text()
 	case c == '-' || c >= '0' && c <= '9':
 		return d.number()
 	case c == 't':
@@ -82,18 +87,20 @@ func (d *decoder) literal(word string) error {
 
 func (d *decoder) object(depth int) (any, error) {
 	d.pos++ // {
-	o := &Object{}
 	d.skipWS()
 	if d.pos < len(d.data) && d.data[d.pos] == '}' {
 		d.pos++
-		return o, nil
+		return &Object{}, nil
 	}
+	// Nested members are above these, and gone again when their object or array ends.
+	bk, bv := len(d.keys), len(d.vals)
+	defer func() { d.keys, d.vals = d.keys[:bk], d.vals[:bv] }()
 	for {
 		d.skipWS()
 		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
 			return nil, d.errorf("expected a string key")
 		}
-		k, err := d.string()
+		k, err := d.text()
 		if err != nil {
 			return nil, err
 		}
@@ -107,7 +114,7 @@ func (d *decoder) object(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		o.Set(k.(string), v) // a repeated key keeps its first position and its last value
+		d.keys, d.vals = append(d.keys, k), append(d.vals, v)
 		d.skipWS()
 		if d.pos >= len(d.data) {
 			return nil, d.errorf("unexpected end of input in an object")
@@ -117,6 +124,10 @@ func (d *decoder) object(depth int) (any, error) {
 			d.pos++
 		case '}':
 			d.pos++
+			o := newObjectCap(len(d.keys) - bk)
+			for i, k := range d.keys[bk:] {
+				o.Set(k, d.vals[bv+i]) // a repeated key keeps its first position and its last value
+			}
 			return o, nil
 		default:
 			return nil, d.errorf("expected ',' or '}'")
@@ -126,19 +137,20 @@ func (d *decoder) object(depth int) (any, error) {
 
 func (d *decoder) array(depth int) (any, error) {
 	d.pos++ // [
-	a := &Array{Items: []any{}}
 	d.skipWS()
 	if d.pos < len(d.data) && d.data[d.pos] == ']' {
 		d.pos++
-		return a, nil
+		return &Array{Items: []any{}}, nil
 	}
+	base := len(d.vals)
+	defer func() { d.vals = d.vals[:base] }()
 	for {
 		d.skipWS()
 		v, err := d.value(depth + 1)
 		if err != nil {
 			return nil, err
 		}
-		a.Items = append(a.Items, v)
+		d.vals = append(d.vals, v)
 		d.skipWS()
 		if d.pos >= len(d.data) {
 			return nil, d.errorf("unexpected end of input in an array")
@@ -148,7 +160,7 @@ func (d *decoder) array(depth int) (any, error) {
 			d.pos++
 		case ']':
 			d.pos++
-			return a, nil
+			return &Array{Items: append(make([]any, 0, len(d.vals)-base), d.vals[base:]...)}, nil
 		default:
 			return nil, d.errorf("expected ',' or ']'")
 		}
@@ -196,7 +208,8 @@ func (d *decoder) number() (any, error) {
 
 var errBadEscape = errors.New("bad escape")
 
-func (d *decoder) string() (any, error) {
+// text reads a string.
+func (d *decoder) text() (string, error) {
 	d.pos++ // opening quote
 	start := d.pos
 	// Fast path: no escapes, valid UTF-8, no control characters.
@@ -223,7 +236,7 @@ func (d *decoder) string() (any, error) {
 			d.pos++
 			return string([]rune(string(d.buf))), nil
 		case c < 0x20:
-			return nil, d.errorf("control character in a string")
+			return "", d.errorf("control character in a string")
 		case c != '\\':
 			d.buf = append(d.buf, c)
 			d.pos++
@@ -251,14 +264,14 @@ func (d *decoder) string() (any, error) {
 		case 'u':
 			r, err := d.hex4()
 			if err != nil {
-				return nil, err
+				return "", err
 			}
 			if utf16.IsSurrogate(r) {
 				r2 := rune(-1)
 				if d.pos+1 < len(d.data) && d.data[d.pos] == '\\' && d.data[d.pos+1] == 'u' {
 					d.pos += 2
 					if r2, err = d.hex4(); err != nil {
-						return nil, err
+						return "", err
 					}
 				}
 				if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
@@ -276,10 +289,10 @@ func (d *decoder) string() (any, error) {
 			}
 			d.buf = utf8.AppendRune(d.buf, r)
 		default:
-			return nil, d.errorf("invalid escape \\%c", e)
+			return "", d.errorf("invalid escape \\%c", e)
 		}
 	}
-	return nil, d.errorf("unterminated string")
+	return "", d.errorf("unterminated string")
 }
 
 func (d *decoder) hex4() (rune, error) {
