@@ -425,8 +425,8 @@ func (ce *compiledEntity) mapItem(ctx context.Context, path string, item any, en
 	var uidOnly Attributes
 	var repeatables map[string]string
 	for j, f := range ce.fields {
-		if err := timeout(ctx, ce.fieldPaths[j]+" ("+f.attribute+")", ce.schema); err != nil {
-			return EntityUpdate{}, err
+		if expired(ctx) { // the path is built only then: every field of every item passes here
+			return EntityUpdate{}, timeout(ctx, ce.fieldPaths[j]+" ("+f.attribute+")", ce.schema)
 		}
 		v, ok, err := f.value(ctx, ce.fieldPaths[j], item, env)
 		if err != nil {
