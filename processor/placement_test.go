@@ -19,9 +19,9 @@ import (
 
 // An org pinned to a partition of its own (ERPSTREAM_ORG_PARTITIONS) has every event there, mapped
 // against its states there, and shares the partition with no other org. An event a producer
-// without the placement put in another partition is refused, not mapped against a partition
-// that holds none of the org's states.
-func TestAPinnedOrgIsMappedInItsPartitionAndMisplacedEventsAreRefused(t *testing.T) {
+// without the placement put in another partition is not mapped against a partition that holds
+// none of the org's states: it is forwarded to the pinned partition and mapped there.
+func TestAPinnedOrgIsMappedInItsPartitionAndMisplacedEventsAreForwarded(t *testing.T) {
 	c := kafkatest.New(t)
 	reg := registrytest.Start(t, c)
 	ctx := context.Background()
@@ -70,15 +70,21 @@ func TestAPinnedOrgIsMappedInItsPartitionAndMisplacedEventsAreRefused(t *testing
 	send(aware, "big", "second", 10)
 	waitFor(t, func() bool { return in.mapped() == 45 })
 
-	// A producer without the placement puts the org's event where its hash says.
-	restarts := counter(in, "erpstream_processor_session_restarts_total")
+	// A producer without the placement puts the org's event where its hash says: the processor
+	// forwards it to the pinned partition, where it is mapped against the org's states; the other
+	// orgs' events go on.
 	if parts := send(unaware, "big", "misplaced", 1); parts[hashedAt] != 1 {
 		t.Fatalf("the unaware producer put the event in %v, want partition %d", parts, hashedAt)
 	}
-	waitFor(t, func() bool { return counter(in, "erpstream_processor_session_restarts_total") > restarts })
-	time.Sleep(time.Second)
-	if got := in.mapped(); got != 45 {
-		t.Fatalf("%v events mapped, want 45: the misplaced event must not be mapped", got)
+	for _, org := range orgs[1:] {
+		send(aware, org, "second", 5)
+	}
+	waitFor(t, func() bool { return in.mapped() == 46+25 })
+	if got := counter(in, "erpstream_processor_forwarded_events_total"); got != 1 {
+		t.Fatalf("%v events forwarded, want 1", got)
+	}
+	if got := counter(in, "erpstream_processor_session_restarts_total") + gauge(in.metrics, "erpstream_processor_refused_partitions"); got != 0 {
+		t.Fatalf("%v session restarts or refused partitions, want none", got)
 	}
 	in.halt(t)
 	changes := map[string]map[string]int{}
@@ -88,12 +94,12 @@ func TestAPinnedOrgIsMappedInItsPartitionAndMisplacedEventsAreRefused(t *testing
 		}
 		changes[w.OrgID][w.Change]++
 	}
-	if got := changes["big"]; got[envelope.ChangeCreated] != 10 || got[envelope.ChangeUpdated] != 10 || len(got) != 2 {
-		t.Fatalf("the pinned org's changes %v, want 10 created and 10 updated (the second round found its states)", got)
+	if got := changes["big"]; got[envelope.ChangeCreated] != 10 || got[envelope.ChangeUpdated] != 11 || len(got) != 2 {
+		t.Fatalf("the pinned org's changes %v, want 10 created and 11 updated (the second round and the forwarded event found its states)", got)
 	}
 	for _, org := range orgs[1:] {
-		if got := changes[org]; got[envelope.ChangeCreated] != 5 || len(got) != 1 {
-			t.Fatalf("%s's changes %v, want 5 created", org, got)
+		if got := changes[org]; got[envelope.ChangeCreated] != 5 || got[envelope.ChangeUpdated] != 5 || len(got) != 2 {
+			t.Fatalf("%s's changes %v, want 5 created and 5 updated", org, got)
 		}
 	}
 }

@@ -93,6 +93,13 @@ type Processor struct {
 	// assigned counts the events partitions this instance maps (0: none yet, or more instances
 	// than partitions).
 	assigned atomic.Int64
+	// refused counts the events partitions stopped at a forwarded event outside its org's
+	// partition again; forwarded counts the events forwarded to their org's partition
+	// (forwardedPending those of the open transaction; forwardLogged: logged this session).
+	refused          atomic.Int64
+	forwarded        prometheus.Counter
+	forwardedPending int
+	forwardLogged    atomic.Bool
 	// fresh are partitions given to this instance whose state is not caught up yet.
 	fresh freshPartitions
 	// catchUpGate, in tests, runs before each catch-up of fresh partitions.
@@ -185,6 +192,11 @@ func New(cfg Config) (*Processor, error) {
 		func() float64 { return float64(min(p.assigned.Load(), 1)) })
 	partitions := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_processor_assigned_partitions",
 		Help: "Events partitions this instance maps."}, func() float64 { return float64(p.assigned.Load()) })
+	refused := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_processor_refused_partitions",
+		Help: "Events partitions this instance stopped at an event it cannot forward to its org's partition (processors place the org differently; the log says which)."},
+		func() float64 { return float64(p.refused.Load()) })
+	p.forwarded = prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_forwarded_events_total",
+		Help: "Events found outside their org's partition (a producer with another ERPSTREAM_ORG_PARTITIONS) and forwarded to it (committed)."})
 	stateSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_entity_state_entities",
 		Help: "Entities in this instance's entity state (restored from the compacted entity-state topic)."},
 		func() float64 { return float64(p.entities.size()) })
@@ -203,7 +215,7 @@ func New(cfg Config) (*Processor, error) {
 	marksFollowed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_dedup_standby_records",
 		Help: "Deduplication mark records of partitions this instance does not hold, read into its store by standby rounds."},
 		func() float64 { return float64(p.dedup.followed.Load()) })
-	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, active, partitions, stateSize, restored, followed,
+	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, p.forwarded, active, partitions, refused, stateSize, restored, followed,
 		marks, marksRestored, marksFollowed} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("processor metrics: %w", err)

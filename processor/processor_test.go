@@ -388,10 +388,12 @@ func TestDeclaredEntitySchemas(t *testing.T) {
 	}
 }
 
-// Events of one org in partitions other than the org's (the layout of versions before events
-// were partitioned by org spread them by deduplication or event id) are refused: mapped there
-// they would not find the org's states. The event in the org's partition is mapped.
-func TestEventsOutsideTheirOrgsPartitionAreRefused(t *testing.T) {
+// An event of an org in a partition other than the org's (a producer with another placement; the
+// layout of versions before events were partitioned by org) is forwarded to the org's partition
+// in the transaction that commits past it, and mapped there, once, against the org's states. A
+// forwarded event that is outside its org's partition again (processors that place the org
+// differently) stops its partition instead of going back and forth.
+func TestEventsOutsideTheirOrgsPartitionAreForwardedThere(t *testing.T) {
 	c, reg := withUseCases(t, map[string]json.RawMessage{"contracts": contractConfig("_append")})
 	ctx := context.Background()
 	producer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -399,24 +401,50 @@ func TestEventsOutsideTheirOrgsPartitionAreRefused(t *testing.T) {
 	defer producer.Close()
 	seq := &eventSeq{}
 	home := kafkax.OrgPartition([]byte("org"), c.Config.Partitions)
+	away := (home + 1) % c.Config.Partitions
 	placed := seq.ev("placed", "contracts", `{"nr":"V-1","kontakte":[{"no":"K-1","rolle":"A"}]}`)
 	elsewhere := seq.ev("elsewhere", "contracts", `{"nr":"V-1","kontakte":[{"no":"K-2","rolle":"B"}]}`)
-	for partition, e := range map[int32]envelope.Event{home: placed, (home + 1) % c.Config.Partitions: elsewhere} {
-		b, _ := json.Marshal(e)
-		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Partition: partition, Value: b}).FirstErr())
+	for _, r := range []struct {
+		partition int32
+		e         envelope.Event
+	}{{home, placed}, {away, elsewhere}} {
+		b, _ := json.Marshal(r.e)
+		must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Partition: r.partition, Value: b}).FirstErr())
 	}
 	in := (&fleet{t: t, c: c, reg: reg}).start("a")
-	waitFor(t, func() bool { return counter(in, "erpstream_processor_session_restarts_total") > 0 })
+	waitFor(t, func() bool { return in.mapped() == 2 })
+	if got := counter(in, "erpstream_processor_forwarded_events_total"); got != 1 {
+		t.Fatalf("%v events forwarded, want 1", got)
+	}
+
+	// Forwarded already, and outside its org's partition again.
+	bounced := seq.ev("bounced", "contracts", `{"nr":"V-2","kontakte":[]}`)
+	b, _ := json.Marshal(bounced)
+	must(t, producer.ProduceSync(ctx, &kgo.Record{Topic: c.Topics.Events, Partition: away, Value: b,
+		Headers: []kgo.RecordHeader{{Key: "erp-forwarded-from", Value: []byte("0/7")}}}).FirstErr())
+	waitFor(t, func() bool { return gauge(in.metrics, "erpstream_processor_refused_partitions") == 1 })
 	time.Sleep(time.Second)
 	mapped := in.mapped()
 	in.halt(t)
-	if mapped > 1 {
-		t.Fatalf("%v events mapped, want at most the one in the org's partition", mapped)
+	if mapped != 2 {
+		t.Fatalf("%v events mapped, want 2: the bounced one must not be mapped", mapped)
 	}
+
+	var last envelope.EntityWrite
+	writes := map[string]int{}
 	for _, w := range readEntityWrites(t, c) {
-		if w.EventID == "elsewhere" {
-			t.Fatalf("the event outside its org's partition was mapped: %+v", w)
+		if w.EntitySchema == "contract" {
+			writes[w.EventID]++
+			if w.Version >= last.Version {
+				last = w
+			}
 		}
+	}
+	if writes["placed"] != 1 || writes["elsewhere"] != 1 || writes["bounced"] != 0 {
+		t.Fatalf("contract writes by event %v, want one each for placed and elsewhere, none for bounced", writes)
+	}
+	if last.EventID != "elsewhere" || strings.Count(string(last.Attributes), `"entity_id"`) != 2 {
+		t.Errorf("the newest contract write (%s) is %s, want the forwarded event's with both contacts appended", last.EventID, last.Attributes)
 	}
 }
 

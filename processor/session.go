@@ -85,6 +85,7 @@ func (p *Processor) runSession(ctx context.Context) error {
 	// Revocations noted by an earlier session are its own: this session's held events of a
 	// partition given to it again must not be dropped for them.
 	p.takeRevoked()
+	p.forwardLogged.Store(false)
 	sess, err := kgo.NewGroupTransactSession(append(p.cfg.Kafka.ClientOpts(p.log, "processor"),
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Events),
@@ -144,6 +145,11 @@ func (p *Processor) runSession(ctx context.Context) error {
 	var leftover []polledEvent
 	held := heldEvents{}
 	waiting := map[int32]bool{}
+	// refused are the partitions stopped at an event outside its org's partition
+	// (refuseMisplaced): their events are held, their fetching paused, until an abort or a
+	// rebalance brings them again.
+	refused := map[int32]bool{}
+	defer p.refused.Store(0)
 	rctx, stopRestores := context.WithCancel(ctx)
 	catchUps := p.newRestores(rctx)
 	defer func() { stopRestores(); catchUps.wait() }()
@@ -152,7 +158,9 @@ func (p *Processor) runSession(ctx context.Context) error {
 		for _, part := range p.takeRevoked() {
 			delete(held, part)
 			delete(waiting, part)
+			delete(refused, part)
 		}
+		p.refused.Store(int64(len(refused)))
 		batch := leftover
 		leftover = nil
 		caught, err := catchUps.caughtUp()
@@ -161,14 +169,19 @@ func (p *Processor) runSession(ctx context.Context) error {
 		}
 		// Partitions caught up together come in one poll's receive order again.
 		var released [][]polledEvent
+		var resume []int32
 		for _, part := range caught {
+			delete(waiting, part)
+			if refused[part] {
+				continue // caught up, but stopped at a misplaced event: its events stay held
+			}
 			released = append(released, held[part])
 			delete(held, part)
-			delete(waiting, part)
+			resume = append(resume, part)
 		}
 		batch = append(batch, mergeByReceipt(released)...)
-		if len(caught) > 0 {
-			sess.Client().ResumeFetchPartitions(map[string][]int32{p.cfg.Topics.Events: caught})
+		if len(resume) > 0 {
+			sess.Client().ResumeFetchPartitions(map[string][]int32{p.cfg.Topics.Events: resume})
 		}
 		// A waiting partition given again while its catch-up ran is caught up again: its
 		// fetching is paused, so no new records would start it.
@@ -183,9 +196,7 @@ func (p *Processor) runSession(ctx context.Context) error {
 				continue
 			}
 		}
-		if err := p.checkPlacement(batch); err != nil {
-			return err
-		}
+		batch = p.refuseMisplaced(sess, batch, held, refused)
 		batch = p.holdFresh(sess, catchUps, batch, held, waiting)
 		if len(batch) == 0 {
 			continue
@@ -199,8 +210,14 @@ func (p *Processor) runSession(ctx context.Context) error {
 		}
 		if !committed {
 			// The session rewound every partition to its committed offsets: the held events
-			// come again once their partitions (still waiting) fetch.
+			// come again once their partitions (still waiting) fetch; a refused partition's
+			// once it fetches again, and are judged again.
 			clear(held)
+			if len(refused) > 0 {
+				sess.Client().ResumeFetchPartitions(map[string][]int32{p.cfg.Topics.Events: slices.Collect(maps.Keys(refused))})
+				clear(refused)
+				p.refused.Store(0)
+			}
 		}
 		leftover = rest
 	}
@@ -235,24 +252,71 @@ func (p *Processor) poll(ctx context.Context, sess *kgo.GroupTransactSession, ca
 	return inReceiveOrder(fetches, p.log)
 }
 
-// checkPlacement refuses events in a partition other than their org's: the producer placed
-// them by another placement (ERPSTREAM_ORG_PARTITIONS differs between services, or an org was
-// moved before its events were mapped), and mapped here they would not find the org's states,
-// which are in its partition. The session fails and is retried: nothing is mapped or lost
-// until the services agree.
-func (p *Processor) checkPlacement(batch []polledEvent) error {
+// headerForwarded marks an event a processor forwarded to its org's partition ("<partition>/<offset>"
+// it came from).
+const headerForwarded = "erp-forwarded-from"
+
+// misplaced reports an event outside its org's partition: the producer placed it by another
+// placement (ERPSTREAM_ORG_PARTITIONS differs between services, or an org was moved before its
+// events were mapped), and mapped here it would not find the org's states, which are in the
+// org's partition.
+func (p *Processor) misplaced(in polledEvent) bool {
 	n := p.entities.partitions
-	if n <= 0 {
-		return nil
+	return n > 0 && p.cfg.Topics.OrgPartition([]byte(in.ev.OrgID), n) != in.rec.Partition
+}
+
+// forward is a misplaced event's copy for the org's partition, produced in the transaction that
+// commits past the original: the event is mapped once, there, against the org's states (like a
+// late event: versions keep it from overwriting newer writes).
+func (p *Processor) forward(_ context.Context, rec *kgo.Record, ev *envelope.Event) []*kgo.Record {
+	p.forwardedPending++
+	if p.forwardLogged.CompareAndSwap(false, true) {
+		p.log.Warn("events outside their org's partition are forwarded to it: give every service the same ERPSTREAM_ORG_PARTITIONS (docs/scaling.md); logged once per session",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "org", ev.OrgID)
 	}
+	headers := append(slices.Clip(rec.Headers), kgo.RecordHeader{Key: headerForwarded, Value: fmt.Appendf(nil, "%d/%d", rec.Partition, rec.Offset)})
+	return []*kgo.Record{{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Headers: headers}}
+}
+
+func forwarded(rec *kgo.Record) bool {
+	return slices.ContainsFunc(rec.Headers, func(h kgo.RecordHeader) bool { return h.Key == headerForwarded })
+}
+
+// refuseMisplaced stops each partition at its first event that was forwarded already and is
+// still outside its org's partition: two instances place the org differently, and forwarding it
+// again would send it back and forth. That event and every later one of the partition are held
+// (not mapped, their offsets not committed) and the partition's fetching paused; the instance's
+// other partitions go on. It returns the events to map.
+func (p *Processor) refuseMisplaced(sess *kgo.GroupTransactSession, batch []polledEvent, held heldEvents, refused map[int32]bool) []polledEvent {
+	stopped := func(in polledEvent) bool {
+		return refused[in.rec.Partition] || forwarded(in.rec) && p.misplaced(in)
+	}
+	if !slices.ContainsFunc(batch, stopped) {
+		return batch
+	}
+	ready := batch[:0:0]
+	var paused []int32
 	for _, in := range batch {
-		if want := p.cfg.Topics.OrgPartition([]byte(in.ev.OrgID), n); want != in.rec.Partition {
-			return fmt.Errorf("events of org %s in %s partition %d, but this processor's placement gives the org partition %d: "+
-				"give every service the same ERPSTREAM_ORG_PARTITIONS; to move an org, drain the processors first and run erpstream admin relayout (docs/scaling.md)",
-				in.ev.OrgID, in.rec.Topic, in.rec.Partition, want)
+		part := in.rec.Partition
+		if !stopped(in) {
+			ready = append(ready, in)
+			continue
 		}
+		if !refused[part] {
+			refused[part] = true
+			paused = append(paused, part)
+			p.log.Error("events partition stopped: an event forwarded to its org's partition is outside it again (the processors place the org differently); "+
+				"give every service the same ERPSTREAM_ORG_PARTITIONS and restart the processors (docs/scaling.md)",
+				"topic", in.rec.Topic, "partition", part, "offset", in.rec.Offset, "org", in.ev.OrgID,
+				"org_partition", p.cfg.Topics.OrgPartition([]byte(in.ev.OrgID), p.entities.partitions))
+		}
+		held[part] = append(held[part], in)
 	}
-	return nil
+	if len(paused) > 0 {
+		sess.Client().PauseFetchPartitions(map[string][]int32{p.cfg.Topics.Events: paused})
+	}
+	p.refused.Store(int64(len(refused)))
+	return ready
 }
 
 // holdFresh takes the events of partitions whose state is not caught up out of the batch, pauses
@@ -304,7 +368,11 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		if done > 0 && (time.Since(began) > p.cfg.BatchBudget || records >= p.cfg.MaxTransactionRecords) || ctx.Err() != nil {
 			break
 		}
-		for _, out := range p.process(ctx, in.rec, &in.ev) {
+		outs := p.process
+		if p.misplaced(in) {
+			outs = p.forward // to the org's partition, where its states are
+		}
+		for _, out := range outs(ctx, in.rec, &in.ev) {
 			report := promise.Promise()
 			sess.Produce(ctx, out, func(r *kgo.Record, err error) { positions.observe(r, err); report(r, err) })
 			records++
@@ -323,6 +391,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	committed, err = sess.End(endCtx, kgo.TransactionEndTry(promise.Err() == nil && ctx.Err() == nil))
 	if committed {
+		p.forwarded.Add(float64(p.forwardedPending))
 		p.dedup.commit(positions.marks)
 		p.entities.commit(positions.entities)
 		for k, n := range p.pending {
@@ -342,6 +411,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		rest = nil // the session rewinds to the committed offsets: the whole batch comes again
 	}
 	clear(p.pending)
+	p.forwardedPending = 0
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, committed, nil
