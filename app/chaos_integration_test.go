@@ -3,19 +3,25 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/app/apptest"
 	"github.com/erpstream/erpstream/internal/auth"
+	"github.com/erpstream/erpstream/internal/kafkax"
 )
 
 // Three `erpstream process` processes map the feeds of six orgs (some sharing a partition) while
@@ -25,7 +31,8 @@ import (
 // lost, doubled or reordered update shows in the final state, not only in the counts. At the end
 // every org has one live entity per customer carrying the last round's name, one success row per
 // event and none twice, no error rows, stats that count each event once, and copies of the first
-// round refused by the deduplication marks. ERPSTREAM_CHAOS_SEED replays a run's sequence;
+// round refused by the deduplication marks. One org is pinned to a partition of its own
+// (ERPSTREAM_ORG_PARTITIONS, given to every process), the other five share the other three. ERPSTREAM_CHAOS_SEED replays a run's sequence;
 // ERPSTREAM_CHAOS_ROUNDS (6 by default, about a minute) makes a longer run.
 func TestIntegrationProcessorsKilledAtRandomStayExact(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
@@ -41,6 +48,7 @@ func TestIntegrationProcessorsKilledAtRandomStayExact(t *testing.T) {
 	e := apptest.New(t)
 	secret := []byte("chaos-test-secret-0123456789abcdef")
 	e.JWT = auth.JWTConfig{HS256Secret: secret}
+	e.Kafka.OrgPartitions = kafkax.Placement{"chaos-org-0": 3}
 	e.Configure = func(cfg *app.Config) { cfg.Services = []string{app.Ingest, app.Query, app.Project} }
 	e.Start()
 
@@ -126,6 +134,33 @@ func TestIntegrationProcessorsKilledAtRandomStayExact(t *testing.T) {
 		if status != http.StatusOK || st["success_count"] != float64(events) || st["total_events"] != float64(events+refused) {
 			t.Errorf("%s: stats %d %v, want %d successes of %d events", o.id, status, st, events, events+refused)
 		}
+	}
+	// The pinned org's partition holds its events alone, and all of them.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Kafka.Brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		e.Kafka.Topics().Events: {3: kgo.NewOffset().AtStart()}}))
+	apptest.Must(t, err)
+	defer cl.Close()
+	want, got := int(events)+customers, 0
+	for got < want {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		fs := cl.PollFetches(ctx)
+		timedOut := ctx.Err() != nil
+		cancel()
+		if timedOut {
+			break
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if !r.Attrs.IsControl() {
+				got++
+				if org, _, _ := strings.Cut(string(r.Key), "/"); org != "chaos-org-0" {
+					t.Fatalf("an event of %s in the partition chaos-org-0 is pinned to", org)
+				}
+			}
+		})
+	}
+	if got != want {
+		ends, _ := kadm.NewClient(cl).ListEndOffsets(context.Background(), e.Kafka.Topics().Events)
+		t.Errorf("the pinned partition holds %d events, want chaos-org-0's %d (end offsets %v)", got, want, ends)
 	}
 }
 

@@ -57,7 +57,8 @@ func newChildProcess(t *testing.T, e *apptest.Env, bin, addrVar string, args []s
 	p := &childProcess{t: t, bin: bin, args: args, addr: addr, dir: dir, log: logf, env: append(append(os.Environ(),
 		"KAFKA_BROKERS="+strings.Join(e.Kafka.Brokers, ","), "ERPSTREAM_TOPIC_PREFIX="+e.Kafka.TopicPrefix, "ERPSTREAM_KAFKA_PARTITIONS=4",
 		"CLICKHOUSE_ADDR="+e.CH.Addr, "CLICKHOUSE_DATABASE="+e.CH.Database, addrVar+"="+addr,
-		"ERPSTREAM_DEV_MODE=1", "ERPSTREAM_DEV_TOKEN=it-token", "ERPSTREAM_DATA_DIR="+dir), env...)}
+		"ERPSTREAM_DEV_MODE=1", "ERPSTREAM_DEV_TOKEN=it-token", "ERPSTREAM_DATA_DIR="+dir,
+		"ERPSTREAM_ORG_PARTITIONS="+e.Kafka.OrgPartitions.String()), env...)}
 	// A clean stop at the end, so its consumers leave their groups instead of lingering until
 	// their session times out.
 	t.Cleanup(p.stop)

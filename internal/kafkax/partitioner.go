@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,6 +102,16 @@ func ParsePlacement(s string) (Placement, error) {
 		p[org] = int32(n)
 	}
 	return p, nil
+}
+
+// String is the placement as ERPSTREAM_ORG_PARTITIONS spells it, orgs in order.
+func (p Placement) String() string {
+	orgs := slices.Sorted(maps.Keys(p))
+	items := make([]string, len(orgs))
+	for i, org := range orgs {
+		items[i] = org + "=" + strconv.Itoa(int(p[org]))
+	}
+	return strings.Join(items, ",")
 }
 
 // Check refuses a placement the events topic's n partitions cannot hold: a pinned partition

@@ -94,6 +94,9 @@ func TestPlacementIsParsedAndCheckedAgainstThePartitions(t *testing.T) {
 	if err != nil || len(p) != 2 || p["big-a"] != 12 || p["big-b"] != 13 {
 		t.Fatalf("parsed %v, %v", p, err)
 	}
+	if again, err := ParsePlacement(p.String()); err != nil || p.String() != "big-a=12,big-b=13" || len(again) != 2 || again["big-b"] != 13 {
+		t.Fatalf("%q read again: %v, %v", p.String(), again, err)
+	}
 	if p, err := ParsePlacement(""); err != nil || len(p) != 0 {
 		t.Fatalf("empty: %v, %v", p, err)
 	}
