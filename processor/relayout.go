@@ -46,6 +46,9 @@ func Relayout(ctx context.Context, kc kafkax.Config, t kafkax.Topics, log *slog.
 		return rep, fmt.Errorf("topic %s: not found (erpstream admin ensure-topics)", t.Events)
 	}
 	n := int32(len(events.Partitions))
+	if err := t.Placement.Check(n); err != nil {
+		return rep, err // the services refuse to start with it: states moved by it would be lost to them
+	}
 	for _, topic := range []string{t.EntityState, t.Dedup} {
 		if d := details[topic]; int32(len(d.Partitions)) != n {
 			return rep, fmt.Errorf("%s has %d partitions, %s %d: they must be equal", topic, len(d.Partitions), t.Events, n)

@@ -152,6 +152,10 @@ func TestRelayoutMovesAPinnedOrgsStatesToItsPartition(t *testing.T) {
 	if rep, err := Relayout(ctx, c.Config, pinned, kafkatest.Quiet()); err != nil || rep != (RelayoutReport{}) {
 		t.Fatalf("a second run: %+v, %v; want nothing moved", rep, err)
 	}
+	beyond := c.Topics.WithPlacement(kafkax.Placement{"big": c.Config.Partitions})
+	if _, err := Relayout(ctx, c.Config, beyond, kafkatest.Quiet()); err == nil || !strings.Contains(err.Error(), "pinned to partition") {
+		t.Fatalf("relayout with a pin beyond the partitions: %v, want refused", err)
+	}
 }
 
 // manualProducer writes records to the partition each names (Record.Partition).
