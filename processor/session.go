@@ -145,7 +145,7 @@ func (p *Processor) runSession(ctx context.Context) error {
 	var leftover []polledEvent
 	held := heldEvents{}
 	waiting := map[int32]bool{}
-	// refused are the partitions stopped at an event outside its org's partition
+	// refused are the partitions stopped at a forwarded event outside its org's partition again
 	// (refuseMisplaced): their events are held, their fetching paused, until an abort or a
 	// rebalance brings them again.
 	refused := map[int32]bool{}
@@ -173,7 +173,7 @@ func (p *Processor) runSession(ctx context.Context) error {
 		for _, part := range caught {
 			delete(waiting, part)
 			if refused[part] {
-				continue // caught up, but stopped at a misplaced event: its events stay held
+				continue // caught up, but stopped (refuseMisplaced): its events stay held
 			}
 			released = append(released, held[part])
 			delete(held, part)
@@ -494,9 +494,8 @@ type polledEvent struct {
 // partitioned by org, so each org's events are in order already; the merge keeps the order
 // across an instance's partitions close to receive order (events written before events were
 // partitioned by org, by deduplication id or event id, needed it to keep an entity's events in
-// order). The merge
-// keeps each partition's own order, so any prefix of the result is a prefix of every partition:
-// a transaction that commits early commits exactly what it mapped.
+// order). The merge keeps each partition's own order, so any prefix of the result is a prefix
+// of every partition: a transaction that commits early commits exactly what it mapped.
 func inReceiveOrder(fetches kgo.Fetches, log *slog.Logger) []polledEvent {
 	var parts [][]polledEvent
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
