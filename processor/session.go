@@ -86,6 +86,7 @@ func (p *Processor) runSession(ctx context.Context) error {
 	// partition given to it again must not be dropped for them.
 	p.takeRevoked()
 	p.forwardLogged.Store(false)
+	sessionStart := time.Now()
 	sess, err := kgo.NewGroupTransactSession(append(p.cfg.Kafka.ClientOpts(p.log, "processor"),
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.cfg.Topics.Events),
@@ -196,7 +197,7 @@ func (p *Processor) runSession(ctx context.Context) error {
 				continue
 			}
 		}
-		batch = p.refuseMisplaced(sess, batch, held, refused)
+		batch = p.refuseMisplaced(sess, batch, held, refused, sessionStart)
 		batch = p.holdFresh(sess, catchUps, batch, held, waiting)
 		if len(batch) == 0 {
 			continue
@@ -282,14 +283,15 @@ func forwarded(rec *kgo.Record) bool {
 	return slices.ContainsFunc(rec.Headers, func(h kgo.RecordHeader) bool { return h.Key == headerForwarded })
 }
 
-// refuseMisplaced stops each partition at its first event that was forwarded already and is
-// still outside its org's partition: two instances place the org differently, and forwarding it
-// again would send it back and forth. That event and every later one of the partition are held
-// (not mapped, their offsets not committed) and the partition's fetching paused; the instance's
-// other partitions go on. It returns the events to map.
-func (p *Processor) refuseMisplaced(sess *kgo.GroupTransactSession, batch []polledEvent, held heldEvents, refused map[int32]bool) []polledEvent {
+// refuseMisplaced stops each partition at its first event that was forwarded already, during this
+// session, and is still outside its org's partition: the processors place the org differently,
+// and forwarding it again would send it back and forth. That event and every later one of the
+// partition are held (not mapped, their offsets not committed) and the partition's fetching
+// paused; the instance's other partitions go on. A later session (the processors restarted with
+// the placement put right) forwards such an event once more. It returns the events to map.
+func (p *Processor) refuseMisplaced(sess *kgo.GroupTransactSession, batch []polledEvent, held heldEvents, refused map[int32]bool, sessionStart time.Time) []polledEvent {
 	stopped := func(in polledEvent) bool {
-		return refused[in.rec.Partition] || forwarded(in.rec) && p.misplaced(in)
+		return refused[in.rec.Partition] || forwarded(in.rec) && in.rec.Timestamp.After(sessionStart) && p.misplaced(in)
 	}
 	if !slices.ContainsFunc(batch, stopped) {
 		return batch
@@ -306,7 +308,7 @@ func (p *Processor) refuseMisplaced(sess *kgo.GroupTransactSession, batch []poll
 			refused[part] = true
 			paused = append(paused, part)
 			p.log.Error("events partition stopped: an event forwarded to its org's partition is outside it again (the processors place the org differently); "+
-				"give every service the same ERPSTREAM_ORG_PARTITIONS and restart the processors (docs/scaling.md)",
+				"give every service the same ERPSTREAM_ORG_PARTITIONS and restart the processors, which forward it once more (docs/scaling.md)",
 				"topic", in.rec.Topic, "partition", part, "offset", in.rec.Offset, "org", in.ev.OrgID,
 				"org_partition", p.cfg.Topics.OrgPartition([]byte(in.ev.OrgID), p.entities.partitions))
 		}
