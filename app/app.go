@@ -190,13 +190,14 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Kafka.Brokers = emb.Brokers()
 		log.Info("embedded kafka (kfake) started", "brokers", cfg.Kafka.Brokers, "data_dir", cfg.EmbeddedKafkaDir)
 	}
-	topics := cfg.Kafka.Topics()
 	if err := waitReachable(ctx, log, "kafka", func(ctx context.Context) error { return pingKafka(ctx, cfg.Kafka, log) }); err != nil {
 		return nil // ctx ended while waiting
 	}
-	if err := PrepareTopics(ctx, cfg.Kafka, log); err != nil {
+	eventsPartitions, err := PrepareTopics(ctx, cfg.Kafka, log)
+	if err != nil {
 		return err
 	}
+	topics := cfg.Kafka.Topics().PlacedAmong(eventsPartitions)
 	if embedded {
 		if err := relayoutEmbedded(ctx, cfg, topics, log); err != nil {
 			return err
@@ -480,17 +481,19 @@ func pingKafka(ctx context.Context, kc kafkax.Config, log *slog.Logger) error {
 	return cl.Ping(ctx)
 }
 
-// PrepareTopics creates missing topics and verifies them against the topic table.
-func PrepareTopics(ctx context.Context, kc kafkax.Config, log *slog.Logger) error {
+// PrepareTopics creates missing topics, verifies them against the topic table and returns the
+// events topic's partition count, which the services place orgs among until they restart
+// (kafkax.Topics.PlacedAmong).
+func PrepareTopics(ctx context.Context, kc kafkax.Config, log *slog.Logger) (eventsPartitions int32, err error) {
 	cl, err := kgo.NewClient(kc.BaseOpts(log)...)
 	if err != nil {
-		return fmt.Errorf("kafka: %w", err)
+		return 0, fmt.Errorf("kafka: %w", err)
 	}
 	defer cl.Close()
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := cl.Ping(pctx); err != nil {
-		return fmt.Errorf("kafka %v unreachable: %w", kc.Brokers, err)
+		return 0, fmt.Errorf("kafka %v unreachable: %w", kc.Brokers, err)
 	}
 	partitions := kc.Partitions
 	if partitions <= 0 {
@@ -504,19 +507,18 @@ func PrepareTopics(ctx context.Context, kc kafkax.Config, log *slog.Logger) erro
 	specs := topics.Specs(partitions)
 	adm := kadm.NewClient(cl)
 	if err := kafkax.EnsureTopics(pctx, adm, specs, replication); err != nil {
-		return err
+		return 0, err
 	}
-	if len(kc.OrgPartitions) > 0 {
-		details, err := adm.ListTopics(pctx, topics.Events)
-		if err != nil {
-			return fmt.Errorf("list topic %s: %w", topics.Events, err)
-		}
-		if err := kc.OrgPartitions.Check(int32(len(details[topics.Events].Partitions))); err != nil {
-			return err
-		}
+	details, err := adm.ListTopics(pctx, topics.Events)
+	if err != nil {
+		return 0, fmt.Errorf("list topic %s: %w", topics.Events, err)
 	}
-	log.Info("kafka topics ready", "brokers", kc.Brokers, "prefix", kc.TopicPrefix)
-	return nil
+	eventsPartitions = int32(len(details[topics.Events].Partitions))
+	if err := kc.OrgPartitions.Check(eventsPartitions); err != nil {
+		return 0, err
+	}
+	log.Info("kafka topics ready", "brokers", kc.Brokers, "prefix", kc.TopicPrefix, "events_partitions", eventsPartitions)
+	return eventsPartitions, nil
 }
 
 // Migrate applies the ClickHouse migrations (erpstream admin migrate).

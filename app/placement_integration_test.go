@@ -103,7 +103,7 @@ func TestIntegrationAPinnedOrgsEventsGoToItsPartition(t *testing.T) {
 
 	beyond := e.Kafka
 	beyond.OrgPartitions = kafkax.Placement{"dev-org": 4}
-	if err := app.PrepareTopics(t.Context(), beyond, e.Log); err == nil || !strings.Contains(err.Error(), "pinned to partition 4, the events topic has 4") {
+	if _, err := app.PrepareTopics(t.Context(), beyond, e.Log); err == nil || !strings.Contains(err.Error(), "pinned to partition 4, the events topic has 4") {
 		t.Fatalf("a pin beyond the partitions: %v, want refused", err)
 	}
 }

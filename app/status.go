@@ -57,6 +57,15 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, or
 			fmt.Fprintf(out, "  topic %-28s MISSING (erpstream admin ensure-topics)\n", n)
 		}
 	}
+	counts := map[string]int{}
+	for n, d := range details {
+		if d.Err == nil {
+			counts[n] = len(d.Partitions)
+		}
+	}
+	for _, w := range coPartitioningWarnings(topics, counts) {
+		fmt.Fprintf(out, "  WARNING %s\n", w)
+	}
 	lags, err := adm.Lag(ctx, processor.DefaultGroup, projector.DefaultGroup, outbound.DefaultGroup)
 	if err != nil {
 		return fmt.Errorf("consumer groups: %w", err)
@@ -198,6 +207,24 @@ func partitionLags(lags map[int32]int64) string {
 // orgPlacement writes, per org, its events partition (pinned, or the org's hash:
 // Topics.OrgPartition), the processor member holding it and its lag: where to look when one
 // org's events are late.
+// coPartitioningWarnings names the topics whose partition count is not the events topic's: a
+// partition change half done (docs/scaling.md, "Adding partitions").
+func coPartitioningWarnings(topics kafkax.Topics, partitions map[string]int) []string {
+	events, ok := partitions[topics.Events]
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, name := range []string{topics.EntityState, topics.Dedup} {
+		if n, ok := partitions[name]; ok && n != events {
+			out = append(out, fmt.Sprintf("%s has %d partitions, %s %d: they must be equal. Services started before the change "+
+				"place orgs among the partitions they started with; a service starting now is refused. Finish the change "+
+				"(docs/scaling.md, \"Adding partitions\")", name, n, topics.Events, events))
+		}
+	}
+	return out
+}
+
 func orgPlacement(out io.Writer, orgs []string, topics kafkax.Topics, partitions int, l kadm.DescribedGroupLag) {
 	eventsTopic := topics.Events
 	for _, org := range orgs {

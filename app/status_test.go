@@ -42,3 +42,14 @@ func TestStatusSaysWhichOrgsArePinned(t *testing.T) {
 		t.Fatal("an org that is not pinned is on the pinned partition")
 	}
 }
+
+func TestStatusWarnsOfAPartitionChangeHalfDone(t *testing.T) {
+	topics := kafkax.NewTopics("erp")
+	if got := coPartitioningWarnings(topics, map[string]int{"erp.events": 12, "erp.entity-state": 12, "erp.dedup": 12}); len(got) != 0 {
+		t.Fatalf("equal counts warned: %q", got)
+	}
+	got := coPartitioningWarnings(topics, map[string]int{"erp.events": 14, "erp.entity-state": 12, "erp.dedup": 14})
+	if len(got) != 1 || !strings.HasPrefix(got[0], "erp.entity-state has 12 partitions, erp.events 14: they must be equal.") {
+		t.Fatalf("warnings %q, want one naming erp.entity-state", got)
+	}
+}

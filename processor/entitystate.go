@@ -329,6 +329,11 @@ func (s *entityStore) open(ctx context.Context, kc kafkax.Config, topic string) 
 		return err
 	}
 	s.partitions = int32(len(parts))
+	if among := s.topics.PlacedAmongPartitions(); among > 0 && among < s.partitions {
+		// Partitions added since this process verified the topics hold none of its orgs' states
+		// until they are laid out anew (and the processors restarted).
+		s.partitions = among
+	}
 	s.reading = make([]sync.Mutex, len(parts))
 	if s.dir != "" {
 		if err := s.openDisk(topic, id); err != nil {

@@ -272,8 +272,10 @@ func (p *Processor) misplaced(in polledEvent) bool {
 func (p *Processor) forward(_ context.Context, rec *kgo.Record, ev *envelope.Event) []*kgo.Record {
 	p.forwardedPending++
 	if p.forwardLogged.CompareAndSwap(false, true) {
-		p.log.Warn("events outside their org's partition are forwarded to it: give every service the same ERPSTREAM_ORG_PARTITIONS (docs/scaling.md); logged once per session",
-			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "org", ev.OrgID)
+		p.log.Warn("events outside their org's partition are forwarded to it: a service places orgs differently (another ERPSTREAM_ORG_PARTITIONS, "+
+			"or it started after partitions were added: this processor places among the partitions it started with); "+
+			"give every service the same placement, and after adding partitions follow docs/scaling.md; logged once per session",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "org", ev.OrgID, "placed_among", p.entities.partitions)
 	}
 	headers := append(slices.Clip(rec.Headers), kgo.RecordHeader{Key: headerForwarded, Value: fmt.Appendf(nil, "%d/%d", rec.Partition, rec.Offset)})
 	return []*kgo.Record{{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Headers: headers}}
@@ -332,7 +334,9 @@ func (p *Processor) holdFresh(sess *kgo.GroupTransactSession, catchUps *restores
 	var fresh, full []int32
 	for _, in := range batch {
 		part := in.rec.Partition
-		if !notCaughtUp[part] {
+		// A partition added since the start holds no states to catch up: its events are
+		// forwarded to their org's partition.
+		if !notCaughtUp[part] || part >= p.entities.partitions {
 			ready = append(ready, in)
 			continue
 		}

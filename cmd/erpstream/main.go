@@ -128,7 +128,8 @@ func admin(ctx context.Context, cfg app.Config, log *slog.Logger, args []string)
 		if len(cfg.Kafka.Brokers) == 0 {
 			return errors.New("KAFKA_BROKERS is required for admin ensure-topics")
 		}
-		return app.PrepareTopics(ctx, cfg.Kafka, log)
+		_, err := app.PrepareTopics(ctx, cfg.Kafka, log)
+		return err
 	case "migrate":
 		return app.Migrate(ctx, cfg.ClickHouse, log)
 	case "relayout":
@@ -146,7 +147,7 @@ func admin(ctx context.Context, cfg app.Config, log *slog.Logger, args []string)
 		if len(cfg.Kafka.Brokers) == 0 {
 			return errors.New("KAFKA_BROKERS is required for admin init")
 		}
-		if err := app.PrepareTopics(ctx, cfg.Kafka, log); err != nil {
+		if _, err := app.PrepareTopics(ctx, cfg.Kafka, log); err != nil {
 			return err
 		}
 		return app.Migrate(ctx, cfg.ClickHouse, log)

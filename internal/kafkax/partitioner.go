@@ -49,8 +49,25 @@ func (b byOrg) Partition(r *kgo.Record, n int) int {
 	if i := bytes.IndexByte(org, '/'); i >= 0 {
 		org = org[:i]
 	}
+	if among := b.topics.placedAmong; among > 0 && int32(n) > among {
+		n = int(among)
+	}
 	return int(b.topics.OrgPartition(org, int32(n)))
 }
+
+// PlacedAmong returns the topics with orgs placed among the first n events partitions, the count
+// this process verified at start, also after partitions are added while it runs. Added
+// partitions would otherwise move orgs away from their states the moment a producer's metadata
+// shows them (within minutes), before the state topics are laid out anew; the processor forwards
+// an event a newer producer placed among more partitions back among these (docs/scaling.md,
+// "Adding partitions"). A restart verifies the new count and places by it.
+func (t Topics) PlacedAmong(n int32) Topics {
+	t.placedAmong = n
+	return t
+}
+
+// PlacedAmongPartitions is the count set by PlacedAmong (0: none).
+func (t Topics) PlacedAmongPartitions() int32 { return t.placedAmong }
 
 // asSet keeps the partition the producer chose. Topic verification at start makes the
 // co-partitioned topics equally partitioned; the modulo only keeps a misconfigured deployment

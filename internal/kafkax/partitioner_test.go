@@ -118,3 +118,33 @@ func TestPlacementIsParsedAndCheckedAgainstThePartitions(t *testing.T) {
 		t.Fatalf("two orgs sharing a pinned partition: %v", err)
 	}
 }
+
+// Partitions added while a producer runs show in its metadata within minutes. Until it is
+// restarted it goes on placing orgs among the partitions it verified at start, where their
+// states are: an added partition gets no event from it, and no org moves.
+func TestOrgsArePlacedAmongThePartitionsVerifiedAtStart(t *testing.T) {
+	for _, topics := range []Topics{NewTopics("erp"), NewTopics("erp").WithPlacement(Placement{"big": 3})} {
+		started := topics.PlacedAmong(12).Partitioner().ForTopic(topics.Events)
+		moved := 0
+		for i := range 2000 {
+			org := fmt.Sprintf("org-%d", i)
+			if i == 0 {
+				org = "big"
+			}
+			rec := &kgo.Record{Key: []byte(org + "/int/uc/e")}
+			want := int(topics.OrgPartition([]byte(org), 12))
+			if got := started.Partition(rec, 14); got != want {
+				t.Fatalf("%v: %s placed in %d of 14 partitions, want %d, its partition among the 12 verified at start", topics.Placement, org, got, want)
+			}
+			if topics.Partitioner().ForTopic(topics.Events).Partition(rec, 14) != want {
+				moved++
+			}
+		}
+		if moved < 1000 {
+			t.Fatalf("%v: without the count verified at start only %d of 2000 orgs move to other partitions; the test shows nothing", topics.Placement, moved)
+		}
+		if got := topics.PlacedAmong(12).PlacedAmongPartitions(); got != 12 {
+			t.Fatalf("PlacedAmongPartitions %d, want 12", got)
+		}
+	}
+}

@@ -50,6 +50,9 @@ type Topics struct {
 	// with WithPlacement.
 	Placement Placement
 	pinned    []int32 // Placement's partitions, distinct and ascending
+	// placedAmong is the events partition count this process verified at start (0: not known);
+	// set it with PlacedAmong.
+	placedAmong int32
 }
 
 // OutboundRetryDelays are the waits before the 2nd to 6th attempt of a delivery; the 7th waits
