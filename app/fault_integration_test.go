@@ -65,6 +65,7 @@ type feeder struct {
 	pause         time.Duration // between requests, so the feed is still flowing when the broker stops
 	client        *http.Client
 	token         string             // "" is the dev token
+	url           string             // the ingest's base URL; "" is e.URL
 	event         func(i int) string // the i-th event; nil sends customer K-i with a deduplication id of its own
 	sent          atomic.Int64       // events answered success
 	retries       atomic.Int64
@@ -99,7 +100,11 @@ func (f *feeder) send(from, to int) error {
 }
 
 func (f *feeder) post(body string, events int) (bool, error) {
-	req, _ := http.NewRequest("POST", f.e.URL+"/v3/erp/updates/events", strings.NewReader(body))
+	base := f.url
+	if base == "" {
+		base = f.e.URL
+	}
+	req, _ := http.NewRequest("POST", base+"/v3/erp/updates/events", strings.NewReader(body))
 	token := f.token
 	if token == "" {
 		token = "it-token"
