@@ -394,6 +394,9 @@ func MarshalValue(v any) ([]byte, error) {
 // own (callers that write many values into one document).
 func WriteValue(b *bytes.Buffer, v any) error { return writeJSON(b, v, false) }
 
+// WriteString writes s as a JSON string, as WriteValue does, without boxing it in an interface.
+func WriteString(b *bytes.Buffer, s string) { writeJSONString(b, s) }
+
 func writeJSON(b *bytes.Buffer, v any, inArray bool) error {
 	switch x := v.(type) {
 	case nil, nullType, Callable:

@@ -118,12 +118,13 @@ type Attributes []Attribute
 // MarshalJSON writes an object in field order.
 func (as Attributes) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
+	b.Grow(2 + 32*len(as))
 	b.WriteByte('{')
 	for i, a := range as {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		_ = jsonata.WriteValue(&b, a.Name)
+		jsonata.WriteString(&b, a.Name)
 		b.WriteByte(':')
 		if m, ok := a.Value.(json.Marshaler); ok {
 			v, err := m.MarshalJSON()

@@ -260,3 +260,18 @@ func TestPricingRefusesNumbersOutOfRange(t *testing.T) {
 		}
 	}
 }
+
+func TestAttributesMarshalInOrderWithNamesEscaped(t *testing.T) {
+	as := Attributes{{Name: "z", Value: "last\n"}, {Name: `a"b\c`, Value: 1.5}, {Name: "ü", Value: nil},
+		{Name: "raw", Value: json.RawMessage(`{"k":[1,2]}`)}, {Name: "tab\there", Value: true}}
+	got, err := as.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"z":"last\n","a\"b\\c":1.5,"ü":null,"raw":{"k":[1,2]},"tab\there":true}`; string(got) != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	if !json.Valid(got) {
+		t.Fatalf("%s is not JSON", got)
+	}
+}

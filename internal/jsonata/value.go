@@ -56,6 +56,9 @@ func MarshalValue(v any) ([]byte, error) { return engine.MarshalValue(v) }
 // WriteValue appends a value's JSON encoding to b.
 func WriteValue(b *bytes.Buffer, v any) error { return engine.WriteValue(b, v) }
 
+// WriteString appends s as a JSON string to b.
+func WriteString(b *bytes.Buffer, s string) { engine.WriteString(b, s) }
+
 // Truthy is JSONata's boolean cast ($boolean): what a condition expression's result means.
 func Truthy(v any) bool { return engine.Boolean(v) }
 
