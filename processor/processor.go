@@ -90,6 +90,8 @@ type Processor struct {
 	lookupAttrs lookupAttributes
 	dedup       *dedupStore
 	entities    *entityStore
+	// instanceIDGiven: the operator set the instance id (a random one cannot be shared).
+	instanceIDGiven bool
 	// assigned counts the events partitions this instance maps (0: none yet, or more instances
 	// than partitions).
 	assigned atomic.Int64
@@ -158,7 +160,8 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.InstanceID == "" {
+	instanceIDGiven := cfg.InstanceID != ""
+	if !instanceIDGiven {
 		cfg.InstanceID = ids.NewUUID()
 	}
 	if cfg.Standby && cfg.StateDir == "" {
@@ -175,7 +178,7 @@ func New(cfg Config) (*Processor, error) {
 	entities := newEntityStore(log, cfg.InstanceID)
 	entities.dir = cfg.StateDir
 	entities.topics = cfg.Topics
-	p := &Processor{cfg: cfg, log: log, dedup: newDedupStore(log), entities: entities, pending: map[[2]string]int{},
+	p := &Processor{cfg: cfg, log: log, dedup: newDedupStore(log), entities: entities, pending: map[[2]string]int{}, instanceIDGiven: instanceIDGiven,
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erpstream_processor_events_total",
 			Help: "Events processed (committed), by monitoring level and code."}, []string{"level", "code"}),
 		aborts: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_transaction_aborts_total",

@@ -2,12 +2,14 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -70,6 +72,12 @@ func (p *Processor) Run(ctx context.Context) error {
 			backoff = 250 * time.Millisecond // the session ran well for a while
 		}
 		p.restarts.Inc()
+		if errors.Is(err, kerr.ProducerFenced) && p.instanceIDGiven {
+			// Two running processes with one transactional id fence each other's transactions
+			// in turn: exact still, but each mapping a fraction of what it could.
+			p.log.Error("processor fenced by another producer with its transactional id: if this repeats, another running processor has "+
+				"ERPSTREAM_INSTANCE_ID="+p.cfg.InstanceID+"; give every instance its own", "transactional_id", p.cfg.Group+"-"+p.cfg.InstanceID)
+		}
 		p.log.Warn("processor session failed; uncommitted events are mapped again by a new session", "err", err, "retry_in", backoff)
 		select {
 		case <-time.After(backoff):
