@@ -119,7 +119,7 @@ func main() {
 
 func admin(ctx context.Context, cfg app.Config, log *slog.Logger, args []string) error {
 	if len(args) == 0 {
-		return errors.New("admin needs one of: init, ensure-topics, migrate, relayout, token, env, secure-proxy")
+		return errors.New("admin needs one of: init, ensure-topics, migrate, relayout, partitions, token, env, secure-proxy")
 	}
 	switch args[0] {
 	case "token", "env", "secure-proxy":
@@ -142,6 +142,30 @@ func admin(ctx context.Context, cfg app.Config, log *slog.Logger, args []string)
 		}
 		fmt.Printf("moved %d entity states and %d deduplication marks to their org's partition; %d states without an org left in place\n",
 			rep.StatesMoved, rep.MarksMoved, rep.Unplaceable)
+		return nil
+	case "partitions":
+		if len(cfg.Kafka.Brokers) == 0 {
+			return errors.New("KAFKA_BROKERS is required for admin partitions")
+		}
+		usage := errors.New("admin partitions needs the partition count to grow the events topic to: erpstream admin partitions 16")
+		if len(args) != 2 {
+			return usage
+		}
+		n, err := strconv.ParseInt(args[1], 10, 32)
+		if err != nil || n < 1 {
+			return usage
+		}
+		rep, err := processor.GrowPartitions(ctx, cfg.Kafka, cfg.Kafka.Topics(), int32(n), log)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s, %s, %s: %d -> %d partitions; moved %d entity states and %d deduplication marks to their org's partition\n",
+			cfg.Kafka.Topics().Events, cfg.Kafka.Topics().EntityState, cfg.Kafka.Topics().Dedup, rep.From, rep.To,
+			rep.Relayout.StatesMoved, rep.Relayout.MarksMoved)
+		if rep.Unmapped > 0 {
+			fmt.Printf("%d events were not mapped yet: the processors forward those now outside their org's partition there\n", rep.Unmapped)
+		}
+		fmt.Println("restart every service (ingest, process, …): until then each places orgs among the partitions it started with")
 		return nil
 	case "init":
 		if len(cfg.Kafka.Brokers) == 0 {
