@@ -34,13 +34,9 @@ func TestIntegrationPartitionsAddedWhileRunningLoseAndDoubleNothing(t *testing.T
 	e.JWT = auth.JWTConfig{HS256Secret: secret}
 	e.Configure = func(cfg *app.Config) { cfg.Services = []string{app.Ingest, app.Query, app.Project} }
 	e.Start()
-
-	const customers = 40
-	var orgs []*scaleOrg
+	g := newGrowingPipeline(t, e, secret, 8)
 	moved, added := 0, 0
-	for i := range 8 {
-		o := newScaleOrg(t, e, secret, fmt.Sprint("grow-org-", i))
-		orgs = append(orgs, o)
+	for _, o := range g.orgs {
 		was, now := kafkax.OrgPartition([]byte(o.id), 4), kafkax.OrgPartition([]byte(o.id), 6)
 		if now >= 4 {
 			added++
@@ -51,56 +47,20 @@ func TestIntegrationPartitionsAddedWhileRunningLoseAndDoubleNothing(t *testing.T
 	if moved == 0 || added == 0 {
 		t.Fatalf("among six partitions %d orgs move within the first four and %d to added ones; the test needs both", moved, added)
 	}
-	round := func(r int, url string) {
-		t.Helper()
-		done := make(chan error, len(orgs))
-		for _, o := range orgs {
-			f := &feeder{e: e, integrationID: o.integration, perRequest: 20, token: o.token, url: url, client: o.feed.client,
-				event: func(i int) string {
-					return apptest.CustomerEvent(i, fmt.Sprint("R", r), fmt.Sprintf("%s-%d-%d", o.id, r, i))
-				}}
-			go func() { done <- f.send(0, customers) }()
-		}
-		for range orgs {
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	successes := func(o *scaleOrg) uint64 {
-		return e.Scalar(`SELECT count() FROM monitoring_events FINAL WHERE org_id = ? AND level = 'success'`, o.id)
-	}
-	waitSuccesses := func(want uint64, which func(*scaleOrg) bool) {
-		t.Helper()
-		for _, o := range orgs {
-			if !which(o) {
-				continue
-			}
-			got := successes(o)
-			for deadline := time.Now().Add(2 * time.Minute); got < want && time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-				got = successes(o)
-			}
-			if got != want {
-				t.Fatalf("%s: %d events mapped, want %d", o.id, got, want)
-			}
-		}
-	}
-	every := func(*scaleOrg) bool { return true }
 
 	bin := buildErpstream(t)
 	procs := []*childProcess{newProcessorProcess(t, e, bin, "grow-1"), newProcessorProcess(t, e, bin, "grow-2")}
 	for _, p := range procs {
 		p.start()
 	}
-	round(0, "")
-	waitSuccesses(customers, every)
+	g.round(0, "")
+	g.waitSuccesses(growCustomers, g.every)
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Kafka.Brokers...))
 	apptest.Must(t, err)
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
 	topics := e.Kafka.Topics()
-	resp, err := adm.CreatePartitions(t.Context(), 2, topics.Events, topics.EntityState, topics.Dedup)
+	resp, err := kadm.NewClient(cl).CreatePartitions(t.Context(), 2, topics.Events, topics.EntityState, topics.Dedup)
 	apptest.Must(t, err)
 	apptest.Must(t, resp.Error())
 
@@ -109,14 +69,14 @@ func TestIntegrationPartitionsAddedWhileRunningLoseAndDoubleNothing(t *testing.T
 	// wait until the processors' metadata shows them, or their restart below).
 	later := newChildProcess(t, e, bin, "ERPSTREAM_HTTP_ADDR", []string{"ingest"}, "ERPSTREAM_JWT_HS256_SECRET="+string(secret))
 	later.start()
-	round(1, "http://"+later.addr)
-	waitSuccesses(2*customers, func(o *scaleOrg) bool { return kafkax.OrgPartition([]byte(o.id), 6) < 4 })
+	g.round(1, "http://"+later.addr)
+	g.waitSuccesses(2*growCustomers, func(o *scaleOrg) bool { return kafkax.OrgPartition([]byte(o.id), 6) < 4 })
 	forwarded := 0.0
 	for _, p := range procs {
 		forwarded += p.metric("erpstream_processor_forwarded_events_total")
 	}
-	if forwarded < float64(moved*customers) {
-		t.Fatalf("%v events forwarded, want at least %d (the orgs moved within the first four partitions)", forwarded, moved*customers)
+	if forwarded < float64(moved*growCustomers) {
+		t.Fatalf("%v events forwarded, want at least %d (the orgs moved within the first four partitions)", forwarded, moved*growCustomers)
 	}
 
 	// Finishing the change: processors stopped, states and marks laid out for six, started.
@@ -133,31 +93,165 @@ func TestIntegrationPartitionsAddedWhileRunningLoseAndDoubleNothing(t *testing.T
 	for _, p := range procs {
 		p.start()
 	}
-	waitSuccesses(2*customers, every)
+	g.waitSuccesses(2*growCustomers, g.every)
 	// The first ingest still places among four: the processors, now placing among six, forward.
-	round(2, "")
-	waitSuccesses(3*customers, every)
+	g.round(2, "")
+	g.waitSuccesses(3*growCustomers, g.every)
+	g.checkExact(3, "R2")
+}
 
-	for _, o := range orgs {
+const growCustomers = 40
+
+// growingPipeline is orgs sending rounds of the same customers (a new first name each round).
+type growingPipeline struct {
+	t    *testing.T
+	e    *apptest.Env
+	orgs []*scaleOrg
+}
+
+func newGrowingPipeline(t *testing.T, e *apptest.Env, secret []byte, orgs int) *growingPipeline {
+	g := &growingPipeline{t: t, e: e}
+	for i := range orgs {
+		g.orgs = append(g.orgs, newScaleOrg(t, e, secret, fmt.Sprint("grow-org-", i)))
+	}
+	return g
+}
+
+func (g *growingPipeline) every(*scaleOrg) bool { return true }
+
+// round sends every org's customers once, through the ingest at url ("": the test's own).
+func (g *growingPipeline) round(r int, url string) {
+	g.t.Helper()
+	done := make(chan error, len(g.orgs))
+	for _, o := range g.orgs {
+		f := &feeder{e: g.e, integrationID: o.integration, perRequest: 20, token: o.token, url: url, client: o.feed.client,
+			event: func(i int) string {
+				return apptest.CustomerEvent(i, fmt.Sprint("R", r), fmt.Sprintf("%s-%d-%d", o.id, r, i))
+			}}
+		go func() { done <- f.send(0, growCustomers) }()
+	}
+	for range g.orgs {
+		if err := <-done; err != nil {
+			g.t.Fatal(err)
+		}
+	}
+}
+
+func (g *growingPipeline) successes(o *scaleOrg) uint64 {
+	return g.e.Scalar(`SELECT count() FROM monitoring_events FINAL WHERE org_id = ? AND level = 'success'`, o.id)
+}
+
+// waitSuccesses waits (2 minutes at most) until every org which selects has want events mapped.
+func (g *growingPipeline) waitSuccesses(want uint64, which func(*scaleOrg) bool) {
+	g.t.Helper()
+	for _, o := range g.orgs {
+		if !which(o) {
+			continue
+		}
+		got := g.successes(o)
+		for deadline := time.Now().Add(2 * time.Minute); got < want && time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			got = g.successes(o)
+		}
+		if got != want {
+			g.t.Fatalf("%s: %d events mapped, want %d", o.id, got, want)
+		}
+	}
+}
+
+// checkExact checks that each of rounds was mapped once: one live contact per customer with the
+// last round's name, one success row per event, no error, stats that count each event once, and
+// no status warning.
+func (g *growingPipeline) checkExact(rounds int, last string) {
+	g.t.Helper()
+	e, events := g.e, uint64(rounds*growCustomers)
+	for _, o := range g.orgs {
 		live := e.Scalar(`SELECT count() FROM entities FINAL WHERE org_id = ? AND deleted = 0`, o.id)
 		current := e.Scalar(`SELECT count() FROM entities FINAL WHERE org_id = ? AND deleted = 0
-			AND visitParamExtractString(attributes, 'first_name') = 'R2'`, o.id)
+			AND visitParamExtractString(attributes, 'first_name') = ?`, o.id, last)
 		failed := e.Scalar(`SELECT count() FROM monitoring_events FINAL WHERE org_id = ? AND level = 'error'`, o.id)
 		doubled := e.Scalar(`SELECT count() FROM (SELECT event_id FROM monitoring_events WHERE org_id = ? AND level = 'success'
 			GROUP BY event_id HAVING count() > 1)`, o.id)
-		if live != customers || current != customers || failed != 0 || doubled != 0 {
-			t.Errorf("%s: %d live contacts, %d with the last round's name, %d error rows, %d events with two success rows; want %d, %d, 0, 0",
-				o.id, live, current, failed, doubled, customers, customers)
+		if live != growCustomers || current != growCustomers || failed != 0 || doubled != 0 {
+			g.t.Errorf("%s: %d live contacts, %d with the last round's name, %d error rows, %d events with two success rows; want %d, %d, 0, 0",
+				o.id, live, current, failed, doubled, growCustomers, growCustomers)
 		}
 		status, st := e.CallAs(o.token, "POST", "/v1/monitoring/stats", `{"integration_id":"`+o.integration+`","from":"`+
 			time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)+`","to":"`+time.Now().Add(time.Minute).UTC().Format(time.RFC3339)+`"}`)
-		if status != http.StatusOK || st["success_count"] != float64(3*customers) || st["total_events"] != float64(3*customers) {
-			t.Errorf("%s: stats %d %v, want %d events, each a success", o.id, status, st, 3*customers)
+		if status != http.StatusOK || st["success_count"] != float64(events) || st["total_events"] != float64(events) {
+			g.t.Errorf("%s: stats %d %v, want %d events, each a success", o.id, status, st, events)
 		}
 	}
+	var out strings.Builder
+	apptest.Must(g.t, app.Status(context.Background(), app.Config{Kafka: e.Kafka, ClickHouse: e.CH}, e.Log, &out))
+	if strings.Contains(out.String(), "WARNING") {
+		g.t.Errorf("status warns after the change was finished:\n%s", out.String())
+	}
+}
+
+// Partitions are added to erp.events alone while the pipeline runs (a change begun by hand and
+// left half done): status warns, a service starting now is refused, the running ones go on.
+// `erpstream admin partitions 6` refuses while the processors run, then, with them stopped,
+// grows the other two topics and lays the states out. Every event is mapped once.
+func TestIntegrationAdminPartitionsFinishesAHalfDoneChange(t *testing.T) {
+	e := apptest.New(t)
+	secret := []byte("grow-test-secret-0123456789abcdef")
+	e.JWT = auth.JWTConfig{HS256Secret: secret}
+	e.Configure = func(cfg *app.Config) { cfg.Services = []string{app.Ingest, app.Query, app.Project} }
+	e.Start()
+	g := newGrowingPipeline(t, e, secret, 6)
+
+	bin := buildErpstream(t)
+	procs := []*childProcess{newProcessorProcess(t, e, bin, "half-1"), newProcessorProcess(t, e, bin, "half-2")}
+	for _, p := range procs {
+		p.start()
+	}
+	g.round(0, "")
+	g.waitSuccesses(growCustomers, g.every)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Kafka.Brokers...))
+	apptest.Must(t, err)
+	defer cl.Close()
+	topics := e.Kafka.Topics()
+	resp, err := kadm.NewClient(cl).UpdatePartitions(t.Context(), 6, topics.Events)
+	apptest.Must(t, err)
+	apptest.Must(t, resp.Error())
 	var status strings.Builder
 	apptest.Must(t, app.Status(context.Background(), app.Config{Kafka: e.Kafka, ClickHouse: e.CH}, e.Log, &status))
-	if strings.Contains(status.String(), "WARNING") {
-		t.Errorf("status warns after the change was finished:\n%s", status.String())
+	if !strings.Contains(status.String(), "WARNING "+topics.EntityState+" has 4 partitions, "+topics.Events+" 6") {
+		t.Errorf("status does not warn of the half-done change:\n%s", status.String())
 	}
+	later := newChildProcess(t, e, bin, "ERPSTREAM_HTTP_ADDR", []string{"ingest"}, "ERPSTREAM_JWT_HS256_SECRET="+string(secret))
+	refused := exec.Command(bin, "ingest")
+	refused.Env = later.env
+	if out, err := refused.CombinedOutput(); err == nil || !strings.Contains(string(out), "they must stay equal") {
+		t.Fatalf("an ingest starting with the topics unequal: %v\n%s", err, out)
+	}
+	g.round(1, "") // the running ingest places among the four it started with
+	g.waitSuccesses(2*growCustomers, g.every)
+
+	admin := func() (string, error) {
+		cmd := exec.Command(bin, "admin", "partitions", "6")
+		cmd.Env = later.env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := admin(); err == nil || !strings.Contains(out, "stop every processor first") {
+		t.Fatalf("admin partitions with the processors running: %v\n%s", err, out)
+	}
+	for _, p := range procs {
+		p.stop()
+	}
+	out, err := admin()
+	if err != nil || !strings.Contains(out, "4 -> 6 partitions; moved ") {
+		t.Fatalf("admin partitions: %v\n%s", err, out)
+	}
+	t.Logf("admin partitions: %s", out[strings.Index(out, "4 -> 6"):])
+	for _, p := range procs {
+		p.start()
+	}
+	g.round(2, "") // still among four: forwarded
+	later.start()  // verifies six, places among them
+	g.round(3, "http://"+later.addr)
+	g.waitSuccesses(4*growCustomers, g.every)
+	g.checkExact(4, "R3")
 }
