@@ -29,12 +29,8 @@ import (
 // mapped once: per org one live contact per customer with the last round's name, one success row
 // per event, no errors.
 func TestIntegrationPartitionsAddedWhileRunningLoseAndDoubleNothing(t *testing.T) {
-	e := apptest.New(t)
-	secret := []byte("grow-test-secret-0123456789abcdef")
-	e.JWT = auth.JWTConfig{HS256Secret: secret}
-	e.Configure = func(cfg *app.Config) { cfg.Services = []string{app.Ingest, app.Query, app.Project} }
-	e.Start()
-	g := newGrowingPipeline(t, e, secret, 8)
+	g := newGrowingPipeline(t, 8, "grow")
+	e, bin, procs, secret := g.e, g.bin, g.procs, g.secret
 	moved, added := 0, 0
 	for _, o := range g.orgs {
 		was, now := kafkax.OrgPartition([]byte(o.id), 4), kafkax.OrgPartition([]byte(o.id), 6)
@@ -47,22 +43,8 @@ func TestIntegrationPartitionsAddedWhileRunningLoseAndDoubleNothing(t *testing.T
 	if moved == 0 || added == 0 {
 		t.Fatalf("among six partitions %d orgs move within the first four and %d to added ones; the test needs both", moved, added)
 	}
-
-	bin := buildErpstream(t)
-	procs := []*childProcess{newProcessorProcess(t, e, bin, "grow-1"), newProcessorProcess(t, e, bin, "grow-2")}
-	for _, p := range procs {
-		p.start()
-	}
-	g.round(0, "")
-	g.waitSuccesses(growCustomers, g.every)
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Kafka.Brokers...))
-	apptest.Must(t, err)
-	defer cl.Close()
 	topics := e.Kafka.Topics()
-	resp, err := kadm.NewClient(cl).CreatePartitions(t.Context(), 2, topics.Events, topics.EntityState, topics.Dedup)
-	apptest.Must(t, err)
-	apptest.Must(t, resp.Error())
+	g.grow(6, topics.Events, topics.EntityState, topics.Dedup)
 
 	// An ingest started now verifies six partitions and places by them. The processors forward
 	// the events of the orgs it moved within the first four partitions (those in the added ones
@@ -102,19 +84,45 @@ func TestIntegrationPartitionsAddedWhileRunningLoseAndDoubleNothing(t *testing.T
 
 const growCustomers = 40
 
-// growingPipeline is orgs sending rounds of the same customers (a new first name each round).
+// growingPipeline is ingest, query and projector in the test, two `erpstream process` processes
+// (prefix-1, prefix-2) and orgs sending rounds of the same customers (a new first name each round)
+// on topics of four partitions.
 type growingPipeline struct {
-	t    *testing.T
-	e    *apptest.Env
-	orgs []*scaleOrg
+	t      *testing.T
+	e      *apptest.Env
+	secret []byte
+	bin    string
+	procs  []*childProcess
+	orgs   []*scaleOrg
 }
 
-func newGrowingPipeline(t *testing.T, e *apptest.Env, secret []byte, orgs int) *growingPipeline {
-	g := &growingPipeline{t: t, e: e}
+// newGrowingPipeline starts the pipeline and maps a first round.
+func newGrowingPipeline(t *testing.T, orgs int, prefix string) *growingPipeline {
+	g := &growingPipeline{t: t, e: apptest.New(t), secret: []byte("grow-test-secret-0123456789abcdef"), bin: buildErpstream(t)}
+	g.e.JWT = auth.JWTConfig{HS256Secret: g.secret}
+	g.e.Configure = func(cfg *app.Config) { cfg.Services = []string{app.Ingest, app.Query, app.Project} }
+	g.e.Start()
 	for i := range orgs {
-		g.orgs = append(g.orgs, newScaleOrg(t, e, secret, fmt.Sprint("grow-org-", i)))
+		g.orgs = append(g.orgs, newScaleOrg(t, g.e, g.secret, fmt.Sprint("grow-org-", i)))
 	}
+	g.procs = []*childProcess{newProcessorProcess(t, g.e, g.bin, prefix+"-1"), newProcessorProcess(t, g.e, g.bin, prefix+"-2")}
+	for _, p := range g.procs {
+		p.start()
+	}
+	g.round(0, "")
+	g.waitSuccesses(growCustomers, g.every)
 	return g
+}
+
+// grow gives topics n partitions, as kafka-topics.sh --alter would, while everything runs.
+func (g *growingPipeline) grow(n int, topics ...string) {
+	g.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(g.e.Kafka.Brokers...))
+	apptest.Must(g.t, err)
+	defer cl.Close()
+	resp, err := kadm.NewClient(cl).UpdatePartitions(g.t.Context(), n, topics...)
+	apptest.Must(g.t, err)
+	apptest.Must(g.t, resp.Error())
 }
 
 func (g *growingPipeline) every(*scaleOrg) bool { return true }
@@ -193,28 +201,10 @@ func (g *growingPipeline) checkExact(rounds int, last string) {
 // `erpstream admin partitions 6` refuses while the processors run, then, with them stopped,
 // grows the other two topics and lays the states out. Every event is mapped once.
 func TestIntegrationAdminPartitionsFinishesAHalfDoneChange(t *testing.T) {
-	e := apptest.New(t)
-	secret := []byte("grow-test-secret-0123456789abcdef")
-	e.JWT = auth.JWTConfig{HS256Secret: secret}
-	e.Configure = func(cfg *app.Config) { cfg.Services = []string{app.Ingest, app.Query, app.Project} }
-	e.Start()
-	g := newGrowingPipeline(t, e, secret, 6)
-
-	bin := buildErpstream(t)
-	procs := []*childProcess{newProcessorProcess(t, e, bin, "half-1"), newProcessorProcess(t, e, bin, "half-2")}
-	for _, p := range procs {
-		p.start()
-	}
-	g.round(0, "")
-	g.waitSuccesses(growCustomers, g.every)
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Kafka.Brokers...))
-	apptest.Must(t, err)
-	defer cl.Close()
+	g := newGrowingPipeline(t, 6, "half")
+	e, bin, procs, secret := g.e, g.bin, g.procs, g.secret
 	topics := e.Kafka.Topics()
-	resp, err := kadm.NewClient(cl).UpdatePartitions(t.Context(), 6, topics.Events)
-	apptest.Must(t, err)
-	apptest.Must(t, resp.Error())
+	g.grow(6, topics.Events)
 	var status strings.Builder
 	apptest.Must(t, app.Status(context.Background(), app.Config{Kafka: e.Kafka, ClickHouse: e.CH}, e.Log, &status))
 	if !strings.Contains(status.String(), "WARNING "+topics.EntityState+" has 4 partitions, "+topics.Events+" 6") {

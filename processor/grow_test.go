@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -64,10 +63,7 @@ func TestGrowPartitionsAddsThemAlikeAndMovesTheStates(t *testing.T) {
 	}
 
 	// A producer and a processor that start now place among the new count.
-	producer, err := kgo.NewClient(append(kafkax.ProducerOpts(f.c.Topics, 5*time.Second), kgo.SeedBrokers(f.c.Config.Brokers...))...)
-	must(t, err)
-	defer producer.Close()
-	f.producer = producer
+	f.producer = newProducer(t, f.c, f.c.Topics)
 	b := f.start("b", func(cfg *processor.Config) { cfg.Topics = f.c.Topics.PlacedAmong(to) })
 	f.send("second", 10)
 	f.sendCopies("first", 10)

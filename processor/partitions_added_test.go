@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -13,7 +12,6 @@ import (
 	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
-	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/registry/registrytest"
 	"github.com/erpstream/erpstream/processor"
 )
@@ -37,20 +35,12 @@ func partitionsAddedWhileRunning(t *testing.T, coPartitioned bool) {
 	ctx := context.Background()
 	var orgs []string
 	for i := range 16 {
-		org := fmt.Sprint("org-", i)
-		orgs = append(orgs, org)
-		must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: org, Name: "SAP"}))
-		must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "customers", OrgID: org, IntegrationID: "int", Name: "c", Slug: "customers",
-			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
+		orgs = append(orgs, fmt.Sprint("org-", i))
 	}
+	registerCustomers(t, reg, orgs...)
 	started := c.Config.Partitions
 	verified := c.Topics.PlacedAmong(started) // what every service verified at start
-	producer := func(topics kafkax.Topics) *kgo.Client {
-		cl, err := kgo.NewClient(append(kafkax.ProducerOpts(topics, 5*time.Second), kgo.SeedBrokers(c.Config.Brokers...))...)
-		must(t, err)
-		t.Cleanup(cl.Close)
-		return cl
-	}
+	producer := func(topics kafkax.Topics) *kgo.Client { return newProducer(t, c, topics) }
 	at := int64(1000)
 	const customers = 5
 	// send produces customers of every org and returns the partition each org's events went to.
@@ -115,17 +105,9 @@ func partitionsAddedWhileRunning(t *testing.T, coPartitioned bool) {
 	if got := counter(b, "erpstream_processor_forwarded_events_total"); got != float64(moved*customers) {
 		t.Fatalf("%v events forwarded, want %d (those of the %d orgs placed elsewhere)", got, moved*customers, moved)
 	}
-	if got := counter(b, "erpstream_processor_session_restarts_total") + gauge(b.metrics, "erpstream_processor_refused_partitions"); got != 0 {
-		t.Fatalf("%v session restarts or refused partitions, want none", got)
-	}
+	noRestartsOrRefusals(t, b)
 	b.halt(t)
-	changes := map[string]map[string]int{}
-	for _, w := range readEntityWrites(t, c) {
-		if changes[w.OrgID] == nil {
-			changes[w.OrgID] = map[string]int{}
-		}
-		changes[w.OrgID][w.Change]++
-	}
+	changes := changesByOrg(t, c)
 	for _, org := range orgs {
 		if got := changes[org]; got[envelope.ChangeCreated] != customers || got[envelope.ChangeUpdated] != 2*customers || len(got) != 2 {
 			t.Fatalf("%s's changes %v, want %d created and %d updated: each event mapped once against the org's states", org, got, customers, 2*customers)

@@ -26,21 +26,11 @@ func TestAPinnedOrgIsMappedInItsPartitionAndMisplacedEventsAreForwarded(t *testi
 	reg := registrytest.Start(t, c)
 	ctx := context.Background()
 	orgs := []string{"big", "small-a", "small-b", "small-c", "small-d", "small-e"}
-	for _, org := range orgs {
-		must(t, reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: org, Name: "SAP"}))
-		must(t, reg.PutUseCase(ctx, &registry.UseCase{ID: "customers", OrgID: org, IntegrationID: "int", Name: "c", Slug: "customers",
-			Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
-	}
+	registerCustomers(t, reg, orgs...)
 	hashedAt := kafkax.OrgPartition([]byte("big"), c.Config.Partitions)
 	pin := (hashedAt + 1) % c.Config.Partitions // not where the hash puts it
 	pinned := c.Topics.WithPlacement(kafkax.Placement{"big": pin})
-	producer := func(topics kafkax.Topics) *kgo.Client {
-		cl, err := kgo.NewClient(append(kafkax.ProducerOpts(topics, 5*time.Second), kgo.SeedBrokers(c.Config.Brokers...))...)
-		must(t, err)
-		t.Cleanup(cl.Close)
-		return cl
-	}
-	aware, unaware := producer(pinned), producer(c.Topics)
+	aware, unaware := newProducer(t, c, pinned), newProducer(t, c, c.Topics)
 	at := int64(1000)
 	// send produces customers 0…n-1 of org and returns the partitions their events went to.
 	send := func(cl *kgo.Client, org, round string, n int) map[int32]int {
@@ -83,17 +73,9 @@ func TestAPinnedOrgIsMappedInItsPartitionAndMisplacedEventsAreForwarded(t *testi
 	if got := counter(in, "erpstream_processor_forwarded_events_total"); got != 1 {
 		t.Fatalf("%v events forwarded, want 1", got)
 	}
-	if got := counter(in, "erpstream_processor_session_restarts_total") + gauge(in.metrics, "erpstream_processor_refused_partitions"); got != 0 {
-		t.Fatalf("%v session restarts or refused partitions, want none", got)
-	}
+	noRestartsOrRefusals(t, in)
 	in.halt(t)
-	changes := map[string]map[string]int{}
-	for _, w := range readEntityWrites(t, c) {
-		if changes[w.OrgID] == nil {
-			changes[w.OrgID] = map[string]int{}
-		}
-		changes[w.OrgID][w.Change]++
-	}
+	changes := changesByOrg(t, c)
 	if got := changes["big"]; got[envelope.ChangeCreated] != 10 || got[envelope.ChangeUpdated] != 11 || len(got) != 2 {
 		t.Fatalf("the pinned org's changes %v, want 10 created and 11 updated (the second round and the forwarded event found its states)", got)
 	}
@@ -102,6 +84,46 @@ func TestAPinnedOrgIsMappedInItsPartitionAndMisplacedEventsAreForwarded(t *testi
 			t.Fatalf("%s's changes %v, want 5 created and 5 updated", org, got)
 		}
 	}
+}
+
+// registerCustomers gives each org an integration "int" with the customers use case.
+func registerCustomers(t *testing.T, reg *registry.Registry, orgs ...string) {
+	t.Helper()
+	for _, org := range orgs {
+		must(t, reg.PutIntegration(context.Background(), &registry.Integration{ID: "int", OrgID: org, Name: "SAP"}))
+		must(t, reg.PutUseCase(context.Background(), &registry.UseCase{ID: "customers", OrgID: org, IntegrationID: "int", Name: "c",
+			Slug: "customers", Type: registry.TypeInbound, Enabled: true, Version: 1, Configuration: json.RawMessage(mappingConfig)}))
+	}
+}
+
+// newProducer is a producer placing records as topics do, closed when the test ends.
+func newProducer(t *testing.T, c *kafkatest.Cluster, topics kafkax.Topics) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append(kafkax.ProducerOpts(topics, 5*time.Second), kgo.SeedBrokers(c.Config.Brokers...))...)
+	must(t, err)
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// noRestartsOrRefusals fails the test if the instance restarted a session or stopped a partition.
+func noRestartsOrRefusals(t *testing.T, in *instance) {
+	t.Helper()
+	if got := counter(in, "erpstream_processor_session_restarts_total") + gauge(in.metrics, "erpstream_processor_refused_partitions"); got != 0 {
+		t.Fatalf("%v session restarts or refused partitions, want none", got)
+	}
+}
+
+// changesByOrg counts the committed entity writes of c by org and change.
+func changesByOrg(t *testing.T, c *kafkatest.Cluster) map[string]map[string]int {
+	t.Helper()
+	changes := map[string]map[string]int{}
+	for _, w := range readEntityWrites(t, c) {
+		if changes[w.OrgID] == nil {
+			changes[w.OrgID] = map[string]int{}
+		}
+		changes[w.OrgID][w.Change]++
+	}
+	return changes
 }
 
 // counter is the sum of a counter family of the instance's metrics.
