@@ -27,9 +27,10 @@ type GrowReport struct {
 // GrowPartitions gives the events topic and the two co-partitioned with it (entity states,
 // deduplication marks) n partitions each and lays the states and marks out for them (Relayout):
 // the steps of docs/scaling.md, "Adding partitions", in one, so the three never stay unequal.
-// It refuses while a processor is in the group (a running processor would map against states
-// being moved), a count the topics have reached already (Kafka cannot remove partitions) and a
-// count the placement cannot use.
+// Topics at n already are left as they are, so it also finishes a change begun by hand, and a
+// second run only lays out again (moving nothing). It refuses while a processor is in the group
+// (a running processor would map against states being moved), a count below the topics' (Kafka
+// cannot remove partitions) and a count the placement cannot use.
 func GrowPartitions(ctx context.Context, kc kafkax.Config, t kafkax.Topics, n int32, log *slog.Logger) (GrowReport, error) {
 	rep := GrowReport{To: n}
 	cl, err := kgo.NewClient(kc.BaseOpts(log)...)
@@ -53,9 +54,6 @@ func GrowPartitions(ctx context.Context, kc kafkax.Config, t kafkax.Topics, n in
 			grow = append(grow, topic)
 		}
 	}
-	if len(grow) == 0 {
-		return rep, fmt.Errorf("%s has %d partitions already", strings.Join(topics, ", "), n)
-	}
 	if err := t.Placement.Check(n); err != nil {
 		return rep, err
 	}
@@ -71,12 +69,14 @@ func GrowPartitions(ctx context.Context, kc kafkax.Config, t kafkax.Topics, n in
 			}
 		}
 	}
-	resp, err := adm.UpdatePartitions(ctx, int(n), grow...)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		return rep, fmt.Errorf("add partitions to %s: %w (run it again: topics at %d already are left as they are)", strings.Join(grow, ", "), err, n)
+	if len(grow) > 0 {
+		resp, err := adm.UpdatePartitions(ctx, int(n), grow...)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			return rep, fmt.Errorf("add partitions to %s: %w (run it again: topics at %d already are left as they are)", strings.Join(grow, ", "), err, n)
+		}
 	}
 	// The topics' metadata can lag the change by a moment; Relayout must see the new count.
 	for deadline := time.Now().Add(30 * time.Second); ; {

@@ -56,10 +56,12 @@ func TestGrowPartitionsAddsThemAlikeAndMovesTheStates(t *testing.T) {
 			t.Errorf("%s has %d partitions, want %d", d.Topic, len(d.Partitions), to)
 		}
 	}
-	for _, n := range []int32{to, from} {
-		if _, err := processor.GrowPartitions(ctx, f.c.Config, f.c.Topics, n, kafkatest.Quiet()); err == nil {
-			t.Fatalf("growing to %d partitions again: accepted", n)
-		}
+	if _, err := processor.GrowPartitions(ctx, f.c.Config, f.c.Topics, from, kafkatest.Quiet()); err == nil {
+		t.Fatalf("shrinking to %d partitions: accepted", from)
+	}
+	again, err := processor.GrowPartitions(ctx, f.c.Config, f.c.Topics, to, kafkatest.Quiet())
+	if err != nil || again.From != to || again.Relayout.StatesMoved+again.Relayout.MarksMoved != 0 {
+		t.Fatalf("a second run: %+v, %v; want %d -> %d, nothing moved", again, err, to, to)
 	}
 
 	// A producer and a processor that start now place among the new count.
