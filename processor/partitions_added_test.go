@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -79,7 +81,11 @@ func partitionsAddedWhileRunning(t *testing.T, coPartitioned bool) {
 
 	// The processor (its metadata now showing six partitions) and an ingest that started with
 	// four: the ingest sends every org where it was, the processor maps there.
-	b := f.start("b", func(cfg *processor.Config) { cfg.Topics = verified })
+	var logs lockedBuffer
+	b := f.start("b", func(cfg *processor.Config) {
+		cfg.Topics = verified
+		cfg.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
 	second := send(producer(verified), "second")
 	for _, org := range orgs {
 		if second[org] != first[org] {
@@ -106,6 +112,9 @@ func partitionsAddedWhileRunning(t *testing.T, coPartitioned bool) {
 		t.Fatalf("%v events forwarded, want %d (those of the %d orgs placed elsewhere)", got, moved*customers, moved)
 	}
 	noRestartsOrRefusals(t, b)
+	if !strings.Contains(logs.String(), "events partitions were added since this processor started") {
+		t.Fatalf("the processor did not say partitions were added:\n%s", logs.String())
+	}
 	b.halt(t)
 	changes := changesByOrg(t, c)
 	for _, org := range orgs {

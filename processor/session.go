@@ -125,6 +125,13 @@ func (p *Processor) runSession(ctx context.Context) error {
 		kgo.RecordPartitioner(p.cfg.Topics.Partitioner()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
 			p.log.Info("processor given events partitions", "partitions", assigned[p.cfg.Topics.Events])
+			placedAmong := p.entities.partitions
+			added := slices.DeleteFunc(slices.Clone(assigned[p.cfg.Topics.Events]), func(part int32) bool { return part < placedAmong })
+			if len(added) > 0 {
+				p.log.Warn("events partitions were added since this processor started: it places orgs among the first ones until it restarts "+
+					"and forwards events it finds in the others; finish the change with `erpstream admin partitions N` (docs/scaling.md, Adding partitions)",
+					"added", added, "placed_among", placedAmong)
+			}
 			p.assigned.Add(int64(len(assigned[p.cfg.Topics.Events])))
 			p.markFresh(assigned[p.cfg.Topics.Events])
 			// A partition paused for an earlier catch-up must fetch: its first records start
