@@ -204,9 +204,6 @@ func partitionLags(lags map[int32]int64) string {
 	return text + " (" + strings.Join(most, ", ") + ")"
 }
 
-// orgPlacement writes, per org, its events partition (pinned, or the org's hash:
-// Topics.OrgPartition), the processor member holding it and its lag: where to look when one
-// org's events are late.
 // coPartitioningWarnings names the topics whose partition count is not the events topic's: a
 // partition change half done (docs/scaling.md, "Adding partitions").
 func coPartitioningWarnings(topics kafkax.Topics, partitions map[string]int) []string {
@@ -225,6 +222,9 @@ func coPartitioningWarnings(topics kafkax.Topics, partitions map[string]int) []s
 	return out
 }
 
+// orgPlacement writes, per org, its events partition (pinned, or the org's hash:
+// Topics.OrgPartition), the processor member holding it and its lag: where to look when one
+// org's events are late.
 func orgPlacement(out io.Writer, orgs []string, topics kafkax.Topics, partitions int, l kadm.DescribedGroupLag) {
 	eventsTopic := topics.Events
 	for _, org := range orgs {
