@@ -215,8 +215,9 @@ func coPartitioningWarnings(topics kafkax.Topics, partitions map[string]int) []s
 	for _, name := range []string{topics.EntityState, topics.Dedup} {
 		if n, ok := partitions[name]; ok && n != events {
 			out = append(out, fmt.Sprintf("%s has %d partitions, %s %d: they must be equal. Services started before the change "+
-				"place orgs among the partitions they started with; a service starting now is refused. Finish the change "+
-				"(docs/scaling.md, \"Adding partitions\")", name, n, topics.Events, events))
+				"place orgs among the partitions they started with; a service starting now is refused. Finish the change with "+
+				"the processors stopped: erpstream admin partitions %d (docs/scaling.md, \"Adding partitions\")",
+				name, n, topics.Events, events, max(n, events)))
 		}
 	}
 	return out

@@ -49,7 +49,8 @@ func TestStatusWarnsOfAPartitionChangeHalfDone(t *testing.T) {
 		t.Fatalf("equal counts warned: %q", got)
 	}
 	got := coPartitioningWarnings(topics, map[string]int{"erp.events": 14, "erp.entity-state": 12, "erp.dedup": 14})
-	if len(got) != 1 || !strings.HasPrefix(got[0], "erp.entity-state has 12 partitions, erp.events 14: they must be equal.") {
+	if len(got) != 1 || !strings.HasPrefix(got[0], "erp.entity-state has 12 partitions, erp.events 14: they must be equal.") ||
+		!strings.Contains(got[0], "erpstream admin partitions 14") {
 		t.Fatalf("warnings %q, want one naming erp.entity-state", got)
 	}
 }
