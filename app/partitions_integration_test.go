@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -24,7 +25,7 @@ import (
 // process` processes run, as an operator wanting more processor instances would. The running
 // services go on placing orgs among the four partitions they started with; an ingest started
 // after the change places among six, and the processors forward its events to where the orgs'
-// states are. Then the change is finished by the documented steps (processors stopped, `erpstream
+// states are, also from the added partitions the group gives them while they run. Then the change is finished by the documented steps (processors stopped, `erpstream
 // admin relayout`, started again) while the first ingest still places among four. Every event is
 // mapped once: per org one live contact per customer with the last round's name, one success row
 // per event, no errors.
@@ -46,19 +47,31 @@ func TestIntegrationPartitionsAddedWhileRunningLoseAndDoubleNothing(t *testing.T
 	topics := e.Kafka.Topics()
 	g.grow(6, topics.Events, topics.EntityState, topics.Dedup)
 
-	// An ingest started now verifies six partitions and places by them. The processors forward
-	// the events of the orgs it moved within the first four partitions (those in the added ones
-	// wait until the processors' metadata shows them, or their restart below).
+	// An ingest started now verifies six partitions and places by them. The processors, still
+	// placing among four, forward the events of every org it moved: first those within the first
+	// four partitions; those in the added ones once the processors' metadata shows them (their
+	// first forward loads it; at the latest franz-go's refresh after five minutes) and the group
+	// gives them out, which the processor holding them logs.
 	later := newChildProcess(t, e, bin, "ERPSTREAM_HTTP_ADDR", []string{"ingest"}, "ERPSTREAM_JWT_HS256_SECRET="+string(secret))
 	later.start()
 	g.round(1, "http://"+later.addr)
 	g.waitSuccesses(2*growCustomers, func(o *scaleOrg) bool { return kafkax.OrgPartition([]byte(o.id), 6) < 4 })
+	g.waitSuccessesWithin(6*time.Minute, 2*growCustomers, g.every)
 	forwarded := 0.0
 	for _, p := range procs {
 		forwarded += p.metric("erpstream_processor_forwarded_events_total")
 	}
-	if forwarded < float64(moved*growCustomers) {
-		t.Fatalf("%v events forwarded, want at least %d (the orgs moved within the first four partitions)", forwarded, moved*growCustomers)
+	if forwarded != float64((moved+added)*growCustomers) {
+		t.Fatalf("%v events forwarded, want %d (those of the %d orgs placed elsewhere)", forwarded, (moved+added)*growCustomers, moved+added)
+	}
+	said := false
+	for _, p := range procs {
+		logged, err := os.ReadFile(p.log.Name())
+		apptest.Must(t, err)
+		said = said || strings.Contains(string(logged), "events partitions were added since this processor started")
+	}
+	if !said {
+		t.Error("no processor logged that it was given an added partition")
 	}
 
 	// Finishing the change: processors stopped, states and marks laid out for six, started.
@@ -152,12 +165,18 @@ func (g *growingPipeline) successes(o *scaleOrg) uint64 {
 // waitSuccesses waits (2 minutes at most) until every org which selects has want events mapped.
 func (g *growingPipeline) waitSuccesses(want uint64, which func(*scaleOrg) bool) {
 	g.t.Helper()
+	g.waitSuccessesWithin(2*time.Minute, want, which)
+}
+
+func (g *growingPipeline) waitSuccessesWithin(wait time.Duration, want uint64, which func(*scaleOrg) bool) {
+	g.t.Helper()
+	deadline := time.Now().Add(wait)
 	for _, o := range g.orgs {
 		if !which(o) {
 			continue
 		}
 		got := g.successes(o)
-		for deadline := time.Now().Add(2 * time.Minute); got < want && time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		for ; got < want && time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 			got = g.successes(o)
 		}
 		if got != want {
