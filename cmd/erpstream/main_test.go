@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/erpstream/erpstream/app"
 )
 
 // The defaults of every setting are accepted: a process started with an empty environment must
@@ -93,5 +96,19 @@ func TestStatusTakesOrgsAndRefusesOtherArguments(t *testing.T) {
 		if _, err := statusOrgs(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestAdminPartitionsNeedsOneCount(t *testing.T) {
+	cfg := app.Config{}
+	cfg.Kafka.Brokers = []string{"127.0.0.1:1"} // never reached: the arguments are refused first
+	for _, bad := range [][]string{{"partitions"}, {"partitions", "x"}, {"partitions", "0"}, {"partitions", "16", "17"}} {
+		if err := admin(context.Background(), cfg, slog.New(slog.DiscardHandler), bad); err == nil || !strings.Contains(err.Error(), "erpstream admin partitions 16") {
+			t.Errorf("%q: %v, want the usage", bad, err)
+		}
+	}
+	if err := admin(context.Background(), app.Config{}, slog.New(slog.DiscardHandler), []string{"partitions", "16"}); err == nil ||
+		!strings.Contains(err.Error(), "KAFKA_BROKERS") {
+		t.Errorf("without brokers: %v", err)
 	}
 }
