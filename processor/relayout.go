@@ -104,54 +104,16 @@ func Relayout(ctx context.Context, kc kafkax.Config, t kafkax.Topics, log *slog.
 		}
 		return []byte(st.Org)
 	}
+	// One partition at a time, so what the reads hold (the last offset of every key outside its
+	// org's partition) is bounded by the largest partition, not the whole topic.
 	for _, topic := range []string{t.EntityState, t.Dedup} {
-		// First the last offset of every key outside its org's partition (a tombstone from an
-		// earlier run included), then the move of each key's last record there, unless a tombstone.
-		last := map[int32]map[string]int64{}
-		err := readChangelog(ctx, kc, log, topic, func(r *kgo.Record) {
-			if r.Value == nil {
-				if keys := last[r.Partition]; keys != nil {
-					if _, ok := keys[string(r.Key)]; ok {
-						keys[string(r.Key)] = r.Offset
-					}
-				}
-				return
+		for part := range n {
+			if err := relayoutPartition(ctx, kc, log, topic, part, t, n, orgOf, move, &rep); err != nil {
+				return rep, err
 			}
-			org := orgOf(topic, r)
-			if len(org) == 0 {
-				if topic == t.EntityState {
-					rep.Unplaceable++
-				}
-				return
+			if settleErr != nil {
+				return rep, settleErr
 			}
-			if t.OrgPartition(org, n) == r.Partition {
-				return
-			}
-			if last[r.Partition] == nil {
-				last[r.Partition] = map[string]int64{}
-			}
-			last[r.Partition][string(r.Key)] = r.Offset
-		})
-		if err != nil {
-			return rep, err
-		}
-		err = readChangelog(ctx, kc, log, topic, func(r *kgo.Record) {
-			if at, ok := last[r.Partition][string(r.Key)]; !ok || at != r.Offset || r.Value == nil {
-				return
-			}
-			if move(r, orgOf(topic, r)) {
-				if topic == t.Dedup {
-					rep.MarksMoved++
-				} else {
-					rep.StatesMoved++
-				}
-			}
-		})
-		if err != nil {
-			return rep, err
-		}
-		if settleErr != nil {
-			return rep, settleErr
 		}
 	}
 	if err := settle(); err != nil {
@@ -163,16 +125,57 @@ func Relayout(ctx context.Context, kc kafkax.Config, t kafkax.Topics, log *slog.
 	return rep, nil
 }
 
-// readChangelog reads a compacted topic from its start to its last stable offsets.
-func readChangelog(ctx context.Context, kc kafkax.Config, log *slog.Logger, topic string, fn func(*kgo.Record)) error {
+// relayoutPartition moves the records of one partition of topic that are outside their org's
+// partition: first the last offset of every such key (a tombstone from an earlier run
+// included), then the move of each key's last record, unless a tombstone.
+func relayoutPartition(ctx context.Context, kc kafkax.Config, log *slog.Logger, topic string, part int32, t kafkax.Topics, n int32,
+	orgOf func(string, *kgo.Record) []byte, move func(*kgo.Record, []byte) bool, rep *RelayoutReport) error {
+	last := map[string]int64{}
+	err := readChangelog(ctx, kc, log, topic, part, func(r *kgo.Record) {
+		if r.Value == nil {
+			if _, ok := last[string(r.Key)]; ok {
+				last[string(r.Key)] = r.Offset
+			}
+			return
+		}
+		org := orgOf(topic, r)
+		if len(org) == 0 {
+			if topic == t.EntityState {
+				rep.Unplaceable++
+			}
+			return
+		}
+		if t.OrgPartition(org, n) != r.Partition {
+			last[string(r.Key)] = r.Offset
+		}
+	})
+	if err != nil || len(last) == 0 {
+		return err
+	}
+	return readChangelog(ctx, kc, log, topic, part, func(r *kgo.Record) {
+		if at, ok := last[string(r.Key)]; !ok || at != r.Offset || r.Value == nil {
+			return
+		}
+		if move(r, orgOf(topic, r)) {
+			if topic == t.Dedup {
+				rep.MarksMoved++
+			} else {
+				rep.StatesMoved++
+			}
+		}
+	})
+}
+
+// readChangelog reads one partition of a compacted topic from its start to its last stable offset.
+func readChangelog(ctx context.Context, kc kafkax.Config, log *slog.Logger, topic string, part int32, fn func(*kgo.Record)) error {
 	reader, err := kgo.NewClient(append(append(kc.BaseOpts(log), kafkax.ChangelogOpts()...),
-		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part: kgo.NewOffset().AtStart()}}))...)
 	if err != nil {
 		return err
 	}
 	defer reader.Close()
-	if _, err := kafkax.CatchUpFrom(ctx, reader, log, topic, nil, nil, fn); err != nil {
-		return fmt.Errorf("read %s: %w", topic, err)
+	if _, err := kafkax.CatchUpFrom(ctx, reader, log, topic, []int32{part}, nil, fn); err != nil {
+		return fmt.Errorf("read %s partition %d: %w", topic, part, err)
 	}
 	return nil
 }

@@ -25,8 +25,12 @@ func TestRelayoutMovesStatesAndMarksToTheirOrgsPartition(t *testing.T) {
 	state, _ := json.Marshal(&entityState{Org: "org-a", Schema: "contact", Version: 7})
 	placed, _ := json.Marshal(&entityState{Org: "org-a", Schema: "contact", Version: 8})
 	legacy, _ := json.Marshal(&entityState{Schema: "contact", Version: 9}) // before states carried their org
+	older, _ := json.Marshal(&entityState{Org: "org-a", Schema: "contact", Version: 5})
+	newer, _ := json.Marshal(&entityState{Org: "org-a", Schema: "contact", Version: 6})
 	for _, r := range []*kgo.Record{
+		{Topic: c.Topics.EntityState, Partition: away, Key: []byte("e-twice"), Value: older},
 		{Topic: c.Topics.EntityState, Partition: away, Key: []byte("e-moved"), Value: state},
+		{Topic: c.Topics.EntityState, Partition: away, Key: []byte("e-twice"), Value: newer},
 		{Topic: c.Topics.EntityState, Partition: home, Key: []byte("e-placed"), Value: placed},
 		{Topic: c.Topics.EntityState, Partition: away, Key: []byte("e-legacy"), Value: legacy},
 		{Topic: c.Topics.Dedup, Partition: away, Key: []byte("org-a/int/dedup/d-1"), Value: []byte(`{"first_seen_ms":1,"event_id":"e"}`)},
@@ -50,7 +54,7 @@ func TestRelayoutMovesStatesAndMarksToTheirOrgsPartition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep != (RelayoutReport{StatesMoved: 1, MarksMoved: 1, Unplaceable: 1}) {
+	if rep != (RelayoutReport{StatesMoved: 2, MarksMoved: 1, Unplaceable: 1}) {
 		t.Fatalf("report %+v", rep)
 	}
 	if err := catchUpAway(); err != nil {
@@ -70,6 +74,9 @@ func TestRelayoutMovesStatesAndMarksToTheirOrgsPartition(t *testing.T) {
 	if s.get("e-placed") == nil {
 		t.Fatal("the state already in place is gone")
 	}
+	if st := s.get("e-twice"); st == nil || st.Version != 6 {
+		t.Fatalf("a state written twice, moved: %+v, want its last version (6)", st)
+	}
 	marks := map[int32][]*kgo.Record{}
 	reader, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.ConsumeTopics(c.Topics.Dedup, c.Topics.EntityState),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -77,10 +84,10 @@ func TestRelayoutMovesStatesAndMarksToTheirOrgsPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reader.Close()
-	for seen := 0; seen < 8; { // the 4 written, a copy of the moved state and mark, a tombstone for each
+	for seen := 0; seen < 12; { // the 6 written, a copy of the last of each moved state and of the mark, a tombstone for each
 		fs := reader.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("read %d records, want 8", seen)
+			t.Fatalf("read %d records, want 12", seen)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			seen++
