@@ -104,8 +104,9 @@ func Relayout(ctx context.Context, kc kafkax.Config, t kafkax.Topics, log *slog.
 		}
 		return []byte(st.Org)
 	}
-	// One partition at a time, so what the reads hold (the last offset of every key outside its
-	// org's partition) is bounded by the largest partition, not the whole topic.
+	// One partition at a time, each with an index of the last offset of every key outside its
+	// org's partition (movedIndex: in memory up to a million keys, then on disk), so memory
+	// stays bounded however many states move.
 	for _, topic := range []string{t.EntityState, t.Dedup} {
 		for part := range n {
 			if err := relayoutPartition(ctx, kc, log, topic, part, t, n, orgOf, move, &rep); err != nil {
@@ -130,12 +131,19 @@ func Relayout(ctx context.Context, kc kafkax.Config, t kafkax.Topics, log *slog.
 // included), then the move of each key's last record, unless a tombstone.
 func relayoutPartition(ctx context.Context, kc kafkax.Config, log *slog.Logger, topic string, part int32, t kafkax.Topics, n int32,
 	orgOf func(string, *kgo.Record) []byte, move func(*kgo.Record, []byte) bool, rep *RelayoutReport) error {
-	last := map[string]int64{}
+	last := newMovedIndex(log, topic, part)
+	defer last.close()
+	var indexErr error
 	err := readChangelog(ctx, kc, log, topic, part, func(r *kgo.Record) {
+		if indexErr != nil {
+			return
+		}
 		if r.Value == nil {
-			if _, ok := last[string(r.Key)]; ok {
-				last[string(r.Key)] = r.Offset
+			_, ok, err := last.lastOffset(r.Key)
+			if ok {
+				err = last.set(r.Key, r.Offset)
 			}
+			indexErr = err
 			return
 		}
 		org := orgOf(topic, r)
@@ -146,14 +154,21 @@ func relayoutPartition(ctx context.Context, kc kafkax.Config, log *slog.Logger, 
 			return
 		}
 		if t.OrgPartition(org, n) != r.Partition {
-			last[string(r.Key)] = r.Offset
+			indexErr = last.set(r.Key, r.Offset)
 		}
 	})
-	if err != nil || len(last) == 0 {
+	if err == nil {
+		err = indexErr
+	}
+	if err != nil || last.empty() {
 		return err
 	}
-	return readChangelog(ctx, kc, log, topic, part, func(r *kgo.Record) {
-		if at, ok := last[string(r.Key)]; !ok || at != r.Offset || r.Value == nil {
+	err = readChangelog(ctx, kc, log, topic, part, func(r *kgo.Record) {
+		if indexErr != nil || r.Value == nil {
+			return
+		}
+		at, ok, err := last.lastOffset(r.Key)
+		if indexErr = err; !ok || at != r.Offset {
 			return
 		}
 		if move(r, orgOf(topic, r)) {
@@ -164,6 +179,10 @@ func relayoutPartition(ctx context.Context, kc kafkax.Config, log *slog.Logger, 
 			}
 		}
 	})
+	if err == nil {
+		err = indexErr
+	}
+	return err
 }
 
 // readChangelog reads one partition of a compacted topic from its start to its last stable offset.

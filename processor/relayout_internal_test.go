@@ -1,9 +1,14 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,8 +19,43 @@ import (
 )
 
 // States and dedup marks of an earlier layout (by entity id and deduplication id) are moved to
-// their org's partition, a tombstone left behind; a second run moves nothing.
+// their org's partition, a tombstone left behind; a second run moves nothing. The same with the
+// index of the keys to move on disk (a partition with more keys than relayoutMemoryKeys), and
+// in memory when there is no temporary directory for it.
 func TestRelayoutMovesStatesAndMarksToTheirOrgsPartition(t *testing.T) {
+	defaultKeys := relayoutMemoryKeys
+	t.Cleanup(func() { relayoutMemoryKeys = defaultKeys })
+	for _, tc := range []struct {
+		name       string
+		memoryKeys int
+		noTempDir  bool
+		wantLog    string
+	}{
+		{name: "index in memory", memoryKeys: defaultKeys},
+		{name: "index on disk", memoryKeys: 1, wantLog: "continues on disk"},
+		{name: "no temporary directory", memoryKeys: 1, noTempDir: true, wantLog: "stays in memory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			relayoutMemoryKeys = tc.memoryKeys
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
+			if tc.noTempDir {
+				t.Setenv("TMPDIR", filepath.Join(tmp, "missing"))
+			}
+			var logs syncBuffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			relayoutStatesAndMarks(t, log)
+			if !strings.Contains(logs.String(), tc.wantLog) {
+				t.Errorf("log %q, want %q", logs.String(), tc.wantLog)
+			}
+			if left, _ := os.ReadDir(tmp); len(left) != 0 {
+				t.Errorf("the index left %v in the temporary directory", left)
+			}
+		})
+	}
+}
+
+func relayoutStatesAndMarks(t *testing.T, log *slog.Logger) {
 	c := kafkatest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -50,7 +90,7 @@ func TestRelayoutMovesStatesAndMarksToTheirOrgsPartition(t *testing.T) {
 	if err := catchUpAway(); err == nil || !strings.Contains(err.Error(), "erpstream admin relayout") {
 		t.Fatalf("catching up a partition of the earlier layout: %v, want a refusal naming admin relayout", err)
 	}
-	rep, err := Relayout(ctx, c.Config, c.Topics, kafkatest.Quiet())
+	rep, err := Relayout(ctx, c.Config, c.Topics, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +139,7 @@ func TestRelayoutMovesStatesAndMarksToTheirOrgsPartition(t *testing.T) {
 	if len(marks[home]) != 1 || len(marks[away]) != 2 || marks[away][1].Value != nil {
 		t.Fatalf("dedup marks: home %d, away %d (want 1, and the original then a tombstone)", len(marks[home]), len(marks[away]))
 	}
-	again, err := Relayout(ctx, c.Config, c.Topics, kafkatest.Quiet())
+	again, err := Relayout(ctx, c.Config, c.Topics, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,6 +203,24 @@ func TestRelayoutMovesAPinnedOrgsStatesToItsPartition(t *testing.T) {
 	if _, err := Relayout(ctx, c.Config, beyond, kafkatest.Quiet()); err == nil || !strings.Contains(err.Error(), "pinned to partition") {
 		t.Fatalf("relayout with a pin beyond the partitions: %v, want refused", err)
 	}
+}
+
+// syncBuffer is a log the Kafka client's goroutines write to as well.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // manualProducer writes records to the partition each names (Record.Partition).

@@ -124,6 +124,9 @@ func TestChartRendersValidManifests(t *testing.T) {
 				if len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef == nil || c.EnvFrom[0].SecretRef.Name != "erpstream" {
 					t.Errorf("%s secrets: %+v", svc, c.EnvFrom)
 				}
+				if !writableTmp(d.Spec.Template.Spec) {
+					t.Errorf("%s has no emptyDir at /tmp under its read-only root (admin commands run there need it)", svc)
+				}
 				if d.Spec.Selector == nil || d.Spec.Selector.MatchLabels["app.kubernetes.io/component"] != d.Spec.Template.Labels["app.kubernetes.io/component"] {
 					t.Errorf("%s selector does not select its pods", svc)
 				}
@@ -137,10 +140,25 @@ func TestChartRendersValidManifests(t *testing.T) {
 				if n := *deployments["process"].Spec.Replicas; n != 3 {
 					t.Errorf("process replicas %d", n)
 				}
-				if v := deployments["ingest"].Spec.Template.Spec.Volumes; len(v) != 1 || v[0].Secret.SecretName != "erpstream-tls" {
+				if v := deployments["ingest"].Spec.Template.Spec.Volumes; len(v) != 2 || v[1].Secret == nil || v[1].Secret.SecretName != "erpstream-tls" {
 					t.Errorf("tls volume: %+v", v)
 				}
 			}
 		})
 	}
+}
+
+// writableTmp says whether the pod mounts an emptyDir at /tmp in its container.
+func writableTmp(pod corev1.PodSpec) bool {
+	for _, m := range pod.Containers[0].VolumeMounts {
+		if m.MountPath != "/tmp" || m.ReadOnly {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name == m.Name && v.EmptyDir != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
