@@ -28,7 +28,7 @@ type RelayoutReport struct {
 // entity id. Each misplaced record is copied to its org's partition, then a tombstone replaces it
 // where it was (compaction removes both). Running it again moves nothing more; a copy of an older
 // state never replaces a newer one (states are versioned). Run it with the processors stopped and
-// their lag at 0 (docs/scaling.md, "Upgrading").
+// their lag at 0 (docs/scaling.md, "Upgrading"); it refuses while one consumes the events.
 func Relayout(ctx context.Context, kc kafkax.Config, t kafkax.Topics, log *slog.Logger) (RelayoutReport, error) {
 	var rep RelayoutReport
 	cl, err := kgo.NewClient(append(append(kc.BaseOpts(log), kafkax.ChangelogOpts()...),
@@ -37,7 +37,11 @@ func Relayout(ctx context.Context, kc kafkax.Config, t kafkax.Topics, log *slog.
 		return rep, err
 	}
 	defer cl.Close()
-	details, err := kadm.NewClient(cl).ListTopics(ctx, t.Events, t.EntityState, t.Dedup)
+	adm := kadm.NewClient(cl)
+	if err := processorsStopped(ctx, adm, t.Events); err != nil {
+		return rep, err
+	}
+	details, err := adm.ListTopics(ctx, t.Events, t.EntityState, t.Dedup)
 	if err != nil {
 		return rep, err
 	}

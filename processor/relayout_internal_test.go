@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/kafkax"
@@ -232,4 +233,53 @@ func manualProducer(t *testing.T, c *kafkatest.Cluster) *kgo.Client {
 	}
 	t.Cleanup(producer.Close)
 	return producer
+}
+
+// Relayout refuses while a processor consumes the events (its writes after a state's move would
+// stay where the state was), not for a member of the same group name consuming another
+// deployment's events topic (another topic prefix on the cluster).
+func TestRelayoutRefusesWhileAProcessorConsumesTheEvents(t *testing.T) {
+	c := kafkatest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	other := kafkax.NewTopics("staging")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafkax.EnsureTopics(ctx, kadm.NewClient(cl), other.Specs(c.Config.Partitions), 1); err != nil {
+		t.Fatal(err)
+	}
+	join := func(events string) func() {
+		member, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.ConsumerGroup(DefaultGroup), kgo.ConsumeTopics(events))
+		if err != nil {
+			t.Fatal(err)
+		}
+		adm := kadm.NewClient(cl)
+		for { // a member once the group is stable with it
+			pollCtx, stop := context.WithTimeout(ctx, 100*time.Millisecond)
+			member.PollFetches(pollCtx)
+			stop()
+			groups, err := adm.DescribeGroups(ctx, DefaultGroup)
+			if g := groups[DefaultGroup]; err == nil && g.State == "Stable" && len(g.Members) == 1 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatal("the member did not join")
+			}
+		}
+		return member.Close
+	}
+	leave := join(other.Events)
+	if _, err := Relayout(ctx, c.Config, c.Topics, kafkatest.Quiet()); err != nil {
+		t.Fatalf("with another deployment's processor in the group: %v, want it to run", err)
+	}
+	leave()
+	leave = join(c.Topics.Events)
+	defer leave()
+	_, err = Relayout(ctx, c.Config, c.Topics, kafkatest.Quiet())
+	if err == nil || !strings.Contains(err.Error(), "stop every processor first") || !strings.Contains(err.Error(), c.Topics.Events) {
+		t.Fatalf("with a processor consuming %s: %v, want refused naming the topic", c.Topics.Events, err)
+	}
 }
