@@ -9,9 +9,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/app/apptest"
+	"github.com/erpstream/erpstream/internal/envelope"
 	"github.com/erpstream/erpstream/internal/kafkax"
 )
 
@@ -112,5 +116,37 @@ func TestIntegrationStatusDescribesTheRunningPipeline(t *testing.T) {
 	}
 	if strings.Contains(text, "MISSING") {
 		t.Errorf("a topic is missing:\n%s", text)
+	}
+
+	// With the pipeline stopped, events wait: status names whose they are.
+	e.Stop()
+	producer, err := kgo.NewClient(append(kafkax.ProducerOpts(e.Kafka.Topics(), 10*time.Second), kgo.SeedBrokers(e.Kafka.Brokers...))...)
+	apptest.Must(t, err)
+	defer producer.Close()
+	for i := range 50 {
+		org := "flooding-org"
+		if i%10 == 0 {
+			org = "dev-org" // shares the partition only if it hashes there; counted where it lands
+		}
+		ev := &envelope.Event{OrgID: org, IntegrationID: "int", UseCaseID: "uc", EventID: fmt.Sprintf("waiting-%d", i), Payload: []byte(`{}`)}
+		apptest.Must(t, producer.ProduceSync(t.Context(), envelope.EventRecord(e.Kafka.Topics().Events, ev)).FirstErr())
+	}
+	out.Reset()
+	apptest.Must(t, app.Status(t.Context(), app.Config{Kafka: e.Kafka, ClickHouse: e.CH}, e.Log, &out))
+	flooding := kafkax.OrgPartition([]byte("flooding-org"), 4)
+	want := fmt.Sprintf("backlog %s.events partition %d: of the first ", e.Kafka.TopicPrefix, flooding)
+	line := ""
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.Contains(l, want) {
+			line = l
+		}
+	}
+	wantOrgs := "org flooding-org 45"
+	if kafkax.OrgPartition([]byte("dev-org"), 4) == flooding {
+		wantOrgs = "of the first 50 waiting, org flooding-org 45, org dev-org 5"
+	}
+	t.Logf("status: %s", strings.TrimSpace(line))
+	if !strings.Contains(line, wantOrgs) {
+		t.Errorf("status with 50 events waiting names %q, want %q:\n%s", line, wantOrgs, out.String())
 	}
 }

@@ -70,6 +70,21 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, or
 	if err != nil {
 		return fmt.Errorf("consumer groups: %w", err)
 	}
+	consumed := map[string][]string{
+		processor.DefaultGroup: {topics.Events},
+		projector.DefaultGroup: {topics.Entities, topics.Monitoring, topics.Events, topics.Access},
+	}
+	for g, ts := range consumed {
+		if l, ok := lags[g]; ok && l.Error() == nil {
+			if l.Lag == nil {
+				l.Lag = kadm.GroupLag{}
+				lags[g] = l
+			}
+			if err := kafkax.FillNeverCommitted(ctx, adm, l.Lag, ts...); err != nil {
+				fmt.Fprintf(out, "group %s: lag of the partitions it never committed: %v\n", g, err)
+			}
+		}
+	}
 	ours := map[string]bool{}
 	for _, n := range names {
 		ours[n] = true
@@ -121,6 +136,9 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, or
 		}
 		for _, t := range topicsWithLag {
 			fmt.Fprintf(out, "  lag %-30s %s\n", t, partitionLags(byTopic[t]))
+		}
+		if g == processor.DefaultGroup {
+			backlogByOrg(ctx, cfg.Kafka, log, out, topics.Events, l.Lag[topics.Events])
 		}
 	}
 	if l := lags[processor.DefaultGroup]; l.Error() == nil {

@@ -62,7 +62,17 @@ func GrowPartitions(ctx context.Context, kc kafkax.Config, t kafkax.Topics, n in
 		return rep, err
 	}
 	if lags, err := adm.Lag(ctx, DefaultGroup); err == nil {
-		for _, parts := range lags[DefaultGroup].Lag {
+		group := lags[DefaultGroup]
+		lag := group.Lag
+		if lag == nil {
+			lag = kadm.GroupLag{}
+		}
+		if err := group.Error(); err != nil {
+			log.Warn("unmapped events not counted", "err", err)
+		} else if err := kafkax.FillNeverCommitted(ctx, adm, lag, t.Events); err != nil {
+			log.Warn("unmapped events not counted in the partitions the processors never committed", "err", err)
+		}
+		for _, parts := range lag {
 			for _, l := range parts {
 				if l.Topic == t.Events && l.Err == nil && l.Lag > 0 {
 					rep.Unmapped += l.Lag

@@ -1,6 +1,7 @@
 package kafkax
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -174,4 +175,36 @@ func (m *LagMonitor) Check() error {
 	}
 	sort.Strings(problems)
 	return fmt.Errorf("consumers not progressing: %s", strings.Join(problems, "; "))
+}
+
+// FillNeverCommitted adds to a group's lag, as kadm computes it, the partitions of topics that
+// it lacks: those the group never committed and no member holds. kadm leaves them out when the
+// group has no members (every processor stopped, a partition that never had events before), yet
+// the group starts such a partition at its first record, so all of its records wait.
+func FillNeverCommitted(ctx context.Context, adm *kadm.Client, lag kadm.GroupLag, topics ...string) error {
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return err
+	}
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return err
+	}
+	for _, t := range topics {
+		for p, end := range ends[t] {
+			if _, ok := lag[t][p]; ok {
+				continue
+			}
+			if lag[t] == nil {
+				lag[t] = map[int32]kadm.GroupMemberLag{}
+			}
+			start := starts[t][p]
+			l := kadm.GroupMemberLag{Topic: t, Partition: p, Commit: kadm.Offset{Topic: t, Partition: p, At: -1}, Start: start, End: end, Lag: -1}
+			if l.Err = cmp.Or(end.Err, start.Err); l.Err == nil {
+				l.Lag = max(end.Offset-start.Offset, 0)
+			}
+			lag[t][p] = l
+		}
+	}
+	return nil
 }
