@@ -30,6 +30,7 @@ import (
 	"github.com/erpstream/erpstream/console"
 	"github.com/erpstream/erpstream/egress"
 	"github.com/erpstream/erpstream/fileproxy"
+	"github.com/erpstream/erpstream/ingest"
 	"github.com/erpstream/erpstream/internal/auth"
 	"github.com/erpstream/erpstream/internal/chx"
 	"github.com/erpstream/erpstream/internal/envelope"
@@ -113,6 +114,10 @@ type Config struct {
 	// (ERPSTREAM_ORG_EVENTS_PER_MIN, ERPSTREAM_ORG_MB_PER_MIN, ERPSTREAM_ORG_INFLIGHT_MB;
 	// zero takes the defaults, negative disables).
 	OrgBudgets quota.Limits
+	// OrgMappingPerMinute is an org's share of a processor instance's mapping time a minute
+	// while other orgs' events wait (ERPSTREAM_ORG_MAPPING_SECONDS_PER_MIN, default 30 s;
+	// negative disables): past it ingest holds the org's new events back (processor/orgload.go).
+	OrgMappingPerMinute time.Duration
 
 	// EgressAllowCIDRs are the ranges outbound requests may reach although private, loopback or
 	// link-local (ERPSTREAM_EGRESS_ALLOW_CIDRS, empty by default, also in dev mode).
@@ -390,6 +395,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer producer.Close()
 		rt.producer, rt.budgets = producer, quota.New(cfg.OrgBudgets)
+		loadWatch, err := kgo.NewClient(append(cfg.Kafka.ClientOpts(log, "org-load"), kgo.ConsumeTopics(topics.OrgLoad),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+		if err != nil {
+			return fmt.Errorf("kafka org-load consumer: %w", err)
+		}
+		defer loadWatch.Close()
+		g.Go("org-load", func() error { return ingest.WatchOrgLoad(ctx, loadWatch, rt.budgets, log) })
 		access := &accessLogProducer{client: producer, topic: topics.Access, log: log,
 			dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_access_log_dropped_total",
 				Help: "Access log entries dropped because the producer buffer was full or Kafka unreachable."})}

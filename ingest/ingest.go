@@ -283,6 +283,12 @@ func (s *Service) admit(c *gin.Context, ctx context.Context, org string, records
 		return func() {}, true
 	}
 	bytes := recordBytes(records)
+	if held := s.cfg.Budgets.HeldBack(org); held > 0 {
+		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(held.Seconds()))))
+		httpapi.Abort(c, http.StatusTooManyRequests, "RATE_LIMITED",
+			"the org's events take more than its share of mapping time while other orgs' events wait (ERPSTREAM_ORG_MAPPING_SECONDS_PER_MIN); retry after the Retry-After seconds")
+		return nil, false
+	}
 	if wait := s.cfg.Budgets.Take(org, len(records), bytes); wait > 0 {
 		lim := s.cfg.Budgets.Limits()
 		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))

@@ -57,10 +57,14 @@ type Config struct {
 	// each such event cost as much as the scope is large; a larger one fails the event alone with
 	// MAPPING_LIMIT_EXCEEDED.
 	MaxPruneScope int
-	Registry      *registry.Registry
-	Engine        jsonata.Engine
-	Log           *slog.Logger
-	Now           func() time.Time
+	// OrgMappingPerMinute is an org's share of an instance's mapping time a minute while other
+	// orgs' events wait behind its own (default 30 s, half the instance; negative: none). An org
+	// over it is named on the org-load topic, and ingest holds its new events back (orgload.go).
+	OrgMappingPerMinute time.Duration
+	Registry            *registry.Registry
+	Engine              jsonata.Engine
+	Log                 *slog.Logger
+	Now                 func() time.Time
 	// MaxRecordBytes bounds each record the processor produces (default 8 MiB less room for the
 	// batch framing: the topics' max.message.bytes). An event that would produce a larger one fails.
 	MaxRecordBytes int
@@ -117,6 +121,12 @@ type Processor struct {
 	// progress is when a transaction last committed, or the consumer last found nothing to do
 	// (unix ms): readiness reports a processor that has events and makes no progress.
 	progress atomic.Int64
+	// load is each org's mapping time, for the orgs over their share (session goroutine only);
+	// overShare counts the orgs last said to be over it, held counts the holds said.
+	load       *orgLoad
+	loadLogged map[string]bool // orgs whose hold is logged
+	overShare  atomic.Int64
+	held       prometheus.Counter
 }
 
 type compiledMapping struct {
@@ -153,6 +163,9 @@ func New(cfg Config) (*Processor, error) {
 	}
 	if cfg.MaxPruneScope <= 0 {
 		cfg.MaxPruneScope = 100_000
+	}
+	if cfg.OrgMappingPerMinute == 0 {
+		cfg.OrgMappingPerMinute = 30 * time.Second
 	}
 	if cfg.Engine == nil {
 		cfg.Engine = jsonata.Default
@@ -198,6 +211,12 @@ func New(cfg Config) (*Processor, error) {
 	refused := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_processor_refused_partitions",
 		Help: "Events partitions this instance stopped at an event it cannot forward to its org's partition (processors place the org differently; the log says which)."},
 		func() float64 { return float64(p.refused.Load()) })
+	p.load, p.loadLogged = newOrgLoad(cfg.OrgMappingPerMinute, cfg.Topics.OrgLoad, p.owns), map[string]bool{}
+	p.held = prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_org_holds_total",
+		Help: "Times this instance said an org takes more than its share of mapping time while other orgs wait (ingest holds its new events back; ERPSTREAM_ORG_MAPPING_SECONDS_PER_MIN)."})
+	overShare := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_processor_orgs_over_share",
+		Help: "Orgs this instance last said take more than their share of mapping time while other orgs wait."},
+		func() float64 { return float64(p.overShare.Load()) })
 	p.forwarded = prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_forwarded_events_total",
 		Help: "Events found outside their org's partition (a producer with another ERPSTREAM_ORG_PARTITIONS) and forwarded to it (committed)."})
 	stateSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_entity_state_entities",
@@ -219,7 +238,7 @@ func New(cfg Config) (*Processor, error) {
 		Help: "Deduplication mark records of partitions this instance does not hold, read into its store by standby rounds."},
 		func() float64 { return float64(p.dedup.followed.Load()) })
 	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, p.forwarded, active, partitions, refused, stateSize, restored, followed,
-		marks, marksRestored, marksFollowed} {
+		marks, marksRestored, marksFollowed, p.held, overShare} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("processor metrics: %w", err)
 		}

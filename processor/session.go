@@ -265,6 +265,11 @@ func (p *Processor) poll(ctx context.Context, sess *kgo.GroupTransactSession, ca
 	fetches.EachError(func(t string, part int32, err error) {
 		p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 	})
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if n := len(fp.Records); n > 0 {
+			p.load.behind(fp.Partition, fp.HighWatermark-fp.Records[n-1].Offset-1)
+		}
+	})
 	return inReceiveOrder(fetches, p.log)
 }
 
@@ -393,14 +398,19 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		if p.misplaced(in) {
 			outs = p.forward // to the org's partition, where its states are
 		}
+		start := time.Now()
 		for _, out := range outs(ctx, in.rec, &in.ev) {
 			report := promise.Promise()
 			sess.Produce(ctx, out, func(r *kgo.Record, err error) { positions.observe(r, err); report(r, err) })
 			records++
 		}
+		p.load.spent(in.ev.OrgID, time.Since(start))
 		done++
 	}
 	rest = batch[done:]
+	for _, out := range p.sayLoad(len(rest) + len(held)) {
+		sess.Produce(ctx, out, promise.Promise())
+	}
 	// The transaction always ends, also when ctx ended (shutdown): an open transaction left
 	// behind would hold every read-committed consumer of its partitions until it times out. A
 	// shutdown aborts it, since events mapped while ctx ended may carry its error.

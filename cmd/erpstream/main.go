@@ -311,6 +311,7 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 		{"ERPSTREAM_ORG_MB_PER_MIN", 2048, func(v int) { cfg.OrgBudgets.BytesPerMinute = int64(v) << 20 }},
 		{"ERPSTREAM_ORG_INFLIGHT_MB", 32, func(v int) { cfg.OrgBudgets.InFlightBytes = int64(v) << 20 }},
 		{"ERPSTREAM_ORG_OUTBOUND_CONCURRENCY", 32, func(v int) { cfg.OrgOutboundConcurrency = v }},
+		{"ERPSTREAM_ORG_MAPPING_SECONDS_PER_MIN", 30, func(v int) { cfg.OrgMappingPerMinute = time.Duration(v) * time.Second }},
 		{"ERPSTREAM_FILE_PROXY_LINK_TTL_HOURS", 0, func(v int) { cfg.FileProxyLinkTTL = time.Duration(v) * time.Hour }},
 		{"ERPSTREAM_FILE_PROXY_MAX_MB", 50, func(v int) { cfg.FileProxyMaxBytes = int64(v) << 20 }},
 		{"ERPSTREAM_OUTBOUND_DESTINATION_CONCURRENCY", 8, func(v int) { cfg.Outbound.DestinationConcurrency = v }},
@@ -321,7 +322,7 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 	}
 	disableable := map[string]bool{"ERPSTREAM_RATE_LIMIT_PER_MIN": true, "ERPSTREAM_ORG_EVENTS_PER_MIN": true,
 		"ERPSTREAM_ORG_MB_PER_MIN": true, "ERPSTREAM_ORG_INFLIGHT_MB": true, "ERPSTREAM_ORG_OUTBOUND_CONCURRENCY": true,
-		"ERPSTREAM_PROJECTOR_ENTITY_CACHE": true}
+		"ERPSTREAM_PROJECTOR_ENTITY_CACHE": true, "ERPSTREAM_ORG_MAPPING_SECONDS_PER_MIN": true}
 	for _, i := range ints {
 		v, err := strconv.Atoi(env(i.key, strconv.Itoa(i.def)))
 		if disableable[i.key] && err == nil && v < 0 {

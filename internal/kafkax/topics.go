@@ -46,6 +46,9 @@ type Topics struct {
 	OutboundDead string
 	// Acks is the acknowledgement table: pending ack ids (compacted, keyed by ack id).
 	Acks string
+	// OrgLoad is what the processors say of orgs whose mapping takes more than their share
+	// while other orgs wait (compacted, keyed by org); ingest holds such an org's new events back.
+	OrgLoad string
 	// Placement pins orgs to events partitions of their own (nil: every org is hashed); set it
 	// with WithPlacement.
 	Placement Placement
@@ -90,6 +93,7 @@ func NewTopics(prefix string) Topics {
 		OutboundRetries: retryTopics(prefix),
 		OutboundDead:    prefix + ".outbound-dead",
 		Acks:            prefix + ".acks",
+		OrgLoad:         prefix + ".org-load",
 	}
 }
 
@@ -132,6 +136,8 @@ func (t Topics) Specs(dataPartitions int32) []TopicSpec {
 		{Name: t.OutboundDead, Partitions: dataPartitions, Purpose: "outbound deliveries that failed their last attempt (14 days, for redelivery)",
 			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(14 * day), "max.message.bytes": "8388608"}},
 		{Name: t.Acks, Partitions: dataPartitions, SamePartitionsAs: t.Entities, Purpose: "pending outbound acknowledgements (compacted, keyed by ack id)",
+			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(60 * 60 * 1000)}},
+		{Name: t.OrgLoad, Partitions: 1, ExactPartitions: true, Purpose: "orgs whose mapping takes more than their share while others wait (compacted, keyed by org)",
 			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(60 * 60 * 1000)}},
 	}
 	for i, name := range t.OutboundRetries {

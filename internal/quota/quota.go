@@ -45,6 +45,9 @@ type org struct {
 	events, bytes bucket
 	inFlight      int64
 	released      chan struct{} // closed and replaced whenever inFlight drops
+	// heldUntil: the processors say the org's events take more than its share of mapping time
+	// while other orgs wait; until then its new events wait too.
+	heldUntil time.Time
 }
 
 type bucket struct {
@@ -93,7 +96,7 @@ func (b *Budgets) Take(orgID string, events int, bytes int64) (retryAfter time.D
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	o := b.orgLocked(orgID, now)
-	var wait time.Duration
+	wait := o.heldUntil.Sub(now)
 	if b.limits.EventsPerMinute > 0 {
 		o.events.refill(float64(b.limits.EventsPerMinute), now)
 		wait = max(wait, o.events.wait(float64(events), float64(b.limits.EventsPerMinute)))
@@ -110,6 +113,25 @@ func (b *Budgets) Take(orgID string, events int, bytes int64) (retryAfter time.D
 	}
 	if b.limits.BytesPerMinute > 0 {
 		o.bytes.tokens -= math.Min(float64(bytes), float64(b.limits.BytesPerMinute))
+	}
+	return 0
+}
+
+// HoldBack makes Take refuse org's events until until (a zero time releases them): the
+// processors say its events take more than its share of mapping time while others wait.
+func (b *Budgets) HoldBack(orgID string, until time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.orgLocked(orgID, b.now()).heldUntil = until
+}
+
+// HeldBack is how long org's events are still held back (0: they are not).
+func (b *Budgets) HeldBack(orgID string) time.Duration {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if o := b.orgs[orgID]; o != nil && o.heldUntil.After(now) {
+		return o.heldUntil.Sub(now)
 	}
 	return 0
 }

@@ -75,3 +75,30 @@ func TestConcurrencyIsPerOrg(t *testing.T) {
 		t.Error("double release freed two slots")
 	}
 }
+
+// An org held back (the processors say its mapping takes more than its share while others wait)
+// gets no budget until the hold ends or is released; other orgs are not affected.
+func TestAnOrgHeldBackTakesNothingUntilReleased(t *testing.T) {
+	b := New(Limits{})
+	now := time.Unix(0, 0)
+	b.now = func() time.Time { return now }
+	b.HoldBack("big", now.Add(15*time.Second))
+	if held := b.HeldBack("big"); held != 15*time.Second {
+		t.Fatalf("held back %v, want 15 s", held)
+	}
+	if w := b.Take("big", 1, 10); w != 15*time.Second {
+		t.Fatalf("a held org took its budget: wait %v, want 15 s", w)
+	}
+	if w := b.Take("small", 1, 10); w != 0 || b.HeldBack("small") != 0 {
+		t.Fatalf("another org waits: %v", w)
+	}
+	now = now.Add(16 * time.Second)
+	if w := b.Take("big", 1, 10); w != 0 || b.HeldBack("big") != 0 {
+		t.Fatalf("after the hold: wait %v", w)
+	}
+	b.HoldBack("big", now.Add(time.Hour))
+	b.HoldBack("big", time.Time{})
+	if w := b.Take("big", 1, 10); w != 0 {
+		t.Fatalf("released: wait %v", w)
+	}
+}
