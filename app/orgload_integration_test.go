@@ -88,6 +88,11 @@ func TestIntegrationAnOrgOverItsMappingShareIsHeldBackWhileOthersWait(t *testing
 	if !strings.Contains(e.Logs(), "takes more than its share of mapping time") {
 		t.Error("the processor did not log the hold")
 	}
+	var described strings.Builder
+	apptest.Must(t, app.Status(t.Context(), app.Config{Kafka: e.Kafka, ClickHouse: e.CH}, e.Log, &described))
+	if !strings.Contains(described.String(), "org dev-org: held back for mapping time (") {
+		t.Errorf("status while the costly org is held back:\n%s", described.String())
+	}
 
 	// The backlog mapped, the costly org is taken again.
 	wait := func(what string, cond func() bool) {

@@ -144,6 +144,7 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, or
 	if l := lags[processor.DefaultGroup]; l.Error() == nil {
 		orgPlacement(out, orgs, topics, len(details[topics.Events].Partitions), l)
 	}
+	heldOrgs(ctx, cfg.Kafka, log, out, topics.OrgLoad, time.Now())
 	conn, err := chx.Open(ctx, cfg.ClickHouse)
 	if err != nil {
 		fmt.Fprintf(out, "clickhouse %s: %v\n", cfg.ClickHouse.Addr, err)

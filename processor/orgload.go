@@ -46,6 +46,9 @@ type orgSlots struct {
 }
 
 func newOrgLoad(limit time.Duration, topic string, owns func(int32) bool) *orgLoad {
+	if topic == "" {
+		limit = 0 // nowhere to say it
+	}
 	return &orgLoad{limit: limit, topic: topic, now: time.Now, owns: owns,
 		orgs: map[string]*orgSlots{}, over: map[string]bool{}, waiting: map[int32]int64{}}
 }
