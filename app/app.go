@@ -401,7 +401,8 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("kafka org-load consumer: %w", err)
 		}
 		defer loadWatch.Close()
-		g.Go("org-load", func() error { return ingest.WatchOrgLoad(ctx, loadWatch, rt.budgets, log) })
+		watch := ingest.NewOrgLoadWatch(ctx, loadWatch, topics.OrgLoad, rt.budgets, log)
+		g.Go("org-load", func() error { return watch.Run(ctx) })
 		access := &accessLogProducer{client: producer, topic: topics.Access, log: log,
 			dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_access_log_dropped_total",
 				Help: "Access log entries dropped because the producer buffer was full or Kafka unreachable."})}
