@@ -81,7 +81,7 @@ func partitionsAddedWhileRunning(t *testing.T, coPartitioned bool) {
 
 	// The processor (its metadata now showing six partitions) and an ingest that started with
 	// four: the ingest sends every org where it was, the processor maps there.
-	var logs lockedBuffer
+	var logs processor.LockedBuffer
 	b := f.start("b", func(cfg *processor.Config) {
 		cfg.Topics = verified
 		cfg.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -1,10 +1,8 @@
 package processor_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/erpstream/erpstream/internal/envelope"
@@ -15,7 +13,7 @@ import (
 // other's transactions in turn. Kafka keeps them exact; the log names the setting to fix.
 func TestTwoInstancesSharingAnInstanceIDStayExactAndSaySo(t *testing.T) {
 	f := newFleet(t)
-	var logs lockedBuffer
+	var logs processor.LockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	withLog := func(cfg *processor.Config) { cfg.Log = log }
 	a, b := f.start("copied-id", withLog), f.start("copied-id", withLog)
@@ -34,21 +32,4 @@ func TestTwoInstancesSharingAnInstanceIDStayExactAndSaySo(t *testing.T) {
 	if !strings.Contains(logs.String(), "another running processor has ERPSTREAM_INSTANCE_ID=copied-id") {
 		t.Fatalf("no log names the shared instance id:\n%s", logs.String())
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
