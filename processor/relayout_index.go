@@ -2,7 +2,6 @@ package processor
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -74,14 +73,12 @@ func (ix *movedIndex) lastOffset(key []byte) (offset int64, ok bool, err error) 
 			return 0, false, err
 		}
 	}
-	v, closer, err := ix.db.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
+	// getValue reads through the bottom level's Bloom filters too (DB.Get does not): most
+	// records a partition holds are not moved, so most lookups find nothing.
+	v, err := getValue(ix.db, key)
+	if err != nil || v == nil {
 		return 0, false, err
 	}
-	defer closer.Close()
 	return int64(binary.BigEndian.Uint64(v)), true, nil
 }
 
