@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/erpstream/erpstream/app"
 	"github.com/erpstream/erpstream/app/apptest"
+	"github.com/erpstream/erpstream/internal/kafkax"
 )
 
 // costlyUseCase maps each event with an expression that takes about a millisecond (more under
@@ -32,6 +34,51 @@ func TestIntegrationAnOrgOverItsMappingShareIsHeldBackWhileOthersWait(t *testing
 		c.OrgMappingPerMinute = time.Second
 	}
 	e.Start()
+	holdBackTheCostlyOrg(t, e, 6000, e.Logs) // about 2 ms an event under the race detector
+}
+
+// The same with the processors as processes of their own (two `erpstream process`, the two orgs
+// pinned to one partition so that one instance maps both): the hold reaches the ingest of
+// another process through the org-load topic.
+func TestIntegrationProcessorsOfTheirOwnHoldAnOrgBackAtIngest(t *testing.T) {
+	e := apptest.New(t)
+	e.Kafka.OrgPartitions = kafkax.Placement{"dev-org": 3, "org-b": 3}
+	e.Configure = func(c *app.Config) {
+		c.APITokens = "it-org-b=org-b"
+		c.Services = []string{app.Ingest, app.Query, app.Project}
+	}
+	e.Start()
+	bin := buildErpstream(t)
+	var procs []*childProcess
+	for _, id := range []string{"load-1", "load-2"} {
+		p := newProcessorProcess(t, e, bin, id)
+		p.env = append(p.env, "ERPSTREAM_ORG_MAPPING_SECONDS_PER_MIN=1")
+		p.start()
+		procs = append(procs, p)
+	}
+	// The processes are built without the race detector: their events take a third as long.
+	holdBackTheCostlyOrg(t, e, 20_000, func() string {
+		var all strings.Builder
+		for _, p := range procs {
+			logged, err := os.ReadFile(p.log.Name())
+			apptest.Must(t, err)
+			all.Write(logged)
+		}
+		return all.String()
+	})
+	held := 0.0
+	for _, p := range procs {
+		held += p.metric("erpstream_processor_org_holds_total")
+	}
+	if held < 1 {
+		t.Errorf("erpstream_processor_org_holds_total %v over both processors, want at least 1", held)
+	}
+}
+
+// holdBackTheCostlyOrg streams a backlog of costly events of dev-org beside a few of org-b's
+// (token it-org-b) and follows the hold from the 429 to the release; logs are the processors'.
+func holdBackTheCostlyOrg(t *testing.T, e *apptest.Env, backlog int, logs func() string) {
+	t.Helper()
 	status, b := e.CallAs("it-org-b", "POST", "/v2/integrations", apptest.IntegrationBody)
 	if status != http.StatusCreated {
 		t.Fatalf("org B: %d %v", status, b)
@@ -48,7 +95,6 @@ func TestIntegrationAnOrgOverItsMappingShareIsHeldBackWhileOthersWait(t *testing
 			t.Fatalf("org B's event %d: %d", i, status)
 		}
 	}
-	const backlog = 6000
 	var nd strings.Builder
 	for i := range backlog {
 		nd.WriteString(apptest.PayloadEvent("costly", fmt.Sprintf(`{"no":"C-%d"}`, i)) + "\n")
@@ -85,7 +131,7 @@ func TestIntegrationAnOrgOverItsMappingShareIsHeldBackWhileOthersWait(t *testing
 	if status := sendOther(100); status != http.StatusOK {
 		t.Fatalf("org B while the costly org is held back: %d, want accepted", status)
 	}
-	if !strings.Contains(e.Logs(), "takes more than its share of mapping time") {
+	if !strings.Contains(logs(), "takes more than its share of mapping time") {
 		t.Error("the processor did not log the hold")
 	}
 	var described strings.Builder
