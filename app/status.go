@@ -257,6 +257,9 @@ func orgPlacement(out io.Writer, orgs []string, topics kafkax.Topics, partitions
 		if _, pinned := topics.Placement[org]; pinned {
 			how = " (pinned)"
 		}
+		if topics.Spreads(org) {
+			how += " (spread: its events are mapped in every partition and applied in this one)"
+		}
 		holder := "no member (the processors are down or rebalancing)"
 		for _, m := range l.Members {
 			if a, ok := m.Assigned.AsConsumer(); ok {

@@ -28,12 +28,13 @@ func TestStatusNamesPartitionsAndTheLaggingOnes(t *testing.T) {
 	}
 }
 
-func TestStatusSaysWhichOrgsArePinned(t *testing.T) {
-	topics := kafkax.NewTopics("erp").WithPlacement(kafkax.Placement{"big": 12})
+func TestStatusSaysWhichOrgsArePinnedOrSpread(t *testing.T) {
+	topics := kafkax.NewTopics("erp").WithPlacement(kafkax.Placement{"big": 12}).WithSpread(map[string]bool{"big": true})
 	var out strings.Builder
 	orgPlacement(&out, []string{"big", "small"}, topics, 13, kadm.DescribedGroupLag{})
 	small := topics.OrgPartition([]byte("small"), 13)
-	want := "org big: erp.events partition 12 of 13 (pinned), mapped by no member (the processors are down or rebalancing), lag unknown\n" +
+	want := "org big: erp.events partition 12 of 13 (pinned) (spread: its events are mapped in every partition and applied in this one), " +
+		"mapped by no member (the processors are down or rebalancing), lag unknown\n" +
 		fmt.Sprintf("org small: erp.events partition %d of 13, mapped by no member (the processors are down or rebalancing), lag unknown\n", small)
 	if out.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)

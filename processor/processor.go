@@ -106,6 +106,10 @@ type Processor struct {
 	forwarded        prometheus.Counter
 	forwardedPending int
 	forwardLogged    atomic.Bool
+	// mappedAwayTotal counts spread orgs' events this instance mapped for their org's partition
+	// (mappedAwayPending those of the open transaction).
+	mappedAwayTotal   prometheus.Counter
+	mappedAwayPending int
 	// fresh are partitions given to this instance whose state is not caught up yet.
 	fresh freshPartitions
 	// catchUpGate, in tests, runs before each catch-up of fresh partitions.
@@ -219,6 +223,8 @@ func New(cfg Config) (*Processor, error) {
 		func() float64 { return float64(p.overShare.Load()) })
 	p.forwarded = prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_forwarded_events_total",
 		Help: "Events found outside their org's partition (a producer with another ERPSTREAM_ORG_PARTITIONS) and forwarded to it (committed)."})
+	p.mappedAwayTotal = prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_mapped_away_events_total",
+		Help: "Events of spread orgs (ERPSTREAM_ORG_SPREAD) this instance mapped outside their org's partition and sent there to be applied (committed)."})
 	stateSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_entity_state_entities",
 		Help: "Entities in this instance's entity state (restored from the compacted entity-state topic)."},
 		func() float64 { return float64(p.entities.size()) })
@@ -237,7 +243,7 @@ func New(cfg Config) (*Processor, error) {
 	marksFollowed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_dedup_standby_records",
 		Help: "Deduplication mark records of partitions this instance does not hold, read into its store by standby rounds."},
 		func() float64 { return float64(p.dedup.followed.Load()) })
-	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, p.forwarded, active, partitions, refused, stateSize, restored, followed,
+	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, p.forwarded, p.mappedAwayTotal, active, partitions, refused, stateSize, restored, followed,
 		marks, marksRestored, marksFollowed, p.held, overShare} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("processor metrics: %w", err)
@@ -287,39 +293,8 @@ type outcome struct {
 }
 
 func (p *Processor) mapEvent(ctx context.Context, ev *envelope.Event, partition int32) ([]*kgo.Record, outcome) {
-	snap := p.cfg.Registry.Snapshot()
-	uc, ok := snap.UseCase(ev.OrgID, ev.UseCaseID)
-	if !ok {
-		p.mappings.Delete(ev.OrgID + "/" + ev.UseCaseID)
-		return nil, outcome{level: envelope.LevelError, code: "USE_CASE_NOT_FOUND",
-			message: fmt.Sprintf("use case %s was deleted before the event was processed", ev.UseCaseID)}
-	}
-	o := outcome{useCaseType: uc.Type}
-	if !uc.Enabled {
-		o.level, o.code, o.message = envelope.LevelSkipped, "USE_CASE_DISABLED", "use case "+uc.Slug+" is disabled"
-		return nil, o
-	}
-	m, err := p.compiled(uc)
-	if err != nil {
-		o.level, o.code, o.message = envelope.LevelError, "USE_CASE_MISSING_CONFIG", fmt.Sprintf("use case %s: %v", uc.Slug, err)
-		return nil, o
-	}
-	// The simulation parses payloads with the same function.
-	payload, err := mapping.ParsePayload(ev.Payload, ev.Format)
-	if err != nil {
-		o.level, o.code, o.message = envelope.LevelError, "MALFORMED_PAYLOAD", fmt.Sprintf("use case %s: %v", uc.Slug, err)
-		return nil, o
-	}
-	evalCtx, cancel := context.WithTimeout(ctx, p.cfg.EvalTimeout)
-	defer cancel()
-	res, err := m.ExtractWithin(evalCtx, payload, &jsonata.Env{Now: ev.ReceivedAt()}, mapping.Limits{MaxUpdates: p.cfg.MaxEntityUpdatesPerEvent})
-	if err != nil {
-		var me *mapping.Error
-		code := "MAPPING_EXPRESSION_FAILED"
-		if errors.As(err, &me) {
-			code = me.Code
-		}
-		o.level, o.code, o.message = envelope.LevelError, code, fmt.Sprintf("use case %s: %v", uc.Slug, err)
+	uc, res, o := p.extract(ctx, ev)
+	if res == nil {
 		return nil, o
 	}
 	app := &application{p: p, ev: ev, uc: uc, now: p.cfg.Now().UnixMilli(), version: uint64(ev.ReceivedAtUs),

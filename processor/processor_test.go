@@ -503,23 +503,31 @@ func waitFor(t *testing.T, cond func() bool) {
 // readEntityWrites reads every committed entity write of c.
 func readEntityWrites(t *testing.T, c *kafkatest.Cluster) []envelope.EntityWrite {
 	t.Helper()
-	consumer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.ConsumeTopics(c.Topics.Entities),
+	var out []envelope.EntityWrite
+	for _, r := range readTopic(t, c, c.Topics.Entities) {
+		var w envelope.EntityWrite
+		must(t, json.Unmarshal(r.Value, &w))
+		out = append(out, w)
+	}
+	return out
+}
+
+// readTopic reads a topic's committed records from the start, until a second passes without.
+func readTopic(t *testing.T, c *kafkatest.Cluster, topic string) []*kgo.Record {
+	t.Helper()
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	must(t, err)
 	defer consumer.Close()
-	var out []envelope.EntityWrite
-	for wait := 10 * time.Second; ; wait = time.Second { // until a second passes without records
+	var out []*kgo.Record
+	for wait := 10 * time.Second; ; wait = time.Second {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		fs := consumer.PollFetches(ctx)
 		cancel()
 		if fs.IsClientClosed() || fs.NumRecords() == 0 && ctx.Err() != nil {
 			return out
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			var w envelope.EntityWrite
-			must(t, json.Unmarshal(r.Value, &w))
-			out = append(out, w)
-		})
+		out = append(out, fs.Records()...)
 	}
 }
 

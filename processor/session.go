@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/internal/kafkax"
 )
 
 // Run consumes until ctx ends. A consumer session that fails (the broker went away, the producer
@@ -273,10 +274,6 @@ func (p *Processor) poll(ctx context.Context, sess *kgo.GroupTransactSession, ca
 	return inReceiveOrder(fetches, p.log)
 }
 
-// headerForwarded marks an event a processor forwarded to its org's partition ("<partition>/<offset>"
-// it came from).
-const headerForwarded = "erp-forwarded-from"
-
 // misplaced reports an event outside its org's partition: the producer placed it by another
 // placement (ERPSTREAM_ORG_PARTITIONS differs between services, or an org was moved before its
 // events were mapped), and mapped here it would not find the org's states, which are in the
@@ -297,12 +294,8 @@ func (p *Processor) forward(_ context.Context, rec *kgo.Record, ev *envelope.Eve
 			"give every service the same placement, and after adding partitions follow docs/scaling.md; logged once per session",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "org", ev.OrgID, "placed_among", p.entities.partitions)
 	}
-	headers := append(slices.Clip(rec.Headers), kgo.RecordHeader{Key: headerForwarded, Value: fmt.Appendf(nil, "%d/%d", rec.Partition, rec.Offset)})
+	headers := append(slices.Clip(rec.Headers), kgo.RecordHeader{Key: kafkax.HeaderCopyOf, Value: fmt.Appendf(nil, "%d/%d", rec.Partition, rec.Offset)})
 	return []*kgo.Record{{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Headers: headers}}
-}
-
-func forwarded(rec *kgo.Record) bool {
-	return slices.ContainsFunc(rec.Headers, func(h kgo.RecordHeader) bool { return h.Key == headerForwarded })
 }
 
 // refuseMisplaced stops each partition at its first event that was forwarded already, during this
@@ -313,7 +306,7 @@ func forwarded(rec *kgo.Record) bool {
 // the placement put right) forwards such an event once more. It returns the events to map.
 func (p *Processor) refuseMisplaced(sess *kgo.GroupTransactSession, batch []polledEvent, held heldEvents, refused map[int32]bool, sessionStart time.Time) []polledEvent {
 	stopped := func(in polledEvent) bool {
-		return refused[in.rec.Partition] || forwarded(in.rec) && in.rec.Timestamp.After(sessionStart) && p.misplaced(in)
+		return refused[in.rec.Partition] || kafkax.IsCopy(in.rec) && in.rec.Timestamp.After(sessionStart) && p.misplaced(in)
 	}
 	if !slices.ContainsFunc(batch, stopped) {
 		return batch
@@ -395,7 +388,10 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 			break
 		}
 		outs := p.process
-		if p.misplaced(in) {
+		switch {
+		case p.mapsAway(in):
+			outs = p.mapAway // a spread org's: mapped here, applied in the org's partition
+		case p.misplaced(in):
 			outs = p.forward // to the org's partition, where its states are
 		}
 		start := time.Now()
@@ -423,6 +419,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	committed, err = sess.End(endCtx, kgo.TransactionEndTry(promise.Err() == nil && ctx.Err() == nil))
 	if committed {
 		p.forwarded.Add(float64(p.forwardedPending))
+		p.mappedAwayTotal.Add(float64(p.mappedAwayPending))
 		p.dedup.commit(positions.marks)
 		p.entities.commit(positions.entities)
 		for k, n := range p.pending {
@@ -443,6 +440,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	clear(p.pending)
 	p.forwardedPending = 0
+	p.mappedAwayPending = 0
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, committed, nil

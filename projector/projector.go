@@ -314,6 +314,10 @@ func (p *Projector) flush(ctx context.Context, recs []*kgo.Record) error {
 				b.monLast[r.Partition] = m.ID
 			}
 		case p.cfg.Topics.Events:
+			if kafkax.IsCopy(r) {
+				// A processor's copy (forwarded, or mapped away) of an event stored from its original.
+				continue
+			}
 			var e envelope.Event
 			if err = envelope.Decode(r.Value, &e); err == nil {
 				b.raw = append(b.raw, e)

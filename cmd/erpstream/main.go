@@ -286,6 +286,9 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 	if cfg.Kafka.OrgPartitions, err = kafkax.ParsePlacement(os.Getenv("ERPSTREAM_ORG_PARTITIONS")); err != nil {
 		return cfg, fmt.Errorf("ERPSTREAM_ORG_PARTITIONS: %w", err)
 	}
+	if cfg.Kafka.SpreadOrgs, err = kafkax.ParseSpread(os.Getenv("ERPSTREAM_ORG_SPREAD")); err != nil {
+		return cfg, fmt.Errorf("ERPSTREAM_ORG_SPREAD: %w", err)
+	}
 	if cfg.EgressAllowCIDRs, err = egress.ParseCIDRs(os.Getenv("ERPSTREAM_EGRESS_ALLOW_CIDRS")); err != nil {
 		return cfg, fmt.Errorf("ERPSTREAM_EGRESS_ALLOW_CIDRS: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 // invalid UTF-8 in a payload string, escapes, null and absent fields, large numbers.
 func sampleRecords() map[string][]byte {
 	ev := envelope.Event{EventID: "e1", OrgID: "o", IntegrationID: "i", UseCaseID: "u", UseCaseSlug: "s",
-		DeduplicationID: "d", CorrelationID: "c", ReceivedAtUs: 1767261600000123, ConfigPosition: 42,
+		DeduplicationID: "d", CorrelationID: "c", ReceivedAtUs: 1767261600000123, ConfigPosition: 42, Mapped: json.RawMessage(`{"extraction":[1,{"Entities":[]}]}`),
 		Payload: json.RawMessage("{\"name\":\"K\xff\xfeln \\u00e4\",\"n\":12345678901234567890,\"list\":[1,null,{\"a\":true}]}")}
 	w := envelope.EntityWrite{OrgID: "o", EntitySchema: "contact", EntityID: "x", Op: envelope.OpUpsert,
 		UniqueIdentifiers: json.RawMessage(`{"customer_number":"K-1"}`), Attributes: json.RawMessage(`{"email":"a@b.c","tags":["x"]}`),

@@ -51,6 +51,10 @@ type Event struct {
 	// processor maps it with configuration at least that new (a use case created just before
 	// is found, even by a processor whose registry lags).
 	ConfigPosition int64 `json:"config_position,omitempty"`
+	// Mapped is a spread org's event mapped by the processor instance that polled it, for the
+	// instance holding the org's partition to apply (processor: the mapping's outcome and
+	// extraction); only on the processor's copies in the events topic.
+	Mapped json.RawMessage `json:"mapped,omitempty"`
 }
 
 // ReceivedAt is when ingest accepted the event; mapping treats it as "now" so replays map alike.

@@ -88,5 +88,8 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if e.ConfigPosition != 0 {
 		b = strconv.AppendInt(append(b, `,"config_position":`...), e.ConfigPosition, 10)
 	}
+	if len(e.Mapped) > 0 {
+		b = append(append(b, `,"mapped":`...), e.Mapped...)
+	}
 	return append(b, '}')
 }

@@ -23,7 +23,9 @@ type Config struct {
 	Replication int16    // ERPSTREAM_KAFKA_REPLICATION, default 1
 	// OrgPartitions pins orgs to events partitions of their own (ERPSTREAM_ORG_PARTITIONS).
 	OrgPartitions Placement
-	ClientID      string
+	// SpreadOrgs are the orgs whose events every processor instance maps (ERPSTREAM_ORG_SPREAD).
+	SpreadOrgs map[string]bool
+	ClientID   string
 	// Security: TLS and SASL (KAFKA_TLS*, KAFKA_SASL_*); validated at start-up (Validate).
 	Security Security
 	// Metrics, when set, receives the Kafka client metrics of clients made with ClientOpts.
@@ -31,7 +33,9 @@ type Config struct {
 }
 
 // Topics are erpstream's topics under the configured prefix, with the configured placement.
-func (c Config) Topics() Topics { return NewTopics(c.TopicPrefix).WithPlacement(c.OrgPartitions) }
+func (c Config) Topics() Topics {
+	return NewTopics(c.TopicPrefix).WithPlacement(c.OrgPartitions).WithSpread(c.SpreadOrgs)
+}
 
 // BaseOpts are the options every client of erpstream shares.
 func (c Config) BaseOpts(log *slog.Logger) []kgo.Opt {

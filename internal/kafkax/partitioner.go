@@ -1,7 +1,6 @@
 package kafkax
 
 import (
-	"bytes"
 	"fmt"
 	"hash/fnv"
 	"maps"
@@ -16,7 +15,8 @@ import (
 //
 //   - events by org: every event of one org is in one partition, in the order it was accepted,
 //     and the processor instance owning that partition holds the org's entity state (the key is
-//     "<org>/…"; see Topics.OrgPartition);
+//     "<org>/…"; see Topics.OrgPartition); a spread org's events over the partitions by their
+//     whole key, to be mapped there and applied in the org's partition (Topics.SpreadPartition);
 //   - deduplication marks and entity states where the processor put them (Record.Partition): the
 //     partition of the event they came from, so that each is restored with its partition;
 //   - everything else by its key (Kafka's murmur2, as franz-go's sticky key partitioner).
@@ -45,12 +45,12 @@ type byOrg struct{ topics Topics }
 
 func (byOrg) RequiresConsistency(*kgo.Record) bool { return true }
 func (b byOrg) Partition(r *kgo.Record, n int) int {
-	org := r.Key
-	if i := bytes.IndexByte(org, '/'); i >= 0 {
-		org = org[:i]
-	}
+	org := orgOfKey(r.Key)
 	if among := b.topics.placedAmong; among > 0 && int32(n) > among {
 		n = int(among)
+	}
+	if b.topics.Spread[string(org)] && !IsCopy(r) {
+		return int(b.topics.SpreadPartition(org, r.Key, int32(n)))
 	}
 	return int(b.topics.OrgPartition(org, int32(n)))
 }

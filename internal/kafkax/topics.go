@@ -52,7 +52,10 @@ type Topics struct {
 	// Placement pins orgs to events partitions of their own (nil: every org is hashed); set it
 	// with WithPlacement.
 	Placement Placement
-	pinned    []int32 // Placement's partitions, distinct and ascending
+	// Spread are the orgs whose events are mapped by every processor instance (nil: none); set
+	// it with WithSpread.
+	Spread map[string]bool
+	pinned []int32 // Placement's partitions, distinct and ascending
 	// placedAmong is the events partition count this process verified at start (0: not known);
 	// set it with PlacedAmong.
 	placedAmong int32
