@@ -3,11 +3,13 @@
 package app_test
 
 import (
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -58,7 +60,7 @@ func newChildProcess(t *testing.T, e *apptest.Env, bin, addrVar string, args []s
 		"KAFKA_BROKERS="+strings.Join(e.Kafka.Brokers, ","), "ERPSTREAM_TOPIC_PREFIX="+e.Kafka.TopicPrefix, "ERPSTREAM_KAFKA_PARTITIONS=4",
 		"CLICKHOUSE_ADDR="+e.CH.Addr, "CLICKHOUSE_DATABASE="+e.CH.Database, addrVar+"="+addr,
 		"ERPSTREAM_DEV_MODE=1", "ERPSTREAM_DEV_TOKEN=it-token", "ERPSTREAM_DATA_DIR="+dir,
-		"ERPSTREAM_ORG_PARTITIONS="+e.Kafka.OrgPartitions.String()), env...)}
+		"ERPSTREAM_ORG_PARTITIONS="+e.Kafka.OrgPartitions.String(), "ERPSTREAM_ORG_SPREAD="+strings.Join(slices.Sorted(maps.Keys(e.Kafka.SpreadOrgs)), ",")), env...)}
 	// A clean stop at the end, so its consumers leave their groups instead of lingering until
 	// their session times out.
 	t.Cleanup(p.stop)

@@ -71,13 +71,15 @@ func newScaleOrg(t *testing.T, e *apptest.Env, secret []byte, id string) *scaleO
 }
 
 // startThreeProcessors starts three `erpstream process` children named prefix-1…3, the one at
-// standby following the partitions it does not hold.
+// standby following the partitions it does not hold (none: -1).
 func startThreeProcessors(t *testing.T, e *apptest.Env, prefix string, standby int) []*childProcess {
 	t.Helper()
 	bin := buildErpstream(t)
 	procs := []*childProcess{newProcessorProcess(t, e, bin, prefix+"-1"), newProcessorProcess(t, e, bin, prefix+"-2"),
 		newProcessorProcess(t, e, bin, prefix+"-3")}
-	procs[standby].env = append(procs[standby].env, "ERPSTREAM_PROCESSOR_STANDBY=true")
+	if standby >= 0 {
+		procs[standby].env = append(procs[standby].env, "ERPSTREAM_PROCESSOR_STANDBY=true")
+	}
 	for _, p := range procs {
 		p.start()
 	}
@@ -193,21 +195,29 @@ func TestIntegrationThreeProcessorsOneKilledLoseAndDoubleNothing(t *testing.T) {
 			p.metric("erpstream_entity_state_restored_records"), p.metric("erpstream_dedup_restored_records"),
 			p.metric("erpstream_entity_state_standby_records"), p.metric("erpstream_dedup_standby_records"))
 	}
+	assertEachEventOnce(t, e, orgs, perOrg, copies)
+}
+
+// assertEachEventOnce waits for and checks every org's outcome: perOrg live contacts and success
+// rows, at least copies refused as duplicates, no event with two success rows, and stats that
+// count each event once.
+func assertEachEventOnce(t *testing.T, e *apptest.Env, orgs []*scaleOrg, perOrg, copies int) {
+	t.Helper()
 	for _, o := range orgs {
 		var live, success, refused uint64
 		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
 			live = e.Scalar(`SELECT count() FROM entities FINAL WHERE org_id = ? AND deleted = 0`, o.id)
 			success = e.Scalar(`SELECT count() FROM monitoring_events FINAL WHERE org_id = ? AND level = 'success'`, o.id)
 			refused = e.Scalar(`SELECT count() FROM monitoring_events FINAL WHERE org_id = ? AND code = 'DUPLICATE_EVENT'`, o.id)
-			if live >= perOrg && success >= perOrg && refused >= copies {
+			if live >= uint64(perOrg) && success >= uint64(perOrg) && refused >= uint64(copies) {
 				break
 			}
 		}
-		if live != perOrg || success != perOrg {
+		if live != uint64(perOrg) || success != uint64(perOrg) {
 			t.Errorf("%s: %d live contacts and %d success rows, want %d each", o.id, live, success, perOrg)
 		}
 		// At least the copies (a request the feed resent after a timeout adds its own).
-		if refused < copies {
+		if refused < uint64(copies) {
 			t.Errorf("%s: %d copies refused as duplicates, want at least %d", o.id, refused, copies)
 		}
 		if dup := e.Scalar(`SELECT count() FROM (SELECT event_id FROM monitoring_events WHERE org_id = ? AND level = 'success' GROUP BY event_id HAVING count() > 1)`, o.id); dup != 0 {
