@@ -470,10 +470,12 @@ func (a *application) prunes(plans []mapping.PruneScopeUpdate) *failure {
 			op = envelope.OpPurge
 		}
 		for _, id := range inScope {
-			if keep[id] {
+			cur := a.state(id)
+			// A member written by a newer event (this one is late: a spread org's, a replay) is
+			// not this event's to prune; deleting it would also set its state back in time.
+			if keep[id] || cur.Version > a.version {
 				continue
 			}
-			cur := a.state(id)
 			_ = a.write(pu.EntitySlug, id, nil, nil, op, a.version)
 			next := &entityState{Schema: pu.EntitySlug, Deleted: true, Version: a.version, Phantom: op == envelope.OpPurge, Relations: cur.Relations}
 			if op == envelope.OpDelete {

@@ -204,7 +204,8 @@ func (a *application) meterReadings(readings []mapping.MeterReadingUpdate, prune
 		sort.Strings(ids) // writes in a stable order
 		for _, id := range ids {
 			st := inScope[id]
-			if keep[st.Reading.ExternalID] || (pr.Source != "" && st.Reading.Source != pr.Source) {
+			// A reading written by a newer event is not a late event's to prune (as for entities).
+			if keep[st.Reading.ExternalID] || (pr.Source != "" && st.Reading.Source != pr.Source) || st.Version > a.version {
 				continue
 			}
 			_ = a.write("meter_reading", id, nil, nil, envelope.OpPurge, a.version)

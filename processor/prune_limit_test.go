@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/mapping"
 	"github.com/erpstream/erpstream/processor"
 )
 
@@ -117,5 +118,49 @@ func TestPruneScopeFollowsRelationsChangedInTheOpenTransaction(t *testing.T) {
 		if w.EventID == "a-keeps-m2" && w.Op == envelope.OpDelete {
 			t.Errorf("A's mirror deleted %s, which had moved to B", w.EntityID)
 		}
+	}
+}
+
+// A late prune (its event received before the newest write of a member of its scope, as a spread
+// org's or a replayed event can be) deletes only the members it is newer than: a member written
+// by a later event is not its to prune.
+func TestALatePruneLeavesWhatNewerEventsWrote(t *testing.T) {
+	tariff := func(mode, scope string) json.RawMessage {
+		return json.RawMessage(`{"entities":[{"entity_schema":"tariff","unique_ids":["code"],"mode":"` + mode + `"` + scope + `,
+			"jsonataExpression":"tarife","fields":[{"attribute":"code","field":"code"},{"attribute":"provider","field":"$$.anbieter"}]}]}`)
+	}
+	c, reg := withUseCases(t, map[string]json.RawMessage{
+		"tariffs-add":    tariff("upsert", ""),
+		"tariffs-mirror": tariff("upsert-prune-scope-delete", `,"scope":{"scope_mode":"query","query":[{"attribute":"provider","field":"anbieter"}]}`),
+	})
+	tariffs := func(codes ...string) json.RawMessage {
+		return json.RawMessage(`{"anbieter":"P","tarife":[{"code":"` + strings.Join(codes, `"},{"code":"`) + `"}]}`)
+	}
+	ev := func(id, useCase string, receivedUs int64, payload json.RawMessage) envelope.Event {
+		return envelope.Event{EventID: id, OrgID: "org", IntegrationID: "int", UseCaseID: useCase, Format: "json", Payload: payload, ReceivedAtUs: receivedUs}
+	}
+	monitoring, writes := runPipeline(t, c, reg, []envelope.Event{
+		ev("first", "tariffs-mirror", 1000, tariffs("T-1", "T-2")),
+		ev("newer", "tariffs-add", 3000, tariffs("T-3")),
+		ev("late", "tariffs-mirror", 2000, tariffs("T-1")),
+	})
+	for id, m := range monitoring {
+		if m.Level != envelope.LevelSuccess {
+			t.Fatalf("%s: %s %s", id, m.Code, m.Message)
+		}
+	}
+	code := map[string]string{}
+	for _, c := range []string{"T-1", "T-2", "T-3"} {
+		u := mapping.EntityUpdate{EntitySlug: "tariff", UniqueIdentifiers: mapping.Attributes{{Name: "code", Value: c}}}
+		code[u.EntityID("org")] = c
+	}
+	deleted := map[string]bool{}
+	for _, w := range writes {
+		if w.Op == envelope.OpDelete {
+			deleted[code[w.EntityID]] = true
+		}
+	}
+	if !deleted["T-2"] || deleted["T-3"] || deleted["T-1"] {
+		t.Fatalf("deleted %v, want T-2 only (T-3 was written by a newer event)", deleted)
 	}
 }
