@@ -272,7 +272,11 @@ func orgPlacement(out io.Writer, orgs []string, topics kafkax.Topics, partitions
 		}
 		lag := "unknown"
 		if pl, ok := l.Lag[eventsTopic][part]; ok && pl.Err == nil {
-			lag = strconv.FormatInt(pl.Lag, 10) // ingest's writes are not transactional: no marker to discount
+			n := pl.Lag
+			if n == 1 { // a processor's copies (forwarded, mapped away) end in a commit marker: no work left
+				n = 0
+			}
+			lag = strconv.FormatInt(n, 10)
 		}
 		fmt.Fprintf(out, "org %s: %s partition %d of %d%s, mapped by %s, lag %s\n", org, eventsTopic, part, partitions, how, holder, lag)
 	}
