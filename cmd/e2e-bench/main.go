@@ -51,6 +51,8 @@ func main() {
 	progress := flag.Bool("progress", false, "print every second how far each consumer group is behind (where the pipeline waits)")
 	flag.BoolVar(&withDedupIDs, "dedup", false, "give every event a deduplication id of its own (the processor checks and marks each)")
 	flag.StringVar(&heapProfile, "memprofile", "", "write heap profiles of every stage's process while it runs (every 10 s), to <file>.<process> (with -split or -drain)")
+	flag.BoolVar(&spreadOrgs, "spread", false, "spread the orgs (ERPSTREAM_ORG_SPREAD): every process instance maps a share of each org's events (with -drain)")
+	flag.IntVar(&heavyMapping, "heavy", 0, "add a field summing 1…N to the drain's mapping, a costlier mapping (with -drain; 3000: about 0.1 ms an event here)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to the file (with -split: of every stage's process, to <file>.<process>)")
 	flag.Parse()
 	if *cpuProfile != "" && !*split {
@@ -92,6 +94,16 @@ func main() {
 				os.Exit(2)
 			}
 			counts = append(counts, n)
+		}
+		if spreadOrgs {
+			var orgIDs []string
+			for _, st := range staticTokens {
+				orgIDs = append(orgIDs, st[strings.IndexByte(st, '=')+1:])
+			}
+			if len(orgIDs) == 0 {
+				orgIDs = []string{"dev-org"}
+			}
+			extraEnv = append(extraEnv, "ERPSTREAM_ORG_SPREAD="+strings.Join(orgIDs, ","))
 		}
 		runDrain(counts, *events, tokens, strings.Join(staticTokens, ","), *cpuProfile, pidFrom(*kafkaPID), pidFrom(*clickhousePID))
 		return

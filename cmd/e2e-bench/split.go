@@ -116,6 +116,7 @@ func startSplit(processors int, project bool, profile, tokens string) *splitEnv 
 		"ERPSTREAM_LOG_LEVEL=warn", "ERPSTREAM_CONSOLE=off", "ERPSTREAM_API_TOKENS="+tokens,
 		// The bench measures the pipeline, not the per-org budget (docs/limits-and-faults.md).
 		"ERPSTREAM_ORG_EVENTS_PER_MIN=-1", "ERPSTREAM_ORG_MB_PER_MIN=-1")
+	s.env = append(s.env, extraEnv...)
 	init := exec.Command(s.binary, "admin", "init")
 	init.Env = s.env
 	if out, err := init.CombinedOutput(); err != nil {
