@@ -5,9 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"reflect"
-	"strconv"
+	"slices"
+	"strings"
 	"sync"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/erpstream/erpstream/internal/jsonata"
 )
@@ -16,36 +21,72 @@ import (
 // mapping can apply it (an org whose events are mapped on every instance, docs/scaling.md).
 // Extractions hold JSONata values and the mapping's own envelopes behind `any`, and fields the
 // JSON form of the simulation leaves out, so the encoding is its own: every exported field by
-// its Go name, and a value behind an interface as a JSON string, number, boolean or null
-// (undefined), or as an array whose first item names its type. A type the codec does not know
-// is an error, never a silent loss: the event is then mapped where it is applied.
+// its Go name (zero values left out), and a value behind an interface as a JSON string, number,
+// boolean or null (undefined), or as an array whose first item names its type. A type the codec
+// does not know is an error, never a silent loss: the event is then mapped where it is applied.
+// It streams tokens both ways (jsontext): the applying instance decodes every spread event.
 
 // codecVersion guards against instances of different versions: a decoder refuses another.
 const codecVersion = 1
 
+// Encoders and decoders are reused: each holds buffers larger than a contact's extraction.
+var (
+	encoders = sync.Pool{New: func() any { return &extractionEncoder{} }}
+	decoders = sync.Pool{New: func() any { return &extractionDecoder{} }}
+)
+
+type extractionEncoder struct {
+	b   bytes.Buffer
+	enc jsontext.Encoder
+}
+
+type extractionDecoder struct {
+	r   bytes.Reader
+	dec jsontext.Decoder
+}
+
 // EncodeExtraction encodes an extraction for DecodeExtraction.
 func EncodeExtraction(x *Extraction) ([]byte, error) {
-	v, err := encodeValue(reflect.ValueOf(x).Elem())
-	if err != nil {
-		return nil, err
+	e := encoders.Get().(*extractionEncoder)
+	defer encoders.Put(e)
+	e.b.Reset()
+	e.enc.Reset(&e.b, jsontext.AllowInvalidUTF8(true))
+	enc := &e.enc
+	err := errors.Join(enc.WriteToken(jsontext.BeginArray), enc.WriteToken(jsontext.Int(codecVersion)))
+	if err == nil {
+		err = encodeValue(enc, reflect.ValueOf(x).Elem())
 	}
-	return json.Marshal([]any{codecVersion, v})
+	if err == nil {
+		err = enc.WriteToken(jsontext.EndArray)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("extraction: %w", err)
+	}
+	return bytes.Clone(bytes.TrimRight(e.b.Bytes(), "\n")), nil
 }
 
 // DecodeExtraction decodes what EncodeExtraction wrote.
 func DecodeExtraction(b []byte) (*Extraction, error) {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	var top []any
-	if err := d.Decode(&top); err != nil {
+	d := decoders.Get().(*extractionDecoder)
+	defer decoders.Put(d)
+	d.r.Reset(b)
+	d.dec.Reset(&d.r, jsontext.AllowInvalidUTF8(true))
+	dec := &d.dec
+	x := &Extraction{}
+	if err := expect(dec, '['); err != nil {
 		return nil, fmt.Errorf("extraction: %w", err)
 	}
-	if len(top) != 2 || top[0] != json.Number(strconv.Itoa(codecVersion)) {
+	if v, err := dec.ReadToken(); err != nil || v.Kind() != '0' || v.Int() != codecVersion {
 		return nil, errors.New("extraction: another encoding version")
 	}
-	x := &Extraction{}
-	if err := decodeValue(top[1], reflect.ValueOf(x).Elem()); err != nil {
+	if err := decodeValue(dec, reflect.ValueOf(x).Elem()); err != nil {
 		return nil, fmt.Errorf("extraction: %w", err)
+	}
+	if err := expect(dec, ']'); err != nil {
+		return nil, fmt.Errorf("extraction: %w", err)
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return nil, errors.New("extraction: data after the value")
 	}
 	return x, nil
 }
@@ -56,13 +97,13 @@ const (
 	tagArray            = "array"
 	tagObject           = "object"
 	tagRaw              = "raw"
+	tagInt              = "int"
+	tagInt64            = "int64"
 	tagRelation         = "relation"
 	tagRelationRef      = "relation_ref"
 	tagResolvedRelation = "resolved_relation"
 	tagFileProxyURL     = "file_proxy_url"
 	tagAttributes       = "attributes"
-	tagInt              = "int"
-	tagInt64            = "int64"
 )
 
 var dynamicTypes = map[string]reflect.Type{
@@ -81,223 +122,286 @@ var tagOfType = func() map[reflect.Type]string {
 	return m
 }()
 
-func encodeDynamic(v any) (any, error) {
+func float(enc *jsontext.Encoder, f float64) error {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return fmt.Errorf("the number %v has no JSON form", f)
+	}
+	return enc.WriteToken(jsontext.Float(f))
+}
+
+// tagged writes [tag, value…] around what write writes.
+func tagged(enc *jsontext.Encoder, tag string, write func() error) error {
+	if err := errors.Join(enc.WriteToken(jsontext.BeginArray), enc.WriteToken(jsontext.String(tag))); err != nil {
+		return err
+	}
+	if write != nil {
+		if err := write(); err != nil {
+			return err
+		}
+	}
+	return enc.WriteToken(jsontext.EndArray)
+}
+
+func encodeDynamic(enc *jsontext.Encoder, v any) error {
 	switch x := v.(type) {
-	case nil, string, bool:
-		return x, nil
+	case nil:
+		return enc.WriteToken(jsontext.Null)
+	case string:
+		return enc.WriteToken(jsontext.String(x))
+	case bool:
+		return enc.WriteToken(jsontext.Bool(x))
 	case float64:
-		return x, nil
+		return float(enc, x)
 	case int:
-		return []any{tagInt, x}, nil
+		return tagged(enc, tagInt, func() error { return enc.WriteToken(jsontext.Int(int64(x))) })
 	case int64:
-		return []any{tagInt64, x}, nil
+		return tagged(enc, tagInt64, func() error { return enc.WriteToken(jsontext.Int(x)) })
 	case json.RawMessage:
-		return []any{tagRaw, string(x)}, nil
+		return tagged(enc, tagRaw, func() error { return enc.WriteToken(jsontext.String(string(x))) })
 	case *jsonata.Array:
-		items := make([]any, len(x.Items))
-		for i, it := range x.Items {
-			e, err := encodeDynamic(it)
-			if err != nil {
-				return nil, err
+		return tagged(enc, tagArray, func() error {
+			for _, it := range x.Items {
+				if err := encodeDynamic(enc, it); err != nil {
+					return err
+				}
 			}
-			items[i] = e
-		}
-		return []any{tagArray, items}, nil
+			return nil
+		})
 	case *jsonata.Object:
-		kv := make([]any, 0, 2*x.Len())
-		for _, k := range x.Keys() {
-			val, _ := x.Get(k)
-			e, err := encodeDynamic(val)
-			if err != nil {
-				return nil, err
+		return tagged(enc, tagObject, func() error {
+			for _, k := range x.Keys() {
+				val, _ := x.Get(k)
+				if err := enc.WriteToken(jsontext.String(k)); err != nil {
+					return err
+				}
+				if err := encodeDynamic(enc, val); err != nil {
+					return err
+				}
 			}
-			kv = append(kv, k, e)
-		}
-		return []any{tagObject, kv}, nil
+			return nil
+		})
 	}
 	if v == jsonata.Null {
-		return []any{tagNull}, nil
+		return tagged(enc, tagNull, nil)
 	}
 	rv := reflect.ValueOf(v)
 	tag, ok := tagOfType[rv.Type()]
 	if !ok {
-		return nil, fmt.Errorf("a value of type %T cannot be encoded", v)
+		return fmt.Errorf("a value of type %T cannot be encoded", v)
 	}
-	e, err := encodeValue(rv)
-	if err != nil {
-		return nil, err
-	}
-	return []any{tag, e}, nil
+	return tagged(enc, tag, func() error { return encodeValue(enc, rv) })
 }
 
-func decodeDynamic(tree any) (any, error) {
-	switch x := tree.(type) {
-	case nil, string, bool:
-		return x, nil
-	case json.Number:
-		return x.Float64()
-	case []any:
-		if len(x) == 0 {
-			return nil, errors.New("an untagged array")
-		}
-		tag, _ := x[0].(string)
-		if tag == tagNull {
-			return jsonata.Null, nil
-		}
-		if len(x) != 2 {
-			return nil, fmt.Errorf("%s: malformed", tag)
-		}
-		switch tag {
-		case tagInt, tagInt64:
-			n, _ := x[1].(json.Number)
-			i, err := n.Int64()
-			if tag == tagInt {
-				return int(i), err
-			}
-			return i, err
-		case tagRaw:
-			s, ok := x[1].(string)
-			if !ok {
-				return nil, errors.New("raw: not a string")
-			}
-			return json.RawMessage(s), nil
-		case tagArray:
-			items, _ := x[1].([]any)
-			out := make([]any, len(items))
-			for i, it := range items {
-				v, err := decodeDynamic(it)
-				if err != nil {
-					return nil, err
-				}
-				out[i] = v
-			}
-			return jsonata.NewArray(out...), nil
-		case tagObject:
-			kv, _ := x[1].([]any)
-			o := jsonata.NewObject()
-			for i := 0; i+1 < len(kv); i += 2 {
-				k, ok := kv[i].(string)
-				if !ok {
-					return nil, errors.New("object: a key is not a string")
-				}
-				v, err := decodeDynamic(kv[i+1])
-				if err != nil {
-					return nil, err
-				}
-				o.Set(k, v)
-			}
-			return o, nil
-		}
-		t, ok := dynamicTypes[tag]
-		if !ok {
-			return nil, fmt.Errorf("unknown type %q", tag)
-		}
-		v := reflect.New(t).Elem()
-		if err := decodeValue(x[1], v); err != nil {
-			return nil, fmt.Errorf("%s: %w", tag, err)
-		}
-		return v.Interface(), nil
-	}
-	return nil, fmt.Errorf("unexpected %T", tree)
+// structFields are a struct type's fields by name, or why the codec refuses the type (a field
+// it could not carry).
+type structFields struct {
+	index map[string]int
+	err   error
 }
 
-// exportedOnly says whether a struct type has only exported fields; the codec refuses one
-// that has others, which it could not carry.
-var exportedOnly sync.Map // reflect.Type → error
+var fieldsOfType sync.Map // reflect.Type → *structFields
 
-func checkFields(t reflect.Type) error {
-	if v, ok := exportedOnly.Load(t); ok {
-		err, _ := v.(error)
-		return err
+func fieldsOf(t reflect.Type) *structFields {
+	if v, ok := fieldsOfType.Load(t); ok {
+		return v.(*structFields)
 	}
-	var err error
+	sf := &structFields{index: map[string]int{}}
 	for i := range t.NumField() {
-		if !t.Field(i).IsExported() {
-			err = fmt.Errorf("%s has an unexported field %s", t, t.Field(i).Name)
+		f := t.Field(i)
+		if !f.IsExported() {
+			sf.err = fmt.Errorf("%s has an unexported field %s", t, f.Name)
 			break
 		}
+		sf.index[f.Name] = i
 	}
-	exportedOnly.Store(t, err)
-	return err
+	fieldsOfType.Store(t, sf)
+	return sf
 }
 
-func encodeValue(v reflect.Value) (any, error) {
+func encodeValue(enc *jsontext.Encoder, v reflect.Value) error {
 	switch v.Kind() {
 	case reflect.Interface:
-		return encodeDynamic(v.Interface())
+		return encodeDynamic(enc, v.Interface())
 	case reflect.Pointer:
 		if v.IsNil() {
-			return nil, nil
+			return enc.WriteToken(jsontext.Null)
 		}
-		return encodeValue(v.Elem())
+		return encodeValue(enc, v.Elem())
 	case reflect.Struct:
-		if err := checkFields(v.Type()); err != nil {
-			return nil, err
+		if err := fieldsOf(v.Type()).err; err != nil {
+			return err
 		}
-		fields := map[string]any{}
+		if err := enc.WriteToken(jsontext.BeginObject); err != nil {
+			return err
+		}
 		for i := range v.NumField() {
 			f := v.Field(i)
 			if f.IsZero() {
 				continue
 			}
-			e, err := encodeValue(f)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", v.Type().Field(i).Name, err)
+			name := v.Type().Field(i).Name
+			if err := enc.WriteToken(jsontext.String(name)); err != nil {
+				return err
 			}
-			fields[v.Type().Field(i).Name] = e
+			if err := encodeValue(enc, f); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
 		}
-		return fields, nil
+		return enc.WriteToken(jsontext.EndObject)
 	case reflect.Slice:
 		if v.IsNil() {
-			return nil, nil
+			return enc.WriteToken(jsontext.Null)
 		}
-		out := make([]any, v.Len())
+		if err := enc.WriteToken(jsontext.BeginArray); err != nil {
+			return err
+		}
 		for i := range v.Len() {
-			e, err := encodeValue(v.Index(i))
-			if err != nil {
-				return nil, err
+			if err := encodeValue(enc, v.Index(i)); err != nil {
+				return err
 			}
-			out[i] = e
 		}
-		return out, nil
+		return enc.WriteToken(jsontext.EndArray)
 	case reflect.Map:
 		if v.IsNil() {
-			return nil, nil
+			return enc.WriteToken(jsontext.Null)
 		}
 		if v.Type().Key().Kind() != reflect.String {
-			return nil, fmt.Errorf("a map keyed by %s", v.Type().Key())
+			return fmt.Errorf("a map keyed by %s", v.Type().Key())
 		}
-		out := map[string]any{}
-		for it := v.MapRange(); it.Next(); {
-			e, err := encodeValue(it.Value())
+		if err := enc.WriteToken(jsontext.BeginObject); err != nil {
+			return err
+		}
+		keys := v.MapKeys() // in order, so one extraction always encodes alike
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+		for _, k := range keys {
+			if err := enc.WriteToken(jsontext.String(k.String())); err != nil {
+				return err
+			}
+			if err := encodeValue(enc, v.MapIndex(k)); err != nil {
+				return err
+			}
+		}
+		return enc.WriteToken(jsontext.EndObject)
+	case reflect.String:
+		return enc.WriteToken(jsontext.String(v.String()))
+	case reflect.Bool:
+		return enc.WriteToken(jsontext.Bool(v.Bool()))
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return enc.WriteToken(jsontext.Int(v.Int()))
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return enc.WriteToken(jsontext.Uint(v.Uint()))
+	case reflect.Float32, reflect.Float64:
+		return float(enc, v.Float())
+	}
+	return fmt.Errorf("a %s cannot be encoded", v.Type())
+}
+
+func expect(dec *jsontext.Decoder, kind jsontext.Kind) error {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	if tok.Kind() != kind {
+		return fmt.Errorf("%v where %v belongs", tok.Kind(), kind)
+	}
+	return nil
+}
+
+func readString(dec *jsontext.Decoder) (string, error) {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return "", err
+	}
+	if tok.Kind() != '"' {
+		return "", fmt.Errorf("%v where a string belongs", tok.Kind())
+	}
+	return tok.String(), nil
+}
+
+func decodeDynamic(dec *jsontext.Decoder) (any, error) {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	switch tok.Kind() {
+	case 'n':
+		return nil, nil
+	case '"':
+		return tok.String(), nil
+	case 't', 'f':
+		return tok.Bool(), nil
+	case '0':
+		return tok.Float(), nil
+	case '[':
+	default:
+		return nil, fmt.Errorf("unexpected %v", tok.Kind())
+	}
+	tag, err := readString(dec)
+	if err != nil {
+		return nil, fmt.Errorf("a value's type: %w", err)
+	}
+	var v any
+	switch tag {
+	case tagNull:
+		v = jsonata.Null
+	case tagInt, tagInt64:
+		n, err := dec.ReadToken()
+		if err != nil || n.Kind() != '0' {
+			return nil, fmt.Errorf("%s: not a number", tag)
+		}
+		if v = n.Int(); tag == tagInt {
+			v = int(n.Int())
+		}
+	case tagRaw:
+		s, err := readString(dec)
+		if err != nil {
+			return nil, err
+		}
+		v = json.RawMessage(s)
+	case tagArray:
+		var items []any
+		for dec.PeekKind() != ']' {
+			it, err := decodeDynamic(dec)
 			if err != nil {
 				return nil, err
 			}
-			out[it.Key().String()] = e
+			items = append(items, it)
 		}
-		return out, nil
-	case reflect.String:
-		return v.String(), nil
-	case reflect.Bool:
-		return v.Bool(), nil
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return v.Int(), nil
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return v.Uint(), nil
-	case reflect.Float32, reflect.Float64:
-		return v.Float(), nil
+		v = jsonata.NewArray(items...)
+	case tagObject:
+		o := jsonata.NewObject()
+		for dec.PeekKind() != ']' {
+			k, err := readString(dec)
+			if err != nil {
+				return nil, fmt.Errorf("object: %w", err)
+			}
+			val, err := decodeDynamic(dec)
+			if err != nil {
+				return nil, err
+			}
+			o.Set(k, val)
+		}
+		v = o
+	default:
+		t, ok := dynamicTypes[tag]
+		if !ok {
+			return nil, fmt.Errorf("unknown type %q", tag)
+		}
+		rv := reflect.New(t).Elem()
+		if err := decodeValue(dec, rv); err != nil {
+			return nil, fmt.Errorf("%s: %w", tag, err)
+		}
+		v = rv.Interface()
 	}
-	return nil, fmt.Errorf("a %s cannot be encoded", v.Type())
+	if err := expect(dec, ']'); err != nil {
+		return nil, fmt.Errorf("%s: %w", tag, err)
+	}
+	return v, nil
 }
 
-func decodeValue(tree any, v reflect.Value) error {
-	if tree == nil && v.Kind() != reflect.Interface {
-		v.SetZero()
-		return nil
-	}
-	switch v.Kind() {
-	case reflect.Interface:
-		d, err := decodeDynamic(tree)
+func decodeValue(dec *jsontext.Decoder, v reflect.Value) error {
+	if v.Kind() == reflect.Interface {
+		d, err := decodeDynamic(dec)
 		if err != nil {
 			return err
 		}
@@ -311,94 +415,110 @@ func decodeValue(tree any, v reflect.Value) error {
 		}
 		v.Set(dv)
 		return nil
+	}
+	if dec.PeekKind() == 'n' {
+		_, err := dec.ReadToken()
+		v.SetZero()
+		return err
+	}
+	switch v.Kind() {
 	case reflect.Pointer:
 		p := reflect.New(v.Type().Elem())
-		if err := decodeValue(tree, p.Elem()); err != nil {
+		if err := decodeValue(dec, p.Elem()); err != nil {
 			return err
 		}
 		v.Set(p)
 		return nil
 	case reflect.Struct:
-		fields, ok := tree.(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s: not an object", v.Type())
+		sf := fieldsOf(v.Type())
+		if sf.err != nil {
+			return sf.err
 		}
-		for name, ft := range fields {
-			f := v.FieldByName(name)
-			if !f.IsValid() {
+		if err := expect(dec, '{'); err != nil {
+			return fmt.Errorf("%s: %w", v.Type(), err)
+		}
+		for dec.PeekKind() != '}' {
+			name, err := dec.ReadValue() // valid until the next read: looked up without a copy
+			if err != nil {
+				return err
+			}
+			if name.Kind() != '"' || bytes.IndexByte(name, '\\') >= 0 {
+				return fmt.Errorf("%s: a field name %s", v.Type(), name)
+			}
+			i, ok := sf.index[string(name[1:len(name)-1])]
+			if !ok {
 				return fmt.Errorf("%s has no field %s", v.Type(), name)
 			}
-			if err := decodeValue(ft, f); err != nil {
+			if err := decodeValue(dec, v.Field(i)); err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 		}
-		return nil
+		_, err := dec.ReadToken()
+		return err
 	case reflect.Slice:
-		items, ok := tree.([]any)
-		if !ok {
-			return fmt.Errorf("%s: not an array", v.Type())
+		if err := expect(dec, '['); err != nil {
+			return fmt.Errorf("%s: %w", v.Type(), err)
 		}
-		s := reflect.MakeSlice(v.Type(), len(items), len(items))
-		for i, it := range items {
-			if err := decodeValue(it, s.Index(i)); err != nil {
+		s := reflect.MakeSlice(v.Type(), 0, 4)
+		for dec.PeekKind() != ']' {
+			s = reflect.Append(s, reflect.Zero(v.Type().Elem()))
+			if err := decodeValue(dec, s.Index(s.Len()-1)); err != nil {
 				return err
 			}
 		}
 		v.Set(s)
-		return nil
+		_, err := dec.ReadToken()
+		return err
 	case reflect.Map:
-		entries, ok := tree.(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s: not an object", v.Type())
+		if err := expect(dec, '{'); err != nil {
+			return fmt.Errorf("%s: %w", v.Type(), err)
 		}
-		m := reflect.MakeMapWithSize(v.Type(), len(entries))
-		for k, et := range entries {
+		m := reflect.MakeMap(v.Type())
+		for dec.PeekKind() != '}' {
+			k, err := readString(dec)
+			if err != nil {
+				return err
+			}
 			ev := reflect.New(v.Type().Elem()).Elem()
-			if err := decodeValue(et, ev); err != nil {
+			if err := decodeValue(dec, ev); err != nil {
 				return err
 			}
 			m.SetMapIndex(reflect.ValueOf(k).Convert(v.Type().Key()), ev)
 		}
 		v.Set(m)
-		return nil
+		_, err := dec.ReadToken()
+		return err
+	}
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	switch k := tok.Kind(); v.Kind() {
 	case reflect.String:
-		s, ok := tree.(string)
-		if !ok {
+		if k != '"' {
 			return fmt.Errorf("%s: not a string", v.Type())
 		}
-		v.SetString(s)
-		return nil
+		v.SetString(tok.String())
 	case reflect.Bool:
-		b, ok := tree.(bool)
-		if !ok {
+		if k != 't' && k != 'f' {
 			return fmt.Errorf("%s: not a boolean", v.Type())
 		}
-		v.SetBool(b)
-		return nil
-	}
-	n, ok := tree.(json.Number)
-	if !ok {
-		return fmt.Errorf("%s: not a number", v.Type())
-	}
-	switch v.Kind() {
+		v.SetBool(tok.Bool())
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		i, err := strconv.ParseInt(n.String(), 10, 64)
-		if err != nil || v.OverflowInt(i) {
-			return fmt.Errorf("%s: %s out of range", v.Type(), n)
+		if k != '0' || v.OverflowInt(tok.Int()) {
+			return fmt.Errorf("%s: not a number in range", v.Type())
 		}
-		v.SetInt(i)
+		v.SetInt(tok.Int())
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		u, err := strconv.ParseUint(n.String(), 10, 64)
-		if err != nil || v.OverflowUint(u) {
-			return fmt.Errorf("%s: %s out of range", v.Type(), n)
+		if k != '0' || v.OverflowUint(tok.Uint()) {
+			return fmt.Errorf("%s: not a number in range", v.Type())
 		}
-		v.SetUint(u)
+		v.SetUint(tok.Uint())
 	case reflect.Float32, reflect.Float64:
-		f, err := n.Float64()
-		if err != nil {
-			return err
+		if k != '0' {
+			return fmt.Errorf("%s: not a number", v.Type())
 		}
-		v.SetFloat(f)
+		v.SetFloat(tok.Float())
 	default:
 		return fmt.Errorf("a %s cannot be decoded", v.Type())
 	}

@@ -87,7 +87,7 @@ type mappedEvent struct {
 func (p *Processor) mappedAway(ev *envelope.Event, uc *registry.UseCase) (*mapping.Extraction, outcome, bool) {
 	o := outcome{useCaseType: uc.Type}
 	var m mappedEvent
-	if err := json.Unmarshal(ev.Mapped, &m); err != nil || m.UseCaseVersion != uc.Version {
+	if err := envelope.Decode(ev.Mapped, &m); err != nil || m.UseCaseVersion != uc.Version {
 		return nil, o, false
 	}
 	if len(m.Extraction) == 0 {
