@@ -136,6 +136,11 @@ func (p *Processor) mapAway(ctx context.Context, rec *kgo.Record, ev *envelope.E
 		if len(m.Extraction) > 0 || m.Code != "" {
 			cp.Mapped, _ = json.Marshal(m)
 		}
+		// An extraction too large for one record (a wide fan-out) stays behind: the applying
+		// instance maps the event itself rather than the transaction failing again and again.
+		if len(rec.Key)+len(ev.Payload)+len(cp.Mapped)+1024 > p.cfg.MaxRecordBytes {
+			cp.Mapped = nil
+		}
 	}
 	headers := append(slices.Clip(rec.Headers), kgo.RecordHeader{Key: kafkax.HeaderCopyOf, Value: fmt.Appendf(nil, "%d/%d", rec.Partition, rec.Offset)})
 	return []*kgo.Record{{Topic: rec.Topic, Key: rec.Key, Value: cp.AppendJSON(make([]byte, 0, len(ev.Payload)+len(cp.Mapped)+512)), Headers: headers}}

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/registry/registrytest"
@@ -58,16 +60,8 @@ func TestAMappedAwayEventIsAppliedAsIfMappedInItsOrgsPartition(t *testing.T) {
 			Payload: gc.Payload, ReceivedAtUs: int64(1_746_088_200_000_000 + i)})
 	}
 	topics := spread.c.Topics.WithSpread(orgs)
-	// Event ids that put every event outside its org's partition.
 	for i := range events {
-		e := &events[i]
-		for n := 0; ; n++ {
-			e.EventID = fmt.Sprint(e.OrgID, "-", n)
-			if topics.SpreadPartition([]byte(e.OrgID), envelope.RecordKey(e), spread.c.Config.Partitions) !=
-				topics.OrgPartition([]byte(e.OrgID), spread.c.Config.Partitions) {
-				break
-			}
-		}
+		placeAway(topics, &events[i], spread.c.Config.Partitions)
 	}
 	producer := newProducer(t, spread.c, topics)
 	for _, e := range events {
@@ -182,5 +176,56 @@ func TestASpreadOrgsFeedIsMappedByEveryInstance(t *testing.T) {
 		if k != 1 {
 			t.Fatalf("event %s has %d monitoring rows", id, k)
 		}
+	}
+}
+
+// placeAway gives an event an id that puts it outside its org's partition.
+func placeAway(topics kafkax.Topics, e *envelope.Event, partitions int32) {
+	for n := 0; ; n++ {
+		e.EventID = fmt.Sprint(e.OrgID, "-", n)
+		if topics.SpreadPartition([]byte(e.OrgID), envelope.RecordKey(e), partitions) != topics.OrgPartition([]byte(e.OrgID), partitions) {
+			return
+		}
+	}
+}
+
+// An extraction too large to travel in one record (a wide fan-out) is left behind: the org's
+// partition maps the event itself, and every entity is written.
+func TestAnExtractionTooLargeForARecordIsMappedWhereItIsApplied(t *testing.T) {
+	c, reg := withUseCases(t, map[string]json.RawMessage{"people": json.RawMessage(`{"entities":[{"entity_schema":"contact",
+		"jsonataExpression":"people","unique_ids":["customer_number"],"fields":[{"attribute":"customer_number","field":"no"},
+		{"attribute":"name","field":"name"}]}]}`)})
+	var people []string
+	for i := range 30 {
+		people = append(people, fmt.Sprintf(`{"no":"K-%d","name":"%s"}`, i, strings.Repeat("n", 150)))
+	}
+	topics := c.Topics.WithSpread(map[string]bool{"org": true})
+	e := envelope.Event{OrgID: "org", IntegrationID: "int", UseCaseID: "people", Format: "json", ReceivedAtUs: 1000,
+		Payload: json.RawMessage(`{"people":[` + strings.Join(people, ",") + `]}`)}
+	placeAway(topics, &e, c.Config.Partitions)
+	must(t, newProducer(t, c, topics).ProduceSync(context.Background(), envelope.EventRecord(topics.Events, &e)).FirstErr())
+	metrics := prometheus.NewRegistry()
+	rows, writes := processProduced(t, c, reg, []envelope.Event{e}, func(cfg *processor.Config) {
+		cfg.Topics, cfg.Metrics, cfg.MaxRecordBytes = topics, metrics, 8<<10 // the event fits, its extraction does not
+	})
+	if o := rows[e.EventID]; o.Level != envelope.LevelSuccess || len(writes) != 30 {
+		t.Fatalf("outcome %s %s and %d entity writes, want success and 30", o.Code, o.Message, len(writes))
+	}
+	if got := counter(&instance{metrics: metrics}, "erpstream_processor_mapped_away_events_total"); got != 1 {
+		t.Fatalf("%v events handled away from the org's partition, want 1", got)
+	}
+	copies := 0
+	for _, r := range readTopic(t, c, c.Topics.Events) {
+		if kafkax.IsCopy(r) {
+			var cp envelope.Event
+			must(t, envelope.Decode(r.Value, &cp))
+			if len(cp.Mapped) != 0 || len(r.Value) > 8<<10 {
+				t.Fatalf("the copy carries %d bytes of mapping (%d in all), want none", len(cp.Mapped), len(r.Value))
+			}
+			copies++
+		}
+	}
+	if copies != 1 {
+		t.Fatalf("%d copies in the events topic, want 1", copies)
 	}
 }
