@@ -99,7 +99,10 @@ func (p *Processor) mappedAway(ev *envelope.Event, uc *registry.UseCase) (*mappi
 	}
 	res, err := mapping.DecodeExtraction(m.Extraction)
 	if err != nil {
-		p.log.Warn("an event mapped by another instance cannot be read here; mapped again", "event_id", ev.EventID, "err", err)
+		if p.codecLogged.CompareAndSwap(false, true) {
+			p.log.Warn("an event mapped by another instance cannot be read here (an instance of another version?); mapped again here; logged once",
+				"event_id", ev.EventID, "err", err)
+		}
 		return nil, o, false
 	}
 	return res, o, true
@@ -128,7 +131,10 @@ func (p *Processor) mapAway(ctx context.Context, rec *kgo.Record, ev *envelope.E
 		if res != nil {
 			var err error
 			if m.Extraction, err = mapping.EncodeExtraction(res); err != nil {
-				p.log.Warn("an extraction cannot be encoded for its org's partition, which maps the event itself", "event_id", ev.EventID, "err", err)
+				if p.codecLogged.CompareAndSwap(false, true) {
+					p.log.Warn("an extraction cannot be encoded for its org's partition, which maps the event itself; logged once",
+						"event_id", ev.EventID, "use_case_id", ev.UseCaseID, "err", err)
+				}
 			}
 		} else {
 			m.Level, m.Code, m.Message = o.level, o.code, o.message

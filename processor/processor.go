@@ -110,6 +110,7 @@ type Processor struct {
 	// (mappedAwayPending those of the open transaction).
 	mappedAwayTotal   prometheus.Counter
 	mappedAwayPending int
+	codecLogged       atomic.Bool // an extraction that could not travel was logged
 	// fresh are partitions given to this instance whose state is not caught up yet.
 	fresh freshPartitions
 	// catchUpGate, in tests, runs before each catch-up of fresh partitions.
