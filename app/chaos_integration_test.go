@@ -32,7 +32,10 @@ import (
 // every org has one live entity per customer carrying the last round's name, one success row per
 // event and none twice, no error rows, stats that count each event once, and copies of the first
 // round refused by the deduplication marks. One org is pinned to a partition of its own
-// (ERPSTREAM_ORG_PARTITIONS, given to every process), the other five share the other three. ERPSTREAM_CHAOS_SEED replays a run's sequence;
+// (ERPSTREAM_ORG_PARTITIONS, given to every process), the other five share the other three; one of
+// them is spread (ERPSTREAM_ORG_SPREAD): its events are mapped in every unpinned partition and
+// applied in its own, so a killed mapping instance's events reach it late, and versions must
+// still leave the last round's name. ERPSTREAM_CHAOS_SEED replays a run's sequence;
 // ERPSTREAM_CHAOS_ROUNDS (6 by default, about a minute) makes a longer run.
 func TestIntegrationProcessorsKilledAtRandomStayExact(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
@@ -49,6 +52,7 @@ func TestIntegrationProcessorsKilledAtRandomStayExact(t *testing.T) {
 	secret := []byte("chaos-test-secret-0123456789abcdef")
 	e.JWT = auth.JWTConfig{HS256Secret: secret}
 	e.Kafka.OrgPartitions = kafkax.Placement{"chaos-org-0": 3}
+	e.Kafka.SpreadOrgs = map[string]bool{"chaos-org-1": true}
 	e.Configure = func(cfg *app.Config) { cfg.Services = []string{app.Ingest, app.Query, app.Project} }
 	e.Start()
 
