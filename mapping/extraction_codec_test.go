@@ -33,12 +33,7 @@ func TestExtractionsSurviveEncoding(t *testing.T) {
 			continue
 		}
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
-			var m *mapping.Mapping
-			if gc.V1 != nil {
-				m, err = mapping.CompileWrapped(gc.V1.MappingConfiguration, gc.V1.ObjectType, jsonata.Default)
-			} else {
-				m, err = mapping.Compile(gc.Configuration, jsonata.Default)
-			}
+			m, err := gc.compile()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -33,6 +33,14 @@ type goldenCase struct {
 	} `json:"error"`
 }
 
+// compile compiles the case's configuration, v2 or the v1 wrapped form.
+func (gc *goldenCase) compile() (*mapping.Mapping, error) {
+	if gc.V1 != nil {
+		return mapping.CompileWrapped(gc.V1.MappingConfiguration, gc.V1.ObjectType, jsonata.Default)
+	}
+	return mapping.Compile(gc.Configuration, jsonata.Default)
+}
+
 // The receive time every golden case maps with ($now()).
 var goldenNow = time.Date(2025, 5, 1, 8, 30, 0, 0, time.UTC)
 
@@ -51,12 +59,7 @@ func TestGolden(t *testing.T) {
 			if err := json.Unmarshal(raw, &gc); err != nil {
 				t.Fatalf("%s: %v", file, err)
 			}
-			var m *mapping.Mapping
-			if gc.V1 != nil {
-				m, err = mapping.CompileWrapped(gc.V1.MappingConfiguration, gc.V1.ObjectType, jsonata.Default)
-			} else {
-				m, err = mapping.Compile(gc.Configuration, jsonata.Default)
-			}
+			m, err := gc.compile()
 			if err != nil {
 				t.Fatalf("compile: %v", err)
 			}
