@@ -85,6 +85,9 @@ type Config struct {
 	// ProcessorStandby also keeps the states of the partitions the instance does not hold current
 	// on its disk, so taking one over is quick (ERPSTREAM_PROCESSOR_STANDBY=true; docs/scaling.md).
 	ProcessorStandby bool
+	// MapAheadOrgs are orgs whose events the processor instances that do not apply them map
+	// ahead of the one that does, order kept (ERPSTREAM_ORG_MAP_AHEAD; docs/scaling.md).
+	MapAheadOrgs map[string]bool
 	// ProjectorEntityCache is how many recently stored entities the projector keeps to patch
 	// their next writes without a ClickHouse read (ERPSTREAM_PROJECTOR_ENTITY_CACHE, 100,000;
 	// negative: none).

@@ -144,7 +144,7 @@ func queryRoutes(rt *runtime, api *gin.RouterGroup) error {
 func startProcessor(ctx context.Context, rt *runtime) error {
 	p, err := processor.New(processor.Config{Kafka: rt.cfg.Kafka, Topics: rt.topics, InstanceID: rt.cfg.InstanceID, Registry: rt.registry,
 		Log: rt.log, Metrics: rt.metrics, FileProxyBaseURL: rt.cfg.FileProxyBaseURL, SignLink: signLink(rt.links),
-		StateDir: rt.cfg.ProcessorStateDir, Standby: rt.cfg.ProcessorStandby, OrgMappingPerMinute: rt.cfg.OrgMappingPerMinute})
+		StateDir: rt.cfg.ProcessorStateDir, Standby: rt.cfg.ProcessorStandby, MapAheadOrgs: rt.cfg.MapAheadOrgs, OrgMappingPerMinute: rt.cfg.OrgMappingPerMinute})
 	if err != nil {
 		return err
 	}

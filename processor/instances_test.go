@@ -236,21 +236,25 @@ func TestAStandbyTakesOverWithoutReadingTheStateAgain(t *testing.T) {
 }
 
 // duplicates is how many events the instance refused as copies.
-func duplicates(in *instance) float64 {
+func duplicates(in *instance) float64 { return byCode(in, "DUPLICATE_EVENT") }
+
+// byCode is how many events the instance committed with the monitoring code.
+func byCode(in *instance, code string) float64 {
 	families, _ := in.metrics.Gather()
+	total := 0.0
 	for _, f := range families {
 		if f.GetName() != "erpstream_processor_events_total" {
 			continue
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "code" && l.GetValue() == "DUPLICATE_EVENT" {
-					return m.GetCounter().GetValue()
+				if l.GetName() == "code" && l.GetValue() == code {
+					total += m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
-	return 0
+	return total
 }
 
 // A standby keeps every partition's states: on disk only.

@@ -83,6 +83,10 @@ type Config struct {
 	// (standby.go). Needs StateDir.
 	Standby         bool
 	StandbyInterval time.Duration
+	// MapAheadOrgs are orgs whose events the instances not holding the org's partition map
+	// ahead of the one that does, into the extractions topic, which the applying instance takes
+	// them from (mapahead.go); the org's order is kept.
+	MapAheadOrgs map[string]bool
 }
 
 // Processor is the mapping service.
@@ -111,6 +115,13 @@ type Processor struct {
 	mappedAwayTotal   prometheus.Counter
 	mappedAwayPending int
 	codecLogged       atomic.Bool // an extraction that could not travel was logged
+	// ahead holds the extractions other instances made for map-ahead orgs' events of the
+	// partitions this instance holds (nil: no map-ahead orgs); aheadMapped counts those this
+	// instance made for others, aheadTaken those it took; memberID is its session's group member.
+	ahead       *aheadCache
+	aheadMapped prometheus.Counter
+	aheadTaken  prometheus.Counter
+	memberID    atomic.Value
 	// fresh are partitions given to this instance whose state is not caught up yet.
 	fresh freshPartitions
 	// catchUpGate, in tests, runs before each catch-up of fresh partitions.
@@ -226,6 +237,13 @@ func New(cfg Config) (*Processor, error) {
 		Help: "Events found outside their org's partition (a producer with another ERPSTREAM_ORG_PARTITIONS) and forwarded to it (committed)."})
 	p.mappedAwayTotal = prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_mapped_away_events_total",
 		Help: "Events of spread orgs (ERPSTREAM_ORG_SPREAD) this instance mapped outside their org's partition and sent there to be applied (committed)."})
+	p.aheadMapped = prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_mapped_ahead_events_total",
+		Help: "Events of map-ahead orgs (ERPSTREAM_ORG_MAP_AHEAD) this instance mapped ahead of the instance holding their partition (extractions written)."})
+	p.aheadTaken = prometheus.NewCounter(prometheus.CounterOpts{Name: "erpstream_processor_ahead_extractions_taken_total",
+		Help: "Events of map-ahead orgs this instance applied with the extraction another instance made, instead of mapping them itself."})
+	if len(cfg.MapAheadOrgs) > 0 {
+		p.ahead = newAheadCache(aheadPolls * cfg.MaxPoll)
+	}
 	stateSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_entity_state_entities",
 		Help: "Entities in this instance's entity state (restored from the compacted entity-state topic)."},
 		func() float64 { return float64(p.entities.size()) })
@@ -244,7 +262,7 @@ func New(cfg Config) (*Processor, error) {
 	marksFollowed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "erpstream_dedup_standby_records",
 		Help: "Deduplication mark records of partitions this instance does not hold, read into its store by standby rounds."},
 		func() float64 { return float64(p.dedup.followed.Load()) })
-	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, p.forwarded, p.mappedAwayTotal, active, partitions, refused, stateSize, restored, followed,
+	for _, c := range []prometheus.Collector{p.outcomes, p.aborts, p.restarts, p.early, p.batchTime, p.forwarded, p.mappedAwayTotal, p.aheadMapped, p.aheadTaken, active, partitions, refused, stateSize, restored, followed,
 		marks, marksRestored, marksFollowed, p.held, overShare} {
 		if err := cfg.Metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("processor metrics: %w", err)

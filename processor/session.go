@@ -62,6 +62,12 @@ func (p *Processor) Run(ctx context.Context) error {
 		// Stopped before the store closes (defers run last first).
 		defer func() { stopStandby(); <-stopped }()
 	}
+	if p.ahead != nil {
+		aheadCtx, stopAhead := context.WithCancel(ctx)
+		stopped := make(chan struct{})
+		go func() { defer close(stopped); p.mapAheadLoop(aheadCtx) }()
+		defer func() { stopAhead(); <-stopped }()
+	}
 	backoff := 250 * time.Millisecond
 	for {
 		began := time.Now()
@@ -125,6 +131,8 @@ func (p *Processor) runSession(ctx context.Context) error {
 		// (Record.Partition); entity writes and monitoring rows by key.
 		kgo.RecordPartitioner(p.cfg.Topics.Partitioner()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+			member, _ := cl.GroupMetadata()
+			p.memberID.Store(member)
 			p.log.Info("processor given events partitions", "partitions", assigned[p.cfg.Topics.Events])
 			placedAmong := p.entities.partitions
 			added := slices.DeleteFunc(slices.Clone(assigned[p.cfg.Topics.Events]), func(part int32) bool { return part < placedAmong })
@@ -393,6 +401,8 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 			outs = p.mapAway // a spread org's: mapped here, applied in the org's partition
 		case p.misplaced(in):
 			outs = p.forward // to the org's partition, where its states are
+		default:
+			p.takeAhead(&in)
 		}
 		start := time.Now()
 		for _, out := range outs(ctx, in.rec, &in.ev) {

@@ -286,8 +286,16 @@ func configFromEnv(log *slog.Logger) (app.Config, error) {
 	if cfg.Kafka.OrgPartitions, err = kafkax.ParsePlacement(os.Getenv("ERPSTREAM_ORG_PARTITIONS")); err != nil {
 		return cfg, fmt.Errorf("ERPSTREAM_ORG_PARTITIONS: %w", err)
 	}
-	if cfg.Kafka.SpreadOrgs, err = kafkax.ParseSpread(os.Getenv("ERPSTREAM_ORG_SPREAD")); err != nil {
+	if cfg.Kafka.SpreadOrgs, err = kafkax.ParseOrgs(os.Getenv("ERPSTREAM_ORG_SPREAD")); err != nil {
 		return cfg, fmt.Errorf("ERPSTREAM_ORG_SPREAD: %w", err)
+	}
+	if cfg.MapAheadOrgs, err = kafkax.ParseOrgs(os.Getenv("ERPSTREAM_ORG_MAP_AHEAD")); err != nil {
+		return cfg, fmt.Errorf("ERPSTREAM_ORG_MAP_AHEAD: %w", err)
+	}
+	for org := range cfg.MapAheadOrgs {
+		if cfg.Kafka.SpreadOrgs[org] {
+			return cfg, fmt.Errorf("ERPSTREAM_ORG_MAP_AHEAD: org %s is spread too (ERPSTREAM_ORG_SPREAD): choose one", org)
+		}
 	}
 	if cfg.EgressAllowCIDRs, err = egress.ParseCIDRs(os.Getenv("ERPSTREAM_EGRESS_ALLOW_CIDRS")); err != nil {
 		return cfg, fmt.Errorf("ERPSTREAM_EGRESS_ALLOW_CIDRS: %w", err)

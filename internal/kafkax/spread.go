@@ -21,9 +21,9 @@ func IsCopy(r *kgo.Record) bool {
 	return slices.ContainsFunc(r.Headers, func(h kgo.RecordHeader) bool { return h.Key == HeaderCopyOf })
 }
 
-// ParseSpread reads ERPSTREAM_ORG_SPREAD: the orgs, comma-separated, whose events are mapped
-// by every processor instance instead of the one holding the org's partition.
-func ParseSpread(s string) (map[string]bool, error) {
+// ParseOrgs reads a list of org ids, comma-separated (ERPSTREAM_ORG_SPREAD,
+// ERPSTREAM_ORG_MAP_AHEAD); empty gives nil.
+func ParseOrgs(s string) (map[string]bool, error) {
 	out := map[string]bool{}
 	for _, org := range strings.Split(s, ",") {
 		org = strings.TrimSpace(org)
@@ -31,7 +31,7 @@ func ParseSpread(s string) (map[string]bool, error) {
 			continue
 		}
 		if strings.Contains(org, "/") || strings.Contains(org, "=") {
-			return nil, fmt.Errorf("org spread: %q is not an org id", org)
+			return nil, fmt.Errorf("%q is not an org id", org)
 		}
 		out[org] = true
 	}

@@ -51,15 +51,15 @@ func TestASpreadOrgsEventsGoEverywhereButOtherOrgsPins(t *testing.T) {
 }
 
 func TestSpreadIsParsed(t *testing.T) {
-	got, err := ParseSpread(" big , other,, ")
+	got, err := ParseOrgs(" big , other,, ")
 	if err != nil || len(got) != 2 || !got["big"] || !got["other"] {
 		t.Fatalf("parsed %v, %v", got, err)
 	}
-	if got, err := ParseSpread(""); err != nil || got != nil {
+	if got, err := ParseOrgs(""); err != nil || got != nil {
 		t.Fatalf("empty parsed as %v, %v", got, err)
 	}
 	for _, bad := range []string{"a/b", "big=3"} {
-		if _, err := ParseSpread(bad); err == nil {
+		if _, err := ParseOrgs(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
 	}

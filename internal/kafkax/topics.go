@@ -49,6 +49,10 @@ type Topics struct {
 	// OrgLoad is what the processors say of orgs whose mapping takes more than their share
 	// while other orgs wait (compacted, keyed by org); ingest holds such an org's new events back.
 	OrgLoad string
+	// Extractions are map-ahead orgs' events mapped by the instances that do not apply them
+	// (keyed by events partition and offset, kept an hour): a cache the applying instance takes
+	// extractions from instead of mapping the events itself.
+	Extractions string
 	// Placement pins orgs to events partitions of their own (nil: every org is hashed); set it
 	// with WithPlacement.
 	Placement Placement
@@ -97,6 +101,7 @@ func NewTopics(prefix string) Topics {
 		OutboundDead:    prefix + ".outbound-dead",
 		Acks:            prefix + ".acks",
 		OrgLoad:         prefix + ".org-load",
+		Extractions:     prefix + ".extractions",
 	}
 }
 
@@ -143,6 +148,10 @@ func (t Topics) Specs(dataPartitions int32) []TopicSpec {
 		{Name: t.OrgLoad, Partitions: 1, ExactPartitions: true, Purpose: "orgs whose mapping takes more than their share while others wait (compacted, keyed by org)",
 			Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": strconv.Itoa(60 * 60 * 1000)}},
 	}
+	specs = append(specs, TopicSpec{Name: t.Extractions, Partitions: dataPartitions,
+		Purpose: "map-ahead orgs' events mapped ahead of the instance applying them (a cache keyed by events partition and offset, an hour)",
+		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": strconv.Itoa(60 * 60 * 1000), "segment.ms": strconv.Itoa(10 * 60 * 1000),
+			"max.message.bytes": "8388608"}})
 	for i, name := range t.OutboundRetries {
 		// A retry waits its delay and then some: kept for a day past the longest delay.
 		specs = append(specs, TopicSpec{Name: name, Partitions: dataPartitions,
