@@ -61,6 +61,7 @@ func newChildProcess(t *testing.T, e *apptest.Env, bin, addrVar string, args []s
 		"CLICKHOUSE_ADDR="+e.CH.Addr, "CLICKHOUSE_DATABASE="+e.CH.Database, addrVar+"="+addr,
 		"ERPSTREAM_DEV_MODE=1", "ERPSTREAM_DEV_TOKEN=it-token", "ERPSTREAM_DATA_DIR="+dir,
 		"ERPSTREAM_ORG_PARTITIONS="+e.Kafka.OrgPartitions.String(), "ERPSTREAM_ORG_SPREAD="+strings.Join(slices.Sorted(maps.Keys(e.Kafka.SpreadOrgs)), ",")), env...)}
+
 	// A clean stop at the end, so its consumers leave their groups instead of lingering until
 	// their session times out.
 	t.Cleanup(p.stop)

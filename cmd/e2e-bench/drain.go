@@ -16,9 +16,10 @@ import (
 	"github.com/erpstream/erpstream/processor"
 )
 
-// Options of the drain runs (-spread, -heavy): extraEnv is added to every process's environment.
+// Options of the drain runs (-spread, -ahead, -heavy): extraEnv is added to every process's environment.
 var (
 	spreadOrgs   bool
+	aheadOrgs    bool
 	heavyMapping int
 	extraEnv     []string
 )

@@ -51,6 +51,7 @@ func main() {
 	progress := flag.Bool("progress", false, "print every second how far each consumer group is behind (where the pipeline waits)")
 	flag.BoolVar(&withDedupIDs, "dedup", false, "give every event a deduplication id of its own (the processor checks and marks each)")
 	flag.StringVar(&heapProfile, "memprofile", "", "write heap profiles of every stage's process while it runs (every 10 s), to <file>.<process> (with -split or -drain)")
+	flag.BoolVar(&aheadOrgs, "ahead", false, "map the orgs ahead (ERPSTREAM_ORG_MAP_AHEAD): the instances not holding an org's partition map a share of its events for it (with -drain)")
 	flag.BoolVar(&spreadOrgs, "spread", false, "spread the orgs (ERPSTREAM_ORG_SPREAD): every process instance maps a share of each org's events (with -drain)")
 	flag.IntVar(&heavyMapping, "heavy", 0, "add a field summing 1…N to the drain's mapping, a costlier mapping (with -drain; 3000: about 0.1 ms an event here)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to the file (with -split: of every stage's process, to <file>.<process>)")
@@ -95,7 +96,7 @@ func main() {
 			}
 			counts = append(counts, n)
 		}
-		if spreadOrgs {
+		if spreadOrgs || aheadOrgs {
 			var orgIDs []string
 			for _, st := range staticTokens {
 				orgIDs = append(orgIDs, st[strings.IndexByte(st, '=')+1:])
@@ -103,7 +104,11 @@ func main() {
 			if len(orgIDs) == 0 {
 				orgIDs = []string{"dev-org"}
 			}
-			extraEnv = append(extraEnv, "ERPSTREAM_ORG_SPREAD="+strings.Join(orgIDs, ","))
+			setting := "ERPSTREAM_ORG_SPREAD="
+			if aheadOrgs {
+				setting = "ERPSTREAM_ORG_MAP_AHEAD="
+			}
+			extraEnv = append(extraEnv, setting+strings.Join(orgIDs, ","))
 		}
 		runDrain(counts, *events, tokens, strings.Join(staticTokens, ","), *cpuProfile, pidFrom(*kafkaPID), pidFrom(*clickhousePID))
 		return
