@@ -142,7 +142,7 @@ func Status(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer, or
 		}
 	}
 	if l := lags[processor.DefaultGroup]; l.Error() == nil {
-		orgPlacement(out, orgs, topics, len(details[topics.Events].Partitions), l)
+		orgPlacement(out, orgs, topics, cfg.MapAheadOrgs, len(details[topics.Events].Partitions), l)
 	}
 	heldOrgs(ctx, cfg.Kafka, log, out, topics.OrgLoad, time.Now())
 	conn, err := chx.Open(ctx, cfg.ClickHouse)
@@ -245,7 +245,7 @@ func coPartitioningWarnings(topics kafkax.Topics, partitions map[string]int) []s
 // orgPlacement writes, per org, its events partition (pinned, or the org's hash:
 // Topics.OrgPartition), the processor member holding it and its lag: where to look when one
 // org's events are late.
-func orgPlacement(out io.Writer, orgs []string, topics kafkax.Topics, partitions int, l kadm.DescribedGroupLag) {
+func orgPlacement(out io.Writer, orgs []string, topics kafkax.Topics, mapAhead map[string]bool, partitions int, l kadm.DescribedGroupLag) {
 	eventsTopic := topics.Events
 	for _, org := range orgs {
 		if partitions == 0 {
@@ -259,6 +259,9 @@ func orgPlacement(out io.Writer, orgs []string, topics kafkax.Topics, partitions
 		}
 		if topics.Spreads(org) {
 			how += " (spread: its events are mapped in every partition and applied in this one)"
+		}
+		if mapAhead[org] {
+			how += " (mapped ahead: the other processor instances map its events, this partition's holder applies them in order)"
 		}
 		holder := "no member (the processors are down or rebalancing)"
 		for _, m := range l.Members {

@@ -28,14 +28,17 @@ func TestStatusNamesPartitionsAndTheLaggingOnes(t *testing.T) {
 	}
 }
 
-func TestStatusSaysWhichOrgsArePinnedOrSpread(t *testing.T) {
+func TestStatusSaysWhichOrgsArePinnedSpreadOrMappedAhead(t *testing.T) {
 	topics := kafkax.NewTopics("erp").WithPlacement(kafkax.Placement{"big": 12}).WithSpread(map[string]bool{"big": true})
 	var out strings.Builder
-	orgPlacement(&out, []string{"big", "small"}, topics, 13, kadm.DescribedGroupLag{})
+	orgPlacement(&out, []string{"big", "small", "ahead"}, topics, map[string]bool{"ahead": true}, 13, kadm.DescribedGroupLag{})
+	ahead := topics.OrgPartition([]byte("ahead"), 13)
 	small := topics.OrgPartition([]byte("small"), 13)
 	want := "org big: erp.events partition 12 of 13 (pinned) (spread: its events are mapped in every partition and applied in this one), " +
 		"mapped by no member (the processors are down or rebalancing), lag unknown\n" +
-		fmt.Sprintf("org small: erp.events partition %d of 13, mapped by no member (the processors are down or rebalancing), lag unknown\n", small)
+		fmt.Sprintf("org small: erp.events partition %d of 13, mapped by no member (the processors are down or rebalancing), lag unknown\n", small) +
+		fmt.Sprintf("org ahead: erp.events partition %d of 13 (mapped ahead: the other processor instances map its events, this partition's holder applies them in order), "+
+			"mapped by no member (the processors are down or rebalancing), lag unknown\n", ahead)
 	if out.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
 	}

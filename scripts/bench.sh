@@ -99,9 +99,10 @@ go run ./cmd/e2e-bench -split -processors 3 -orgs 6 "${pids[@]}" -events "${E2E_
 echo "== the processor alone, 1, 2 and 3 instances mapping a backlog of twelve orgs, one per partition (nothing else running); then one org"
 go run ./cmd/e2e-bench -drain 1,2,3 -orgs 12 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
 go run ./cmd/e2e-bench -drain 1,3 -orgs 1 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
-echo "== one org with a costlier mapping (a field summing 1…3000), 1 and 3 instances: held by one instance, then spread (ERPSTREAM_ORG_SPREAD)"
+echo "== one org with a costlier mapping (a field summing 1…3000), 1 and 3 instances: held by one instance, then spread (ERPSTREAM_ORG_SPREAD), then 3 mapping ahead (ERPSTREAM_ORG_MAP_AHEAD)"
 go run ./cmd/e2e-bench -drain 1,3 -orgs 1 -heavy 3000 "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
 go run ./cmd/e2e-bench -drain 1,3 -orgs 1 -heavy 3000 -spread "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
+go run ./cmd/e2e-bench -drain 3 -orgs 1 -heavy 3000 -ahead "${pids[@]}" -events "${E2E_EVENTS:-100000}" 2>/dev/null
 echo "== one process instance, one org, a backlog of 1,000,000 new contacts: speed and peak resident memory as its store grows"
 go run ./cmd/e2e-bench -drain 1 -orgs 1 "${pids[@]}" -events "${E2E_LARGE_EVENTS:-1000000}" 2>/dev/null
 

@@ -112,3 +112,18 @@ func TestAdminPartitionsNeedsOneCount(t *testing.T) {
 		t.Errorf("without brokers: %v", err)
 	}
 }
+
+// An org is spread or mapped ahead, not both: the two place and map its events differently.
+func TestAnOrgIsSpreadOrMappedAheadNotBoth(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	t.Setenv("ERPSTREAM_ORG_SPREAD", "big")
+	t.Setenv("ERPSTREAM_ORG_MAP_AHEAD", "other, big")
+	if _, err := configFromEnv(log); err == nil || !strings.Contains(err.Error(), "org big is spread too") {
+		t.Fatalf("an org in both lists: %v, want refused", err)
+	}
+	t.Setenv("ERPSTREAM_ORG_MAP_AHEAD", "other")
+	cfg, err := configFromEnv(log)
+	if err != nil || !cfg.MapAheadOrgs["other"] || len(cfg.MapAheadOrgs) != 1 {
+		t.Fatalf("ERPSTREAM_ORG_MAP_AHEAD=other: %v %v", cfg.MapAheadOrgs, err)
+	}
+}
