@@ -36,6 +36,8 @@ const (
 	aheadRound = 500 * time.Millisecond
 	// aheadLookback is how old the extractions are that an instance given a partition reads.
 	aheadLookback = time.Minute
+	// aheadMaxBytes bounds the extractions a partition's cache holds (wide fan-outs make large ones).
+	aheadMaxBytes = 64 << 20
 )
 
 // aheadCache holds the extractions the other instances made for the events of the partitions
@@ -49,6 +51,7 @@ type aheadCache struct {
 type aheadPartition struct {
 	floor    int64 // events below it are mapped: their extractions are of no use
 	byOffset map[int64]aheadEntry
+	bytes    int
 }
 
 type aheadEntry struct {
@@ -73,19 +76,21 @@ func (c *aheadCache) put(part int32, offset int64, eventID string, mapped []byte
 	if offset < ap.floor {
 		return
 	}
-	if len(ap.byOffset) >= c.max {
-		deleteBelow(ap.byOffset, ap.floor)
-		if len(ap.byOffset) >= c.max {
-			return
+	if len(ap.byOffset) >= c.max || ap.bytes+len(mapped) > aheadMaxBytes {
+		ap.deleteBelowFloor()
+		if len(ap.byOffset) >= c.max || ap.bytes+len(mapped) > aheadMaxBytes {
+			return // the holder maps the event itself
 		}
 	}
 	ap.byOffset[offset] = aheadEntry{eventID: eventID, mapped: mapped}
+	ap.bytes += len(mapped)
 }
 
-func deleteBelow(m map[int64]aheadEntry, floor int64) {
-	for off := range m {
-		if off < floor {
-			delete(m, off)
+func (ap *aheadPartition) deleteBelowFloor() {
+	for off, e := range ap.byOffset {
+		if off < ap.floor {
+			delete(ap.byOffset, off)
+			ap.bytes -= len(e.mapped)
 		}
 	}
 }
@@ -106,6 +111,7 @@ func (c *aheadCache) take(part int32, offset int64, eventID string) []byte {
 		return nil
 	}
 	delete(ap.byOffset, offset)
+	ap.bytes -= len(e.mapped)
 	if e.eventID != eventID {
 		return nil // the topic was made again since: another event had this offset
 	}

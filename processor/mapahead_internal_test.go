@@ -27,6 +27,12 @@ func TestTheAheadCacheGivesAnExtractionOnceToItsEvent(t *testing.T) {
 	if n := len(c.parts[1].byOffset); n != 3 {
 		t.Fatalf("%d extractions held, want the bound 3", n)
 	}
+	big := make([]byte, aheadMaxBytes/2+1)
+	c.put(3, 1, "e1", big)
+	c.put(3, 2, "e2", big)
+	if c.take(3, 1, "e1") == nil || c.take(3, 2, "e2") != nil {
+		t.Fatalf("the second half of the bytes bound was kept beside the first")
+	}
 	c.put(2, 5, "e5", []byte("x5"))
 	c.drop(2)
 	if got := c.take(2, 5, "e5"); got != nil {
