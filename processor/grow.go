@@ -89,6 +89,18 @@ func GrowPartitions(ctx context.Context, kc kafkax.Config, t kafkax.Topics, n in
 			return rep, fmt.Errorf("add partitions to %s: %w (run it again: topics at %d already are left as they are)", strings.Join(grow, ", "), err, n)
 		}
 	}
+	// The extractions topic, a cache of map-ahead orgs' events mapped ahead, follows when it is
+	// there: one partition per events partition (with fewer, partitions share one).
+	if xc, err := partitionCounts(ctx, adm, []string{t.Extractions}); err == nil && xc[t.Extractions] < n {
+		resp, err := adm.UpdatePartitions(ctx, int(n), t.Extractions)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			log.Warn("extractions topic not grown: map-ahead orgs' extractions share its partitions (a cache, exact either way)",
+				"topic", t.Extractions, "err", err)
+		}
+	}
 	// The topics' metadata can lag the change by a moment; Relayout must see the new count.
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		counts, err = partitionCounts(ctx, adm, topics)

@@ -49,8 +49,11 @@ func TestGrowPartitionsAddsThemAlikeAndMovesTheStates(t *testing.T) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(f.c.Config.Brokers...))
 	must(t, err)
 	defer cl.Close()
-	details, err := kadm.NewClient(cl).ListTopics(ctx, f.c.Topics.Events, f.c.Topics.EntityState, f.c.Topics.Dedup)
+	details, err := kadm.NewClient(cl).ListTopics(ctx, f.c.Topics.Events, f.c.Topics.EntityState, f.c.Topics.Dedup, f.c.Topics.Extractions)
 	must(t, err)
+	if len(details) != 4 {
+		t.Fatalf("topics %v, want four", details.Names())
+	}
 	for _, d := range details {
 		if len(d.Partitions) != int(to) {
 			t.Errorf("%s has %d partitions, want %d", d.Topic, len(d.Partitions), to)
