@@ -35,7 +35,9 @@ import (
 // (ERPSTREAM_ORG_PARTITIONS, given to every process), the other five share the other three; one of
 // them is spread (ERPSTREAM_ORG_SPREAD): its events are mapped in every unpinned partition and
 // applied in its own, so a killed mapping instance's events reach it late, and versions must
-// still leave the last round's name. ERPSTREAM_CHAOS_SEED replays a run's sequence;
+// still leave the last round's name; another is mapped ahead (ERPSTREAM_ORG_MAP_AHEAD): the
+// instances not holding its partition map its events into the extractions topic, and the holder
+// takes them while instances die and come back. ERPSTREAM_CHAOS_SEED replays a run's sequence;
 // ERPSTREAM_CHAOS_ROUNDS (6 by default, about a minute) makes a longer run.
 func TestIntegrationProcessorsKilledAtRandomStayExact(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
@@ -76,6 +78,7 @@ func TestIntegrationProcessorsKilledAtRandomStayExact(t *testing.T) {
 		orgs = append(orgs, o)
 	}
 
+	t.Setenv("ERPSTREAM_ORG_MAP_AHEAD", "chaos-org-2") // the processes' environment
 	procs := startThreeProcessors(t, e, "chaos", 2)
 
 	feedDone := make(chan error, len(orgs))
@@ -99,6 +102,10 @@ func TestIntegrationProcessorsKilledAtRandomStayExact(t *testing.T) {
 		}
 	}
 	t.Logf("chaos done after %d actions; feeds done", actions)
+	for i, p := range procs {
+		t.Logf("instance %d since its last start: %v of chaos-org-2's events mapped ahead, %v extractions taken", i+1,
+			p.metric("erpstream_processor_mapped_ahead_events_total"), p.metric("erpstream_processor_ahead_extractions_taken_total"))
+	}
 
 	// Copies of the first round, sent after every instance came back: refused by the marks the
 	// instances caught up, followed or (wiped) read again.

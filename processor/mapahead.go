@@ -275,6 +275,7 @@ func (p *Processor) aheadRound(ctx context.Context, a *aheadReader) {
 				dropHelp = append(dropHelp, part)
 			}
 			if !a.reading[part] {
+				p.log.Info("taking the extractions other instances map ahead for a map-ahead org's partition", "partition", part)
 				a.reading[part] = true
 				addRead[a.extractionsPartition(part)] = kgo.NewOffset().AfterMilli(time.Now().Add(-aheadLookback).UnixMilli())
 			}
@@ -297,6 +298,8 @@ func (p *Processor) aheadRound(ctx context.Context, a *aheadReader) {
 		if h == nil {
 			a.helping[part] = &helped{next: at, committed: at}
 			addHelp[part] = kgo.NewOffset().At(at) // before the log start (retention): its start
+			p.log.Info("mapping a map-ahead org's events ahead of the instance holding their partition",
+				"partition", part, "from_offset", at, "share", a.share, "members", a.members)
 			continue
 		}
 		h.committed = at
