@@ -36,6 +36,9 @@ const (
 	aheadRound = 500 * time.Millisecond
 	// aheadLookback is how old the extractions are that an instance given a partition reads.
 	aheadLookback = time.Minute
+	// aheadYieldBacklog: an instance with as many events waiting in its own partitions maps
+	// nothing ahead for others, so another org's feed never slows the orgs it holds.
+	aheadYieldBacklog = 1000
 	// aheadMaxBytes bounds the extractions a partition's cache holds (wide fan-outs make large ones).
 	aheadMaxBytes = 64 << 20
 )
@@ -380,7 +383,7 @@ func (p *Processor) mapAheadOne(ctx context.Context, a *aheadReader, r *kgo.Reco
 		return
 	}
 	h.next = r.Offset + 1
-	if a.members < 2 || a.share < 0 || kafkax.IsCopy(r) {
+	if a.members < 2 || a.share < 0 || kafkax.IsCopy(r) || p.ownWaiting.Load() >= aheadYieldBacklog {
 		return
 	}
 	f := fnv.New32a()

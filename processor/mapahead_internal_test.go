@@ -1,6 +1,20 @@
 package processor
 
-import "testing"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
+	"github.com/erpstream/erpstream/internal/registry"
+	"github.com/erpstream/erpstream/internal/registry/registrytest"
+)
 
 // The cache gives an extraction once, to the event it was made for, and none for events the
 // instance mapped already; a partition holds a bounded number.
@@ -37,5 +51,52 @@ func TestTheAheadCacheGivesAnExtractionOnceToItsEvent(t *testing.T) {
 	c.drop(2)
 	if got := c.take(2, 5, "e5"); got != nil {
 		t.Fatalf("a dropped partition's extraction was given: %q", got)
+	}
+}
+
+// An instance whose own partitions have a backlog maps nothing ahead for another instance's org:
+// another org's feed must not slow the orgs it holds. Without one it maps its share.
+func TestAnInstanceWithABacklogOfItsOwnMapsNothingAhead(t *testing.T) {
+	c := kafkatest.New(t)
+	reg := registrytest.Start(t, c)
+	ctx := context.Background()
+	if err := reg.PutIntegration(ctx, &registry.Integration{ID: "int", OrgID: "big", Name: "SAP"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.PutUseCase(ctx, &registry.UseCase{ID: "uc", OrgID: "big", IntegrationID: "int", Name: "c", Slug: "c", Type: registry.TypeInbound,
+		Enabled: true, Version: 1, Configuration: json.RawMessage(`{"entities":[{"entity_schema":"contact","unique_ids":["no"],"fields":[{"attribute":"no","field":"no"}]}]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, ok := reg.Snapshot().UseCase("big", "uc"); return ok })
+	p, err := New(Config{Kafka: c.Config, Topics: c.Topics, Registry: reg, Log: kafkatest.Quiet(), MapAheadOrgs: map[string]bool{"big": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	a := &aheadReader{cl: cl, members: 2, xParts: c.Config.Partitions}
+	h := &helped{}
+	mapOne := func(offset int64) {
+		e := envelope.Event{EventID: fmt.Sprint("e-", offset), OrgID: "big", IntegrationID: "int", UseCaseID: "uc", Format: "json",
+			Payload: json.RawMessage(`{"no":"K-1"}`), ReceivedAtUs: 1000}
+		r := envelope.EventRecord(c.Topics.Events, &e)
+		r.Offset = offset
+		f := fnv.New32a()
+		_, _ = f.Write(r.Key)
+		a.share = int(f.Sum32() % uint32(a.members)) // the record is this instance's share
+		p.mapAheadOne(ctx, a, r, h)
+	}
+	p.ownWaiting.Store(aheadYieldBacklog)
+	mapOne(0)
+	if got := testutil.ToFloat64(p.aheadMapped); got != 0 || h.next != 1 {
+		t.Fatalf("with its own backlog: %v mapped ahead, next offset %d; want none, 1", got, h.next)
+	}
+	p.ownWaiting.Store(0)
+	mapOne(1)
+	if got := testutil.ToFloat64(p.aheadMapped); got != 1 {
+		t.Fatalf("without a backlog: %v mapped ahead, want 1", got)
 	}
 }

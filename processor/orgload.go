@@ -74,6 +74,19 @@ func (l *orgLoad) spent(org string, d time.Duration) {
 // behind records how many events wait in a partition after the last one polled.
 func (l *orgLoad) behind(part int32, events int64) { l.waiting[part] = max(events, 0) }
 
+// waitingInOwned is how many events wait, not polled yet, in the partitions the instance holds.
+func (l *orgLoad) waitingInOwned() int64 {
+	var waiting int64
+	for part, n := range l.waiting {
+		if l.owns(part) {
+			waiting += n
+		} else {
+			delete(l.waiting, part)
+		}
+	}
+	return waiting
+}
+
 func (o *orgSlots) lastMinute(now int64) time.Duration {
 	var sum time.Duration
 	for i := range loadSlots {
@@ -94,14 +107,7 @@ func (l *orgLoad) due(unmapped int) []*kgo.Record {
 		return nil
 	}
 	l.said = now
-	waiting := int64(unmapped)
-	for part, n := range l.waiting {
-		if l.owns(part) {
-			waiting += n
-		} else {
-			delete(l.waiting, part)
-		}
-	}
+	waiting := int64(unmapped) + l.waitingInOwned()
 	slot := now.UnixNano() / int64(loadSlot)
 	var total time.Duration
 	spent := make(map[string]time.Duration, len(l.orgs))

@@ -122,6 +122,9 @@ type Processor struct {
 	aheadMapped prometheus.Counter
 	aheadTaken  prometheus.Counter
 	memberID    atomic.Value
+	// ownWaiting is how many events wait in this instance's own partitions after its last poll:
+	// past aheadYieldBacklog it maps nothing ahead for others.
+	ownWaiting atomic.Int64
 	// fresh are partitions given to this instance whose state is not caught up yet.
 	fresh freshPartitions
 	// catchUpGate, in tests, runs before each catch-up of fresh partitions.

@@ -279,6 +279,7 @@ func (p *Processor) poll(ctx context.Context, sess *kgo.GroupTransactSession, ca
 			p.load.behind(fp.Partition, fp.HighWatermark-fp.Records[n-1].Offset-1)
 		}
 	})
+	p.ownWaiting.Store(p.load.waitingInOwned())
 	return inReceiveOrder(fetches, p.log)
 }
 
