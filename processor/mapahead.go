@@ -245,15 +245,8 @@ func (p *Processor) aheadRound(ctx context.Context, a *aheadReader) {
 	a.share, a.members = -1, 0
 	if groups, err := a.adm.DescribeGroups(ctx, p.cfg.Group); err == nil {
 		if g, ok := groups[p.cfg.Group]; ok && g.Err == nil {
-			ids := make([]string, 0, len(g.Members))
-			for _, m := range g.Members {
-				ids = append(ids, m.MemberID)
-			}
-			slices.Sort(ids)
-			if me, _ := p.memberID.Load().(string); me != "" {
-				a.share = slices.Index(ids, me)
-			}
-			a.members = len(ids)
+			me, _ := p.memberID.Load().(string)
+			a.share, a.members = aheadShare(g, p.cfg.Topics.Events, me)
 		}
 	}
 	committed := map[int32]int64{}
@@ -420,4 +413,27 @@ func (p *Processor) mapAheadOne(ctx context.Context, a *aheadReader, r *kgo.Reco
 				p.log.Debug("map ahead: extraction not written; the applying instance maps the event itself", "err", err)
 			}
 		})
+}
+
+// aheadShare gives this instance's place among the group's members that consume the events
+// topic, and how many there are. A member subscribed to other topics is another deployment
+// sharing the group's name on the same broker (another topic prefix): counting it would give
+// shares nobody maps. Kafka names a group's subscriptions only while it is stable, so during a
+// rebalance the answer is none (-1, 0): nothing is mapped ahead for that round.
+func aheadShare(g kadm.DescribedGroup, events, me string) (share, members int) {
+	if g.State != "Stable" {
+		return -1, 0
+	}
+	ids := make([]string, 0, len(g.Members))
+	for _, m := range g.Members {
+		if sub, ok := m.Join.AsConsumer(); ok && slices.Contains(sub.Topics, events) {
+			ids = append(ids, m.MemberID)
+		}
+	}
+	slices.Sort(ids)
+	share = -1
+	if me != "" {
+		share = slices.Index(ids, me)
+	}
+	return share, len(ids)
 }

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"hash/fnv"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/erpstream/erpstream/internal/envelope"
+	"github.com/erpstream/erpstream/internal/kafkax"
 	"github.com/erpstream/erpstream/internal/kafkax/kafkatest"
 	"github.com/erpstream/erpstream/internal/registry"
 	"github.com/erpstream/erpstream/internal/registry/registrytest"
@@ -98,5 +101,72 @@ func TestAnInstanceWithABacklogOfItsOwnMapsNothingAhead(t *testing.T) {
 	mapOne(1)
 	if got := testutil.ToFloat64(p.aheadMapped); got != 1 {
 		t.Fatalf("without a backlog: %v mapped ahead, want 1", got)
+	}
+}
+
+// Two deployments sharing a broker and the processors' group name (topic prefixes erp and
+// other) are one Kafka group: a map-ahead instance counts only the members consuming its own
+// events topic, so the shares of its deployment add up to all of its events.
+func TestMapAheadSharesCountOnlyTheMembersOfItsOwnDeployment(t *testing.T) {
+	c := kafkatest.New(t)
+	other := kafkax.NewTopics("other")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	if err := kafkax.EnsureTopics(ctx, adm, other.Specs(c.Config.Partitions), 1); err != nil {
+		t.Fatal(err)
+	}
+	join := func(events string) *kgo.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Config.Brokers...), kgo.ConsumerGroup("shared-name"),
+			kgo.ConsumeTopics(events), kgo.Balancers(kgo.CooperativeStickyBalancer()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		go func() {
+			for ctx.Err() == nil {
+				cl.PollFetches(ctx)
+			}
+		}()
+		return cl
+	}
+	ours := []*kgo.Client{join(c.Topics.Events), join(c.Topics.Events)}
+	join(other.Events)
+
+	var g kadm.DescribedGroup
+	for {
+		groups, err := adm.DescribeGroups(ctx, "shared-name")
+		if err == nil {
+			g = groups["shared-name"]
+		}
+		if g.State == "Stable" && len(g.Members) == 3 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the group never became stable with 3 members: %+v", g)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	seen := map[int]bool{}
+	for _, cl := range ours {
+		me, _ := cl.GroupMetadata()
+		share, members := aheadShare(g, c.Topics.Events, me)
+		if members != 2 {
+			t.Fatalf("members counted: %d, want the 2 of this deployment (the group has %d)", members, len(g.Members))
+		}
+		if share < 0 || share > 1 || seen[share] {
+			t.Fatalf("shares %v, then %d: each of the two must have its own", seen, share)
+		}
+		seen[share] = true
+	}
+	rebalancing := g
+	rebalancing.State = "PreparingRebalance"
+	if share, members := aheadShare(rebalancing, c.Topics.Events, "x"); share != -1 || members != 0 {
+		t.Fatalf("during a rebalance: share %d of %d, want none", share, members)
 	}
 }
